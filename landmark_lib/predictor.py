@@ -1,0 +1,38 @@
+"""LandmarkPredictor: preprocessing + network + softmax + class metadata in one module, the unit we export."""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import nn
+
+from .data.folder import ClassInfo
+from .preprocess import Preprocess, PreprocessConfig
+
+
+class LandmarkPredictor(nn.Module):
+    """uint8 RGB image [3, H, W] of any size -> class probabilities [num_classes].
+
+    The class names, display names and places are attributes, so a TorchScript file of this module
+    is all a server needs.
+    """
+
+    def __init__(self, model: nn.Module, preprocess: PreprocessConfig, classes: list[ClassInfo]):
+        super().__init__()
+        self.preprocess = Preprocess(preprocess)
+        self.model = model
+        self.class_names: List[str] = [c.name for c in classes]
+        self.display_names: List[str] = [c.display_name for c in classes]
+        self.cities: List[str] = [c.city for c in classes]
+        self.countries: List[str] = [c.country for c in classes]
+        self.latitudes: List[float] = [float("nan") if c.lat is None else float(c.lat) for c in classes]
+        self.longitudes: List[float] = [float("nan") if c.lon is None else float(c.lon) for c in classes]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(self.preprocess(image)).float(), dim=-1)[0]
+
+    @torch.jit.export
+    def forward_batch(self, images: List[torch.Tensor]) -> torch.Tensor:
+        """Several photos at once -> probabilities [N, num_classes] (one network call: faster per photo)."""
+        batch = torch.cat([self.preprocess(image) for image in images], dim=0)
+        return torch.softmax(self.model(batch).float(), dim=-1)

@@ -1,0 +1,86 @@
+"""The run folder: one checkpoint format (config.json + model.safetensors) shared by training, export and the app."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .data.folder import ClassInfo
+from .models import ModelSpec, create_model
+from .preprocess import PreprocessConfig
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used; the message names the problem and the fix."""
+
+
+@dataclass
+class RunConfig:
+    """What a trained model is: architecture, classes (with places), preprocessing, how it was trained."""
+
+    model: ModelSpec
+    classes: list[ClassInfo]
+    preprocess: PreprocessConfig
+    weights_source: str = "random"
+    args: dict = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def save(self, run_dir: str | Path) -> None:
+        data = {
+            "model": asdict(self.model),
+            "classes": [asdict(c) for c in self.classes],
+            "preprocess": self.preprocess.to_dict(),
+            "weights_source": self.weights_source,
+            "args": self.args,
+        }
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / CONFIG_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunConfig":
+        path = Path(run_dir) / CONFIG_FILE
+        if not path.is_file():
+            raise RunError(f"{run_dir} is not a training run folder (no {CONFIG_FILE}); pass the folder train_accelerate.py wrote.")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            model=ModelSpec(**data["model"]),
+            classes=[ClassInfo(**c) for c in data["classes"]],
+            preprocess=PreprocessConfig.from_dict(data["preprocess"]),
+            weights_source=data.get("weights_source", "random"),
+            args=data.get("args", {}),
+        )
+
+
+def build_model(config: RunConfig) -> nn.Module:
+    """The architecture of a run, with random weights (the trained ones are loaded by load_trained_model)."""
+    model, _, _ = create_model(config.model, len(config.classes), pretrained=False)
+    return model
+
+
+def save_weights(model: nn.Module, run_dir: str | Path) -> None:
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(Path(run_dir) / WEIGHTS_FILE))
+
+
+def load_trained_model(run_dir: str | Path) -> tuple[nn.Module, RunConfig]:
+    """The best weights of a run, in eval mode; fails with one sentence if the folder or weights do not fit."""
+    config = RunConfig.load(run_dir)
+    path = Path(run_dir) / WEIGHTS_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no {WEIGHTS_FILE} yet: the run has not finished an epoch; train or resume it first.")
+    model = build_model(config)
+    state = load_file(str(path))
+    expected = model.state_dict()
+    bad = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
+    if bad or set(state) - set(expected):
+        raise RunError(f"{path} does not match the {config.model.name} architecture in {CONFIG_FILE} (first mismatch: {(bad or sorted(set(state) - set(expected)))[0]}).")
+    model.load_state_dict(state)
+    return model.eval(), config
