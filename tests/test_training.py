@@ -1,0 +1,112 @@
+"""End-to-end training through train_accelerate.py on tiny generated datasets (CPU, a few seconds each)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from synthetic import make_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "ACCELERATE_DISABLE_RICH": "1"}
+TINY = ["--input-size", "48", "--width", "0.25", "--depth", "1", "--batch-size", "8", "--num-workers", "0", "--lr", "3e-3"]
+
+
+def run_train(args: list[str], cache: Path, launcher: list[str] | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+    command = (launcher or [sys.executable]) + [str(REPO / "train_accelerate.py"), "--cache-dir", str(cache)] + args
+    return subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    with (run_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data"), classes=3, train_per_class=14, test_per_class=4)
+
+
+def test_scratch_run_learns_and_writes_run_folder(dataset, tmp_path):
+    run = tmp_path / "run"
+    result = run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "6", *TINY], tmp_path / "cache")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = metrics(run)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
+    assert float(rows[-1]["valid_acc"]) >= 0.8  # colour blocks are easy: a working loop must learn them
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["name"] == "scratch"
+    assert [c["display_name"] for c in config["classes"]] == ["Landmark A", "Landmark B", "Landmark C"]
+    assert config["preprocess"]["input_size"] == 48
+    assert (run / "model.safetensors").is_file() and (run / "curves.png").is_file()
+
+
+def test_two_process_launch_gathers_each_valid_image_once(dataset, tmp_path):
+    run = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    # 42 train photos, valid fraction 0.15 -> 2 per class = 6 valid images; batch 4 on 2 processes pads the last batch.
+    result = run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "2", *TINY, "--batch-size", "4"], tmp_path / "cache", launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = metrics(run)
+    assert all(int(r["num_processes"]) == 2 for r in rows)
+    assert all(int(r["valid_count"]) == 6 for r in rows)
+    # both processes trained: together they saw the whole train split (36 photos, drop_last on 4-photo batches)
+    assert all(int(float(r["train_samples"])) == 32 for r in rows)
+
+
+def test_killed_run_resumes_without_redoing_finished_epochs(dataset, tmp_path):
+    run, cache = tmp_path / "killed", tmp_path / "cache"
+    run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY], cache)  # warm the image cache
+    run = tmp_path / "killed2"
+    command = [sys.executable, str(REPO / "train_accelerate.py"), "--cache-dir", str(cache), "--data", str(dataset), "--output-dir", str(run), "--epochs", "40", *TINY]
+    process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((run / "state").glob("epoch_0002/complete")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(metrics(run))
+    assert 2 <= done_before < 40
+    result = run_train(["--resume", str(run), "--epochs", str(done_before + 2)], cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{done_before} epochs done" in result.stdout
+    epochs = [int(r["epoch"]) for r in metrics(run)]
+    assert epochs == list(range(1, done_before + 3))  # no epoch trained twice, two new ones
+
+
+@pytest.mark.parametrize(
+    "make, args, message",
+    [
+        (lambda root: None, [], "does not exist"),
+        (lambda root: (root / "images").mkdir(parents=True), [], "no train/ folder"),
+        (lambda root: (root / "train" / "a").mkdir(parents=True), [], "has no images"),
+        (lambda root: make_dataset(root) and (root / "test" / "99.Unknown").mkdir(), [], "classes that train/ does not have"),
+        (lambda root: make_dataset(root), ["--model", "resnet"], "Unknown model 'resnet'"),
+    ],
+)
+def test_bad_input_stops_with_one_clear_sentence(tmp_path, make, args, message):
+    root = tmp_path / "data"
+    make(root)
+    result = run_train(["--data", str(root), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY, *args], tmp_path / "cache", timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "state").exists()
+
+
+def test_resume_refuses_a_run_of_another_model_or_class_list(dataset, tmp_path):
+    run = tmp_path / "run"
+    assert run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY], tmp_path / "cache").returncode == 0
+    other_model = run_train(["--resume", str(run), "--model", "timm:tf_efficientnet_lite0"], tmp_path / "cache", timeout=60)
+    assert other_model.returncode == 2 and "is a run of model 'scratch'" in other_model.stderr
+    config = json.loads((run / "config.json").read_text())
+    config["classes"] = config["classes"][:2]
+    (run / "config.json").write_text(json.dumps(config))
+    other_classes = run_train(["--resume", str(run)], tmp_path / "cache", timeout=60)
+    assert other_classes.returncode == 2 and "trained on other classes" in other_classes.stderr

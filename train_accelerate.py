@@ -1,0 +1,330 @@
+"""Train a landmark classifier (scratch CNN or timm backbone) with Hugging Face Accelerate.
+
+    python train_accelerate.py --data ../shared/data/world_landmarks --model scratch --epochs 30
+    accelerate launch --num_processes 2 train_accelerate.py --data DIR --model timm:tf_efficientnet_lite0
+    python train_accelerate.py --resume runs/NAME          # continue a killed run
+
+The run folder holds config.json (everything needed to rebuild and serve the model), model.safetensors (best
+weights on the validation split), metrics.csv, curves.png and state/ (Accelerate checkpoints, one per epoch).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from landmark_lib.data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, build_cache
+from landmark_lib.data.folder import DatasetError, load_class_info, open_split
+from landmark_lib.data.split import stratified_split
+from landmark_lib.data.transforms import AugmentConfig, EvalTransform, train_transform
+from landmark_lib.finetune import STRATEGIES, set_frozen_bn_eval, split_for_feature_cache, trainable_groups
+from landmark_lib.models import ModelNameError, ModelSpec, create_model
+from landmark_lib.optim import build_optimizer, cosine_with_warmup
+from landmark_lib.preprocess import PreprocessConfig
+from landmark_lib.run import RunConfig, RunError, save_weights
+from landmark_lib.tracking import CSVTracker, plot_curves
+
+RESUMABLE_KEYS = ("epochs", "patience", "num_workers")
+
+
+class Progress:
+    """Epoch counter, best validation score and early-stopping patience, saved with every Accelerate checkpoint."""
+
+    def __init__(self) -> None:
+        self.epoch, self.best, self.bad_epochs = 0, None, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.best, self.bad_epochs = state["epoch"], state["best"], state["bad_epochs"]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest fully written checkpoint (a kill during save leaves no 'complete' marker, so it is ignored)."""
+    done = sorted(p.parent for p in (run_dir / "state").glob("epoch_*/complete"))
+    return done[-1] if done else None
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, epoch: int, keep: int = 2) -> None:
+    folder = run_dir / "state" / f"epoch_{epoch:04d}"
+    accelerator.save_state(str(folder))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (folder / "complete").touch()
+        for old in sorted((run_dir / "state").glob("epoch_*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
+    """Reload a killed run's arguments; refuse a folder made for another model or dataset."""
+    run_dir = Path(args.resume)
+    saved = RunConfig.load(run_dir).args
+    if args.model and args.model != saved["model"]:
+        raise RunError(f"--resume {run_dir} is a run of model '{saved['model']}', not '{args.model}'; drop --model or start a new run.")
+    if args.data and Path(args.data).resolve() != Path(saved["data"]).resolve():
+        raise RunError(f"--resume {run_dir} was trained on {saved['data']}, not {args.data}; drop --data or start a new run.")
+    merged = dict(saved)
+    merged.update({k: getattr(args, k) for k in RESUMABLE_KEYS if getattr(args, k) is not None})
+    merged["resume"], merged["output_dir"] = str(run_dir), str(run_dir)
+    return argparse.Namespace(**merged)
+
+
+def evaluate(model, loader, accelerator: Accelerator) -> dict:
+    """Loss, top-1 and top-5 over the validation set; gather_for_metrics counts each image exactly once."""
+    model.eval()
+    losses, correct1, correct5, count = [], 0, 0, 0
+    with torch.no_grad():
+        for inputs, targets in loader:
+            logits = model(inputs).float()
+            logits, targets = accelerator.gather_for_metrics((logits, targets))
+            losses.append(F.cross_entropy(logits, targets, reduction="sum").item())
+            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            correct1 += (top5[:, 0] == targets).sum().item()
+            correct5 += (top5 == targets[:, None]).any(dim=1).sum().item()
+            count += targets.numel()
+    return {"valid_loss": sum(losses) / max(count, 1), "valid_acc": correct1 / max(count, 1), "valid_top5": correct5 / max(count, 1), "valid_count": count}
+
+
+@torch.no_grad()
+def cache_features(frozen, dataset, views: int, batch_size: int, workers: int, desc: str, dtype: torch.dtype) -> torch.Tensor:
+    """The frozen part's outputs for `views` passes over the dataset (each pass with fresh augmentation)."""
+    frozen.eval()
+    out = []
+    for view in range(views):
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+        chunks = [frozen(x).to(dtype) for x, _ in tqdm(loader, desc=f"{desc} view {view + 1}/{views}", unit="batch")]
+        out.append(torch.cat(chunks))
+    return torch.stack(out)
+
+
+def training_function(args: argparse.Namespace) -> Path:
+    run_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.grad_accum,
+        cpu=args.cpu,
+        log_with=[CSVTracker(run_dir)] + list(args.report_to or []),
+    )
+    set_seed(args.seed)
+
+    # Everything that can be wrong with the inputs is checked before any training starts.
+    train_split = open_split(args.data, "train")
+    if Path(args.data, "test").is_dir():
+        open_split(args.data, "test", class_names=train_split.class_names)
+    classes = load_class_info(args.data, train_split.class_names)
+    spec = ModelSpec(args.model, {"width": args.width, "depth": args.depth, "dropout": args.dropout, "input_size": args.input_size})
+    resuming = latest_checkpoint(run_dir) if args.resume else None
+    if args.resume:
+        saved = RunConfig.load(run_dir)
+        if saved.class_names != train_split.class_names:
+            raise RunError(f"--resume {run_dir} was trained on other classes ({len(saved.class_names)} vs {len(train_split.class_names)} now in {args.data}); start a new run.")
+    model, pre, source = create_model(spec, len(classes), pretrained=not args.no_pretrained and not resuming, pretrained_file=args.pretrained_file)
+
+    cache_size = int(round(args.input_size / 0.875)) if args.model == "scratch" else None
+    with accelerator.main_process_first():
+        cached = build_cache(train_split, cache_size if pre is None else pre.resize_size, args.cache_dir)
+    if cached.skipped:
+        accelerator.print(f"Skipped {len(cached.skipped)} unreadable images, e.g.: {cached.skipped[0]}")
+    valid_rows = cached.valid
+    train_idx, valid_idx = stratified_split(cached.targets[valid_rows].tolist(), args.valid_fraction, args.seed)
+    train_rows, valid_rows = valid_rows[train_idx], valid_rows[valid_idx]
+
+    if pre is None:  # scratch: normalise with the mean/std of the training photos only (never test)
+        sample = cached.images[np.sort(train_rows[:: max(1, len(train_rows) // 2000)])].astype(np.float32) / 255.0
+        pre = PreprocessConfig(input_size=args.input_size, mean=tuple(sample.mean((0, 1, 2)).round(4).tolist()), std=tuple(sample.std((0, 1, 2)).round(4).tolist()))
+    aug = AugmentConfig(args.scale_min, args.hflip, args.color_jitter, args.auto_augment, args.random_erasing, args.degrade)
+    config = RunConfig(model=spec, classes=classes, preprocess=pre, weights_source=source if not resuming else RunConfig.load(run_dir).weights_source, args=vars(args))
+    if accelerator.is_main_process:
+        config.save(run_dir)
+    accelerator.print(f"{len(classes)} classes, {len(train_rows)} train / {len(valid_rows)} valid photos; model {args.model} ({source}); run folder {run_dir}")
+
+    train_set = CachedImageDataset(cached, train_rows, train_transform(pre, aug))
+    valid_set = CachedImageDataset(cached, valid_rows, EvalTransform(pre))
+
+    net = model
+    if args.model != "scratch":
+        first_group = trainable_groups(model, args.strategy, args.train_stages)
+    use_feature_cache = args.model != "scratch" and args.strategy != "full" and (
+        args.feature_cache == "on" or (args.feature_cache == "auto" and accelerator.device.type == "cpu" and accelerator.num_processes == 1)
+    )
+    if use_feature_cache:
+        # CPU fast path: run the frozen layers once per augmented view, then train only the rest on their outputs.
+        frozen, net = split_for_feature_cache(model, args.strategy, first_group)
+        dtype = torch.float16 if args.feature_dtype == "float16" else torch.float32
+        train_features = cache_features(frozen, train_set, args.feature_views, args.batch_size, args.num_workers, "caching train features", dtype)
+        valid_features = cache_features(frozen, valid_set, 1, args.batch_size, args.num_workers, "caching valid features", dtype)[0]
+        train_targets = torch.as_tensor(cached.targets[train_rows])
+        train_set = _ViewDataset(train_features, train_targets)
+        valid_set = TensorDataset(valid_features.float(), torch.as_tensor(cached.targets[valid_rows]))
+
+    generator = torch.Generator().manual_seed(args.seed)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size, num_workers=0 if use_feature_cache else args.num_workers, generator=generator, persistent_workers=False)
+    valid_loader = DataLoader(valid_set, batch_size=args.batch_size, num_workers=0 if use_feature_cache else args.num_workers)
+
+    optimizer = build_optimizer(net, args.optimizer, args.lr, args.weight_decay, args.layer_decay if args.model != "scratch" else None)
+    net, optimizer, train_loader, valid_loader = accelerator.prepare(net, optimizer, train_loader, valid_loader)
+    steps_per_epoch = -(-len(train_loader) // args.grad_accum) * accelerator.num_processes
+    scheduler = accelerator.prepare(cosine_with_warmup(optimizer, int(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch))
+    progress = Progress()
+    accelerator.register_for_checkpointing(progress)
+    accelerator.init_trackers("landmark")
+
+    if resuming:
+        accelerator.load_state(str(resuming))
+        accelerator.print(f"Resumed from {resuming}: {progress.epoch} epochs done, best {args.monitor} {progress.best}")
+
+    for epoch in range(progress.epoch, args.epochs):
+        if progress.bad_epochs >= args.patience:
+            accelerator.print(f"Early stopping: {args.monitor} did not improve for {args.patience} epochs.")
+            break
+        if use_feature_cache:
+            train_set.view = epoch % args.feature_views
+        net.train()
+        set_frozen_bn_eval(model, args.freeze_bn)
+        start, total_loss, seen = time.time(), 0.0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not accelerator.is_local_main_process, unit="batch")
+        for inputs, targets in bar:
+            with accelerator.accumulate(net):
+                logits = net(inputs)
+                loss = F.cross_entropy(logits.float(), targets, label_smoothing=args.label_smoothing)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.clip_grad:
+                    accelerator.clip_grad_norm_(net.parameters(), args.clip_grad)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            total_loss += loss.item() * targets.numel()
+            seen += targets.numel()
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+        train_seconds = time.time() - start
+        train_loss = accelerator.reduce(torch.tensor(total_loss / max(seen, 1), device=accelerator.device), "mean").item()
+        train_samples = accelerator.reduce(torch.tensor(seen, device=accelerator.device), "sum").item()
+        metrics = evaluate(net, valid_loader, accelerator)
+        metrics.update(
+            train_loss=train_loss, train_samples=train_samples, num_processes=accelerator.num_processes,
+            epoch_seconds=round(train_seconds, 1), lr=scheduler.get_last_lr()[0],
+        )
+        score = metrics[args.monitor]
+        better = progress.best is None or (score < progress.best if args.monitor == "valid_loss" else score > progress.best)
+        if better:
+            progress.best, progress.bad_epochs = score, 0
+            if accelerator.is_main_process:
+                save_weights(model, run_dir)  # the full model: shares its parameters with the prepared `net`
+        else:
+            progress.bad_epochs += 1
+        progress.epoch = epoch + 1
+        accelerator.log(metrics, step=epoch + 1)
+        accelerator.print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()) + (" (best)" if better else ""))
+        save_checkpoint(accelerator, run_dir, epoch + 1)
+
+    accelerator.end_training()
+    if accelerator.is_main_process:
+        plot_curves(run_dir)
+        accelerator.print(f"Done. Best {args.monitor} {progress.best:.4f}; weights in {run_dir / 'model.safetensors'}")
+    return run_dir
+
+
+class _ViewDataset(torch.utils.data.Dataset):
+    """Cached features of one augmented view per epoch (the view changes between epochs)."""
+
+    def __init__(self, features: torch.Tensor, targets: torch.Tensor):
+        self.features, self.targets, self.view = features, targets, 0
+
+    def __len__(self) -> int:
+        return self.features.shape[1]
+
+    def __getitem__(self, index: int):
+        return self.features[self.view, index].float(), self.targets[index]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="dataset root with train/<class>/ (and test/<class>/)")
+    p.add_argument("--output-dir", help="run folder (default runs/<model>-<time>)")
+    p.add_argument("--resume", help="continue the run in this folder from its last checkpoint")
+    p.add_argument("--model", help="'scratch' or 'timm:<name>' (default scratch)")
+    g = p.add_argument_group("model")
+    g.add_argument("--width", type=float, default=0.5, help="scratch CNN channel multiplier")
+    g.add_argument("--depth", type=int, default=2, help="scratch CNN residual blocks per stage")
+    g.add_argument("--dropout", type=float, default=0.2)
+    g.add_argument("--input-size", type=int, help="crop size (default 128 for scratch, the backbone's own for timm)")
+    g.add_argument("--pretrained-file", help="pretrained weights for a timm backbone (safetensors or .pth state dict)")
+    g.add_argument("--no-pretrained", action="store_true", help="timm backbone from random weights")
+    g.add_argument("--strategy", choices=STRATEGIES, default="full", help="timm: which layers train (full: all, with --layer-decay)")
+    g.add_argument("--train-stages", type=int, default=2, help="partial: trailing backbone stages that train")
+    g.add_argument("--layer-decay", type=float, help="layer-wise LR decay for timm backbones, e.g. 0.75")
+    g.add_argument("--freeze-bn", action="store_true", help="keep every BatchNorm in eval mode (frozen layers' BN always is)")
+    g.add_argument("--feature-cache", choices=("auto", "on", "off"), default="auto", help="cache the frozen part's outputs (auto: on for CPU linear/partial)")
+    g.add_argument("--feature-views", type=int, default=4, help="augmented views cached per training photo")
+    g.add_argument("--feature-dtype", choices=("float16", "float32"), default="float16")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    g.add_argument("--lr", type=float, default=2e-3)
+    g.add_argument("--weight-decay", type=float, default=0.05)
+    g.add_argument("--warmup-epochs", type=float, default=1.0)
+    g.add_argument("--label-smoothing", type=float, default=0.1)
+    g.add_argument("--clip-grad", type=float, default=5.0)
+    g.add_argument("--grad-accum", type=int, default=1)
+    g.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no")
+    g.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    g.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default 10)")
+    g.add_argument("--monitor", choices=("valid_loss", "valid_acc"), default="valid_acc")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("data")
+    g.add_argument("--valid-fraction", type=float, default=0.15)
+    g.add_argument("--num-workers", type=int, help="DataLoader workers (default 2)")
+    g.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="where the resized copy of the dataset lives")
+    g.add_argument("--scale-min", type=float, default=0.35, help="RandomResizedCrop minimum area")
+    g.add_argument("--hflip", type=float, default=0.5)
+    g.add_argument("--color-jitter", type=float, default=0.3)
+    g.add_argument("--auto-augment", default="rand-m7-mstd0.5", help="timm auto-augment policy ('' for none)")
+    g.add_argument("--random-erasing", type=float, default=0.1)
+    g.add_argument("--degrade", type=float, default=0.3, help="probability of each camera degradation (low-res, blur, JPEG)")
+    g.add_argument("--report-to", nargs="*", help="extra Accelerate trackers (tensorboard, wandb, ...)")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.resume:
+        return resolve_resume(args)
+    if not args.data:
+        raise DatasetError("--data is required: the dataset folder with train/<class>/*.jpg (e.g. ../shared/data/world_landmarks).")
+    args.model = args.model or "scratch"
+    args.epochs = args.epochs or 30
+    args.patience = args.patience or 10
+    args.num_workers = 2 if args.num_workers is None else args.num_workers
+    args.auto_augment = args.auto_augment or None
+    if args.model == "scratch":
+        args.input_size = args.input_size or 128
+    args.output_dir = args.output_dir or f"runs/{args.model.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if Path(args.output_dir, "state").exists():
+        raise RunError(f"{args.output_dir} already holds a run; use --resume {args.output_dir} to continue it or pick another --output-dir.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        args = parse_args(argv)
+        training_function(args)
+    except (DatasetError, RunError, ModelNameError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
