@@ -1,0 +1,50 @@
+"""Export a training run as a torch-only TorchScript model (+ labels, metrics, model card), optionally to the Hub.
+
+    python export.py runs/effnet --out exports/effnet --check-data ../shared/data/world_landmarks --check-split test
+    python export.py runs/effnet --out exports/effnet --push-to-hub me/landmark-tagger --revision v1 --private
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from landmark_lib.data.folder import DatasetError
+from landmark_lib.export import TOLERANCE, ExportError, export_run
+from landmark_lib.run import RunError
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Export a run folder to TorchScript (model.pt + labels.json).")
+    parser.add_argument("run_dir", help="run folder (config.json + model.safetensors)")
+    parser.add_argument("--out", required=True, help="folder for model.pt, labels.json, export.json, metrics.json")
+    parser.add_argument("--check-data", help="dataset root for the self-check photos and the evaluation (default: the run's data)")
+    parser.add_argument("--check-split", default="test")
+    parser.add_argument("--no-eval", action="store_true", help="skip evaluating the exported file on the check split")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the export (with a model card) to this Hub repo")
+    parser.add_argument("--revision", help="Hub branch to push to (created if missing)")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    args = parser.parse_args(argv)
+    try:
+        info = export_run(args.run_dir, args.out, args.check_data, args.check_split, not args.no_eval, args.batch_size)
+    except (RunError, DatasetError, ExportError) as error:
+        sys.exit(f"error: {error}")
+    print(f"wrote {args.out}/model.pt; torch-only reload matches eager: max |diff| {info['max_abs_diff']:.2e} <= {TOLERANCE:g}")
+    metrics = info["metrics"]
+    if metrics:
+        print(f"exported model on {metrics['split']}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  "
+              f"macro-F1 {metrics['macro_f1']:.4f} ({metrics['n_images']} images, {metrics['n_skipped']} skipped)")
+    elif not args.no_eval:
+        print("not evaluated: no dataset found (pass --check-data ROOT)")
+    if args.push_to_hub:
+        from landmark_lib.hub import HubError, push_to_hub
+
+        try:
+            url = push_to_hub(args.out, args.push_to_hub, revision=args.revision, private=args.private)
+        except HubError as error:
+            sys.exit(f"error: {error}")
+        print(f"pushed to {url}")
+
+
+if __name__ == "__main__":
+    main()

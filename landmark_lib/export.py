@@ -1,0 +1,181 @@
+"""Export a run as one TorchScript file (preprocessing + network + softmax + class metadata) that needs only torch.
+
+The inner network is traced (many timm models do not script); the LandmarkPredictor wrapper is scripted so its
+preprocessing keeps handling photos of any size. The file is checked in a fresh torch-only process.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .data.folder import open_split
+from .data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
+from .predictor import LandmarkPredictor
+from .run import RunConfig, load_trained_model
+
+MODEL_FILE = "model.pt"
+LABELS_FILE = "labels.json"
+EXPORT_FILE = "export.json"
+METRICS_FILE = "metrics.json"
+TOLERANCE = 1e-4
+
+# Runs in a fresh interpreter without the project on the path: proves a server needs nothing but torch.
+_TORCH_ONLY_CHECK = """
+import sys, torch
+torch.set_num_threads(1)  # a handful of photos; one thread avoids fighting the exporting process for cores
+model = torch.jit.load(sys.argv[1], map_location="cpu").eval()
+images = torch.load(sys.argv[2])
+with torch.no_grad():
+    single = torch.stack([model(image) for image in images])
+    batch = model.forward_batch(images)
+extra = sorted(m for m in ("landmark_lib", "timm") if m in sys.modules)
+assert not extra, f"the exported model imported {extra}"
+torch.save({"single": single, "batch": batch, "class_names": list(model.class_names)}, sys.argv[3])
+"""
+
+
+class ExportError(RuntimeError):
+    """The exported file does not reproduce the eager model; the message says by how much."""
+
+
+def to_torchscript(predictor: LandmarkPredictor) -> torch.jit.ScriptModule:
+    """Trace the network on one [1, 3, S, S] crop, then script the wrapper around it."""
+    size = predictor.preprocess.input_size
+    scripted_copy = copy.deepcopy(predictor).eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated; it is still the format servers load
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # verified below on other batch sizes
+        scripted_copy.model = torch.jit.trace(scripted_copy.model, torch.rand(1, 3, size, size), check_trace=False)
+        return torch.jit.script(scripted_copy)
+
+
+def check_images(check_data: str | Path | None, split: str, class_names: list[str], count: int = 8) -> list[torch.Tensor]:
+    """Up to COUNT real photos (the first of classes spread over the list) plus generated ones of awkward sizes."""
+    images = []
+    if check_data:
+        first: dict[int, Path] = {}
+        for path, target in open_split(check_data, split, class_names=class_names).samples:
+            first.setdefault(target, path)
+        for path in list(first.values())[:: max(1, len(first) // count)]:
+            try:
+                images.append(pil_to_uint8_chw(load_rgb(path)))
+            except ImageLoadError:
+                continue
+            if len(images) == count:
+                break
+    generator = torch.Generator().manual_seed(0)
+    for height, width in [(37, 500), (1, 1), (480, 640), (333, 257)]:
+        images.append(torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator))
+    return images
+
+
+def compare_in_fresh_process(model_file: str | Path, eager: LandmarkPredictor, images: list[torch.Tensor]) -> float:
+    """Max |probability difference| between the file (run by a torch-only interpreter) and the eager predictor."""
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        torch.save(images, Path(tmp) / "images.pt")
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        result = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", _TORCH_ONLY_CHECK, str(Path(model_file).resolve()), "images.pt", "out.pt"],
+            cwd=tmp, env=env, capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            last_line = (result.stderr.strip().splitlines() or ["no error output"])[-1]
+            raise ExportError(f"{model_file} does not load and run with torch alone ({last_line}).")
+        outputs = torch.load(Path(tmp) / "out.pt")
+        if outputs["class_names"] != eager.class_names:
+            raise ExportError(f"{model_file} carries different class names than the run.")
+        expected = torch.stack([eager(image) for image in images])
+        return max(float((outputs["single"] - expected).abs().max()), float((outputs["batch"] - expected).abs().max()))
+
+
+def verify(scripted: torch.jit.ScriptModule, model_file: Path, eager: LandmarkPredictor, images: list[torch.Tensor]) -> float:
+    """Batch of 8 works, and the saved file reproduces the eager probabilities within TOLERANCE; returns the max diff."""
+    with torch.no_grad():
+        if scripted.forward_batch(images[:1] * 8).shape != (8, len(eager.class_names)):
+            raise ExportError("The exported forward_batch does not return [8, num_classes] for a batch of 8.")
+    max_abs_diff = compare_in_fresh_process(model_file, eager, images)
+    if max_abs_diff > TOLERANCE:
+        raise ExportError(
+            f"The exported model differs from the eager one by {max_abs_diff:.2e} in probability (tolerance {TOLERANCE:g}), "
+            "so model.pt was removed: do not ship it (the network does not trace faithfully)."
+        )
+    return max_abs_diff
+
+
+def labels(config: RunConfig) -> list[dict]:
+    """labels.json: index -> class name, display name and place, for servers that do not read module attributes."""
+    keys = ("name", "display_name", "city", "country", "lat", "lon")
+    return [{key: asdict(info)[key] for key in keys} for info in config.classes]
+
+
+def export_run(
+    run_dir: str | Path,
+    out: str | Path,
+    check_data: str | Path | None = None,
+    check_split: str = "test",
+    evaluate: bool = True,
+    batch_size: int = 32,
+) -> dict:
+    """Write OUT/model.pt, labels.json and export.json (+ metrics.json); raise ExportError if the file drifts.
+
+    CHECK_DATA defaults to the run's dataset when it is on disk; without one the check uses generated images only
+    and nothing is evaluated.
+    """
+    model, config = load_trained_model(run_dir)
+    run_data = config.args.get("data")
+    if check_data is None and run_data and (Path(run_data) / check_split).is_dir():
+        check_data = run_data
+    eager = LandmarkPredictor(model, config.preprocess, config.classes).eval()
+    scripted = to_torchscript(eager)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_file = out / MODEL_FILE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(scripted, str(model_file))
+    (out / LABELS_FILE).write_text(json.dumps(labels(config), indent=2, ensure_ascii=False), encoding="utf-8")
+
+    images = check_images(check_data, check_split, config.class_names)
+    try:
+        max_abs_diff = verify(scripted, model_file, eager, images)
+    except ExportError:
+        model_file.unlink()  # a file that does not reproduce the model must not be shipped by mistake
+        raise
+
+    metrics = None
+    (out / METRICS_FILE).unlink(missing_ok=True)  # a previous export's numbers must not describe this file
+    if evaluate and check_data:
+        from .evaluate import evaluate_run  # evaluation pulls in matplotlib; only needed here
+
+        metrics = evaluate_run(run_dir, check_split, check_data, out / f"eval-{check_split}", batch_size=batch_size, exported=model_file)
+        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    info = {
+        "source_run": str(run_dir),
+        "model": config.model.name,
+        "model_options": config.model.options,
+        "weights_source": config.weights_source,
+        "num_classes": len(config.classes),
+        "preprocess": config.preprocess.to_dict(),
+        "input": "uint8 RGB tensor [3, H, W] of any size (forward) or a list of them (forward_batch)",
+        "max_abs_diff": max_abs_diff,
+        "check_images": len(images),
+        "check_data": str(check_data) if check_data else None,
+        "train_args": config.args,
+        "metrics": None if metrics is None else {
+            "split": check_split, **{k: metrics[k] for k in ("top1", "top5", "macro_f1", "n_images", "n_skipped")}
+        },
+        "torch": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (out / EXPORT_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    return info

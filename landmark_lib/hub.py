@@ -1,0 +1,229 @@
+"""Publish an export folder to the Hugging Face Hub with a model card that says what the model can and cannot do."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError, HTTPError
+
+UPLOADED = ["model.pt", "labels.json", "export.json", "metrics.json", "README.md"]
+QUTB_COMPLEX = ("qutub_minar", "alai_darwaza", "alai_minar", "iron_pillar_of_delhi", "jamali_kamali_tomb")
+LICENSE_NOTE = (
+    "The training photos come from public repositories that state no license for the images, so these weights are "
+    "shared for research and evaluation only (`license: other`)."
+)
+
+
+class HubError(RuntimeError):
+    """A push that failed (offline, no token, no permission); the export files stay on disk."""
+
+
+def _read_json(path: Path) -> dict | list | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _dataset_name(info: dict) -> str:
+    data = info.get("check_data") or info.get("train_args", {}).get("data") or "landmark photos"
+    return Path(data).name
+
+
+def _card_data(info: dict, metrics: dict | None, repo_id: str) -> ModelCardData:
+    dataset = _dataset_name(info)
+    eval_results = None
+    if metrics:
+        common = dict(task_type="image-classification", dataset_type=dataset, dataset_name=dataset, dataset_split=metrics["split"])
+        eval_results = [
+            EvalResult(metric_type="accuracy", metric_name="Top-1 accuracy", metric_value=round(metrics["top1"], 4), **common),
+            EvalResult(metric_type="top_5_accuracy", metric_name="Top-5 accuracy", metric_value=round(metrics["top5"], 4), **common),
+            EvalResult(
+                metric_type="f1", metric_name="Macro F1", metric_config="macro", metric_value=round(metrics["macro_f1"], 4), **common
+            ),
+        ]
+    tags = ["landmark-recognition", "image-classification", "torchscript"]
+    if info["model"].startswith("timm:"):
+        tags.append("timm")
+    # library_name stays 'pytorch' even for timm backbones: the file is TorchScript, which timm.create_model cannot load.
+    return ModelCardData(
+        library_name="pytorch",
+        pipeline_tag="image-classification",
+        tags=tags,
+        datasets=[dataset],
+        metrics=["accuracy", "f1"],
+        license="other",
+        license_name="research-only",
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results,
+    )
+
+
+def _classes_section(labels: list[dict]) -> str:
+    rows = ["| # | landmark | place | lat, lon |", "| ---: | --- | --- | --- |"]
+    for i, label in enumerate(labels):
+        place = ", ".join(p for p in (label.get("city"), label.get("country")) if p)
+        coords = f"{label['lat']:.3f}, {label['lon']:.3f}" if label.get("lat") is not None else ""
+        rows.append(f"| {i} | {label['display_name']} (`{label['name']}`) | {place} | {coords} |")
+    return "\n".join(rows)
+
+
+def _without_local_path(value: object) -> object:
+    """A public card shows folder names, not the trainer's directory layout."""
+    return Path(value).name if isinstance(value, str) and "/" in value else value
+
+
+def _training_section(info: dict) -> str:
+    pre = info["preprocess"]
+    options = ", ".join(f"{key}={value}" for key, value in (info.get("model_options") or {}).items())
+    lines = [
+        f"- Architecture: `{info['model']}` ({options or 'default options'}); initial weights: {info.get('weights_source', 'unknown')}.",
+        f"- Input: {info['input']}. Preprocessing (inside the file): resize the shorter side to "
+        f"{round(pre['input_size'] / pre['crop_pct'])} px ({pre['interpolation']}, antialiased), centre crop "
+        f"{pre['input_size']} px, normalise with mean {list(pre['mean'])} and std {list(pre['std'])}.",
+    ]
+    args = info.get("train_args") or {}
+    if args:
+        lines.append("- Training settings (`train_accelerate.py` arguments):")
+        lines += [f"  - `{key}`: `{_without_local_path(value)}`" for key, value in sorted(args.items())]
+    return "\n".join(lines)
+
+
+def _metrics_section(metrics: dict | None) -> str:
+    if not metrics:
+        return "Not evaluated at export time."
+    lines = [
+        f"On the `{metrics['split']}` split ({metrics['n_images']} photos, originals decoded exactly as a server would, "
+        "evaluated with the exported file):",
+        "",
+        "| metric | value |",
+        "| --- | ---: |",
+        f"| top-1 accuracy | {metrics['top1']:.2%} |",
+        f"| top-5 accuracy | {metrics['top5']:.2%} |",
+        f"| macro F1 | {metrics['macro_f1']:.4f} |",
+    ]
+    weakest = sorted((c for c in metrics.get("per_class", []) if c["support"]), key=lambda c: c["f1"])[:5]
+    if weakest:
+        lines += ["", "Weakest classes (F1): " + ", ".join(f"{c['display_name']} {c['f1']:.2f}" for c in weakest) + "."]
+    confused = metrics.get("most_confused", [])[:5]
+    if confused:
+        lines += ["", "Most confused (true -> predicted, photos): " + "; ".join(
+            f"{p['true_display_name']} -> {p['predicted_display_name']} ({p['count']})" for p in confused
+        ) + "."]
+    return "\n".join(lines)
+
+
+def _limitations_section(labels: list[dict], dataset: str) -> str:
+    names = {label["name"] for label in labels}
+    bullets = [
+        f"Closed set: every photo is assigned to one of these {len(labels)} landmarks, including photos of none of them; "
+        "use the top probability as a confidence threshold before showing a tag.",
+        "Coordinates are approximate (about 3 decimals) and mark one point of sites that are areas or long structures.",
+        "Intended use: suggesting landmark tags and places for travel photos, with a human able to correct them. "
+        "Not for surveillance, locating people, or any decision that matters without review.",
+    ]
+    if dataset == "world_landmarks":
+        bullets.insert(1, "The classes come from five photo collections with different styles (small Google-Landmarks-like "
+                       "tourist photos vs. web and stock photos with watermarks) and very unequal sizes (32 to 796 training "
+                       "photos); the model can partly learn the collection rather than the landmark, so accuracy on your "
+                       "photos may be lower than the numbers above.")
+    qutb = sorted(names & set(QUTB_COMPLEX))
+    if len(qutb) > 1:
+        pillar = ""
+        if "iron_pillar_of_delhi" in qutb:
+            pillar = " `iron_pillar_of_delhi` photos often show the surrounding mosque ruins without the pillar."
+        bullets.insert(1, f"{', '.join(f'`{n}`' for n in qutb)} are in (or next to) the Qutb complex in Delhi and look "
+                       f"alike; expect confusions among them.{pillar}")
+    if names & {"sapa_rice_terraces", "ha_long_bay", "haleakala_national_park"}:
+        bullets.insert(1, "Landscape classes (rice terraces, bays, national parks) include close-ups, people and trail "
+                       "shots; expect lower confidence on them.")
+    return "\n".join(f"- {b}" for b in bullets)
+
+
+def _usage_section(repo_id: str) -> str:
+    return f"""```python
+import json
+
+import numpy as np
+import torch
+from huggingface_hub import hf_hub_download
+from PIL import Image, ImageOps
+
+model = torch.jit.load(hf_hub_download("{repo_id}", "model.pt")).eval()
+labels = json.load(open(hf_hub_download("{repo_id}", "labels.json"), encoding="utf-8"))
+
+photo = ImageOps.exif_transpose(Image.open("photo.jpg")).convert("RGB")
+image = torch.from_numpy(np.array(photo)).permute(2, 0, 1)  # uint8 [3, H, W], any size
+with torch.no_grad():
+    probs = model(image)  # or model.forward_batch([image1, image2, ...]) -> [N, classes]
+for p, i in zip(*probs.topk(3)):
+    print(f"{{labels[i]['display_name']}} ({{labels[i]['city']}}, {{labels[i]['country']}}): {{p:.1%}}")
+```
+
+The file needs only `torch` (no project code, no timm); the class names and places are also attributes of the
+module (`model.class_names`, `model.display_names`, `model.cities`, `model.countries`, `model.latitudes`, `model.longitudes`)."""
+
+
+def build_model_card(export_dir: str | Path, repo_id: str) -> ModelCard:
+    """The card for an export folder written by landmark_lib.export (labels.json, export.json, metrics.json)."""
+    export_dir = Path(export_dir)
+    labels = _read_json(export_dir / "labels.json")
+    info = _read_json(export_dir / "export.json")
+    if labels is None or info is None:
+        raise HubError(f"{export_dir} is not an export folder (no labels.json/export.json); run export.py first.")
+    metrics = _read_json(export_dir / "metrics.json")
+    title = repo_id.split("/")[-1]
+    body = f"""
+# {title}: landmark recognition ({len(labels)} landmarks)
+
+A TorchScript image classifier: give it a photo (uint8 RGB tensor of any size) and it returns probabilities over
+{len(labels)} famous landmarks, each with its place and coordinates. Preprocessing and softmax are part of the file.
+
+## Classes
+
+{_classes_section(labels)}
+
+## Training
+
+{_training_section(info)}
+
+## Evaluation
+
+{_metrics_section(metrics)}
+
+## Intended use and limitations
+
+{_limitations_section(labels, _dataset_name(info))}
+
+## How to use
+
+{_usage_section(repo_id)}
+
+## License
+
+{LICENSE_NOTE}
+"""
+    return ModelCard(f"---\n{_card_data(info, metrics, repo_id).to_yaml()}\n---\n{body}")
+
+
+def push_to_hub(
+    export_dir: str | Path, repo_id: str, revision: str | None = None, private: bool = False, token: str | None = None,
+    api: HfApi | None = None,
+) -> str:
+    """Write README.md (the card) into EXPORT_DIR and upload the export; returns the repo URL. Raises HubError."""
+    export_dir = Path(export_dir)
+    build_model_card(export_dir, repo_id).save(export_dir / "README.md")
+    api = api or HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private, token=token)
+        if revision:
+            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True, token=token)
+        api.upload_folder(
+            repo_id=repo_id, folder_path=str(export_dir), repo_type="model", revision=revision, allow_patterns=UPLOADED,
+            commit_message=f"Upload landmark model ({export_dir.name})", token=token,
+        )
+    except (OSError, HTTPError, HFValidationError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise HubError(
+            f"Could not push to the Hugging Face Hub repo {repo_id} ({reason}); check the network and your token "
+            f"(`hf auth login`); the export files are still in {export_dir}."
+        ) from error
+    return str(url)

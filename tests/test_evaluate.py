@@ -1,0 +1,118 @@
+"""compute_metrics on hand-made numbers; evaluate_run end to end on a tiny dataset and run folder."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from landmark_lib.data.folder import ClassInfo, DatasetError
+from landmark_lib.data.images import load_rgb, pil_to_uint8_chw
+from landmark_lib.evaluate import compute_metrics, evaluate_run, main
+from landmark_lib.models import ModelSpec
+from landmark_lib.predictor import LandmarkPredictor
+from landmark_lib.preprocess import PreprocessConfig
+from landmark_lib.run import RunConfig, build_model, load_trained_model, save_weights
+
+CLASSES = ["alai_minar", "qutub_minar", "taj_mahal"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: extra intra-op threads only add synchronisation overhead."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_dataset(root: Path) -> Path:
+    """test/<class>/ with three small photos of different sizes each, plus a corrupt and an empty file."""
+    colors = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
+    for c, (name, color) in enumerate(zip(CLASSES, colors)):
+        folder = root / "test" / name
+        folder.mkdir(parents=True)
+        for i, size in enumerate([(40, 60), (70, 50), (33, 33)]):
+            Image.new("RGB", size, tuple(v + 10 * i for v in color)).save(folder / f"{i}.jpg")
+    (root / "test" / CLASSES[0] / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "test" / CLASSES[1] / "empty.png").write_bytes(b"")
+    return root
+
+
+def make_run(run_dir: Path, data: Path) -> Path:
+    config = RunConfig(
+        model=ModelSpec("scratch", {"width": 0.25, "depth": 1}),
+        classes=[ClassInfo(n, n.replace("_", " ").title(), "Delhi", "India", 28.5, 77.2) for n in CLASSES],
+        preprocess=PreprocessConfig(input_size=64),
+        args={"data": str(data)},
+    )
+    config.save(run_dir)
+    torch.manual_seed(0)
+    save_weights(build_model(config), run_dir)
+    return run_dir
+
+
+def test_compute_metrics_known_values():
+    names = list("abcdef")
+    probs = torch.tensor(
+        [
+            [0.50, 0.10, 0.10, 0.10, 0.10, 0.10],  # true a, predicted a
+            [0.40, 0.30, 0.10, 0.10, 0.05, 0.05],  # true b, predicted a, b second: top-5 hit
+            [0.10, 0.10, 0.50, 0.10, 0.10, 0.10],  # true c, predicted c
+            [0.40, 0.20, 0.15, 0.00, 0.15, 0.10],  # true d, predicted a, d last: top-5 miss
+        ]
+    )
+    metrics = compute_metrics(probs, torch.tensor([0, 1, 2, 3]), names, [n.upper() for n in names])
+    assert metrics["top1"] == pytest.approx(0.5)
+    assert metrics["top5"] == pytest.approx(0.75)
+    # F1: a = 2 * (1/3 * 1) / (1/3 + 1) = 0.5, b = 0, c = 1, d = 0; e and f never occur and are left out.
+    assert metrics["macro_f1"] == pytest.approx(0.375)
+    a, b = metrics["per_class"][0], metrics["per_class"][1]
+    assert (a["precision"], a["recall"], a["f1"], a["accuracy"], a["display_name"]) == pytest.approx((1 / 3, 1.0, 0.5, 1.0, "A"))
+    assert b["accuracy"] == 0.0 and metrics["per_class"][4]["accuracy"] is None
+    assert [(p["true"], p["predicted"], p["count"]) for p in metrics["most_confused"]] == [("b", "a", 1), ("d", "a", 1)]
+    assert metrics["confusion_matrix"][3][0] == 1 and metrics["n_images"] == 4
+
+
+def test_evaluate_run_writes_report_and_skips_unreadable_files(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    run = make_run(tmp_path / "run", data)
+
+    metrics = evaluate_run(run, "test", batch_size=4)
+
+    out = run / "eval-test"
+    for name in ("metrics.json", "confusion_matrix.png", "per_class_accuracy.png", "misclassified.png", "predictions.csv"):
+        assert (out / name).stat().st_size > 0, name
+    assert metrics["n_images"] == 9 and metrics["n_skipped"] == 2
+    assert sorted(s["file"] for s in metrics["skipped"]) == ["alai_minar/broken.jpg", "qutub_minar/empty.png"]
+    assert json.loads((out / "metrics.json").read_text())["top1"] == metrics["top1"]
+    assert [c["display_name"] for c in metrics["per_class"]] == ["Alai Minar", "Qutub Minar", "Taj Mahal"]
+
+    # The predictions are those of LandmarkPredictor on the decoded original file.
+    model, config = load_trained_model(run)
+    predictor = LandmarkPredictor(model, config.preprocess, config.classes).eval()
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == 9
+    for row in rows:
+        with torch.no_grad():
+            probs = predictor(pil_to_uint8_chw(load_rgb(data / "test" / row["file"])))
+        assert row["predicted"] == CLASSES[int(probs.argmax())]
+        assert float(row["confidence"]) == pytest.approx(float(probs.max()), abs=1e-4)
+
+
+def test_evaluate_run_tta_and_custom_out(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    run = make_run(tmp_path / "run", data)
+    metrics = evaluate_run(run, "test", data=data, out=tmp_path / "report", tta=True, num_workers=0)
+    assert metrics["tta"] is True and (tmp_path / "report" / "metrics.json").is_file()
+
+
+def test_cli_reports_missing_dataset_in_one_line(tmp_path):
+    run = make_run(tmp_path / "run", tmp_path / "nowhere")
+    with pytest.raises(SystemExit, match="does not exist"):
+        main([str(run)])
+    with pytest.raises(DatasetError):
+        evaluate_run(run, data=tmp_path / "nowhere")
