@@ -1,0 +1,121 @@
+"""Landmark Tagger web app: upload a photo, get the 5 most likely landmarks and where the best one is on a map.
+
+Run: python app.py [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35] [--port 7860]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import gradio as gr
+from gradio.data_classes import ImageData
+
+from landmark_lib.data.images import ImageLoadError
+from landmark_lib.serving import LandmarkService, ModelNotFoundError, Prediction, default_num_threads, map_url
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+CONCURRENCY = 2  # a CPU Space has 2 vCPUs: more parallel requests only slow each other down
+MAX_QUEUE = 64
+MAX_FILE_SIZE = "50mb"  # larger than any phone photo; bigger uploads are refused by Gradio before they reach us
+
+
+def photo_input() -> gr.Image:
+    """gr.Image that hands us the uploaded file untouched.
+
+    gr.Image would open the upload itself: bad files would fail with a generic error, and without a path we would
+    lose the EXIF GPS. load_rgb (via LandmarkService) decodes every format, mode and orientation with clear errors.
+    The override is per instance: a gr.Image subclass would make Gradio write an app.pyi stub next to this file.
+    """
+    photo = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Photo")
+    photo.preprocess = _upload_path  # type: ignore[method-assign]
+    return photo
+
+
+def _upload_path(payload: ImageData | None) -> str | None:
+    return None if payload is None else payload.path
+
+
+def _coordinates(lat: float, lon: float) -> str:
+    return f"{abs(lat):.4f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.4f}° {'E' if lon >= 0 else 'W'}"
+
+
+def describe(prediction: Prediction) -> str:
+    """The Markdown under the labels: the place of the best guess, or a plain 'not recognised', and the photo's GPS."""
+    best, place = prediction.best, prediction.place
+    if prediction.recognised:
+        lines = [f"### {best.display_name}" + (f" — {place.label}" if place.label else "")]
+        if place.lat is not None and place.lon is not None:
+            lines.append(f"**Location:** {_coordinates(place.lat, place.lon)} · [Open in OpenStreetMap]({place.map_url})")
+    else:
+        lines = [
+            "### No known landmark recognised",
+            f"The best guess, {best.display_name}, has {best.probability:.0%} confidence, "
+            f"below the {prediction.threshold:.0%} needed to name it.",
+        ]
+    if prediction.photo_location:
+        lat, lon = prediction.photo_location
+        lines.append(f"**Where your photo was taken (EXIF GPS):** {_coordinates(lat, lon)} · [Open in OpenStreetMap]({map_url(lat, lon)})")
+    return "\n\n".join(lines)
+
+
+def build_demo(service: LandmarkService) -> gr.Interface:
+    """The Interface around SERVICE, queued for a small CPU machine (tests and benchmarks build it the same way)."""
+
+    def tag_photo(path: str | None) -> tuple[dict[str, float] | None, str]:
+        # Bad input is answered in the result area (not a toast), so no earlier result is left on screen beside it.
+        if path is None:
+            return None, "### No photo\n\nUpload a photo first (JPEG, PNG, WebP, GIF, BMP or TIFF)."
+        try:
+            # Bytes + the file's own name: error messages name the user's file, not the server's temp path.
+            prediction = service.predict(Path(path).read_bytes(), name=Path(path).name)
+        except ImageLoadError as error:
+            return None, f"### Cannot read this photo\n\n{error}"
+        return {g.display_name: g.probability for g in prediction.top}, describe(prediction)
+
+    examples = [[str(path)] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))]
+    demo = gr.Interface(
+        fn=tag_photo,
+        inputs=photo_input(),
+        outputs=[gr.Label(num_top_classes=5, label="Most likely landmarks"), gr.Markdown()],
+        title="Landmark Tagger",
+        description=(
+            "Upload a photo of a famous landmark: the model names the 5 most likely landmarks and shows where the best "
+            "one is on a map. If your photo carries a GPS position (EXIF), it is shown too."
+        ),
+        article=f"The model knows {len(service.display_names)} landmarks: {', '.join(sorted(service.display_names))}.",
+        examples=examples or None,
+        cache_examples=False,
+        examples_per_page=12,
+        api_name="predict",
+        flagging_mode="never",
+        analytics_enabled=False,
+    )
+    return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
+
+
+def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, block: bool = True) -> str:
+    """Start the server with the app's upload limit; returns the local URL (block=False returns at once)."""
+    _, local_url, _ = demo.launch(
+        server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, quiet=not block
+    )
+    return local_url
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)")
+    parser.add_argument("--threshold", type=float, default=None, help="minimum top probability to name a landmark (default: export.json's, else 0.35)")
+    parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1", help="interface to listen on")
+    parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
+    args = parser.parse_args(argv)
+    try:
+        service = LandmarkService.from_spec(args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY))
+    except ModelNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
+    launch(build_demo(service), args.host, args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

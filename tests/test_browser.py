@@ -1,0 +1,64 @@
+"""The page in a real (headless) Chromium: upload an example photo, submit, read the top-5 off the page."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import CLASSES
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO_ROOT / "reports" / "app_screenshot.png"
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (Debian: apt-get install -y chromium chromium-driver)",
+)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _submit(driver: webdriver.Chrome, photo: Path) -> None:
+    driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(photo))
+    driver.find_element(By.XPATH, "//button[normalize-space()='Submit']").click()
+
+
+def test_upload_example_and_read_top5(browser: webdriver.Chrome, app_url: str, tmp_path: Path) -> None:
+    wait = WebDriverWait(browser, 60)
+    browser.get(app_url)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
+    _submit(browser, REPO_ROOT / "examples" / "taj_mahal.jpg")
+    names = wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "button.confidence-set dt")] or None)
+    assert len(names) == 5 and set(names) <= {c.display_name for c in CLASSES}
+    wait.until(lambda d: "Open in OpenStreetMap" in d.find_element(By.TAG_NAME, "body").text)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
+
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    browser.find_element(By.XPATH, "//button[normalize-space()='Clear']").click()
+    _submit(browser, tmp_path / "notes.jpg")
+    wait.until(lambda d: "Cannot read this photo" in d.find_element(By.TAG_NAME, "body").text)
+    assert "notes.jpg is not an image file" in browser.find_element(By.TAG_NAME, "body").text
