@@ -77,7 +77,7 @@ def resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
         raise RunError(f"--resume {run_dir} is a run of model '{saved['model']}', not '{args.model}'; drop --model or start a new run.")
     if args.data and Path(args.data).resolve() != Path(saved["data"]).resolve():
         raise RunError(f"--resume {run_dir} was trained on {saved['data']}, not {args.data}; drop --data or start a new run.")
-    merged = dict(saved)
+    merged = {**vars(build_parser().parse_args([])), **saved}  # options added since the run started keep their defaults
     merged.update({k: getattr(args, k) for k in RESUMABLE_KEYS if getattr(args, k) is not None})
     merged["resume"], merged["output_dir"] = str(run_dir), str(run_dir)
     return argparse.Namespace(**merged)
