@@ -10,6 +10,7 @@ weights on the validation split), metrics.csv, curves.png and state/ (Accelerate
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -116,7 +117,8 @@ def training_function(args: argparse.Namespace) -> Path:
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.grad_accum,
-        cpu=args.cpu,
+        # Processes started by torchrun (accelerate launch --multi_gpu) on a machine without GPUs train on CPUs over gloo.
+        cpu=args.cpu or (not torch.cuda.is_available() and "LOCAL_RANK" in os.environ),
         log_with=[CSVTracker(run_dir)] + list(args.report_to or []),
     )
     set_seed(args.seed)

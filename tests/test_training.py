@@ -49,7 +49,9 @@ def test_scratch_run_learns_and_writes_run_folder(dataset, tmp_path):
 
 def test_two_process_launch_gathers_each_valid_image_once(dataset, tmp_path):
     run = tmp_path / "ddp"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    # On a CPU-only machine Accelerate's --cpu starts one process unless MPI is set up; --multi_gpu starts
+    # N torchrun processes, which train_accelerate.py runs on CPUs over gloo.
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     # 42 train photos, valid fraction 0.15 -> 2 per class = 6 valid images; batch 4 on 2 processes pads the last batch.
     result = run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "2", *TINY, "--batch-size", "4"], tmp_path / "cache", launcher)
     assert result.returncode == 0, result.stderr[-3000:]
