@@ -1,6 +1,7 @@
 """Export a training run as a torch-only TorchScript model (+ labels, metrics, model card), optionally to the Hub.
 
     python export.py runs/effnet --out exports/effnet --check-data ../shared/data/world_landmarks --check-split test
+    python export.py runs/effnet --out exports/effnet --format onnx   # + model.onnx, served by ONNX Runtime
     python export.py runs/effnet --out exports/effnet --push-to-hub me/landmark-tagger --revision v1 --private
 """
 from __future__ import annotations
@@ -21,15 +22,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check-split", default="test")
     parser.add_argument("--no-eval", action="store_true", help="skip evaluating the exported file on the check split")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript",
+                        help="onnx: also write model.onnx (the network, for ONNX Runtime; the app prefers it on CPU); model.pt is always written")
+    parser.add_argument("--threshold", type=float, help="confidence below which the app says no landmark was recognised "
+                        "(default: chosen on the run's validation split, see --target-precision)")
+    parser.add_argument("--target-precision", type=float, default=0.95, help="precision the kept predictions must reach on validation")
     parser.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the export (with a model card) to this Hub repo")
     parser.add_argument("--revision", help="Hub branch to push to (created if missing)")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
     args = parser.parse_args(argv)
     try:
-        info = export_run(args.run_dir, args.out, args.check_data, args.check_split, not args.no_eval, args.batch_size)
+        info = export_run(args.run_dir, args.out, args.check_data, args.check_split, not args.no_eval, args.batch_size, args.threshold, args.target_precision,
+                          onnx=args.format == "onnx")
     except (RunError, DatasetError, ExportError) as error:
         sys.exit(f"error: {error}")
     print(f"wrote {args.out}/model.pt; torch-only reload matches eager: max |diff| {info['max_abs_diff']:.2e} <= {TOLERANCE:g}")
+    if info["onnx"]:
+        print(f"wrote {args.out}/model.onnx; ONNX Runtime matches eager: max |diff| {info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g}")
+    if info["threshold"] is not None:
+        print(f"recognition threshold {info['threshold']:.3f} ({info['threshold_calibration']})")
     metrics = info["metrics"]
     if metrics:
         print(f"exported model on {metrics['split']}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  "

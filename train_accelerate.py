@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from landmark_lib.data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, build_cache
 from landmark_lib.data.folder import DatasetError, load_class_info, open_split
-from landmark_lib.data.split import stratified_split
+from landmark_lib.data.split import split_rows
 from landmark_lib.data.transforms import AugmentConfig, EvalTransform, train_transform
 from landmark_lib.finetune import STRATEGIES, set_frozen_bn_eval, split_for_feature_cache, trainable_groups
 from landmark_lib.models import ModelNameError, ModelSpec, create_model
@@ -141,9 +141,7 @@ def training_function(args: argparse.Namespace) -> Path:
         cached = build_cache(train_split, cache_size if pre is None else pre.resize_size, args.cache_dir)
     if cached.skipped:
         accelerator.print(f"Skipped {len(cached.skipped)} unreadable images, e.g.: {cached.skipped[0]}")
-    valid_rows = cached.valid
-    train_idx, valid_idx = stratified_split(cached.targets[valid_rows].tolist(), args.valid_fraction, args.seed)
-    train_rows, valid_rows = valid_rows[train_idx], valid_rows[valid_idx]
+    train_rows, valid_rows = split_rows(cached.valid, cached.targets, args.valid_fraction, args.seed)
 
     if pre is None:  # scratch: normalise with the mean/std of the training photos only (never test)
         sample = cached.images[np.sort(train_rows[:: max(1, len(train_rows) // 2000)])].astype(np.float32) / 255.0

@@ -2,6 +2,7 @@
 
 The inner network is traced (many timm models do not script); the LandmarkPredictor wrapper is scripted so its
 preprocessing keeps handling photos of any size. The file is checked in a fresh torch-only process.
+Optionally (onnx=True) the network alone is also written as model.onnx for ONNX Runtime, checked the same way.
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ import torch
 
 from .data.folder import open_split
 from .data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
+from .onnx_model import INPUT_NAME, ONNX_FILE, OUTPUT_NAME, OnnxPredictor, to_onnx
 from .predictor import LandmarkPredictor
+from .preprocess import PreprocessConfig
 from .run import RunConfig, load_trained_model
 
 MODEL_FILE = "model.pt"
@@ -112,6 +115,19 @@ def verify(scripted: torch.jit.ScriptModule, model_file: Path, eager: LandmarkPr
     return max_abs_diff
 
 
+def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Path, images: list[torch.Tensor]) -> float:
+    """OUT/model.onnx (the network only); returns its max probability diff to EAGER, removing the file if it drifts."""
+    path = to_onnx(eager.model, preprocess.input_size, out / ONNX_FILE)
+    predictor = OnnxPredictor(path, preprocess)
+    with torch.no_grad():
+        expected = torch.stack([eager(image) for image in images])
+    max_abs_diff = float((predictor.forward_batch(images) - expected).abs().max())
+    if max_abs_diff > TOLERANCE:
+        path.unlink()
+        raise ExportError(f"model.onnx differs from the eager model by {max_abs_diff:.2e} in probability (tolerance {TOLERANCE:g}); it was removed.")
+    return max_abs_diff
+
+
 def labels(config: RunConfig) -> list[dict]:
     """labels.json: index -> class name, display name and place, for servers that do not read module attributes."""
     keys = ("name", "display_name", "city", "country", "lat", "lon")
@@ -125,8 +141,11 @@ def export_run(
     check_split: str = "test",
     evaluate: bool = True,
     batch_size: int = 32,
+    threshold: float | None = None,
+    target_precision: float = 0.95,
+    onnx: bool = False,
 ) -> dict:
-    """Write OUT/model.pt, labels.json and export.json (+ metrics.json); raise ExportError if the file drifts.
+    """Write OUT/model.pt, labels.json and export.json (+ metrics.json, + model.onnx with ONNX); raise ExportError if a file drifts.
 
     CHECK_DATA defaults to the run's dataset when it is on disk; without one the check uses generated images only
     and nothing is evaluated.
@@ -151,6 +170,19 @@ def export_run(
     except ExportError:
         model_file.unlink()  # a file that does not reproduce the model must not be shipped by mistake
         raise
+    (out / ONNX_FILE).unlink(missing_ok=True)  # servers prefer model.onnx: a previous export's must not outlive this one
+    onnx_info = None
+    if onnx:
+        import onnxruntime
+
+        onnx_info = {
+            "file": ONNX_FILE,
+            "input": f"'{INPUT_NAME}': float32 [N, 3, {config.preprocess.input_size}, {config.preprocess.input_size}], "
+                     "a photo after 'preprocess' (resize, centre crop, normalise: done by the torch Preprocess module)",
+            "output": f"'{OUTPUT_NAME}': float32 [N, num_classes] (softmax not included)",
+            "max_abs_diff": export_onnx(eager, config.preprocess, out, images),
+            "onnxruntime": onnxruntime.__version__,
+        }
 
     metrics = None
     (out / METRICS_FILE).unlink(missing_ok=True)  # a previous export's numbers must not describe this file
@@ -159,8 +191,15 @@ def export_run(
 
         metrics = evaluate_run(run_dir, check_split, check_data, out / f"eval-{check_split}", batch_size=batch_size, exported=model_file)
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    calibration = {"threshold": threshold, "rule": "given on the command line"} if threshold is not None else None
+    if calibration is None and run_data and (Path(run_data) / "train").is_dir():
+        from .threshold import choose_threshold, validation_probabilities
+
+        calibration = choose_threshold(*validation_probabilities(run_dir), target_precision=target_precision)
     info = {
         "source_run": str(run_dir),
+        "threshold": None if calibration is None else calibration["threshold"],
+        "threshold_calibration": calibration,
         "model": config.model.name,
         "model_options": config.model.options,
         "weights_source": config.weights_source,
@@ -169,6 +208,7 @@ def export_run(
         "input": "uint8 RGB tensor [3, H, W] of any size (forward) or a list of them (forward_batch)",
         "max_abs_diff": max_abs_diff,
         "check_images": len(images),
+        "onnx": onnx_info,
         "check_data": str(check_data) if check_data else None,
         "train_args": config.args,
         "metrics": None if metrics is None else {

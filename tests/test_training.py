@@ -46,6 +46,15 @@ def test_scratch_run_learns_and_writes_run_folder(dataset, tmp_path):
     assert config["preprocess"]["input_size"] == 48
     assert (run / "model.safetensors").is_file() and (run / "curves.png").is_file()
 
+    # the trained run exports, and the recognition threshold is chosen on its own validation photos
+    from landmark_lib.export import export_run
+
+    info = export_run(run, tmp_path / "export", evaluate=False)
+    calibration = info["threshold_calibration"]
+    assert calibration["valid_images"] == int(rows[-1]["valid_count"])
+    assert 0.2 <= info["threshold"] < 1.0
+    assert calibration["valid_precision"] >= 0.95
+
 
 def test_two_process_launch_gathers_each_valid_image_once(dataset, tmp_path):
     run = tmp_path / "ddp"

@@ -4,6 +4,8 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
+import numpy as np
+
 
 def stratified_split(targets: list[int], valid_fraction: float = 0.15, seed: int = 0) -> tuple[list[int], list[int]]:
     """Return (train_indices, valid_indices): each class keeps `valid_fraction` of its images for validation.
@@ -27,3 +29,10 @@ def stratified_split(targets: list[int], valid_fraction: float = 0.15, seed: int
         valid.extend(indices[:n_valid])
         train.extend(indices[n_valid:])
     return sorted(train), sorted(valid)
+
+
+def split_rows(valid_rows: np.ndarray, targets: np.ndarray, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train_rows, valid_rows) over the readable rows of a cached split; training and calibration
+    both call this, so they always agree on which photos are validation photos."""
+    train_idx, valid_idx = stratified_split(targets[valid_rows].tolist(), valid_fraction, seed)
+    return valid_rows[train_idx], valid_rows[valid_idx]

@@ -1,0 +1,54 @@
+"""The confidence below which we say "no known landmark", chosen on the validation split (never on test).
+
+A wrong tag costs a photo service more than a missing one, so the threshold is the lowest top-1 probability at
+which the predictions we keep are right at least `target_precision` of the time on validation photos.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from .data.cache import CachedImageDataset, build_cache
+from .data.folder import open_split
+from .data.split import split_rows
+from .data.transforms import EvalTransform
+from .run import load_trained_model
+
+MIN_THRESHOLD = 0.2  # below this a softmax over ~50 classes says little even when validation is clean
+
+
+@torch.no_grad()
+def validation_probabilities(run_dir: str | Path, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities and targets on the run's own validation split, through the eval preprocessing."""
+    model, config = load_trained_model(run_dir)
+    args = config.args
+    split = open_split(args["data"], "train", class_names=config.class_names)
+    cached = build_cache(split, config.preprocess.resize_size, args["cache_dir"])
+    _, valid_rows = split_rows(cached.valid, cached.targets, args["valid_fraction"], args["seed"])
+    loader = DataLoader(CachedImageDataset(cached, valid_rows, EvalTransform(config.preprocess)), batch_size=batch_size, num_workers=2)
+    probs, targets = [], []
+    for images, labels in loader:
+        probs.append(torch.softmax(model(images).float(), dim=1))
+        targets.append(labels)
+    return torch.cat(probs), torch.cat(targets)
+
+
+def choose_threshold(probs: torch.Tensor, targets: torch.Tensor, target_precision: float = 0.95) -> dict:
+    """Lowest threshold whose kept predictions reach target_precision; returns it with coverage and precision."""
+    confidence, predicted = probs.max(dim=1)
+    order = confidence.argsort(descending=True)
+    correct = (predicted == targets)[order].float()
+    precision_at_k = correct.cumsum(0) / torch.arange(1, len(correct) + 1)
+    ok = (precision_at_k >= target_precision).nonzero()
+    k = int(ok.max()) + 1 if len(ok) else 1  # keep the largest confident prefix that is precise enough
+    threshold = max(MIN_THRESHOLD, float(confidence[order][k - 1]))
+    kept = confidence >= threshold
+    return {
+        "threshold": round(threshold, 4),
+        "target_precision": target_precision,
+        "valid_precision": float((predicted == targets)[kept].float().mean()) if kept.any() else None,
+        "valid_coverage": float(kept.float().mean()),
+        "valid_images": len(targets),
+    }
