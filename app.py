@@ -1,6 +1,7 @@
 """Landmark Tagger web app: upload a photo, get the 5 most likely landmarks and where the best one is on a map.
 
 Run: python app.py [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35] [--port 7860]
+     [--backend auto|onnx|torchscript]
 """
 from __future__ import annotations
 
@@ -109,9 +110,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
+    parser.add_argument("--backend", choices=("auto", "onnx", "torchscript"), default="auto",
+                        help="auto: model.onnx via ONNX Runtime when the export has one (faster on CPU), else model.pt")
     args = parser.parse_args(argv)
     try:
-        service = LandmarkService.from_spec(args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY))
+        service = LandmarkService.from_spec(
+            args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY), backend=args.backend
+        )
     except ModelNotFoundError as error:
         raise SystemExit(f"error: {error}") from None
     launch(build_demo(service), args.host, args.port, share=args.share)

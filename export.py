@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         info = export_run(args.run_dir, args.out, args.check_data, args.check_split, not args.no_eval, args.batch_size, args.threshold, args.target_precision,
-                          onnx=args.format == "onnx")
+                          **({"onnx": True} if args.format == "onnx" else {}))
     except (RunError, DatasetError, ExportError) as error:
         sys.exit(f"error: {error}")
     print(f"wrote {args.out}/model.pt; torch-only reload matches eager: max |diff| {info['max_abs_diff']:.2e} <= {TOLERANCE:g}")

@@ -18,11 +18,13 @@ from PIL import ExifTags, Image
 
 from .data.images import load_rgb, load_rgb_bytes, pil_to_uint8_chw
 from .export import EXPORT_FILE, LABELS_FILE, MODEL_FILE
+from .onnx_model import ONNX_FILE, OnnxPredictor
 
 HF_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE)
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default" / MODEL_FILE
 DEFAULT_THRESHOLD = 0.35
 TOP_K = 5
+BACKENDS = ("auto", "onnx", "torchscript")
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes]
 
@@ -173,15 +175,43 @@ def default_num_threads(concurrent_requests: int = 1) -> int:
     return max(1, cores // max(1, concurrent_requests))
 
 
-class LandmarkService:
-    """The exported model, loaded once; thread-safe predictions for the app, the tagger and benchmarks."""
+def choose_backend(model_path: Path, backend: str = "auto") -> str:
+    """'onnx' or 'torchscript' for the export holding MODEL_PATH.
 
-    def __init__(self, model_path: str | os.PathLike, threshold: float | None = None, num_threads: int | None = None):
+    auto picks ONNX Runtime when the exporter wrote and verified a model.onnx beside it (export.json says so): on CPU
+    it answers about twice as fast as TorchScript (benchmarks/serving_speed.py). A stray model.onnx is not used.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    onnx_file, export_file = model_path.parent / ONNX_FILE, model_path.parent / EXPORT_FILE
+    if backend == "onnx":
+        if not (onnx_file.is_file() and export_file.is_file() and (model_path.parent / LABELS_FILE).is_file()):
+            raise ModelNotFoundError(f"{onnx_file} (with {EXPORT_FILE} and {LABELS_FILE}) does not exist; export with `python export.py RUN --out DIR --format onnx`.")
+        return "onnx"
+    if backend == "auto" and onnx_file.is_file() and export_file.is_file() and (model_path.parent / LABELS_FILE).is_file():
+        if json.loads(export_file.read_text(encoding="utf-8")).get("onnx"):
+            return "onnx"
+    return "torchscript"
+
+
+class LandmarkService:
+    """The exported model, loaded once; thread-safe predictions for the app, the tagger and benchmarks.
+
+    BACKEND: 'auto' (model.onnx via ONNX Runtime when the export has one, else model.pt), 'onnx' or 'torchscript'.
+    Both run the same torch preprocessing and expose the same class metadata, so answers agree within 1e-4.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, threshold: float | None = None, num_threads: int | None = None, backend: str = "auto"):
         self.model_path = Path(model_path)
-        torch.set_num_threads(num_threads or default_num_threads())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated; it is our export format
-            self.model = torch.jit.load(str(self.model_path), map_location="cpu").eval()
+        threads = num_threads or default_num_threads()
+        torch.set_num_threads(threads)
+        self.backend = choose_backend(self.model_path, backend)
+        if self.backend == "onnx":
+            self.model = OnnxPredictor.from_export_dir(self.model_path.parent, num_threads=threads)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated; it is our export format
+                self.model = torch.jit.load(str(self.model_path), map_location="cpu").eval()
         if threshold is None:
             threshold = _threshold_from_export(self.model_path)
         self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
@@ -195,8 +225,10 @@ class LandmarkService:
         self._max_short_side = 2 * int(self.model.preprocess.resize_size)
 
     @classmethod
-    def from_spec(cls, spec: str | os.PathLike | None, threshold: float | None = None, num_threads: int | None = None) -> "LandmarkService":
-        return cls(resolve_model_path(spec), threshold=threshold, num_threads=num_threads)
+    def from_spec(
+        cls, spec: str | os.PathLike | None, threshold: float | None = None, num_threads: int | None = None, backend: str = "auto"
+    ) -> "LandmarkService":
+        return cls(resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend)
 
     def _to_tensor(self, image: Image.Image) -> torch.Tensor:
         factor = min(image.size) // self._max_short_side

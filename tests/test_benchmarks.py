@@ -1,0 +1,57 @@
+"""benchmarks/serving_speed.py end to end on a tiny scratch model: every variant gets a row, the JSON matches the table."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from benchmarks import serving_speed
+from landmark_lib.data.folder import ClassInfo
+from landmark_lib.export import to_torchscript
+from landmark_lib.models import ModelSpec
+from landmark_lib.predictor import LandmarkPredictor
+from landmark_lib.preprocess import PreprocessConfig
+from landmark_lib.run import RunConfig, build_model, save_weights
+
+VARIANTS = ["torchscript fp32", "eager fp32", "onnxruntime fp32", "eager int8-dynamic", "onnxruntime int8-dynamic", "onnxruntime int8-static"]
+
+
+def make_run_and_export(tmp_path: Path) -> tuple[Path, Path]:
+    """A scratch run and its model.pt, written by the real exporter's tracing+scripting (without its slow self-check)."""
+    config = RunConfig(ModelSpec("scratch", {"width": 0.25, "depth": 1}), [ClassInfo(f"c{i}", f"C{i}") for i in range(4)],
+                       PreprocessConfig(input_size=32))
+    run, out = tmp_path / "run", tmp_path / "export"
+    config.save(run)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    save_weights(model, run)
+    out.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(to_torchscript(LandmarkPredictor(model, config.preprocess, config.classes)), str(out / "model.pt"))
+    return run, out
+
+
+def test_serving_speed_table_has_every_variant(tmp_path: Path, capsys) -> None:
+    run, out = make_run_and_export(tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        report = serving_speed.main([
+            "--run", str(run), "--export-dir", str(out), "--iters", "2", "--warmup", "1", "--batches", "1,4",
+            "--threads", "1", "--photo-size", "48x64", "--calib", "2", "--json", str(tmp_path / "speed.json"),
+        ])
+    finally:
+        torch.set_num_threads(threads)
+
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == VARIANTS
+    assert "photos/s b=4" in table and "ONNX Runtime / TorchScript" in table and "Machine:" in table
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert [r["name"] for r in saved["rows"]] == VARIANTS == [r["name"] for r in report["rows"]]
+    for row in saved["rows"]:
+        assert row["p50_ms"] > 0 and set(row["photos_per_s"]) == {"1", "4"}
+    by_name = {r["name"]: r for r in saved["rows"]}
+    assert by_name["eager fp32"]["max_abs_diff"] < 1e-4 and by_name["onnxruntime fp32"]["max_abs_diff"] < 1e-4
