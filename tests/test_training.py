@@ -99,6 +99,8 @@ def test_killed_run_resumes_without_redoing_finished_epochs(dataset, tmp_path):
         (lambda root: (root / "train" / "a").mkdir(parents=True), [], "has no images"),
         (lambda root: make_dataset(root) and (root / "test" / "99.Unknown").mkdir(), [], "classes that train/ does not have"),
         (lambda root: make_dataset(root), ["--model", "resnet"], "Unknown model 'resnet'"),
+        (lambda root: make_dataset(root), ["--model", "timm:tf_efficientnet_lite9"], "Close matches: tf_efficientnet_lite0"),
+        (lambda root: make_dataset(root), ["--model", "timm:tf_efficientnet_lite0", "--pretrained-file", "/no/such.pth"], "/no/such.pth does not exist"),
     ],
 )
 def test_bad_input_stops_with_one_clear_sentence(tmp_path, make, args, message):
