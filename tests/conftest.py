@@ -31,6 +31,15 @@ CLASSES = [
 FIRST_CLASS_BIAS = 2.0
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: extra intra-op threads only add synchronisation overhead."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def export_tiny_model(folder: Path, export_info: dict | None = None) -> Path:
     """folder/{model.pt, labels.json, export.json}, the model.pt made by the real exporter (traced net, scripted wrapper)."""
     torch.manual_seed(0)

@@ -20,15 +20,6 @@ from landmark_lib.run import RunConfig, build_model, load_trained_model, save_we
 CLASSES = ["alai_minar", "qutub_minar", "taj_mahal"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: extra intra-op threads only add synchronisation overhead."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_dataset(root: Path) -> Path:
     """test/<class>/ with three small photos of different sizes each, plus a corrupt and an empty file."""
     colors = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]

@@ -42,15 +42,6 @@ torch.save({"probs": probs, "batch": batch, "names": list(model.class_names), "d
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: extra intra-op threads only add synchronisation overhead."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_dataset(root: Path) -> Path:
     for c, info in enumerate(CLASSES):
         folder = root / "test" / info.name

@@ -52,15 +52,6 @@ class FakeHfApi:
                 self.uploaded[name] = path.read_bytes()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: extra intra-op threads only add synchronisation overhead."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory) -> Path:
     """A real export (tiny scratch model, evaluated on a tiny dataset), so the card reads what export writes."""
