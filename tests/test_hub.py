@@ -6,7 +6,6 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
-import torch
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import HTTPError, LocalTokenNotFoundError
 from PIL import Image
