@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/world_landmarks"))
     parser.add_argument("--limit", type=int, default=None, help="time a random subset of N train images")
     parser.add_argument("--input-size", type=int, default=128)
-    parser.add_argument("--cache-size", type=int, default=144)
+    parser.add_argument("--cache-size", type=int, default=None, help="cache side (default: the resize size training uses)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     random.seed(0)
 
+    pre = PreprocessConfig(input_size=args.input_size)
+    args.cache_size = args.cache_size or pre.resize_size
     started = time.perf_counter()
     key = cache_key(split, args.cache_size)
     existed = (args.cache_dir / f"{split.root.name}-train-{args.cache_size}px-{key}" / "meta.json").is_file()
@@ -76,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     files = [cached.files[i] for i in cached.valid]
     targets = [int(cached.targets[i]) for i in cached.valid]
 
-    pre = PreprocessConfig(input_size=args.input_size)
     transforms = {"train (timm aug + degrade)": train_transform(pre, AugmentConfig()), "eval (resize+crop)": EvalTransform(pre)}
     print(f"data: {split.root}  train images: {len(files)}  batch {args.batch_size}  workers {args.workers}  "
           f"input {args.input_size}px  cache {args.cache_size}px")
