@@ -47,9 +47,11 @@ def main(argv: list[str] | None = None) -> None:
               f"macro-F1 {metrics['macro_f1']:.4f} ({metrics['n_images']} images, {metrics['n_skipped']} skipped)")
     elif not args.no_eval:
         print("not evaluated: no dataset found (pass --check-data ROOT)")
-    if args.push_to_hub:
-        from landmark_lib.hub import HubError, push_to_hub
+    from landmark_lib.hub import HubError, build_model_card, push_to_hub
 
+    # The card travels with the export (committed defaults, Hub uploads); OWNER/NAME is a placeholder until pushed.
+    build_model_card(args.out, args.push_to_hub or "OWNER/landmark-tagger").save(f"{args.out}/README.md")
+    if args.push_to_hub:
         try:
             url = push_to_hub(args.out, args.push_to_hub, revision=args.revision, private=args.private)
         except HubError as error:

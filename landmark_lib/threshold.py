@@ -52,3 +52,25 @@ def choose_threshold(probs: torch.Tensor, targets: torch.Tensor, target_precisio
         "valid_coverage": float(kept.float().mean()),
         "valid_images": len(targets),
     }
+
+
+def main() -> None:
+    """Re-choose an export's threshold without re-exporting: updates EXPORT_DIR/export.json in place."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("run_dir", help="the run the export was made from")
+    parser.add_argument("--export-dir", required=True, help="folder with export.json to update")
+    parser.add_argument("--target-precision", type=float, default=0.95)
+    args = parser.parse_args()
+    calibration = choose_threshold(*validation_probabilities(args.run_dir), target_precision=args.target_precision)
+    path = Path(args.export_dir) / "export.json"
+    info = json.loads(path.read_text(encoding="utf-8"))
+    info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
+    path.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(f"threshold {calibration['threshold']:.3f}: {calibration}")
+
+
+if __name__ == "__main__":
+    main()

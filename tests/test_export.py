@@ -110,6 +110,8 @@ def test_export_scratch_run_via_cli(tmp_path, capsys):
     assert info["model"] == "scratch" and info["max_abs_diff"] < 1e-4 and info["preprocess"]["input_size"] == 64
     assert info["metrics"]["n_images"] == 9 and info["metrics"]["top1"] == metrics["top1"]
     assert metrics["exported"].endswith("model.pt")
+    card = (out / "README.md").read_text()  # the model card travels with every export
+    assert "pipeline_tag: image-classification" in card and "Taj Mahal" in card
 
 
 def test_export_timm_run_without_data(tmp_path):
