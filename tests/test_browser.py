@@ -16,7 +16,8 @@ from conftest import CLASSES
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOT = REPO_ROOT / "reports" / "app_screenshot.png"
+# Screenshots go to LANDMARK_SCREENSHOT_DIR when set (the README's picture is made that way), else to tmp_path.
+SCREENSHOT_DIR = os.environ.get("LANDMARK_SCREENSHOT_DIR")
 
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
@@ -54,11 +55,36 @@ def test_upload_example_and_read_top5(browser: webdriver.Chrome, app_url: str, t
     names = wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "button.confidence-set dt")] or None)
     assert len(names) == 5 and set(names) <= {c.display_name for c in CLASSES}
     wait.until(lambda d: "Open in OpenStreetMap" in d.find_element(By.TAG_NAME, "body").text)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    assert browser.save_screenshot(str(SCREENSHOT))
+    assert browser.save_screenshot(str(Path(SCREENSHOT_DIR or tmp_path) / "app_screenshot_test_model.png"))
 
     (tmp_path / "notes.jpg").write_text("not a photo")
     browser.find_element(By.XPATH, "//button[normalize-space()='Clear']").click()
     _submit(browser, tmp_path / "notes.jpg")
     wait.until(lambda d: "Cannot read this photo" in d.find_element(By.TAG_NAME, "body").text)
     assert "notes.jpg is not an image file" in browser.find_element(By.TAG_NAME, "body").text
+
+
+@pytest.fixture(scope="module")
+def shipped_app_url() -> Iterator[str]:
+    """The app as a user starts it: `python app.py` with the model committed in models/default."""
+    from app import build_demo, launch
+    from conftest import free_port
+    from landmark_lib.serving import LandmarkService
+
+    demo = build_demo(LandmarkService.from_spec(REPO_ROOT / "models" / "default"))
+    try:
+        yield launch(demo, "127.0.0.1", free_port(), block=False)
+    finally:
+        demo.close()
+
+
+@pytest.mark.parametrize("example, expected", [("taj_mahal.jpg", "Taj Mahal"), ("petra.jpg", "Petra")])
+def test_shipped_model_names_the_example_landmark_in_the_page(browser, shipped_app_url, tmp_path, example, expected):
+    wait = WebDriverWait(browser, 120)
+    browser.get(shipped_app_url)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
+    _submit(browser, REPO_ROOT / "examples" / example)
+    names = wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "button.confidence-set dt")] or None)
+    assert names[0] == expected
+    wait.until(lambda d: "Open in OpenStreetMap" in d.find_element(By.TAG_NAME, "body").text)
+    assert browser.save_screenshot(str(Path(SCREENSHOT_DIR or tmp_path) / f"app_{Path(example).stem}.png"))
