@@ -44,6 +44,9 @@ def ort_session(path: str | Path, num_threads: int = 1):
     options.intra_op_num_threads = max(1, int(num_threads))
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # warnings about unused initialisers etc. are noise for users
+    # ONNX Runtime's worker threads busy-wait after each call by default; in a process that also runs torch (our
+    # preprocessing, other requests) that spinning steals the cores torch needs, so let them sleep.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
