@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny exported model folder (same format as export.py writes), its service, a live app server."""
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import socket
 import warnings
 from pathlib import Path
@@ -29,6 +31,21 @@ CLASSES = [
 ]
 # A bias on the first class makes the random net confident (~0.6) about it, so thresholds can be tested both ways.
 FIRST_CLASS_BIAS = 2.0
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Fail a test that hangs (no pytest-timeout here): SIGALRM after SECONDS."""
+    def fail(*_):
+        raise TimeoutError(f"test took longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import signal
 import socket
 import threading
 import time
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import time_limit
 from landmark_lib.data.__main__ import main
 from landmark_lib.data.download import DownloadError, ExpectedCounts, download_dataset
 
@@ -22,15 +22,8 @@ SMALL = ExpectedCounts(classes=2, train=6, test=4)
 
 @pytest.fixture(autouse=True)
 def _time_limit():
-    """Fail any test that hangs (no pytest-timeout here): SIGALRM after 20 s."""
-    def fail(*_):
-        raise TimeoutError("test took longer than 20 s")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with time_limit(20):
+        yield
 
 
 def _jpeg(seed: int) -> bytes:

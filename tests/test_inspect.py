@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import time_limit
 from landmark_lib.data.__main__ import main
 from landmark_lib.data.cache import resize_square
 from landmark_lib.data.folder import DatasetError, open_split
@@ -19,15 +19,8 @@ from landmark_lib.data.inspect import dhash, hamming, inspect_dataset, summary
 
 @pytest.fixture(autouse=True)
 def _time_limit():
-    """Fail any test that hangs (no pytest-timeout here): SIGALRM after 60 s."""
-    def fail(*_):
-        raise TimeoutError("test took longer than 60 s")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with time_limit(60):
+        yield
 
 
 def _photo(seed: int, size: tuple[int, int] = (64, 48)) -> Image.Image:
