@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
@@ -34,7 +35,7 @@ from landmark_lib.models.pretrained import PretrainedWeightsError
 from landmark_lib.models.timm_backbone import UnknownModelError
 from landmark_lib.optim import build_optimizer, cosine_with_warmup
 from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.run import RunConfig, RunError, save_weights
+from landmark_lib.run import WEIGHTS_FILE, RunConfig, RunError, save_weights
 from landmark_lib.tracking import CSVTracker, plot_curves
 
 RESUMABLE_KEYS = ("epochs", "patience", "num_workers")
@@ -164,6 +165,8 @@ def training_function(args: argparse.Namespace) -> Path:
     if use_feature_cache:
         # CPU fast path: run the frozen layers once per augmented view, then train only the rest on their outputs.
         frozen, net = split_for_feature_cache(model, args.strategy, first_group)
+        if resuming:  # frozen layers never change: take them from the run's weights before computing features
+            model.load_state_dict(load_file(str(run_dir / WEIGHTS_FILE)))
         dtype = torch.float16 if args.feature_dtype == "float16" else torch.float32
         train_features = cache_features(frozen, train_set, args.feature_views, args.batch_size, args.num_workers, "caching train features", dtype)
         valid_features = cache_features(frozen, valid_set, 1, args.batch_size, args.num_workers, "caching valid features", dtype)[0]

