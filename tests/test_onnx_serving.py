@@ -9,43 +9,20 @@ import pytest
 import torch
 
 import export as export_cli
-from landmark_lib.data.folder import ClassInfo
 from landmark_lib.data.images import pil_to_uint8_chw
 from landmark_lib.export import export_run
 from landmark_lib.models import ModelSpec
-from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.run import RunConfig, build_model, save_weights
 from landmark_lib.serving import LandmarkService, ModelNotFoundError, read_photo
 
 from conftest import make_photo
-
-CLASSES = [
-    ClassInfo("taj_mahal", "Taj Mahal", "Agra", "India", 27.175, 78.042),
-    ClassInfo("petra", "Petra", "Wadi Musa", "Jordan", 30.329, 35.444),
-    ClassInfo("unknown_place", "Unknown Place"),
-]
-
-
-def make_run(run_dir: Path) -> Path:
-    """A tiny scratch run with non-trivial BatchNorm statistics (a graph mishandling eval mode would show)."""
-    config = RunConfig(ModelSpec("scratch", {"width": 0.25, "depth": 1}), CLASSES, PreprocessConfig(input_size=64))
-    config.save(run_dir)
-    torch.manual_seed(0)
-    model = build_model(config)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    save_weights(model, run_dir)
-    return run_dir
-
+from test_export import make_run  # the same tiny run folder the export tests use
 
 @pytest.fixture(scope="module")
 def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("onnx")
     out = tmp / "export"
-    export_cli.main([str(make_run(tmp / "run")), "--out", str(out), "--format", "onnx", "--no-eval"])
+    export_cli.main([str(make_run(tmp / "run", ModelSpec("scratch", {"width": 0.25, "depth": 1}), 64)), "--out", str(out), "--format", "onnx", "--no-eval"])
     return out
 
 
