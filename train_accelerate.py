@@ -137,9 +137,9 @@ def training_function(args: argparse.Namespace) -> Path:
             raise RunError(f"--resume {run_dir} was trained on other classes ({len(saved.class_names)} vs {len(train_split.class_names)} now in {args.data}); start a new run.")
     model, pre, source = create_model(spec, len(classes), pretrained=not args.no_pretrained and not resuming, pretrained_file=args.pretrained_file)
 
-    cache_size = int(round(args.input_size / 0.875)) if args.model == "scratch" else None
+    cache_size = (pre or PreprocessConfig(input_size=args.input_size)).resize_size  # scratch: mean/std come later
     with accelerator.main_process_first():
-        cached = build_cache(train_split, cache_size if pre is None else pre.resize_size, args.cache_dir)
+        cached = build_cache(train_split, cache_size, args.cache_dir)
     if cached.skipped:
         accelerator.print(f"Skipped {len(cached.skipped)} unreadable images, e.g.: {cached.skipped[0]}")
     train_rows, valid_rows = split_rows(cached.valid, cached.targets, args.valid_fraction, args.seed)
@@ -148,7 +148,7 @@ def training_function(args: argparse.Namespace) -> Path:
         sample = cached.images[np.sort(train_rows[:: max(1, len(train_rows) // 2000)])].astype(np.float32) / 255.0
         pre = PreprocessConfig(input_size=args.input_size, mean=tuple(sample.mean((0, 1, 2)).round(4).tolist()), std=tuple(sample.std((0, 1, 2)).round(4).tolist()))
     aug = AugmentConfig(args.scale_min, args.hflip, args.color_jitter, args.auto_augment, args.random_erasing, args.degrade)
-    config = RunConfig(model=spec, classes=classes, preprocess=pre, weights_source=source if not resuming else RunConfig.load(run_dir).weights_source, args=vars(args))
+    config = RunConfig(model=spec, classes=classes, preprocess=pre, weights_source=saved.weights_source if resuming else source, args=vars(args))
     if accelerator.is_main_process:
         config.save(run_dir)
     accelerator.print(f"{len(classes)} classes, {len(train_rows)} train / {len(valid_rows)} valid photos; model {args.model} ({source}); run folder {run_dir}")
