@@ -1,7 +1,7 @@
 """Landmark Tagger web app: upload a photo, get the 5 most likely landmarks and where the best one is on a map.
 
 Run: python app.py [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35] [--port 7860]
-     [--backend auto|onnx|torchscript]
+     [--backend auto|onnx-int8|onnx|torchscript]
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import gradio as gr
 from gradio.data_classes import ImageData
 
 from landmark_lib.data.images import ImageLoadError
-from landmark_lib.serving import LandmarkService, ModelNotFoundError, Prediction, default_num_threads, map_url
+from landmark_lib.serving import BACKENDS, LandmarkService, ModelNotFoundError, Prediction, default_num_threads, map_url
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 CONCURRENCY = 2  # a CPU Space has 2 vCPUs: more parallel requests only slow each other down
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
-    parser.add_argument("--backend", choices=("auto", "onnx", "torchscript"), default="auto",
-                        help="auto: model.onnx via ONNX Runtime when the export has one (faster on CPU), else model.pt")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="auto: the fastest file the export verified (model.int8.onnx, then model.onnx via ONNX Runtime), else model.pt")
     args = parser.parse_args(argv)
     try:
         service = LandmarkService.from_spec(

@@ -26,6 +26,8 @@ from pathlib import Path
 import psutil
 from gradio_client import Client, handle_file
 
+from landmark_lib.serving import BACKENDS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
 
@@ -157,7 +159,7 @@ def measure(model: str, backend: str, photos: list[Path], burst: int, clients: i
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="export folder (or model.pt / hf://...) passed to app.py --model")
-    parser.add_argument("--backend", choices=("auto", "onnx", "torchscript"), default="auto", help="passed to app.py --backend")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="passed to app.py --backend")
     parser.add_argument("--burst", type=int, default=20, help="requests in the burst after the first prediction")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients during the burst")
     parser.add_argument("--timeout", type=float, default=300, help="give up (and kill the app) after this many seconds in all")

@@ -8,7 +8,9 @@ centre crop, normalise) runs in torch for all of them, then the network, then so
   onnxruntime fp32            the same network exported to ONNX (dynamic batch), ONNX Runtime CPUExecutionProvider
   eager int8-dynamic          torch quantize_dynamic on nn.Linear (a conv net's convolutions stay fp32)
   onnxruntime int8-dynamic    onnxruntime.quantization.quantize_dynamic (uint8 weights, activations quantised per call)
-  onnxruntime int8-static     quantize_static, QDQ, per-channel, calibrated on --calib train photos (random ones without --data)
+  onnxruntime int8-static     the export's model.int8.onnx (export.py --format onnx-int8) when it has one, else the same
+                              quantisation (landmark_lib.onnx_model.quantize_static_int8) on --calib train photos
+                              (random ones without --data)
 
 Timing is interleaved (one call of each variant in turn), so a change in machine load hits all variants alike.
 
@@ -37,7 +39,7 @@ from torch import nn
 
 from landmark_lib.data.folder import open_split
 from landmark_lib.data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
-from landmark_lib.onnx_model import INPUT_NAME, OnnxPredictor, to_onnx
+from landmark_lib.onnx_model import INT8_FILE, OnnxPredictor, quantize_static_int8, to_onnx
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import Preprocess
 from landmark_lib.run import RunConfig, load_trained_model
@@ -88,39 +90,25 @@ def photos(data: str | Path, split: str, class_names: list[str], count: int) -> 
             continue
 
 
-def calibration_batches(preprocess: Preprocess, images: list[torch.Tensor]):
-    """An onnxruntime CalibrationDataReader over preprocessed IMAGES, one [1, 3, S, S] batch each."""
-    from onnxruntime.quantization import CalibrationDataReader
+def quantise_onnx(fp32: Path, workdir: Path, preprocess: Preprocess, calibration: list[torch.Tensor], exported_int8: Path) -> None:
+    """WORKDIR/int8-dynamic.onnx (after ONNX Runtime's recommended pre-processing) and int8-static.onnx from FP32.
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter(images)
-
-        def get_next(self) -> dict | None:
-            image = next(self.items, None)
-            if image is None:
-                return None
-            with torch.inference_mode():
-                return {INPUT_NAME: preprocess(image).numpy()}
-
-    return Reader()
-
-
-def quantise_onnx(fp32: Path, workdir: Path, preprocess: Preprocess, calibration: list[torch.Tensor]) -> None:
-    """WORKDIR/int8-dynamic.onnx and int8-static.onnx from FP32, after ONNX Runtime's recommended pre-processing."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
+    The static one is EXPORTED_INT8 when the export has it: the benchmark then times the very file the app serves.
+    """
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     prepared = workdir / "fp32-prepared.onnx"
     logging.disable(logging.WARNING)  # the quantisation tools log hints at WARNING on the root logger
     try:
         quant_pre_process(fp32, prepared)  # shape inference + graph optimisation, as the quantisation docs advise
         quantize_dynamic(prepared, workdir / "int8-dynamic.onnx", weight_type=QuantType.QUInt8)  # ConvInteger needs uint8 weights
-        quantize_static(
-            prepared, workdir / "int8-static.onnx", calibration_batches(preprocess, calibration),
-            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        )
     finally:
         logging.disable(logging.NOTSET)
+    if exported_int8.is_file():
+        (workdir / "int8-static.onnx").write_bytes(exported_int8.read_bytes())
+        return
+    with torch.inference_mode():
+        quantize_static_int8(fp32, workdir / "int8-static.onnx", [preprocess(image) for image in calibration])
 
 
 def build_variants(run_dir: Path, export_dir: Path, workdir: Path, threads: int, calibration: list[torch.Tensor]) -> list[Variant]:
@@ -131,7 +119,8 @@ def build_variants(run_dir: Path, export_dir: Path, workdir: Path, threads: int,
         linear_int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(network), {nn.Linear}, dtype=torch.qint8)
     eager = LandmarkPredictor(network, config.preprocess, config.classes).eval()
     eager_int8 = LandmarkPredictor(linear_int8, config.preprocess, config.classes).eval()
-    quantise_onnx(to_onnx(network, config.preprocess.input_size, workdir / "fp32.onnx"), workdir, eager.preprocess, calibration)
+    fp32 = to_onnx(network, config.preprocess.input_size, workdir / "fp32.onnx")
+    quantise_onnx(fp32, workdir, eager.preprocess, calibration, export_dir / INT8_FILE)
 
     def onnx(name: str) -> Predict:
         return OnnxPredictor(workdir / f"{name}.onnx", config.preprocess, num_threads=threads).forward_batch

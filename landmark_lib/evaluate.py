@@ -1,4 +1,4 @@
-"""Evaluate a run (or its exported TorchScript file) on a dataset split: metrics, plots and per-image predictions.
+"""Evaluate a run (or one of its exported files) on a dataset split: metrics, plots and per-image predictions.
 
 Each original file goes through load_rgb -> pil_to_uint8_chw -> the predictor's own preprocessing, exactly the
 path a served photo takes, so the numbers describe the model users get.
@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -116,6 +117,12 @@ def _load_predictor(run_dir: str | Path, exported: str | Path | None, device: st
     if not Path(exported).is_file():
         raise RunError(f"Exported model {exported} does not exist; create it with `python export.py RUN_DIR --out DIR`.")
     config = RunConfig.load(run_dir) if (Path(run_dir) / "config.json").is_file() else None
+    if Path(exported).suffix == ".onnx":  # model.onnx / model.int8.onnx: the network only, behind the same torch preprocessing
+        from .onnx_model import OnnxPredictor
+
+        if config is None:
+            return OnnxPredictor.from_export_dir(Path(exported).parent, torch.get_num_threads(), Path(exported).name), None
+        return OnnxPredictor(exported, config.preprocess, [asdict(c) for c in config.classes], torch.get_num_threads()), config
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated; it is our serving format
         return torch.jit.load(str(exported), map_location=device).eval(), config
@@ -154,7 +161,8 @@ def evaluate_run(
 ) -> dict:
     """Evaluate the run's best weights (or the exported file) on DATA/SPLIT, write the report to OUT, return the metrics."""
     start = time.time()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    onnx = str(exported or "").endswith(".onnx")  # ONNX files run on ONNX Runtime's CPU provider here
+    device = device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu")
     predictor, config = _load_predictor(run_dir, exported, device)
     data = data or (config.args.get("data") if config else None)
     if not data:
@@ -286,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="output folder (default: RUN_DIR/eval-SPLIT)")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--exported", help="evaluate this TorchScript file (export.py's model.pt) instead of the run's weights")
+    parser.add_argument("--exported", help="evaluate this exported file (model.pt, model.onnx or model.int8.onnx) instead of the run's weights")
     args = parser.parse_args(argv)
     try:
         metrics = evaluate_run(args.run_dir, args.split, args.data, args.out, args.tta, args.batch_size, args.exported)

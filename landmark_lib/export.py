@@ -2,7 +2,9 @@
 
 The inner network is traced (many timm models do not script); the LandmarkPredictor wrapper is scripted so its
 preprocessing keeps handling photos of any size. The file is checked in a fresh torch-only process.
-Optionally (onnx=True) the network alone is also written as model.onnx for ONNX Runtime, checked the same way.
+Optionally (onnx=True) the network alone is also written as model.onnx for ONNX Runtime, checked the same way, and
+(int8=True) as model.int8.onnx, statically quantised on the run's training photos and kept only if it stays within
+one point of the fp32 top-1 on the run's validation photos, with its own recognition threshold.
 """
 from __future__ import annotations
 
@@ -21,16 +23,18 @@ import torch
 
 from .data.folder import open_split
 from .data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
-from .onnx_model import INPUT_NAME, ONNX_FILE, OUTPUT_NAME, OnnxPredictor, to_onnx
+from .onnx_model import INPUT_NAME, INT8_FILE, ONNX_FILE, OUTPUT_NAME, OnnxPredictor, quantize_static_int8, to_onnx
 from .predictor import LandmarkPredictor
 from .preprocess import PreprocessConfig
 from .run import RunConfig, load_trained_model
+from .run_photos import has_run_photos, run_photos_loader
 
 MODEL_FILE = "model.pt"
 LABELS_FILE = "labels.json"
 EXPORT_FILE = "export.json"
 METRICS_FILE = "metrics.json"
 TOLERANCE = 1e-4
+MAX_INT8_TOP1_DROP = 0.01  # int8 is worth its speed only if it stays within one point of fp32 top-1 on validation
 
 # Runs in a fresh interpreter without the project on the path: proves a server needs nothing but torch.
 _TORCH_ONLY_CHECK = """
@@ -128,6 +132,52 @@ def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Pat
     return max_abs_diff
 
 
+def _top1(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    return float((probs.argmax(dim=1) == targets).float().mean())
+
+
+def export_onnx_int8(
+    run_dir: str | Path, config: RunConfig, out: Path, valid_fp32: tuple[torch.Tensor, torch.Tensor],
+    calibration_photos: int, calibration: dict | None, target_precision: float,
+) -> dict:
+    """OUT/model.int8.onnx from OUT/model.onnx; removed again if it loses > 1 point of validation top-1 (the returned
+    dict then has 'refused': why, and the rest of the export stays usable).
+
+    Calibrated on CALIBRATION_PHOTOS training photos spread over the classes; its threshold is chosen on validation
+    like the fp32 one (or CALIBRATION, when the threshold was given on the command line).
+    """
+    from .threshold import choose_threshold, validation_probabilities
+
+    loader = run_photos_loader(config, "train", limit=calibration_photos, batch_size=16)
+    path = quantize_static_int8(out / ONNX_FILE, out / INT8_FILE, (images for images, _ in loader))
+    probs, targets = validation_probabilities(run_dir, logits=OnnxPredictor(path, config.preprocess).logits)
+    fp32_top1, int8_top1 = _top1(*valid_fp32), _top1(probs, targets)
+    if int8_top1 < fp32_top1 - MAX_INT8_TOP1_DROP:
+        path.unlink()
+        return {"refused": (
+            f"The int8 model reaches {int8_top1:.2%} top-1 on the run's validation photos against {fp32_top1:.2%} for fp32 "
+            f"(at most {MAX_INT8_TOP1_DROP:.0%} lower is accepted), so {INT8_FILE} was removed; the fp32 files are exported "
+            "and served. Export with --format onnx, or calibrate on more photos (--calibration-photos)."
+        )}
+    import onnxruntime
+
+    return {
+        "file": INT8_FILE,
+        "quantization": "onnxruntime quantize_static, QDQ, int8 per-channel weights, uint8 activations (MinMax)",
+        "calibration_photos": len(loader.dataset),
+        "calibration_source": "the run's training rows (never its validation rows or the test split)",
+        "valid_top1_fp32": fp32_top1,
+        "valid_top1_int8": int8_top1,
+        "valid_agreement_with_fp32": float((probs.argmax(dim=1) == valid_fp32[0].argmax(dim=1)).float().mean()),
+        "threshold_calibration": calibration or choose_threshold(probs, targets, target_precision=target_precision),
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def _metrics_summary(metrics: dict, split: str) -> dict:
+    return {"split": split, **{k: metrics[k] for k in ("top1", "top5", "macro_f1", "n_images", "n_skipped")}}
+
+
 def labels(config: RunConfig) -> list[dict]:
     """labels.json: index -> class name, display name and place, for servers that do not read module attributes."""
     keys = ("name", "display_name", "city", "country", "lat", "lon")
@@ -144,8 +194,11 @@ def export_run(
     threshold: float | None = None,
     target_precision: float = 0.95,
     onnx: bool = False,
+    int8: bool = False,
+    calibration_photos: int = 128,
 ) -> dict:
-    """Write OUT/model.pt, labels.json and export.json (+ metrics.json, + model.onnx with ONNX); raise ExportError if a file drifts.
+    """Write OUT/model.pt, labels.json and export.json (+ metrics.json, + model.onnx with ONNX, + model.int8.onnx with
+    INT8); raise ExportError if a file drifts.
 
     CHECK_DATA defaults to the run's dataset when it is on disk; without one the check uses generated images only
     and nothing is evaluated.
@@ -154,6 +207,11 @@ def export_run(
     run_data = config.args.get("data")
     if check_data is None and run_data and (Path(run_data) / check_split).is_dir():
         check_data = run_data
+    if int8 and not has_run_photos(config):
+        raise ExportError(
+            f"int8 quantisation is calibrated on the run's training photos and checked on its validation photos, but its "
+            f"dataset ({run_data}) is not on disk; put it back there, or export with --format onnx."
+        )
     eager = LandmarkPredictor(model, config.preprocess, config.classes).eval()
     scripted = to_torchscript(eager)
     out = Path(out)
@@ -170,9 +228,10 @@ def export_run(
     except ExportError:
         model_file.unlink()  # a file that does not reproduce the model must not be shipped by mistake
         raise
-    (out / ONNX_FILE).unlink(missing_ok=True)  # servers prefer model.onnx: a previous export's must not outlive this one
+    for stale in (ONNX_FILE, INT8_FILE):  # servers prefer ONNX files: a previous export's must not outlive this one
+        (out / stale).unlink(missing_ok=True)
     onnx_info = None
-    if onnx:
+    if onnx or int8:
         import onnxruntime
 
         onnx_info = {
@@ -184,6 +243,18 @@ def export_run(
             "onnxruntime": onnxruntime.__version__,
         }
 
+    given = {"threshold": threshold, "rule": "given on the command line"} if threshold is not None else None
+    calibration, int8_info, int8_refused = given, None, None
+    if has_run_photos(config):
+        from .threshold import choose_threshold, validation_probabilities
+
+        valid_fp32 = validation_probabilities(run_dir)
+        calibration = given or choose_threshold(*valid_fp32, target_precision=target_precision)
+        if int8:
+            int8_info = export_onnx_int8(run_dir, config, out, valid_fp32, calibration_photos, given, target_precision)
+            int8_refused = int8_info.pop("refused", None)
+            int8_info = None if int8_refused else {**int8_info, "threshold": int8_info["threshold_calibration"]["threshold"]}
+
     metrics = None
     (out / METRICS_FILE).unlink(missing_ok=True)  # a previous export's numbers must not describe this file
     if evaluate and check_data:
@@ -191,11 +262,10 @@ def export_run(
 
         metrics = evaluate_run(run_dir, check_split, check_data, out / f"eval-{check_split}", batch_size=batch_size, exported=model_file)
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
-    calibration = {"threshold": threshold, "rule": "given on the command line"} if threshold is not None else None
-    if calibration is None and run_data and (Path(run_data) / "train").is_dir():
-        from .threshold import choose_threshold, validation_probabilities
-
-        calibration = choose_threshold(*validation_probabilities(run_dir), target_precision=target_precision)
+        if int8_info:
+            int8_metrics = evaluate_run(run_dir, check_split, check_data, out / f"eval-{check_split}-int8", batch_size=batch_size,
+                                        exported=out / INT8_FILE)
+            int8_info["metrics"] = _metrics_summary(int8_metrics, check_split)
     info = {
         "source_run": str(run_dir),
         "threshold": None if calibration is None else calibration["threshold"],
@@ -209,11 +279,11 @@ def export_run(
         "max_abs_diff": max_abs_diff,
         "check_images": len(images),
         "onnx": onnx_info,
+        "onnx_int8": int8_info,
+        "onnx_int8_refused": int8_refused,
         "check_data": str(check_data) if check_data else None,
         "train_args": config.args,
-        "metrics": None if metrics is None else {
-            "split": check_split, **{k: metrics[k] for k in ("top1", "top5", "macro_f1", "n_images", "n_skipped")}
-        },
+        "metrics": None if metrics is None else _metrics_summary(metrics, check_split),
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError, HTTPError
 
-UPLOADED = ["model.pt", "labels.json", "export.json", "metrics.json", "README.md"]
+UPLOADED = ["model.pt", "model.onnx", "model.int8.onnx", "labels.json", "export.json", "metrics.json", "README.md"]
 QUTB_COMPLEX = ("qutub_minar", "alai_darwaza", "alai_minar", "iron_pillar_of_delhi", "jamali_kamali_tomb")
 LICENSE_NOTE = (
     "The training photos come from public repositories that state no license for the images, so these weights are "
@@ -43,6 +43,8 @@ def _card_data(info: dict, metrics: dict | None, repo_id: str) -> ModelCardData:
     tags = ["landmark-recognition", "image-classification", "torchscript"]
     if info["model"].startswith("timm:"):
         tags.append("timm")
+    if info.get("onnx"):
+        tags.append("onnx")
     # library_name stays 'pytorch' even for timm backbones: the file is TorchScript, which timm.create_model cannot load.
     return ModelCardData(
         library_name="pytorch",
@@ -84,6 +86,29 @@ def _training_section(info: dict) -> str:
     if args:
         lines.append("- Training settings (`train_accelerate.py` arguments):")
         lines += [f"  - `{key}`: `{_without_local_path(value)}`" for key, value in sorted(args.items())]
+    return "\n".join(lines)
+
+
+def _files_section(info: dict) -> str:
+    """What each file is, so a server can pick: TorchScript for torch only, ONNX (fp32 or int8) for ONNX Runtime."""
+    lines = [
+        "- `model.pt`: TorchScript with preprocessing and softmax inside; needs only `torch`.",
+        "- `labels.json`: index -> class name, display name, city, country, coordinates. `export.json`: how the files "
+        "were made and checked, and the recognition threshold.",
+    ]
+    if info.get("onnx"):
+        onnx = info["onnx"]
+        lines.append(f"- `{onnx['file']}`: the network alone for ONNX Runtime; input {onnx['input']}; output {onnx['output']}. "
+                     f"Matches `model.pt` within {onnx['max_abs_diff']:.0e} in probability.")
+    if info.get("onnx_int8"):
+        q = info["onnx_int8"]
+        test = q.get("metrics")
+        lines.append(
+            f"- `{q['file']}`: the same interface, statically quantised ({q['quantization']}) with {q['calibration_photos']} "
+            f"training photos; validation top-1 {q['valid_top1_int8']:.2%} (fp32 {q['valid_top1_fp32']:.2%})"
+            + (f", {test['split']} top-1 {test['top1']:.2%}, top-5 {test['top5']:.2%}" if test else "")
+            + f"; its own recognition threshold {q['threshold']:.3f}."
+        )
     return "\n".join(lines)
 
 
@@ -188,6 +213,10 @@ A TorchScript image classifier: give it a photo (uint8 RGB tensor of any size) a
 ## Evaluation
 
 {_metrics_section(metrics)}
+
+## Files
+
+{_files_section(info)}
 
 ## Intended use and limitations
 

@@ -7,10 +7,12 @@ the convolutions markedly faster than TorchScript (see benchmarks/serving_speed.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import tempfile
 import warnings
 from pathlib import Path
-from typing import List
+from typing import Iterable, List
 
 import torch
 from torch import nn
@@ -18,6 +20,7 @@ from torch import nn
 from .preprocess import Preprocess, PreprocessConfig
 
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
@@ -34,6 +37,37 @@ def to_onnx(network: nn.Module, input_size: int, path: str | Path) -> Path:
             dynamic_shapes=({0: batch},), dynamo=True, external_data=False, verbose=False,
         )
     return path
+
+
+def quantize_static_int8(fp32: str | Path, out: str | Path, calibration: Iterable[torch.Tensor]) -> Path:
+    """OUT: FP32 with int8 weights (per channel) and uint8 activations whose ranges come from CALIBRATION batches.
+
+    Static QDQ quantisation after ONNX Runtime's recommended pre-processing (shape inference, graph optimisation):
+    on CPU the int8 convolutions run about 1.6x faster than fp32 (benchmarks/serving_speed.py). Callers must check
+    accuracy on held-out photos; the ranges are only as good as the calibration photos are typical.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration)
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch.contiguous().numpy()}
+
+    logging.disable(logging.WARNING)  # the quantisation tools log hints at WARNING on the root logger
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            quant_pre_process(str(fp32), str(prepared))
+            quantize_static(
+                str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            )
+    finally:
+        logging.disable(logging.NOTSET)
+    return Path(out)
 
 
 def ort_session(path: str | Path, num_threads: int = 1):
@@ -69,12 +103,12 @@ class OnnxPredictor:
         self.longitudes: List[float] = [math.nan if entry.get("lon") is None else float(entry["lon"]) for entry in labels]
 
     @classmethod
-    def from_export_dir(cls, folder: str | Path, num_threads: int = 1) -> "OnnxPredictor":
-        """FOLDER/model.onnx with the preprocessing from export.json and the classes from labels.json."""
+    def from_export_dir(cls, folder: str | Path, num_threads: int = 1, file: str = ONNX_FILE) -> "OnnxPredictor":
+        """FOLDER/FILE (model.onnx or model.int8.onnx) with the preprocessing from export.json and the classes from labels.json."""
         folder = Path(folder)
         info = json.loads((folder / "export.json").read_text(encoding="utf-8"))
         labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
-        return cls(folder / ONNX_FILE, PreprocessConfig.from_dict(info["preprocess"]), labels, num_threads)
+        return cls(folder / file, PreprocessConfig.from_dict(info["preprocess"]), labels, num_threads)
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised float batch [N, 3, S, S] -> logits [N, C] from ONNX Runtime."""

@@ -6,31 +6,29 @@ which the predictions we keep are right at least `target_precision` of the time 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader
 
-from .data.cache import CachedImageDataset, build_cache
-from .data.folder import open_split
-from .data.split import split_rows
-from .data.transforms import EvalTransform
 from .run import load_trained_model
+from .run_photos import run_photos_loader
 
 MIN_THRESHOLD = 0.2  # below this a softmax over ~50 classes says little even when validation is clean
 
 
 @torch.no_grad()
-def validation_probabilities(run_dir: str | Path, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities and targets on the run's own validation split, through the eval preprocessing."""
+def validation_probabilities(
+    run_dir: str | Path, batch_size: int = 64, logits: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities and targets on the run's own validation split, through the eval preprocessing.
+
+    LOGITS (normalised batch -> logits) replaces the run's eager network, e.g. an int8 ONNX Runtime session.
+    """
     model, config = load_trained_model(run_dir)
-    args = config.args
-    split = open_split(args["data"], "train", class_names=config.class_names)
-    cached = build_cache(split, config.preprocess.resize_size, args["cache_dir"])
-    _, valid_rows = split_rows(cached.valid, cached.targets, args["valid_fraction"], args["seed"])
-    loader = DataLoader(CachedImageDataset(cached, valid_rows, EvalTransform(config.preprocess)), batch_size=batch_size, num_workers=2)
+    logits = logits or model
     probs, targets = [], []
-    for images, labels in loader:
-        probs.append(torch.softmax(model(images).float(), dim=1))
+    for images, labels in run_photos_loader(config, "valid", batch_size=batch_size):
+        probs.append(torch.softmax(logits(images).float(), dim=1))
         targets.append(labels)
     return torch.cat(probs), torch.cat(targets)
 

@@ -128,7 +128,7 @@ def test_hub_errors_become_one_sentence_and_keep_the_files(export_dir, error):
 
 def test_cli_push_failure_exits_with_the_message(export_dir, monkeypatch):
     info = json.loads((export_dir / "export.json").read_text())
-    monkeypatch.setattr(export_cli, "export_run", lambda *args: info)  # the export itself is tested in test_export.py
+    monkeypatch.setattr(export_cli, "export_run", lambda *args, **kwargs: info)  # the export itself is tested in test_export.py
     monkeypatch.setattr("landmark_lib.hub.HfApi", lambda token=None: FakeHfApi(OSError("offline")))
     with pytest.raises(SystemExit, match="Could not push .*offline"):
         export_cli.main([info["source_run"], "--out", str(export_dir), "--push-to-hub", "someone/x"])

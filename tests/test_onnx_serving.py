@@ -1,4 +1,4 @@
-"""ONNX serving path: export.py --format onnx writes a verified model.onnx, and the service prefers it with the same answers."""
+"""ONNX serving path: export.py --format onnx / onnx-int8 writes verified ONNX files, and the service prefers them."""
 from __future__ import annotations
 
 import json
@@ -11,11 +11,14 @@ import torch
 import export as export_cli
 from landmark_lib.data.images import pil_to_uint8_chw
 from landmark_lib.export import export_run
+from landmark_lib.hub import build_model_card
 from landmark_lib.models import ModelSpec
 from landmark_lib.serving import LandmarkService, ModelNotFoundError, read_photo
 
 from conftest import make_photo
+from synthetic import make_dataset
 from test_export import make_run  # the same tiny run folder the export tests use
+from test_training import TINY, run_train
 
 @pytest.fixture(scope="module")
 def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -59,3 +62,78 @@ def test_reexport_without_onnx_removes_it(onnx_export: Path, tmp_path: Path) -> 
     assert LandmarkService(out / "model.pt", num_threads=1).backend == "torchscript"
     with pytest.raises(ModelNotFoundError, match="--format onnx"):
         LandmarkService(out / "model.pt", num_threads=1, backend="onnx")
+
+
+@pytest.fixture(scope="module")
+def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained run (so validation top-1 means something), exported with --format onnx-int8 and evaluated on test."""
+    tmp = tmp_path_factory.mktemp("int8")
+    data = make_dataset(tmp / "data", classes=3, train_per_class=14, test_per_class=4)
+    result = run_train(["--data", str(data), "--output-dir", str(tmp / "run"), "--epochs", "6", *TINY], tmp / "cache")
+    assert result.returncode == 0, result.stderr[-2000:]
+    export_cli.main([str(tmp / "run"), "--out", str(tmp / "export"), "--format", "onnx-int8", "--calibration-photos", "12"])
+    return tmp / "export"
+
+
+def test_int8_export_is_quantised_checked_on_validation_and_evaluated(int8_export: Path) -> None:
+    info = json.loads((int8_export / "export.json").read_text())
+    int8 = info["onnx_int8"]
+    assert int8["file"] == "model.int8.onnx" and int8["calibration_photos"] == 12
+    assert int8["valid_top1_int8"] >= int8["valid_top1_fp32"] - 0.01 and int8["valid_top1_fp32"] >= 0.8
+    assert int8["threshold_calibration"]["valid_images"] == 6  # the run's own validation rows, not test photos
+    assert 0.2 <= int8["threshold"] < 1.0
+    assert int8["metrics"]["split"] == "test" and int8["metrics"]["n_images"] == 12
+    assert abs(int8["metrics"]["top1"] - info["metrics"]["top1"]) <= 1 / 12  # at most one of 12 test photos changes
+    assert int8["metrics"]["top1"] >= 0.75
+    # int8 weights: the file is much smaller than the fp32 one, and it holds quantise/dequantise nodes
+    assert (int8_export / "model.int8.onnx").stat().st_size < 0.5 * (int8_export / "model.onnx").stat().st_size
+    assert b"QuantizeLinear" in (int8_export / "model.int8.onnx").read_bytes()
+
+
+def test_service_prefers_int8_with_its_own_threshold_and_same_answers(int8_export: Path) -> None:
+    info = json.loads((int8_export / "export.json").read_text())
+    int8 = LandmarkService(int8_export / "model.pt", num_threads=1)
+    fp32 = LandmarkService(int8_export / "model.pt", num_threads=1, backend="onnx")
+    assert (int8.backend, fp32.backend) == ("onnx-int8", "onnx")
+    assert int8.threshold == info["onnx_int8"]["threshold"] and fp32.threshold == info["threshold"]
+
+    photos = [read_photo(path) for path in sorted(Path(info["check_data"], "test").rglob("*.jpg"))]
+    int8_top = [p.best.name for p in int8.predict_photos(photos)]
+    fp32_top = [p.best.name for p in fp32.predict_photos(photos)]
+    assert len(photos) == 12 and sum(a == b for a, b in zip(int8_top, fp32_top)) >= len(photos) - 1
+
+
+def test_int8_that_loses_accuracy_is_refused_and_removed(int8_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = json.loads((int8_export / "export.json").read_text())["source_run"]
+    monkeypatch.setattr("landmark_lib.export.MAX_INT8_TOP1_DROP", -1.0)  # demand int8 beat fp32 by 100 points: impossible
+    with pytest.raises(SystemExit, match=r"int8 model reaches .* validation photos .* was removed; the fp32 files are exported"):
+        export_cli.main([run, "--out", str(tmp_path / "export"), "--format", "onnx-int8", "--calibration-photos", "6", "--no-eval"])
+    assert not (tmp_path / "export" / "model.int8.onnx").exists()
+    info = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert info["onnx_int8"] is None and "was removed" in info["onnx_int8_refused"]
+    assert LandmarkService(tmp_path / "export" / "model.pt", num_threads=1).backend == "onnx"  # the fp32 export is complete
+
+
+def test_int8_needs_the_runs_photos_and_says_so_before_exporting(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", ModelSpec("scratch", {"width": 0.25, "depth": 1}), 64, data=tmp_path / "moved-away")
+    with pytest.raises(SystemExit, match=r"int8 quantisation is calibrated on the run's training photos .* --format onnx"):
+        export_cli.main([str(run), "--out", str(tmp_path / "export"), "--format", "onnx-int8"])
+    assert not (tmp_path / "export").exists()
+
+
+def test_int8_backend_on_an_export_without_it_names_the_export_format(onnx_export: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="--format onnx-int8"):
+        LandmarkService(onnx_export / "model.pt", num_threads=1, backend="onnx-int8")
+
+
+def test_hub_spec_fetches_the_onnx_files_the_export_verified(int8_export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    fetched = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda repo_id, filename, revision=None: fetched.append(filename) or str(int8_export / filename))
+    service = LandmarkService.from_spec("hf://someone/landmarks", num_threads=1)
+    assert fetched[:3] == ["model.pt", "labels.json", "export.json"] and sorted(fetched[3:]) == ["model.int8.onnx", "model.onnx"]
+    assert service.backend == "onnx-int8"
+    card = build_model_card(int8_export, "someone/landmarks").text
+    assert "`model.int8.onnx`: the same interface, statically quantised" in card and "validation top-1" in card

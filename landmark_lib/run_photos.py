@@ -1,0 +1,40 @@
+"""A run's own training and validation photos, through the eval preprocessing, for work done after training.
+
+The recognition threshold is chosen on the validation rows and int8 quantisation is calibrated on training rows;
+both go through split_rows with the run's seed, so neither ever sees a test photo or mixes the two parts up.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from .data.cache import CachedImageDataset, build_cache
+from .data.folder import DatasetError, open_split
+from .data.split import split_rows
+from .data.transforms import EvalTransform
+from .run import RunConfig
+
+PARTS = ("train", "valid")
+
+
+def has_run_photos(config: RunConfig) -> bool:
+    """True when the run's dataset is on disk (its train/ folder), so thresholds and calibration can be computed."""
+    data = config.args.get("data")
+    return bool(data) and (Path(data) / "train").is_dir() and "cache_dir" in config.args
+
+
+def run_photos_loader(config: RunConfig, part: str, limit: int | None = None, batch_size: int = 64) -> DataLoader:
+    """(normalised image batch, targets) over PART ('train' or 'valid') of the run's split; LIMIT spreads over classes."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, not {part!r}")
+    if not has_run_photos(config):
+        raise DatasetError(f"The run's dataset ({config.args.get('data')}) is not on disk; its train/ photos are needed here.")
+    args = config.args
+    cached = build_cache(open_split(args["data"], "train", class_names=config.class_names), config.preprocess.resize_size, args["cache_dir"])
+    rows = dict(zip(PARTS, split_rows(cached.valid, cached.targets, args["valid_fraction"], args["seed"])))[part]
+    if limit is not None and limit < len(rows):
+        rows = rows[np.argsort(cached.targets[rows], kind="stable")]  # sorted by class, then evenly spaced picks
+        rows = rows[np.linspace(0, len(rows) - 1, limit).round().astype(np.int64)]
+    return DataLoader(CachedImageDataset(cached, rows, EvalTransform(config.preprocess)), batch_size=batch_size, num_workers=2)
