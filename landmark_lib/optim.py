@@ -9,9 +9,16 @@ from torch import nn
 
 
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, layer_decay: float | None = None) -> torch.optim.Optimizer:
-    """Only parameters with requires_grad are optimised, so frozen layers stay frozen."""
+    """Only parameters with requires_grad are optimised, so frozen layers stay frozen.
+
+    With LAYER_DECAY, timm groups the parameters by depth and records each group's 'lr_scale', which only timm's own
+    schedulers apply; we use a torch LambdaLR, so the scale goes into each group's base lr here.
+    """
     kwargs = {"momentum": 0.9} if name == "sgd" else {}  # timm's "sgd" is Nesterov SGD
-    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, **kwargs)
+    optimizer = create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, **kwargs)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return optimizer
 
 
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.01):
