@@ -10,6 +10,7 @@ weights on the validation split), metrics.csv, curves.png and state/ (Accelerate
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -29,7 +30,7 @@ from landmark_lib.data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, build
 from landmark_lib.data.folder import DatasetError, load_class_info, open_split
 from landmark_lib.data.split import split_rows
 from landmark_lib.data.transforms import AugmentConfig, EvalTransform, train_transform
-from landmark_lib.finetune import STRATEGIES, set_frozen_bn_eval, split_for_feature_cache, trainable_groups
+from landmark_lib.finetune import FEATURE_CACHE_FILE, STRATEGIES, set_frozen_bn_eval, split_for_feature_cache, trainable_groups
 from landmark_lib.models import ModelNameError, ModelSpec, create_model
 from landmark_lib.models.pretrained import PretrainedWeightsError
 from landmark_lib.models.timm_backbone import UnknownModelError
@@ -168,8 +169,12 @@ def training_function(args: argparse.Namespace) -> Path:
         if resuming:  # frozen layers never change: take them from the run's weights before computing features
             model.load_state_dict(load_file(str(run_dir / WEIGHTS_FILE)))
         dtype = torch.float16 if args.feature_dtype == "float16" else torch.float32
+        cache_start = time.time()
         train_features = cache_features(frozen, train_set, args.feature_views, args.batch_size, args.num_workers, "caching train features", dtype)
         valid_features = cache_features(frozen, valid_set, 1, args.batch_size, args.num_workers, "caching valid features", dtype)[0]
+        if accelerator.is_main_process:  # the one-time cost is part of the run's training time (landmark_lib.compare)
+            timing = {"seconds": round(time.time() - cache_start, 1), "views": args.feature_views, "train_photos": len(train_rows), "valid_photos": len(valid_rows)}
+            (run_dir / FEATURE_CACHE_FILE).write_text(json.dumps(timing, indent=2))
         train_targets = torch.as_tensor(cached.targets[train_rows])
         train_set = _ViewDataset(train_features, train_targets)
         valid_set = TensorDataset(valid_features.float(), torch.as_tensor(cached.targets[valid_rows]))

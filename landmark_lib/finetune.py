@@ -7,6 +7,7 @@ from timm.models import group_parameters
 from torch import nn
 
 STRATEGIES = ("full", "partial", "linear")
+FEATURE_CACHE_FILE = "feature_cache.json"  # run folder: how long the one-time frozen-layer pass took
 
 
 def trainable_groups(model: nn.Module, strategy: str, train_stages: int) -> int:

