@@ -27,7 +27,6 @@ from .onnx_model import INPUT_NAME, INT8_FILE, ONNX_FILE, OUTPUT_NAME, OnnxPredi
 from .predictor import LandmarkPredictor
 from .preprocess import PreprocessConfig
 from .run import RunConfig, load_trained_model
-from .run_photos import has_run_photos, run_photos_loader
 
 MODEL_FILE = "model.pt"
 LABELS_FILE = "labels.json"
@@ -146,6 +145,7 @@ def export_onnx_int8(
     Calibrated on CALIBRATION_PHOTOS training photos spread over the classes; its threshold is chosen on validation
     like the fp32 one (or CALIBRATION, when the threshold was given on the command line).
     """
+    from .run_photos import run_photos_loader  # pulls in timm's transforms: servers importing this module must not pay for it
     from .threshold import choose_threshold, validation_probabilities
 
     loader = run_photos_loader(config, "train", limit=calibration_photos, batch_size=16)
@@ -203,6 +203,8 @@ def export_run(
     CHECK_DATA defaults to the run's dataset when it is on disk; without one the check uses generated images only
     and nothing is evaluated.
     """
+    from .run_photos import has_run_photos
+
     model, config = load_trained_model(run_dir)
     run_data = config.args.get("data")
     if check_data is None and run_data and (Path(run_data) / check_split).is_dir():

@@ -55,3 +55,15 @@ def test_serving_speed_table_has_every_variant(tmp_path: Path, capsys) -> None:
         assert row["p50_ms"] > 0 and set(row["photos_per_s"]) == {"1", "4"}
     by_name = {r["name"]: r for r in saved["rows"]}
     assert by_name["eager fp32"]["max_abs_diff"] < 1e-4 and by_name["onnxruntime fp32"]["max_abs_diff"] < 1e-4
+
+
+def test_app_startup_reports_the_median_of_repeated_cold_starts(model_dir: Path, tmp_path: Path) -> None:
+    from benchmarks import app_startup
+
+    result = app_startup.main(["--model", str(model_dir), "--burst", "2", "--clients", "1", "--repeats", "2",
+                               "--timeout", "240", "--json", str(tmp_path / "startup.json")])
+    starts = result["cold_starts_seconds"]
+    assert len(starts) == 2 and result["cold_start_seconds"] in starts
+    assert 0 < result["seconds_to_http"] <= result["cold_start_seconds"] < 240
+    assert 100 < result["rss_ready_mib"] <= result["peak_rss_mib"]  # torch + gradio alone take far more than 100 MiB
+    assert json.loads((tmp_path / "startup.json").read_text())["cold_starts_seconds"] == starts

@@ -171,3 +171,12 @@ def test_huge_photo_is_shrunk_before_the_model(service: LandmarkService) -> None
         full = service.model(pil_to_uint8_chw(big))  # what the model alone gives for the full-size photo
     answer = service.predict(big)
     assert [g.probability for g in answer.top] == pytest.approx([float(full[service.class_names.index(g.name)]) for g in answer.top], abs=0.01)
+
+
+def test_the_app_does_not_import_training_libraries() -> None:
+    """Cold start: timm, matplotlib and accelerate cost seconds to import and the server needs none of them."""
+    code = "import sys, app; print(sorted(m for m in ('timm', 'matplotlib', 'accelerate') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
