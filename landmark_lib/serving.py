@@ -112,16 +112,17 @@ class Photo:
     location: tuple[float, float] | None
 
 
-def read_photo(source: ImageInput, name: str = "image") -> Photo:
+def read_photo(source: ImageInput, name: str = "image", min_short_side: int | None = None) -> Photo:
     """Decode SOURCE with load_rgb (orientation, odd modes, bomb refusal); raises ImageLoadError with a clear message.
 
-    NAME labels raw bytes in error messages (e.g. the uploaded file's name).
+    NAME labels raw bytes in error messages (e.g. the uploaded file's name); MIN_SHORT_SIDE lets big JPEGs decode at
+    a reduced scale (see load_rgb).
     """
     if isinstance(source, bytes):
-        image = load_rgb_bytes(source, name)
+        image = load_rgb_bytes(source, name, min_short_side)
         with Image.open(io.BytesIO(source)) as original:
             return Photo(image, gps_from_exif(original))
-    image = load_rgb(source)
+    image = load_rgb(source, min_short_side)
     if isinstance(source, Image.Image):
         return Photo(image, gps_from_exif(source))
     with Image.open(source) as original:
@@ -241,8 +242,9 @@ class LandmarkService:
             Place(city, country, None if math.isnan(lat) else lat, None if math.isnan(lon) else lon)
             for city, country, lat, lon in zip(self.model.cities, self.model.countries, self.model.latitudes, self.model.longitudes)
         ]
-        # Shrinking huge photos in PIL first bounds memory and time; the model's own resize then works as usual.
-        self._max_short_side = 2 * int(self.model.preprocess.resize_size)
+        # Big photos are decoded (JPEG: DCT scaling) or shrunk in PIL to about this short side first, which bounds memory
+        # and time; the model's own antialiased resize then works as usual.
+        self.max_short_side = 2 * int(self.model.preprocess.resize_size)
 
     @classmethod
     def from_spec(
@@ -251,7 +253,7 @@ class LandmarkService:
         return cls(resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend)
 
     def _to_tensor(self, image: Image.Image) -> torch.Tensor:
-        factor = min(image.size) // self._max_short_side
+        factor = min(image.size) // self.max_short_side
         return pil_to_uint8_chw(image.reduce(factor) if factor >= 2 else image)
 
     def predict_photos(self, photos: list[Photo]) -> list[Prediction]:
@@ -272,5 +274,5 @@ class LandmarkService:
 
     def predict(self, source: ImageInput, name: str = "image") -> Prediction:
         """One photo (PIL image, path or bytes) -> Prediction; raises ImageLoadError for files that are not usable photos."""
-        return self.predict_photos([read_photo(source, name)])[0]
+        return self.predict_photos([read_photo(source, name, self.max_short_side)])[0]
 

@@ -66,7 +66,7 @@ def tag_folder(service: LandmarkService, folder: Path, batch_size: int = 16) -> 
             batch: list[tuple[Path, Photo]] = []
             for path in paths[start : start + batch_size]:
                 try:
-                    batch.append((path, read_photo(path)))
+                    batch.append((path, read_photo(path, min_short_side=service.max_short_side)))
                 except ImageLoadError as error:
                     message = str(error).replace(str(path), path.name)
                     records[path] = row(str(path.relative_to(folder)), error=message)

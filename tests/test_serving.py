@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageOps
 
 from landmark_lib import serving
 from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
-from landmark_lib.serving import LandmarkService, ModelNotFoundError, gps_from_exif, resolve_model_path
+from landmark_lib.serving import LandmarkService, ModelNotFoundError, gps_from_exif, read_photo, resolve_model_path
 
 from conftest import CLASSES, make_photo
 
@@ -171,6 +171,33 @@ def test_huge_photo_is_shrunk_before_the_model(service: LandmarkService) -> None
         full = service.model(pil_to_uint8_chw(big))  # what the model alone gives for the full-size photo
     answer = service.predict(big)
     assert [g.probability for g in answer.top] == pytest.approx([float(full[service.class_names.index(g.name)]) for g in answer.top], abs=0.01)
+
+
+def test_big_jpeg_is_decoded_at_reduced_scale_upright_and_with_the_same_answer(service: LandmarkService, tmp_path: Path) -> None:
+    """A phone-sized JPEG (stored sideways, EXIF Orientation 6) is DCT-scaled while decoding, not decoded in full."""
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    stored = make_photo(2000, 3000).transpose(Image.Transpose.ROTATE_90)  # 3000x2000 as stored; upright 2000x3000
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=92, exif=exif)
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as full:
+        full_upright = ImageOps.exif_transpose(full).convert("RGB")
+
+    photo = read_photo(data, "phone.jpg", min_short_side=service.max_short_side)
+    width, height = photo.image.size
+    assert height > width  # upright
+    assert service.max_short_side <= width < 2 * service.max_short_side and width < full_upright.size[0] // 2
+    assert read_photo(data, "phone.jpg").image.size == full_upright.size  # without a target: decoded in full
+
+    answer = service.predict(data, name="phone.jpg")
+    reference = service.predict_photos([serving.Photo(full_upright, None)])[0]
+    assert [g.name for g in answer.top] == [g.name for g in reference.top]
+    assert [g.probability for g in answer.top] == pytest.approx([g.probability for g in reference.top], abs=0.02)
+
+    png = tmp_path / "big.png"
+    stored.save(png)
+    assert read_photo(png, min_short_side=service.max_short_side).image.size == stored.size  # DCT scaling is JPEG-only
 
 
 def test_the_app_does_not_import_training_libraries() -> None:
