@@ -67,3 +67,12 @@ def test_app_startup_reports_the_median_of_repeated_cold_starts(model_dir: Path,
     assert 0 < result["seconds_to_http"] <= result["cold_start_seconds"] < 240
     assert 100 < result["rss_ready_mib"] <= result["peak_rss_mib"]  # torch + gradio alone take far more than 100 MiB
     assert json.loads((tmp_path / "startup.json").read_text())["cold_starts_seconds"] == starts
+
+
+def test_jpeg_decode_benchmark_decodes_smaller_and_faster(capsys) -> None:
+    from benchmarks import jpeg_decode
+
+    result = jpeg_decode.main(["--size", "2400x1600", "--min-short-side", "300", "--iters", "3"])
+    assert result["sizes"] == {"full": (2400, 1600), "reduced": (600, 400)}  # 1/4 scale keeps the short side >= 300
+    assert result["reduced"] < result["full"]
+    assert "faster" in capsys.readouterr().out

@@ -43,7 +43,7 @@ def load_rgb(source: Source, min_short_side: int | None = None) -> Image.Image:
     Takes the first frame of animations, applies the EXIF orientation, and refuses
     zero-byte, truncated, non-image and decompression-bomb sized files with ImageLoadError.
     With MIN_SHORT_SIDE, a JPEG at least twice that size is decoded at 1/2, 1/4 or 1/8 scale (DCT scaling, the short
-    side staying >= MIN_SHORT_SIDE): a 12-megapixel phone photo then decodes about 9x faster for a 224 px model.
+    side staying >= MIN_SHORT_SIDE): a 12-megapixel phone photo decodes several times faster (benchmarks/jpeg_decode.py).
     """
     name = getattr(source, "name", None) or (str(source) if isinstance(source, (str, os.PathLike)) else "image")
     try:
