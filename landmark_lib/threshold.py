@@ -52,22 +52,32 @@ def choose_threshold(probs: torch.Tensor, targets: torch.Tensor, target_precisio
     }
 
 
-def main() -> None:
-    """Re-choose an export's threshold without re-exporting: updates EXPORT_DIR/export.json in place."""
+def main(argv: list[str] | None = None) -> None:
+    """Re-choose an export's thresholds without re-exporting: updates EXPORT_DIR/export.json in place.
+
+    An export with an int8 model gets its own threshold re-chosen too, from the int8 file's probabilities.
+    """
     import argparse
     import json
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
+    from .onnx_model import OnnxPredictor
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="the run the export was made from")
     parser.add_argument("--export-dir", required=True, help="folder with export.json to update")
     parser.add_argument("--target-precision", type=float, default=0.95)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     calibration = choose_threshold(*validation_probabilities(args.run_dir), target_precision=args.target_precision)
     path = Path(args.export_dir) / "export.json"
     info = json.loads(path.read_text(encoding="utf-8"))
     info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
-    path.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
     print(f"threshold {calibration['threshold']:.3f}: {calibration}")
+    if info.get("onnx_int8"):
+        int8 = OnnxPredictor.from_export_dir(args.export_dir, file=info["onnx_int8"]["file"])
+        int8_calibration = choose_threshold(*validation_probabilities(args.run_dir, logits=int8.logits), target_precision=args.target_precision)
+        info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
+        print(f"int8 threshold {int8_calibration['threshold']:.3f}: {int8_calibration}")
+    path.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -137,3 +137,16 @@ def test_hub_spec_fetches_the_onnx_files_the_export_verified(int8_export: Path, 
     assert service.backend == "onnx-int8"
     card = build_model_card(int8_export, "someone/landmarks").text
     assert "`model.int8.onnx`: the same interface, statically quantised" in card and "validation top-1" in card
+
+
+def test_threshold_cli_rechooses_both_thresholds_on_validation(int8_export: Path, tmp_path: Path) -> None:
+    from landmark_lib import threshold
+
+    out = shutil.copytree(int8_export, tmp_path / "export")
+    run = json.loads((out / "export.json").read_text())["source_run"]
+    threshold.main([run, "--export-dir", str(out), "--target-precision", "0.5"])
+    info = json.loads((out / "export.json").read_text())
+    for calibration in (info["threshold_calibration"], info["onnx_int8"]["threshold_calibration"]):
+        assert calibration["target_precision"] == 0.5 and calibration["valid_images"] == 6
+    assert info["onnx_int8"]["threshold"] == info["onnx_int8"]["threshold_calibration"]["threshold"]
+    assert LandmarkService(out / "model.pt", num_threads=1).threshold == info["onnx_int8"]["threshold"]
