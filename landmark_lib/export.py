@@ -161,6 +161,7 @@ def export_onnx_int8(
         )}
     import onnxruntime
 
+    chosen = calibration or choose_threshold(probs, targets, target_precision=target_precision)
     return {
         "file": INT8_FILE,
         "quantization": "onnxruntime quantize_static, QDQ, int8 per-channel weights, uint8 activations (MinMax)",
@@ -169,7 +170,8 @@ def export_onnx_int8(
         "valid_top1_fp32": fp32_top1,
         "valid_top1_int8": int8_top1,
         "valid_agreement_with_fp32": float((probs.argmax(dim=1) == valid_fp32[0].argmax(dim=1)).float().mean()),
-        "threshold_calibration": calibration or choose_threshold(probs, targets, target_precision=target_precision),
+        "threshold": chosen["threshold"],
+        "threshold_calibration": chosen,
         "onnxruntime": onnxruntime.__version__,
     }
 
@@ -255,7 +257,7 @@ def export_run(
         if int8:
             int8_info = export_onnx_int8(run_dir, config, out, valid_fp32, calibration_photos, given, target_precision)
             int8_refused = int8_info.pop("refused", None)
-            int8_info = None if int8_refused else {**int8_info, "threshold": int8_info["threshold_calibration"]["threshold"]}
+            int8_info = None if int8_refused else int8_info
 
     metrics = None
     (out / METRICS_FILE).unlink(missing_ok=True)  # a previous export's numbers must not describe this file
