@@ -12,7 +12,6 @@ import sys
 import textwrap
 import time
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -118,11 +117,12 @@ def _load_predictor(run_dir: str | Path, exported: str | Path | None, device: st
         raise RunError(f"Exported model {exported} does not exist; create it with `python export.py RUN_DIR --out DIR`.")
     config = RunConfig.load(run_dir) if (Path(run_dir) / "config.json").is_file() else None
     if Path(exported).suffix == ".onnx":  # model.onnx / model.int8.onnx: the network only, behind the same torch preprocessing
+        from .export import labels  # labels.json's entries, as an export folder would hold them
         from .onnx_model import OnnxPredictor
 
         if config is None:
             return OnnxPredictor.from_export_dir(Path(exported).parent, torch.get_num_threads(), Path(exported).name), None
-        return OnnxPredictor(exported, config.preprocess, [asdict(c) for c in config.classes], torch.get_num_threads()), config
+        return OnnxPredictor(exported, config.preprocess, labels(config), torch.get_num_threads()), config
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated; it is our serving format
         return torch.jit.load(str(exported), map_location=device).eval(), config

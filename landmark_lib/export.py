@@ -136,7 +136,7 @@ def _top1(probs: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 def export_onnx_int8(
-    run_dir: str | Path, config: RunConfig, out: Path, valid_fp32: tuple[torch.Tensor, torch.Tensor],
+    config: RunConfig, out: Path, valid_fp32: tuple[torch.Tensor, torch.Tensor],
     calibration_photos: int, calibration: dict | None, target_precision: float,
 ) -> dict:
     """OUT/model.int8.onnx from OUT/model.onnx; removed again if it loses > 1 point of validation top-1 (the returned
@@ -150,7 +150,7 @@ def export_onnx_int8(
 
     loader = run_photos_loader(config, "train", limit=calibration_photos, batch_size=16)
     path = quantize_static_int8(out / ONNX_FILE, out / INT8_FILE, (images for images, _ in loader))
-    probs, targets = validation_probabilities(run_dir, logits=OnnxPredictor(path, config.preprocess).logits)
+    probs, targets = validation_probabilities(config, OnnxPredictor(path, config.preprocess).logits)
     fp32_top1, int8_top1 = _top1(*valid_fp32), _top1(probs, targets)
     if int8_top1 < fp32_top1 - MAX_INT8_TOP1_DROP:
         path.unlink()
@@ -252,10 +252,10 @@ def export_run(
     if has_run_photos(config):
         from .threshold import choose_threshold, validation_probabilities
 
-        valid_fp32 = validation_probabilities(run_dir)
+        valid_fp32 = validation_probabilities(config, model)  # the weights loaded above, not a second copy
         calibration = given or choose_threshold(*valid_fp32, target_precision=target_precision)
         if int8:
-            int8_info = export_onnx_int8(run_dir, config, out, valid_fp32, calibration_photos, given, target_precision)
+            int8_info = export_onnx_int8(config, out, valid_fp32, calibration_photos, given, target_precision)
             int8_refused = int8_info.pop("refused", None)
             int8_info = None if int8_refused else int8_info
 

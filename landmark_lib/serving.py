@@ -25,7 +25,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default" / MOD
 DEFAULT_THRESHOLD = 0.35
 TOP_K = 5
 BACKENDS = ("auto", "onnx-int8", "onnx", "torchscript")
-ONNX_BACKENDS = {"onnx-int8": ("onnx_int8", INT8_FILE, "onnx-int8"), "onnx": ("onnx", ONNX_FILE, "onnx")}  # export.json key, file, --format
+ONNX_BACKENDS = {"onnx-int8": ("onnx_int8", INT8_FILE), "onnx": ("onnx", ONNX_FILE)}  # backend (= export.py --format) -> export.json key, file
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes]
 
@@ -44,7 +44,7 @@ def _resolve_hf(spec: str) -> Path:
     try:
         paths = [hf_hub_download(repo_id=repo, filename=name, revision=revision or None) for name in HF_FILES]
         info = json.loads(Path(paths[HF_FILES.index(EXPORT_FILE)]).read_text(encoding="utf-8"))
-        for key, _, _ in ONNX_BACKENDS.values():  # the faster files the export verified, so choose_backend finds them
+        for key, _ in ONNX_BACKENDS.values():  # the faster files the export verified, so choose_backend finds them
             if info.get(key):
                 hf_hub_download(repo_id=repo, filename=info[key]["file"], revision=revision or None)
     except Exception as error:  # network, auth, missing repo/file, offline without a cached copy: one clear message
@@ -187,7 +187,7 @@ def default_num_threads(concurrent_requests: int = 1) -> int:
 
 def _has_verified(model_path: Path, backend: str) -> bool:
     """The export wrote this backend's ONNX file and recorded its check in export.json (a stray file is not used)."""
-    key, file, _ = ONNX_BACKENDS[backend]
+    key, file = ONNX_BACKENDS[backend]
     folder = model_path.parent
     return (folder / file).is_file() and (folder / LABELS_FILE).is_file() and bool(_export_info(model_path).get(key))
 
@@ -203,10 +203,9 @@ def choose_backend(model_path: Path, backend: str = "auto") -> str:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if backend in ONNX_BACKENDS:
         if not _has_verified(model_path, backend):
-            _, file, export_format = ONNX_BACKENDS[backend]
             raise ModelNotFoundError(
-                f"{model_path.parent / file} (with {EXPORT_FILE} and {LABELS_FILE} recording it) does not exist; "
-                f"export with `python export.py RUN --out DIR --format {export_format}`."
+                f"{model_path.parent / ONNX_BACKENDS[backend][1]} (with {EXPORT_FILE} and {LABELS_FILE} recording it) does not exist; "
+                f"export with `python export.py RUN --out DIR --format {backend}`."
             )
         return backend
     if backend == "auto":

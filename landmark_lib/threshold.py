@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from .run import load_trained_model
+from .run import RunConfig, load_trained_model
 from .run_photos import run_photos_loader
 
 MIN_THRESHOLD = 0.2  # below this a softmax over ~50 classes says little even when validation is clean
@@ -18,14 +18,12 @@ MIN_THRESHOLD = 0.2  # below this a softmax over ~50 classes says little even wh
 
 @torch.no_grad()
 def validation_probabilities(
-    run_dir: str | Path, batch_size: int = 64, logits: Callable[[torch.Tensor], torch.Tensor] | None = None
+    config: RunConfig, logits: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 64
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities and targets on the run's own validation split, through the eval preprocessing.
 
-    LOGITS (normalised batch -> logits) replaces the run's eager network, e.g. an int8 ONNX Runtime session.
+    LOGITS (normalised batch -> logits): the run's eager network, or e.g. an int8 ONNX Runtime session's logits.
     """
-    model, config = load_trained_model(run_dir)
-    logits = logits or model
     probs, targets = [], []
     for images, labels in run_photos_loader(config, "valid", batch_size=batch_size):
         probs.append(torch.softmax(logits(images).float(), dim=1))
@@ -67,14 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export-dir", required=True, help="folder with export.json to update")
     parser.add_argument("--target-precision", type=float, default=0.95)
     args = parser.parse_args(argv)
-    calibration = choose_threshold(*validation_probabilities(args.run_dir), target_precision=args.target_precision)
+    model, config = load_trained_model(args.run_dir)
+    calibration = choose_threshold(*validation_probabilities(config, model), target_precision=args.target_precision)
     path = Path(args.export_dir) / "export.json"
     info = json.loads(path.read_text(encoding="utf-8"))
     info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
     print(f"threshold {calibration['threshold']:.3f}: {calibration}")
     if info.get("onnx_int8"):
         int8 = OnnxPredictor.from_export_dir(args.export_dir, file=info["onnx_int8"]["file"])
-        int8_calibration = choose_threshold(*validation_probabilities(args.run_dir, logits=int8.logits), target_precision=args.target_precision)
+        int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), target_precision=args.target_precision)
         info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
         print(f"int8 threshold {int8_calibration['threshold']:.3f}: {int8_calibration}")
     path.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
