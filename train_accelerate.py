@@ -27,9 +27,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from landmark_lib.data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, build_cache
-from landmark_lib.data.folder import DatasetError, load_class_info, open_split
-from landmark_lib.data.split import split_rows
+from landmark_lib.data.folder import DatasetError, data_roots, load_class_info, open_split
 from landmark_lib.data.transforms import AugmentConfig, EvalTransform, train_transform
+from landmark_lib.feature_store import build_feature_store
 from landmark_lib.finetune import FEATURE_CACHE_FILE, STRATEGIES, set_frozen_bn_eval, split_for_feature_cache, trainable_groups
 from landmark_lib.models import ModelNameError, ModelSpec, create_model
 from landmark_lib.models.pretrained import PretrainedWeightsError
@@ -37,6 +37,7 @@ from landmark_lib.models.timm_backbone import UnknownModelError
 from landmark_lib.optim import build_optimizer, cosine_with_warmup
 from landmark_lib.preprocess import PreprocessConfig
 from landmark_lib.run import WEIGHTS_FILE, RunConfig, RunError, save_weights
+from landmark_lib.run_photos import run_split
 from landmark_lib.tracking import CSVTracker, plot_curves
 
 RESUMABLE_KEYS = ("epochs", "patience", "num_workers")
@@ -78,7 +79,7 @@ def resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
     saved = RunConfig.load(run_dir).args
     if args.model and args.model != saved["model"]:
         raise RunError(f"--resume {run_dir} is a run of model '{saved['model']}', not '{args.model}'; drop --model or start a new run.")
-    if args.data and Path(args.data).resolve() != Path(saved["data"]).resolve():
+    if args.data and [p.resolve() for p in data_roots(args.data)] != [p.resolve() for p in data_roots(saved["data"])]:
         raise RunError(f"--resume {run_dir} was trained on {saved['data']}, not {args.data}; drop --data or start a new run.")
     merged = {**vars(build_parser().parse_args([])), **saved}  # options added since the run started keep their defaults
     merged.update({k: getattr(args, k) for k in RESUMABLE_KEYS if getattr(args, k) is not None})
@@ -102,18 +103,6 @@ def evaluate(model, loader, accelerator: Accelerator) -> dict:
     return {"valid_loss": sum(losses) / max(count, 1), "valid_acc": correct1 / max(count, 1), "valid_top5": correct5 / max(count, 1), "valid_count": count}
 
 
-@torch.no_grad()
-def cache_features(frozen, dataset, views: int, batch_size: int, workers: int, desc: str, dtype: torch.dtype) -> torch.Tensor:
-    """The frozen part's outputs for `views` passes over the dataset (each pass with fresh augmentation)."""
-    frozen.eval()
-    out = []
-    for view in range(views):
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-        chunks = [frozen(x).to(dtype) for x, _ in tqdm(loader, desc=f"{desc} view {view + 1}/{views}", unit="batch")]
-        out.append(torch.cat(chunks))
-    return torch.stack(out)
-
-
 def training_function(args: argparse.Namespace) -> Path:
     run_dir = Path(args.output_dir)
     accelerator = Accelerator(
@@ -127,7 +116,7 @@ def training_function(args: argparse.Namespace) -> Path:
 
     # Everything that can be wrong with the inputs is checked before any training starts.
     train_split = open_split(args.data, "train")
-    if Path(args.data, "test").is_dir():
+    if any((root / "test").is_dir() for root in train_split.roots):
         open_split(args.data, "test", class_names=train_split.class_names)
     classes = load_class_info(args.data, train_split.class_names)
     spec = ModelSpec(args.model, {"width": args.width, "depth": args.depth, "dropout": args.dropout, "input_size": args.input_size})
@@ -143,7 +132,7 @@ def training_function(args: argparse.Namespace) -> Path:
         cached = build_cache(train_split, cache_size, args.cache_dir)
     if cached.skipped:
         accelerator.print(f"Skipped {len(cached.skipped)} unreadable images, e.g.: {cached.skipped[0]}")
-    train_rows, valid_rows = split_rows(cached.valid, cached.targets, args.valid_fraction, args.seed)
+    train_rows, valid_rows = run_split(train_split, cached, vars(args))
 
     if pre is None:  # scratch: normalise with the mean/std of the training photos only (never test)
         sample = cached.images[np.sort(train_rows[:: max(1, len(train_rows) // 2000)])].astype(np.float32) / 255.0
@@ -168,12 +157,16 @@ def training_function(args: argparse.Namespace) -> Path:
         frozen, net = split_for_feature_cache(model, args.strategy, first_group)
         if resuming:  # frozen layers never change: take them from the run's weights before computing features
             model.load_state_dict(load_file(str(run_dir / WEIGHTS_FILE)))
-        dtype = torch.float16 if args.feature_dtype == "float16" else torch.float32
         cache_start = time.time()
-        train_features = cache_features(frozen, train_set, args.feature_views, args.batch_size, args.num_workers, "caching train features", dtype)
-        valid_features = cache_features(frozen, valid_set, 1, args.batch_size, args.num_workers, "caching valid features", dtype)[0]
+        recipe = {"preprocess": pre.to_dict(), "augment": None if args.no_augment else vars(aug), "seed": args.seed}
+        with accelerator.main_process_first():
+            store = build_feature_store(
+                frozen, cached, train_set.transform, valid_set.transform, args.feature_views, recipe,
+                args.cache_dir, args.batch_size, args.num_workers, args.feature_dtype,
+            )
+        train_features, valid_features = store.train_views(train_rows), store.eval_view(valid_rows)
         if accelerator.is_main_process:  # the one-time cost is part of the run's training time (landmark_lib.compare)
-            timing = {"seconds": round(time.time() - cache_start, 1), "views": args.feature_views, "train_photos": len(train_rows), "valid_photos": len(valid_rows)}
+            timing = {"seconds": round(time.time() - cache_start, 1), "views": args.feature_views, "train_photos": len(train_rows), "valid_photos": len(valid_rows), "store": str(store.folder)}
             (run_dir / FEATURE_CACHE_FILE).write_text(json.dumps(timing, indent=2))
         train_targets = torch.as_tensor(cached.targets[train_rows])
         train_set = _ViewDataset(train_features, train_targets)
@@ -261,7 +254,8 @@ class _ViewDataset(torch.utils.data.Dataset):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", help="dataset root with train/<class>/ (and test/<class>/)")
+    p.add_argument("--data", nargs="+", help="dataset root(s) with train/<class>/ (and test/<class>/); several roots merge by class folder")
+    p.add_argument("--exclude", nargs="*", metavar="SOURCE[:CLASS]", help="leave these collections (provenance.csv source_set) out of training, e.g. for the cross-source check")
     p.add_argument("--output-dir", help="run folder (default runs/<model>-<time>)")
     p.add_argument("--resume", help="continue the run in this folder from its last checkpoint")
     p.add_argument("--model", help="'scratch' or 'timm:<name>' (default scratch)")

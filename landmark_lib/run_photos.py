@@ -5,13 +5,13 @@ both go through split_rows with the run's seed, so neither ever sees a test phot
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader
 
-from .data.cache import CachedImageDataset, build_cache
-from .data.folder import DatasetError, open_split
+from .data.cache import CachedImageDataset, CachedSplit, build_cache
+from .data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
+from .data.provenance import excluded_mask
 from .data.split import split_rows
 from .data.transforms import EvalTransform
 from .run import RunConfig
@@ -19,10 +19,23 @@ from .run import RunConfig
 PARTS = ("train", "valid")
 
 
+def run_split(train_split: ImageFolderSplit, cached: CachedSplit, args: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(train_rows, valid_rows) of a run: readable rows minus --exclude'd photos, stratified by class and root.
+
+    Training, int8 calibration and threshold choice all call this, so they agree on every photo's part.
+    """
+    rows = cached.valid
+    if args.get("exclude"):
+        excluded = np.asarray(excluded_mask(train_split, args["exclude"]))
+        rows = rows[~excluded[rows]]
+    groups = np.asarray(train_split.sample_roots) if len(train_split.roots) > 1 else None
+    return split_rows(rows, cached.targets, args["valid_fraction"], args["seed"], groups)
+
+
 def has_run_photos(config: RunConfig) -> bool:
-    """True when the run's dataset is on disk (its train/ folder), so thresholds and calibration can be computed."""
-    data = config.args.get("data")
-    return bool(data) and (Path(data) / "train").is_dir() and "cache_dir" in config.args
+    """True when the run's dataset is on disk (its train/ folders), so thresholds and calibration can be computed."""
+    roots = data_roots(config.args.get("data"))
+    return bool(roots) and all((r / "train").is_dir() for r in roots) and "cache_dir" in config.args
 
 
 def run_photos_loader(config: RunConfig, part: str, limit: int | None = None, batch_size: int = 64) -> DataLoader:
@@ -32,8 +45,9 @@ def run_photos_loader(config: RunConfig, part: str, limit: int | None = None, ba
     if not has_run_photos(config):
         raise DatasetError(f"The run's dataset ({config.args.get('data')}) is not on disk; its train/ photos are needed here.")
     args = config.args
-    cached = build_cache(open_split(args["data"], "train", class_names=config.class_names), config.preprocess.resize_size, args["cache_dir"])
-    rows = dict(zip(PARTS, split_rows(cached.valid, cached.targets, args["valid_fraction"], args["seed"])))[part]
+    train_split = open_split(args["data"], "train", class_names=config.class_names)
+    cached = build_cache(train_split, config.preprocess.resize_size, args["cache_dir"])
+    rows = dict(zip(PARTS, run_split(train_split, cached, args)))[part]
     if limit is not None and limit < len(rows):
         rows = rows[np.argsort(cached.targets[rows], kind="stable")]  # sorted by class, then evenly spaced picks
         rows = rows[np.linspace(0, len(rows) - 1, limit).round().astype(np.int64)]

@@ -35,7 +35,7 @@ def resize_square(image: Image.Image, size: int) -> Image.Image:
 
 
 def cache_key(split: ImageFolderSplit, size: int) -> str:
-    digest = hashlib.sha1(f"{size}|{split.root.resolve()}".encode())
+    digest = hashlib.sha1(f"{size}|{'|'.join(str(r.resolve()) for r in split.roots)}".encode())
     for path, target in split.samples:
         stat = path.stat()
         digest.update(f"{path}|{target}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
@@ -74,7 +74,7 @@ class CachedSplit:
 
 def build_cache(split: ImageFolderSplit, size: int, cache_dir: str | Path = DEFAULT_CACHE_DIR, workers: int = 2) -> CachedSplit:
     """Return the cache for this split and size, building it once (unreadable images are skipped and listed)."""
-    folder = Path(cache_dir) / f"{split.root.name}-{split.name}-{size}px-{cache_key(split, size)}"
+    folder = Path(cache_dir) / f"{split.label}-{split.name}-{size}px-{cache_key(split, size)}"
     if not (folder / "meta.json").is_file():
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -84,7 +84,7 @@ def build_cache(split: ImageFolderSplit, size: int, cache_dir: str | Path = DEFA
         keep = np.ones(len(split.samples), dtype=bool)
         skipped: list[str] = []
         index = 0
-        for batch in tqdm(loader, desc=f"caching {split.root.name} at {size}px", unit="batch"):
+        for batch in tqdm(loader, desc=f"caching {split.label} at {size}px", unit="batch"):
             for array, error in batch:
                 images[index] = array
                 if error:

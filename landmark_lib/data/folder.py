@@ -3,10 +3,23 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+BACKGROUND_CLASS = "no_landmark"  # a class folder of everyday photos: trained on, never shown as a landmark
+
+Roots = str | Path | Sequence[str | Path]
+
+
+def data_roots(data: Roots | None) -> list[Path]:
+    """One dataset root or several (a run config from before multi-root training holds a single string)."""
+    if data is None:
+        return []
+    if isinstance(data, (str, Path)):
+        return [Path(data).expanduser()]
+    return [Path(d).expanduser() for d in data]
 
 
 class DatasetError(ValueError):
@@ -36,12 +49,25 @@ class ClassInfo:
 
 @dataclass
 class ImageFolderSplit:
-    """One split of the dataset: the files and their class indices, in a stable order."""
+    """One split of one or several dataset roots: the files and their class indices, in a stable order.
 
-    root: Path
+    `sample_roots[i]` is the index in `roots` of the root sample i came from (validation is stratified by it).
+    """
+
+    roots: list[Path]
     name: str
     class_names: list[str]
     samples: list[tuple[Path, int]] = field(default_factory=list)
+    sample_roots: list[int] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return self.roots[0]
+
+    @property
+    def label(self) -> str:
+        """A short name for the roots together (cache folder names, reports)."""
+        return "+".join(r.name for r in self.roots)
 
     @property
     def targets(self) -> list[int]:
@@ -56,9 +82,8 @@ def class_folders(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def open_split(root: str | Path, split: str = "train", class_names: list[str] | None = None) -> ImageFolderSplit:
-    """List the images of ROOT/SPLIT, checking the layout; class indices follow `class_names` (train's by default)."""
-    root = Path(root).expanduser()
+def _open_root(root: Path, split: str) -> list[str]:
+    """The class folders of ROOT/SPLIT, after checking that the layout is usable."""
     if not root.is_dir():
         raise DatasetError(
             f"Dataset folder {root} does not exist; pass --data with a folder holding train/<class>/*.jpg "
@@ -73,43 +98,79 @@ def open_split(root: str | Path, split: str = "train", class_names: list[str] | 
     folders = class_folders(split_dir)
     if not folders:
         raise DatasetError(f"{split_dir} has no class folders; put each class's images in {split_dir}/<class>/.")
-    names = class_names if class_names is not None else folders
-    unknown = sorted(set(folders) - set(names))
-    if unknown:
-        raise DatasetError(
-            f"{split_dir} has classes that train/ does not have ({', '.join(unknown[:5])}); "
-            "add them to train/ or remove them from this split."
-        )
+    return folders
+
+
+def open_split(roots: Roots, split: str = "train", class_names: list[str] | None = None) -> ImageFolderSplit:
+    """List the images of ROOT/SPLIT for one root or several, checking the layout.
+
+    Several roots merge by class folder name (the class list is the sorted union of their folders); class indices
+    follow `class_names` (train's by default). Roots missing SPLIT are an error unless another root has it and
+    `class_names` is given (a test split may come from only some roots).
+    """
+    paths = data_roots(roots)
+    if not paths:
+        raise DatasetError("No dataset folder given; pass --data with a folder holding train/<class>/*.jpg.")
+    if class_names is not None and len(paths) > 1:
+        paths_with_split = [r for r in paths if (r / split).is_dir()] or paths
+    else:
+        paths_with_split = paths
+    per_root = {root: _open_root(root, split) for root in paths_with_split}
+    names = class_names if class_names is not None else sorted({f for folders in per_root.values() for f in folders})
     index = {name: i for i, name in enumerate(names)}
     samples: list[tuple[Path, int]] = []
-    for folder in folders:
-        files = _image_files(split_dir / folder)
-        if not files and split == "train":
+    sample_roots: list[int] = []
+    for root_index, (root, folders) in enumerate(per_root.items()):
+        split_dir = root / split
+        unknown = sorted(set(folders) - set(names))
+        if unknown:
             raise DatasetError(
-                f"Class folder {split_dir / folder} has no images ({', '.join(IMAGE_EXTENSIONS)}); "
-                "add photos or delete the folder."
+                f"{split_dir} has classes that train/ does not have ({', '.join(unknown[:5])}); "
+                "add them to train/ or remove them from this split."
             )
-        samples.extend((f, index[folder]) for f in files)
-    return ImageFolderSplit(root=root, name=split, class_names=list(names), samples=samples)
+        for folder in folders:
+            files = _image_files(split_dir / folder)
+            if not files and split == "train":
+                raise DatasetError(
+                    f"Class folder {split_dir / folder} has no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                    "add photos or delete the folder."
+                )
+            samples.extend((f, index[folder]) for f in files)
+            sample_roots.extend([root_index] * len(files))
+    return ImageFolderSplit(roots=list(per_root), name=split, class_names=list(names), samples=samples, sample_roots=sample_roots)
 
 
-def load_class_info(root: str | Path, class_names: list[str]) -> list[ClassInfo]:
-    """Display names and places from ROOT/classes.json when present, else derived from folder names."""
-    path = Path(root) / "classes.json"
-    entries = {}
-    if path.is_file():
-        entries = {e["name"]: e for e in json.loads(path.read_text(encoding="utf-8"))}
-    infos = []
-    for name in class_names:
-        entry = entries.get(name, {})
-        infos.append(
-            ClassInfo(
-                name=name,
-                display_name=entry.get("display_name") or display_name(name),
-                city=entry.get("city", ""),
-                country=entry.get("country", ""),
-                lat=entry.get("lat"),
-                lon=entry.get("lon"),
-            )
-        )
-    return infos
+def load_class_info(roots: Roots, class_names: list[str]) -> list[ClassInfo]:
+    """Display names and places from each root's classes.json when present, else derived from folder names.
+
+    Entries for the same class in several roots must agree; a conflict is an error naming both files.
+    """
+    entries: dict[str, dict] = {}
+    origin: dict[str, Path] = {}
+    for root in data_roots(roots):
+        path = root / "classes.json"
+        if not path.is_file():
+            continue
+        try:
+            listed = json.loads(path.read_text(encoding="utf-8"))
+            by_name = {e["name"]: e for e in listed}
+        except (ValueError, TypeError, KeyError) as error:
+            raise DatasetError(f"{path} is not a list of {{name, display_name, city, country, lat, lon}} entries ({error}); fix or delete it.") from None
+        for name, entry in by_name.items():
+            info = _class_info(name, entry)
+            if name in entries and asdict(_class_info(name, entries[name])) != asdict(info):
+                raise DatasetError(f"classes.json entries for '{name}' differ between {origin[name]} and {path}; make them the same.")
+            entries.setdefault(name, entry)
+            origin.setdefault(name, path)
+    return [_class_info(name, entries.get(name, {})) for name in class_names]
+
+
+def _class_info(name: str, entry: dict) -> ClassInfo:
+    return ClassInfo(
+        name=name,
+        display_name=entry.get("display_name") or display_name(name),
+        city=entry.get("city") or "",
+        country=entry.get("country") or "",
+        lat=entry.get("lat"),
+        lon=entry.get("lon"),
+    )

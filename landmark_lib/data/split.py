@@ -31,8 +31,15 @@ def stratified_split(targets: list[int], valid_fraction: float = 0.15, seed: int
     return sorted(train), sorted(valid)
 
 
-def split_rows(valid_rows: np.ndarray, targets: np.ndarray, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_rows(
+    valid_rows: np.ndarray, targets: np.ndarray, valid_fraction: float, seed: int, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Stratified (train_rows, valid_rows) over the readable rows of a cached split; training and calibration
-    both call this, so they always agree on which photos are validation photos."""
-    train_idx, valid_idx = stratified_split(targets[valid_rows].tolist(), valid_fraction, seed)
+    both call this, so they always agree on which photos are validation photos.
+
+    GROUPS (e.g. the dataset root of each row) stratify too: each (class, group) keeps its share of validation
+    photos. With one group the split is the same as without groups.
+    """
+    strata = targets[valid_rows] if groups is None else targets[valid_rows] * (int(groups.max()) + 1) + groups[valid_rows]
+    train_idx, valid_idx = stratified_split(strata.tolist(), valid_fraction, seed)
     return valid_rows[train_idx], valid_rows[valid_idx]
