@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import gradio as gr
+from gradio.components.label import LabelConfidence, LabelData
 from gradio.data_classes import ImageData
 
 from landmark_lib.data.images import ImageLoadError
@@ -37,6 +38,27 @@ def _upload_path(payload: ImageData | None) -> str | None:
     return None if payload is None else payload.path
 
 
+NOT_RECOGNISED = "No known landmark"
+
+
+def landmark_label() -> gr.Label:
+    """gr.Label whose heading is the recognised landmark, or "No known landmark" above the closest ones.
+
+    A plain confidence dict would always headline its top entry, even one the model did not recognise; we hand the
+    component a finished LabelData instead (per-instance override, as for the photo input).
+    """
+    label = gr.Label(num_top_classes=5, label="Recognised landmark (or the closest ones, when none is recognised)")
+    original = label.postprocess
+    label.postprocess = lambda value: value if isinstance(value, LabelData) else original(value)  # type: ignore[method-assign]
+    return label
+
+
+def label_value(prediction: Prediction) -> LabelData:
+    """The label component's value: heading = the landmark only when recognised; bars = the five closest landmarks."""
+    bars = [LabelConfidence(label=g.display_name, confidence=g.probability) for g in prediction.top]
+    return LabelData(label=prediction.best.display_name if prediction.recognised else NOT_RECOGNISED, confidences=bars)
+
+
 def _coordinates(lat: float, lon: float) -> str:
     return f"{abs(lat):.4f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.4f}° {'E' if lon >= 0 else 'W'}"
 
@@ -49,10 +71,11 @@ def describe(prediction: Prediction) -> str:
         if place.lat is not None and place.lon is not None:
             lines.append(f"**Location:** {_coordinates(place.lat, place.lon)} · [Open in OpenStreetMap]({place.map_url})")
     else:
+        closest = ", ".join(f"{g.display_name} ({g.probability:.0%})" for g in prediction.top[:3])
         lines = [
             "### No known landmark recognised",
-            f"The best guess, {best.display_name}, has {best.probability:.0%} confidence, "
-            f"below the {prediction.threshold:.0%} needed to name it.",
+            f"Closest known landmarks: {closest}. The best is below the {prediction.threshold:.0%} confidence needed to "
+            "name it, so the photo is not placed on the map.",
         ]
     if prediction.photo_location:
         lat, lon = prediction.photo_location
@@ -63,7 +86,7 @@ def describe(prediction: Prediction) -> str:
 def build_demo(service: LandmarkService) -> gr.Interface:
     """The Interface around SERVICE, queued for a small CPU machine (tests and benchmarks build it the same way)."""
 
-    def tag_photo(path: str | None) -> tuple[dict[str, float] | None, str]:
+    def tag_photo(path: str | None) -> tuple[LabelData | None, str]:
         # Bad input is answered in the result area (not a toast), so no earlier result is left on screen beside it.
         if path is None:
             return None, "### No photo\n\nUpload a photo first (JPEG, PNG, WebP, GIF, BMP or TIFF)."
@@ -72,19 +95,20 @@ def build_demo(service: LandmarkService) -> gr.Interface:
             prediction = service.predict(Path(path).read_bytes(), name=Path(path).name)
         except ImageLoadError as error:
             return None, f"### Cannot read this photo\n\n{error}"
-        return {g.display_name: g.probability for g in prediction.top}, describe(prediction)
+        return label_value(prediction), describe(prediction)
 
     examples = [[str(path)] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))]
     demo = gr.Interface(
         fn=tag_photo,
         inputs=photo_input(),
-        outputs=[gr.Label(num_top_classes=5, label="Most likely landmarks"), gr.Markdown()],
+        outputs=[landmark_label(), gr.Markdown()],
         title="Landmark Tagger",
         description=(
-            "Upload a photo of a famous landmark: the model names the 5 most likely landmarks and shows where the best "
-            "one is on a map. If your photo carries a GPS position (EXIF), it is shown too."
+            "Upload a photo: if it shows one of the landmarks below, the model names it and shows where it is on a map; "
+            "otherwise it says that no known landmark was recognised and lists the closest ones. If your photo carries "
+            "a GPS position (EXIF), it is shown too."
         ),
-        article=f"The model knows {len(service.display_names)} landmarks: {', '.join(sorted(service.display_names))}.",
+        article=f"The model knows {len(service.landmark_names)} landmarks: {', '.join(sorted(service.landmark_names))}.",
         examples=examples or None,
         cache_examples=False,
         examples_per_page=12,

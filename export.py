@@ -30,14 +30,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibration-photos", type=int, default=128, help="training photos that calibrate int8 activation ranges")
     parser.add_argument("--threshold", type=float, help="confidence below which the app says no landmark was recognised "
                         "(default: chosen on the run's validation split, see --target-precision)")
-    parser.add_argument("--target-precision", type=float, default=0.95, help="precision the kept predictions must reach on validation")
+    parser.add_argument("--target-precision", type=float, default=0.95, help="precision the named landmarks must reach on validation (default 0.95)")
+    parser.add_argument("--max-false-accept", type=float, default=0.02,
+                        help="share of the validation no-landmark photos that may be named as a landmark (default 0.02)")
     parser.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the export (with a model card) to this Hub repo")
     parser.add_argument("--revision", help="Hub branch to push to (created if missing)")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
     args = parser.parse_args(argv)
     try:
         info = export_run(args.run_dir, args.out, args.check_data, args.check_split, not args.no_eval, args.batch_size, args.threshold,
-                          args.target_precision, onnx=args.format != "torchscript", int8=args.format == "onnx-int8",
+                          args.target_precision, args.max_false_accept, onnx=args.format != "torchscript", int8=args.format == "onnx-int8",
                           calibration_photos=args.calibration_photos)
     except (RunError, DatasetError, ExportError) as error:
         sys.exit(f"error: {error}")

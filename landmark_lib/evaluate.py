@@ -18,9 +18,11 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Dataset
 
-from .data.folder import DatasetError, open_split
+from .data.folder import DatasetError, ImageFolderSplit, data_roots, display_name, open_split
 from .data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
+from .data.provenance import excluded_mask, keep_only, sample_sources
 from .predictor import LandmarkPredictor
+from .recognition import recognition_metrics
 from .run import RunConfig, RunError, load_trained_model
 
 GALLERY_SIZE = 24
@@ -109,13 +111,15 @@ def _keep_list(items: list) -> list:
     return items
 
 
-def _load_predictor(run_dir: str | Path, exported: str | Path | None, device: str) -> tuple[torch.nn.Module, RunConfig | None]:
+def _load_predictor(run_dir: str | Path | None, exported: str | Path | None, device: str) -> tuple[torch.nn.Module, RunConfig | None]:
     if exported is None:
+        if run_dir is None:
+            raise RunError("Nothing to evaluate: pass a run folder, or --exported with an exported model file.")
         model, config = load_trained_model(run_dir)
         return LandmarkPredictor(model, config.preprocess, config.classes).eval().to(device), config
     if not Path(exported).is_file():
         raise RunError(f"Exported model {exported} does not exist; create it with `python export.py RUN_DIR --out DIR`.")
-    config = RunConfig.load(run_dir) if (Path(run_dir) / "config.json").is_file() else None
+    config = RunConfig.load(run_dir) if run_dir and (Path(run_dir) / "config.json").is_file() else None
     if Path(exported).suffix == ".onnx":  # model.onnx / model.int8.onnx: the network only, behind the same torch preprocessing
         from .export import labels  # labels.json's entries, as an export folder would hold them
         from .onnx_model import OnnxPredictor
@@ -148,49 +152,101 @@ def _predict(
     return (torch.cat(probs) if probs else torch.empty(0)), kept, skipped
 
 
+def exported_threshold(exported: str | Path) -> float | None:
+    """The recognition threshold export.json records for this exported file (the int8 file has its own)."""
+    path = Path(exported).parent / "export.json"
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text(encoding="utf-8"))
+    int8 = info.get("onnx_int8") or {}
+    value = int8.get("threshold") if Path(exported).name == int8.get("file") else info.get("threshold")
+    return None if value is None else float(value)
+
+
+def open_eval_split(data, splits: str, model_classes: list[str], only_excluded: list[str] | None = None) -> tuple[ImageFolderSplit, list[str]]:
+    """DATA's SPLITS ('test', or 'train+test') with the model's classes first, and each photo's source collection.
+
+    Classes the model does not know are appended (it never predicts them, so their photos count as missed, or as
+    no-landmark photos). ONLY_EXCLUDED keeps only the photos these --exclude specs match (the cross-source check).
+    """
+    names = list(model_classes)
+    for split in splits.split("+"):
+        names += [n for n in open_split(data, split).class_names if n not in names]
+    samples, sample_roots, roots, sources = [], [], [], []
+    for split in splits.split("+"):
+        part = open_split(data, split, class_names=names)
+        part_sources = sample_sources(part)
+        if only_excluded:
+            keep = excluded_mask(part, only_excluded)
+            part, part_sources = keep_only(part, keep), [s for s, k in zip(part_sources, keep) if k]
+        samples += part.samples
+        sample_roots += [r + len(roots) for r in part.sample_roots]
+        roots += part.roots
+        sources += part_sources
+    return ImageFolderSplit(roots, splits, names, samples, sample_roots), sources
+
+
 def evaluate_run(
-    run_dir: str | Path,
+    run_dir: str | Path | None,
     split: str = "test",
-    data: str | Path | None = None,
+    data=None,
     out: str | Path | None = None,
     tta: bool = False,
     batch_size: int = 32,
     exported: str | Path | None = None,
     num_workers: int = 2,
     device: str | None = None,
+    threshold: float | None = None,
+    only_excluded: bool = False,
 ) -> dict:
-    """Evaluate the run's best weights (or the exported file) on DATA/SPLIT, write the report to OUT, return the metrics."""
+    """Evaluate the run's best weights (or the exported file) on DATA/SPLIT, write the report to OUT, return the metrics.
+
+    Besides top-1/top-5/macro-F1: GAP, the no-landmark false-accept rate, coverage and precision at THRESHOLD
+    (default: the exported file's own from export.json), overall and per source collection (provenance.csv).
+    """
     start = time.time()
     onnx = str(exported or "").endswith(".onnx")  # ONNX files run on ONNX Runtime's CPU provider here
     device = device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu")
     predictor, config = _load_predictor(run_dir, exported, device)
     data = data or (config.args.get("data") if config else None)
     if not data:
-        raise DatasetError(f"{run_dir} does not record its dataset folder; pass --data ROOT (the folder holding {split}/<class>/).")
-    class_names, display_names = list(predictor.class_names), list(predictor.display_names)
-    dataset = open_split(data, split, class_names=class_names)
+        raise DatasetError(f"{run_dir or exported} does not record its dataset folder; pass --data ROOT (the folder holding {split}/<class>/).")
+    if threshold is None and exported:
+        threshold = exported_threshold(exported)
+    model_classes = list(predictor.class_names)
+    exclusions = (config.args.get("exclude") if config else None) if only_excluded else None
+    if only_excluded and not exclusions:
+        raise RunError(f"--only-excluded needs a run trained with --exclude; {run_dir} held nothing out.")
+    dataset, sources = open_eval_split(data, split, model_classes, exclusions)
+    class_names = dataset.class_names
+    display_names = list(predictor.display_names) + [display_name(n) for n in class_names[len(model_classes):]]
+    where = "+".join(str(r) for r in data_roots(data))
     if not dataset.samples:
-        raise DatasetError(f"{dataset.root / split} has no images to evaluate.")
+        raise DatasetError(f"{where} has no {split} images to evaluate.")
     probs, kept, skipped = _predict(predictor, dataset.samples, batch_size, num_workers, tta, device)
     if not kept:
-        raise DatasetError(f"None of the {len(dataset.samples)} images in {dataset.root / split} could be decoded.")
+        raise DatasetError(f"None of the {len(dataset.samples)} {split} images in {where} could be decoded.")
+    probs = torch.nn.functional.pad(probs, (0, len(class_names) - probs.shape[1]))  # classes the model does not know
     targets = torch.tensor([dataset.samples[i][1] for i in kept])
     metrics = compute_metrics(probs, targets, class_names, display_names)
-    split_dir = dataset.root / split
+    metrics["recognition"] = recognition_metrics(probs, targets, class_names, threshold)
+    metrics["per_source"] = _per_source(probs, targets, class_names, threshold, [sources[i] for i in kept])
     metrics.update(
         split=split,
-        data=str(data),
-        run_dir=str(run_dir),
+        data=[str(r) for r in data_roots(data)],
+        run_dir=str(run_dir) if run_dir else None,
         exported=str(exported) if exported else None,
         model=config.model.name if config else None,
+        classes_unknown_to_model=class_names[len(model_classes):],
+        only_excluded=exclusions,
         tta=tta,
         n_skipped=len(skipped),
-        skipped=[{"file": str(dataset.samples[i][0].relative_to(split_dir)), "reason": r} for i, r in skipped],
+        skipped=[{"file": _relative(dataset.samples[i][0]), "reason": r} for i, r in skipped],
     )
-    out = Path(out) if out else Path(run_dir) / f"eval-{split}"
+    out = Path(out) if out else Path(run_dir or Path(exported).parent) / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
     files = [dataset.samples[i][0] for i in kept]
-    _write_predictions(out / "predictions.csv", files, split_dir, probs, targets, class_names)
+    _write_predictions(out / "predictions.csv", files, [sources[i] for i in kept], probs, targets, class_names)
     _plot_confusion(out / "confusion_matrix.png", metrics, display_names)
     _plot_per_class(out / "per_class_accuracy.png", metrics)
     _plot_misclassified(out / "misclassified.png", files, probs, targets, display_names)
@@ -199,19 +255,31 @@ def evaluate_run(
     return metrics
 
 
+def _relative(path: Path) -> str:
+    """SPLIT/CLASS/FILE: enough to find the photo in its dataset, without the machine's folders."""
+    return str(Path(*path.parts[-3:]))
+
+
+def _per_source(probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], threshold: float | None, sources: list[str]) -> dict:
+    """The recognition metrics and top-1 of each source collection on its own."""
+    out = {}
+    for source in sorted(set(sources)):
+        rows = torch.tensor([s == source for s in sources])
+        out[source] = {"n_images": int(rows.sum()), **recognition_metrics(probs[rows], targets[rows], class_names, threshold)}
+    return out
+
+
 def _write_predictions(
-    path: Path, files: list[Path], split_dir: Path, probs: torch.Tensor, targets: torch.Tensor, class_names: list[str]
+    path: Path, files: list[Path], sources: list[str], probs: torch.Tensor, targets: torch.Tensor, class_names: list[str]
 ) -> None:
     top = probs.topk(min(5, probs.shape[1]), dim=1)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "true", "predicted", "confidence", "correct", "top5"])
-        for file, target, values, indices in zip(files, targets.tolist(), top.values.tolist(), top.indices.tolist()):
+        writer.writerow(["file", "source", "true", "predicted", "confidence", "correct", "top5"])
+        for file, source, target, values, indices in zip(files, sources, targets.tolist(), top.values.tolist(), top.indices.tolist()):
             top5 = ";".join(f"{class_names[i]}:{v:.4f}" for i, v in zip(indices, values))
             predicted = indices[0]
-            writer.writerow(
-                [file.relative_to(split_dir), class_names[target], class_names[predicted], f"{values[0]:.4f}", int(predicted == target), top5]
-            )
+            writer.writerow([_relative(file), source, class_names[target], class_names[predicted], f"{values[0]:.4f}", int(predicted == target), top5])
 
 
 def _short(name: str, width: int = 26) -> str:
@@ -287,22 +355,31 @@ def _plot_misclassified(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Evaluate a training run (or its exported model) on a dataset split.")
-    parser.add_argument("run_dir", help="run folder (config.json + model.safetensors)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--data", help="dataset root (default: the run's --data)")
+    parser = argparse.ArgumentParser(description="Evaluate a training run (or an exported model) on a dataset split.")
+    parser.add_argument("run_dir", nargs="?", help="run folder (config.json + model.safetensors); optional with --exported")
+    parser.add_argument("--split", default="test", help="split folder, or 'train+test' for both (default test)")
+    parser.add_argument("--data", nargs="+", help="dataset root(s) (default: the run's --data)")
     parser.add_argument("--out", help="output folder (default: RUN_DIR/eval-SPLIT)")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="photos per network call (default 32)")
     parser.add_argument("--exported", help="evaluate this exported file (model.pt, model.onnx or model.int8.onnx) instead of the run's weights")
+    parser.add_argument("--threshold", type=float, help="recognition threshold (default: the exported file's, from export.json)")
+    parser.add_argument("--only-excluded", action="store_true", help="only the photos the run's --exclude held out (the cross-source check)")
     args = parser.parse_args(argv)
     try:
-        metrics = evaluate_run(args.run_dir, args.split, args.data, args.out, args.tta, args.batch_size, args.exported)
+        metrics = evaluate_run(args.run_dir, args.split, args.data, args.out, args.tta, args.batch_size, args.exported,
+                               threshold=args.threshold, only_excluded=args.only_excluded)
     except (RunError, DatasetError) as error:
         sys.exit(f"error: {error}")
-    out = args.out or Path(args.run_dir) / f"eval-{args.split}"
+    out = args.out or Path(args.run_dir or Path(args.exported).parent) / f"eval-{args.split}"
+    rec = metrics["recognition"]
+    summary = f"GAP {rec['gap']:.4f}  landmark top-1 {rec['landmark_top1']:.2%}" if rec["gap"] is not None else "no landmark photos"
+    if rec.get("false_accept_rate") is not None:
+        summary += f"  no-landmark false accepts {rec['false_accept_rate']:.2%} ({rec['false_accepts']}/{rec['no_landmark_photos']})"
+    if rec.get("coverage") is not None:
+        summary += f"  coverage {rec['coverage']:.2%}  precision {rec['precision'] or 0:.2%} at {rec['threshold']:.3f}"
     print(
-        f"{args.split}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  macro-F1 {metrics['macro_f1']:.4f}  "
+        f"{args.split}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  macro-F1 {metrics['macro_f1']:.4f}  {summary}  "
         f"on {metrics['n_images']} images ({metrics['n_skipped']} skipped), {metrics['seconds']:.0f}s -> {out}"
     )
 

@@ -137,7 +137,7 @@ def _top1(probs: torch.Tensor, targets: torch.Tensor) -> float:
 
 def export_onnx_int8(
     config: RunConfig, out: Path, valid_fp32: tuple[torch.Tensor, torch.Tensor],
-    calibration_photos: int, calibration: dict | None, target_precision: float,
+    calibration_photos: int, calibration: dict | None, target_precision: float, max_false_accept: float,
 ) -> dict:
     """OUT/model.int8.onnx from OUT/model.onnx; removed again if it loses > 1 point of validation top-1 (the returned
     dict then has 'refused': why, and the rest of the export stays usable).
@@ -146,7 +146,8 @@ def export_onnx_int8(
     like the fp32 one (or CALIBRATION, when the threshold was given on the command line).
     """
     from .run_photos import run_photos_loader  # pulls in timm's transforms: servers importing this module must not pay for it
-    from .threshold import choose_threshold, validation_probabilities
+    from .recognition import choose_threshold
+    from .threshold import validation_probabilities
 
     loader = run_photos_loader(config, "train", limit=calibration_photos, batch_size=16)
     path = quantize_static_int8(out / ONNX_FILE, out / INT8_FILE, (images for images, _ in loader))
@@ -161,7 +162,7 @@ def export_onnx_int8(
         )}
     import onnxruntime
 
-    chosen = calibration or choose_threshold(probs, targets, target_precision=target_precision)
+    chosen = calibration or choose_threshold(probs, targets, config.class_names, target_precision, max_false_accept)
     return {
         "file": INT8_FILE,
         "quantization": "onnxruntime quantize_static, QDQ, int8 per-channel weights, uint8 activations (MinMax)",
@@ -195,6 +196,7 @@ def export_run(
     batch_size: int = 32,
     threshold: float | None = None,
     target_precision: float = 0.95,
+    max_false_accept: float = 0.02,
     onnx: bool = False,
     int8: bool = False,
     calibration_photos: int = 128,
@@ -250,12 +252,13 @@ def export_run(
     given = {"threshold": threshold, "rule": "given on the command line"} if threshold is not None else None
     calibration, int8_info, int8_refused = given, None, None
     if has_run_photos(config):
-        from .threshold import choose_threshold, validation_probabilities
+        from .recognition import choose_threshold
+        from .threshold import validation_probabilities
 
         valid_fp32 = validation_probabilities(config, model)  # the weights loaded above, not a second copy
-        calibration = given or choose_threshold(*valid_fp32, target_precision=target_precision)
+        calibration = given or choose_threshold(*valid_fp32, config.class_names, target_precision, max_false_accept)
         if int8:
-            int8_info = export_onnx_int8(config, out, valid_fp32, calibration_photos, given, target_precision)
+            int8_info = export_onnx_int8(config, out, valid_fp32, calibration_photos, given, target_precision, max_false_accept)
             int8_refused = int8_info.pop("refused", None)
             int8_info = None if int8_refused else int8_info
 

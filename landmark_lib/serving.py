@@ -16,9 +16,11 @@ from typing import Union
 import torch
 from PIL import ExifTags, Image
 
+from .data.folder import BACKGROUND_CLASS
 from .data.images import load_rgb, load_rgb_bytes, pil_to_uint8_chw
 from .export import EXPORT_FILE, LABELS_FILE, MODEL_FILE
 from .onnx_model import INT8_FILE, ONNX_FILE, OnnxPredictor
+from .recognition import best_landmarks
 
 HF_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE)
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default" / MODEL_FILE
@@ -154,7 +156,8 @@ class Place:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The answer for one photo: top-5 guesses, where the best one is, where the photo was taken, and whether to trust it."""
+    """The answer for one photo: the five closest landmarks, where the best one is, where the photo was taken, and
+    whether it is recognised (the best landmark's probability reaches the threshold; else "no known landmark")."""
 
     top: list[Guess]
     place: Place
@@ -237,6 +240,7 @@ class LandmarkService:
         self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
         self.class_names: list[str] = list(self.model.class_names)
         self.display_names: list[str] = list(self.model.display_names)
+        self.landmark_names = [d for n, d in zip(self.class_names, self.display_names) if n != BACKGROUND_CLASS]
         self.places = [
             Place(city, country, None if math.isnan(lat) else lat, None if math.isnan(lon) else lon)
             for city, country, lat, lon in zip(self.model.cities, self.model.countries, self.model.latitudes, self.model.longitudes)
@@ -261,8 +265,7 @@ class LandmarkService:
             return []
         with torch.inference_mode():
             probs = self.model.forward_batch([self._to_tensor(p.image) for p in photos])
-        k = min(TOP_K, probs.shape[1])
-        values, indices = probs.topk(k, dim=1)
+        values, indices = best_landmarks(probs, self.class_names, TOP_K)  # the background class is never an answer
         predictions = []
         for photo, row_values, row_indices in zip(photos, values.tolist(), indices.tolist()):
             top = [Guess(self.class_names[i], self.display_names[i], float(v)) for v, i in zip(row_values, row_indices)]

@@ -17,6 +17,7 @@ from .data.images import ImageLoadError
 from .serving import TOP_K, LandmarkService, ModelNotFoundError, Photo, Prediction, read_photo
 
 FORMATS = (".csv", ".json")
+NO_LANDMARK = "no known landmark"  # the answer when the best landmark is below the threshold (never a place)
 
 
 def find_photos(folder: Path) -> list[Path]:
@@ -24,17 +25,20 @@ def find_photos(folder: Path) -> list[Path]:
 
 
 def row(path: str, prediction: Prediction | None = None, error: str = "") -> dict:
-    """One output record: the photo, its top-5, the best guess's place, its EXIF GPS, or why it could not be read."""
+    """One output record: the photo, its landmark (or "no known landmark"), the five closest landmarks, the recognised
+    landmark's place, its EXIF GPS, or why it could not be read."""
     if prediction is None:
         return {"path": path, "error": error}
     place, location = prediction.place, prediction.photo_location
     return {
         "path": path,
-        "landmark": prediction.best.display_name,
+        "landmark": prediction.best.display_name if prediction.recognised else NO_LANDMARK,
         "probability": prediction.best.probability,
         "recognised": prediction.recognised,
+        "closest_landmark": prediction.best.display_name,
         "top5": [{"name": g.name, "display_name": g.display_name, "probability": g.probability} for g in prediction.top],
-        "place": {"city": place.city, "country": place.country, "lat": place.lat, "lon": place.lon, "map_url": place.map_url},
+        "place": {"city": place.city, "country": place.country, "lat": place.lat, "lon": place.lon, "map_url": place.map_url}
+        if prediction.recognised else None,
         "photo_gps": None if location is None else {"lat": location[0], "lon": location[1]},
         "error": "",
     }
@@ -43,7 +47,7 @@ def row(path: str, prediction: Prediction | None = None, error: str = "") -> dic
 def flat(record: dict) -> dict:
     """A CSV row: the nested top-5, place and GPS spread over columns (blank for unreadable files)."""
     out = {"path": record["path"], "landmark": record.get("landmark", ""), "probability": record.get("probability", ""),
-           "recognised": record.get("recognised", "")}
+           "recognised": record.get("recognised", ""), "closest_landmark": record.get("closest_landmark", "")}
     top = record.get("top5", [])
     for i in range(TOP_K):
         out[f"top{i + 1}"] = top[i]["display_name"] if i < len(top) else ""

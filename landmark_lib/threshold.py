@@ -1,7 +1,8 @@
-"""The confidence below which we say "no known landmark", chosen on the validation split (never on test).
+"""The confidence below which we say "no known landmark", chosen on the run's validation photos (never on test).
 
-A wrong tag costs a photo service more than a missing one, so the threshold is the lowest top-1 probability at
-which the predictions we keep are right at least `target_precision` of the time on validation photos.
+A wrong tag costs a photo service more than a missing one, so the threshold is the lowest confidence at which the
+landmarks we name are right at least `target_precision` of the time and at most `max_false_accept` of the
+no-landmark validation photos get a landmark (the rule itself: landmark_lib.recognition.choose_threshold).
 """
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ from typing import Callable
 
 import torch
 
+from .recognition import choose_threshold
 from .run import RunConfig, load_trained_model
 from .run_photos import run_photos_loader
-
-MIN_THRESHOLD = 0.2  # below this a softmax over ~50 classes says little even when validation is clean
-
 
 @torch.no_grad()
 def validation_probabilities(
@@ -31,25 +30,6 @@ def validation_probabilities(
     return torch.cat(probs), torch.cat(targets)
 
 
-def choose_threshold(probs: torch.Tensor, targets: torch.Tensor, target_precision: float = 0.95) -> dict:
-    """Lowest threshold whose kept predictions reach target_precision; returns it with coverage and precision."""
-    confidence, predicted = probs.max(dim=1)
-    order = confidence.argsort(descending=True)
-    correct = (predicted == targets)[order].float()
-    precision_at_k = correct.cumsum(0) / torch.arange(1, len(correct) + 1)
-    ok = (precision_at_k >= target_precision).nonzero()
-    k = int(ok.max()) + 1 if len(ok) else 1  # keep the largest confident prefix that is precise enough
-    threshold = max(MIN_THRESHOLD, float(confidence[order][k - 1]))
-    kept = confidence >= threshold
-    return {
-        "threshold": round(threshold, 4),
-        "target_precision": target_precision,
-        "valid_precision": float((predicted == targets)[kept].float().mean()) if kept.any() else None,
-        "valid_coverage": float(kept.float().mean()),
-        "valid_images": len(targets),
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     """Re-choose an export's thresholds without re-exporting: updates EXPORT_DIR/export.json in place.
 
@@ -63,17 +43,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="the run the export was made from")
     parser.add_argument("--export-dir", required=True, help="folder with export.json to update")
-    parser.add_argument("--target-precision", type=float, default=0.95)
+    parser.add_argument("--target-precision", type=float, default=0.99, help="precision on named landmark photos (default 0.99)")
+    parser.add_argument("--max-false-accept", type=float, default=0.02, help="share of no-landmark photos named as a landmark (default 0.02)")
     args = parser.parse_args(argv)
     model, config = load_trained_model(args.run_dir)
-    calibration = choose_threshold(*validation_probabilities(config, model), target_precision=args.target_precision)
+    rule = {"class_names": config.class_names, "target_precision": args.target_precision, "max_false_accept": args.max_false_accept}
+    calibration = choose_threshold(*validation_probabilities(config, model), **rule)
     path = Path(args.export_dir) / "export.json"
     info = json.loads(path.read_text(encoding="utf-8"))
     info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
     print(f"threshold {calibration['threshold']:.3f}: {calibration}")
     if info.get("onnx_int8"):
         int8 = OnnxPredictor.from_export_dir(args.export_dir, file=info["onnx_int8"]["file"])
-        int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), target_precision=args.target_precision)
+        int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), **rule)
         info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
         print(f"int8 threshold {int8_calibration['threshold']:.3f}: {int8_calibration}")
     path.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -132,4 +132,4 @@ def test_photo_gps_shown(client: Client, tmp_path: Path) -> None:
 def test_unrecognised_message(model_dir: Path) -> None:
     strict = LandmarkService(model_dir / "model.pt", threshold=0.99, num_threads=1)
     text = describe(strict.predict(make_photo()))
-    assert text.startswith("### No known landmark recognised") and "below the 99%" in text and "Agra" not in text
+    assert text.startswith("### No known landmark recognised") and "below the 99%" in text and "Agra" not in text and "Closest known landmarks: Taj Mahal" in text

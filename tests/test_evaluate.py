@@ -78,7 +78,7 @@ def test_evaluate_run_writes_report_and_skips_unreadable_files(tmp_path):
     for name in ("metrics.json", "confusion_matrix.png", "per_class_accuracy.png", "misclassified.png", "predictions.csv"):
         assert (out / name).stat().st_size > 0, name
     assert metrics["n_images"] == 9 and metrics["n_skipped"] == 2
-    assert sorted(s["file"] for s in metrics["skipped"]) == ["alai_minar/broken.jpg", "qutub_minar/empty.png"]
+    assert sorted(s["file"] for s in metrics["skipped"]) == ["test/alai_minar/broken.jpg", "test/qutub_minar/empty.png"]
     assert json.loads((out / "metrics.json").read_text())["top1"] == metrics["top1"]
     assert [c["display_name"] for c in metrics["per_class"]] == ["Alai Minar", "Qutub Minar", "Taj Mahal"]
 
