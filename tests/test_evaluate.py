@@ -89,7 +89,7 @@ def test_evaluate_run_writes_report_and_skips_unreadable_files(tmp_path):
     assert len(rows) == 9
     for row in rows:
         with torch.no_grad():
-            probs = predictor(pil_to_uint8_chw(load_rgb(data / "test" / row["file"])))
+            probs = predictor(pil_to_uint8_chw(load_rgb(data / row["file"])))
         assert row["predicted"] == CLASSES[int(probs.argmax())]
         assert float(row["confidence"]) == pytest.approx(float(probs.max()), abs=1e-4)
 
