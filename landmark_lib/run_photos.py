@@ -28,6 +28,10 @@ def run_split(train_split: ImageFolderSplit, cached: CachedSplit, args: dict) ->
     if args.get("exclude"):
         excluded = np.asarray(excluded_mask(train_split, args["exclude"]))
         rows = rows[~excluded[rows]]
+        missing = sorted(set(range(len(train_split.class_names))) - set(cached.targets[rows].tolist()))
+        if missing:
+            names = ", ".join(train_split.class_names[i] for i in missing[:5])
+            raise DatasetError(f"--exclude leaves no training photo of {names}; hold out only collections whose classes have photos elsewhere.")
     groups = np.asarray(train_split.sample_roots) if len(train_split.roots) > 1 else None
     return split_rows(rows, cached.targets, args["valid_fraction"], args["seed"], groups)
 

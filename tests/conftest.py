@@ -57,20 +57,23 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def export_tiny_model(folder: Path, export_info: dict | None = None) -> Path:
-    """folder/{model.pt, labels.json, export.json}, the model.pt made by the real exporter (traced net, scripted wrapper)."""
+def export_tiny_model(folder: Path, export_info: dict | None = None, classes: list[ClassInfo] | None = None, bias_class: int = 0) -> Path:
+    """folder/{model.pt, labels.json, export.json}, the model.pt made by the real exporter (traced net, scripted wrapper).
+
+    The net is made confident about class BIAS_CLASS (of CLASSES, or of the given CLASSES)."""
+    classes = classes or CLASSES
     torch.manual_seed(0)
-    net = LandmarkNet(len(CLASSES), width=0.25, depth=1).eval()
+    net = LandmarkNet(len(classes), width=0.25, depth=1).eval()
     with torch.no_grad():
-        net.head[-1].bias[0] += FIRST_CLASS_BIAS
-    predictor = LandmarkPredictor(net, PreprocessConfig(input_size=64), CLASSES).eval()
+        net.head[-1].bias[bias_class] += FIRST_CLASS_BIAS
+    predictor = LandmarkPredictor(net, PreprocessConfig(input_size=64), classes).eval()
     folder.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.save is marked deprecated
         torch.jit.save(to_torchscript(predictor), str(folder / "model.pt"))
-    labels = [{"name": c.name, "display_name": c.display_name, "city": c.city, "country": c.country, "lat": c.lat, "lon": c.lon} for c in CLASSES]
+    labels = [{"name": c.name, "display_name": c.display_name, "city": c.city, "country": c.country, "lat": c.lat, "lon": c.lon} for c in classes]
     (folder / "labels.json").write_text(json.dumps(labels, indent=2), encoding="utf-8")
-    (folder / "export.json").write_text(json.dumps(export_info or {"model": "scratch", "num_classes": len(CLASSES)}), encoding="utf-8")
+    (folder / "export.json").write_text(json.dumps(export_info or {"model": "scratch", "num_classes": len(classes)}), encoding="utf-8")
     return folder
 
 

@@ -1,0 +1,151 @@
+"""Photos from several collections: merged dataset roots, held-out collections, the no-landmark outcome and GAP."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CLASSES, export_tiny_model, make_photo
+from synthetic import make_dataset
+
+from landmark_lib.data.cache import build_cache
+from landmark_lib.data.folder import BACKGROUND_CLASS, ClassInfo, DatasetError, load_class_info, open_split
+from landmark_lib.recognition import best_landmarks, choose_threshold, gap, recognition_metrics
+from landmark_lib.run_photos import run_split
+from landmark_lib.serving import LandmarkService
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_provenance(root: Path, source: str) -> None:
+    """ROOT/provenance.csv naming SOURCE as the collection of every photo (the datasets' own format)."""
+    with (root / "provenance.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["split", "class", "file", "source_set"])
+        for path in sorted(root.glob("*/*/*.jpg")):
+            writer.writerow([path.parts[-3], path.parts[-2], path.name, source])
+
+
+@pytest.fixture(scope="module")
+def two_roots(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("roots")
+    first = make_dataset(base / "first", classes=3, train_per_class=10, test_per_class=3, seed=1)
+    second = make_dataset(base / "second", classes=4, train_per_class=8, test_per_class=3, seed=2)  # 3 shared classes + 1 new
+    write_provenance(first, "collection_one")
+    write_provenance(second, "collection_two")
+    return first, second
+
+
+def test_roots_merge_by_class_folder_and_validation_covers_every_class_of_every_root(two_roots, tmp_path):
+    split = open_split(list(two_roots), "train")
+    assert split.class_names == ["00.Landmark_A", "01.Landmark_B", "02.Landmark_C", "03.Landmark_D"]
+    assert len(split.samples) == 3 * 10 + 4 * 8 and sorted(set(split.sample_roots)) == [0, 1]
+    cached = build_cache(split, 32, tmp_path / "cache", workers=0)
+    train_rows, valid_rows = run_split(split, cached, {"valid_fraction": 0.2, "seed": 0})
+    roots = np.asarray(split.sample_roots)
+    pairs = {(int(cached.targets[r]), int(roots[r])) for r in valid_rows}
+    assert pairs == {(c, 0) for c in range(3)} | {(c, 1) for c in range(4)}  # stratified by class and by root
+    assert not set(train_rows) & set(valid_rows)
+
+
+def test_conflicting_classes_json_entries_are_an_error(two_roots, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "classes.json").write_text(json.dumps([{"name": "x", "display_name": "X", "city": "Rome"}]))
+    (b / "classes.json").write_text(json.dumps([{"name": "x", "display_name": "X", "city": "Paris"}]))
+    with pytest.raises(DatasetError, match="differ between"):
+        load_class_info([a, b], ["x"])
+    (b / "classes.json").write_text(json.dumps([{"name": "x", "display_name": "X", "city": "Rome"}, {"name": "y", "city": "Oslo"}]))
+    infos = load_class_info([a, b], ["x", "y"])
+    assert [(i.city, i.display_name) for i in infos] == [("Rome", "X"), ("Oslo", "Y")]
+
+
+def test_exclusions_must_match_photos_and_leave_every_class_trained(two_roots, tmp_path):
+    split = open_split(list(two_roots), "train")
+    cached = build_cache(split, 32, tmp_path / "cache", workers=0)
+    args = {"valid_fraction": 0.2, "seed": 0}
+    train_rows, valid_rows = run_split(split, cached, {**args, "exclude": ["collection_two:01.Landmark_B"]})
+    kept = {split.samples[r][0] for r in np.concatenate([train_rows, valid_rows])}
+    assert len(kept) == 3 * 10 + 4 * 8 - 8 and not any("second/train/01" in str(p) for p in kept)
+    with pytest.raises(DatasetError, match="matches no photo"):
+        run_split(split, cached, {**args, "exclude": ["collection_3"]})
+    with pytest.raises(DatasetError, match="leaves no training photo of 03.Landmark_D"):
+        run_split(split, cached, {**args, "exclude": ["collection_two:03.Landmark_D"]})
+
+
+def test_gap_ranks_confident_right_answers_first():
+    # 3 landmark photos and 1 no-landmark photo; ranked by confidence: right, no-landmark, wrong, right
+    confidence = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    correct = torch.tensor([True, False, False, True])
+    assert gap(confidence, correct, n_landmark_photos=3) == pytest.approx((1 / 1 + 2 / 4) / 3)
+    assert gap(torch.tensor([0.6, 0.9]), torch.tensor([True, False]), 1) == pytest.approx(0.5)  # a confident miss costs
+    assert gap(confidence, correct, 0) is None
+
+
+def test_background_class_is_never_the_answer_and_counts_against_confidence():
+    names = ["a", BACKGROUND_CLASS, "b"]
+    probs = torch.tensor([[0.3, 0.6, 0.1], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1]])
+    targets = torch.tensor([1, 0, 2, 0])  # a no-landmark photo, then landmark photos a, b, a
+    values, indices = best_landmarks(probs, names, k=2)
+    assert BACKGROUND_CLASS not in {names[i] for i in indices.flatten().tolist()}
+    metrics = recognition_metrics(probs, targets, names, threshold=0.5)
+    assert metrics["landmark_top1"] == pytest.approx(1.0)  # the closest landmark of each landmark photo is right
+    assert metrics["coverage"] == pytest.approx(2 / 3) and metrics["precision"] == 1.0
+    assert metrics["false_accept_rate"] == 0.0 and metrics["no_landmark_photos"] == 1
+    assert recognition_metrics(probs, targets, names, threshold=0.25)["false_accept_rate"] == 1.0
+
+
+def test_threshold_keeps_false_accepts_under_the_target():
+    names = ["a", "b", BACKGROUND_CLASS]
+    rng = torch.Generator().manual_seed(0)
+    landmark_conf = torch.rand(200, generator=rng) * 0.5 + 0.5  # landmark photos: 0.5-1.0 on their class
+    other_conf = torch.rand(100, generator=rng) * 0.7 + 0.2  # everyday photos: 0.2-0.9 on class a
+    probs = torch.zeros(300, 3)
+    probs[:200, 0], probs[:200, 2] = landmark_conf, 1 - landmark_conf
+    probs[200:, 0], probs[200:, 2] = other_conf, 1 - other_conf
+    targets = torch.tensor([0] * 200 + [2] * 100)
+    rule = choose_threshold(probs, targets, names, target_precision=0.9, max_false_accept=0.05)
+    named_others = int((other_conf >= rule["threshold"]).sum())
+    assert named_others <= 5 and rule["valid_false_accept_rate"] == pytest.approx(named_others / 100)
+    assert rule["threshold"] < 0.9  # not simply the top of the range: coverage stays as high as the target allows
+    assert rule["valid_coverage"] == pytest.approx(float((landmark_conf >= rule["threshold"]).float().mean()))
+
+
+def test_service_says_no_known_landmark_when_the_background_class_wins(tmp_path):
+    classes = CLASSES[:3] + [ClassInfo(BACKGROUND_CLASS, "No known landmark")]
+    folder = export_tiny_model(tmp_path / "bg", classes=classes, bias_class=3)
+    service = LandmarkService(folder / "model.pt", threshold=0.3, num_threads=1)
+    prediction = service.predict(make_photo())
+    assert BACKGROUND_CLASS not in [g.name for g in prediction.top] and len(prediction.top) == 3
+    assert not prediction.recognised and prediction.best.probability < 0.3
+    assert "No known landmark" not in service.landmark_names
+
+
+def test_two_root_training_and_a_held_out_run_share_the_frozen_features(two_roots, tmp_path):
+    """The second run holds a collection out, reuses the stored features (no second frozen pass) and is evaluated
+    on exactly the photos it never saw."""
+    common = ["--model", "timm:tf_efficientnet_lite0", "--strategy", "partial", "--train-stages", "1", "--input-size", "64",
+              "--epochs", "1", "--batch-size", "8", "--num-workers", "0", "--feature-views", "1", "--cache-dir", str(tmp_path / "cache")]
+    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    runs = {}
+    for name, extra in (("all", []), ("held_out", ["--exclude", "collection_two:01.Landmark_B"])):
+        runs[name] = tmp_path / name
+        result = subprocess.run([sys.executable, str(REPO / "train_accelerate.py"), "--data", *map(str, two_roots), *common,
+                                 "--output-dir", str(runs[name]), *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+    timing = {n: json.loads((r / "feature_cache.json").read_text()) for n, r in runs.items()}
+    assert timing["all"]["store"] == timing["held_out"]["store"]
+    assert timing["held_out"]["seconds"] < timing["all"]["seconds"] / 2  # read, not recomputed
+    assert timing["held_out"]["train_photos"] + timing["held_out"]["valid_photos"] == 62 - 8
+    config = json.loads((runs["held_out"] / "config.json").read_text())
+    assert config["args"]["data"] == [str(p) for p in two_roots] and config["args"]["exclude"] == ["collection_two:01.Landmark_B"]
+    result = subprocess.run([sys.executable, "-m", "landmark_lib.evaluate", str(runs["held_out"]), "--split", "train+test",
+                             "--only-excluded", "--out", str(tmp_path / "xsource")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "xsource" / "metrics.json").read_text())
+    assert metrics["n_images"] == 8 + 3 and set(metrics["per_source"]) == {"collection_two"}
