@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Export a run folder to TorchScript (model.pt + labels.json).")
     parser.add_argument("run_dir", help="run folder (config.json + model.safetensors)")
     parser.add_argument("--out", required=True, help="folder for model.pt, labels.json, export.json, metrics.json")
-    parser.add_argument("--check-data", help="dataset root for the self-check photos and the evaluation (default: the run's data)")
+    parser.add_argument("--check-data", nargs="+", help="dataset root(s) for the self-check photos and the evaluation (default: the run's data)")
     parser.add_argument("--check-split", default="test")
     parser.add_argument("--no-eval", action="store_true", help="skip evaluating the exported file on the check split")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     if metrics:
         print(f"exported model on {metrics['split']}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  "
               f"macro-F1 {metrics['macro_f1']:.4f} ({metrics['n_images']} images, {metrics['n_skipped']} skipped)")
+        if metrics.get("gap") is not None:
+            pct = {k: "n/a" if metrics[k] is None else f"{metrics[k]:.2%}" for k in ("landmark_top1", "coverage", "precision", "false_accept_rate")}
+            print(f"  GAP {metrics['gap']:.4f}; landmark photos: top-1 {pct['landmark_top1']}, coverage {pct['coverage']}, "
+                  f"precision {pct['precision']}; no-landmark photos named: {pct['false_accept_rate']}")
     elif not args.no_eval:
         print("not evaluated: no dataset found (pass --check-data ROOT)")
     from landmark_lib.hub import HubError, build_model_card, push_to_hub

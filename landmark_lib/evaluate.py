@@ -22,7 +22,7 @@ from .data.folder import DatasetError, ImageFolderSplit, data_roots, display_nam
 from .data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
 from .data.provenance import excluded_mask, keep_only, sample_sources
 from .predictor import LandmarkPredictor
-from .recognition import recognition_metrics
+from .recognition import best_landmarks, recognition_metrics
 from .run import RunConfig, RunError, load_trained_model
 
 GALLERY_SIZE = 24
@@ -272,14 +272,18 @@ def _per_source(probs: torch.Tensor, targets: torch.Tensor, class_names: list[st
 def _write_predictions(
     path: Path, files: list[Path], sources: list[str], probs: torch.Tensor, targets: torch.Tensor, class_names: list[str]
 ) -> None:
+    """One row per photo: the top-5 over all classes, and the answer the service gives (best landmark, its confidence)."""
     top = probs.topk(min(5, probs.shape[1]), dim=1)
+    landmark_conf, landmark_best = (t[:, 0].tolist() for t in best_landmarks(probs, class_names))
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "source", "true", "predicted", "confidence", "correct", "top5"])
-        for file, source, target, values, indices in zip(files, sources, targets.tolist(), top.values.tolist(), top.indices.tolist()):
+        writer.writerow(["file", "source", "true", "predicted", "confidence", "correct", "top5", "best_landmark", "landmark_confidence"])
+        rows = zip(files, sources, targets.tolist(), top.values.tolist(), top.indices.tolist(), landmark_best, landmark_conf)
+        for file, source, target, values, indices, best, conf in rows:
             top5 = ";".join(f"{class_names[i]}:{v:.4f}" for i, v in zip(indices, values))
             predicted = indices[0]
-            writer.writerow([_relative(file), source, class_names[target], class_names[predicted], f"{values[0]:.4f}", int(predicted == target), top5])
+            writer.writerow([_relative(file), source, class_names[target], class_names[predicted], f"{values[0]:.4f}",
+                             int(predicted == target), top5, class_names[best], f"{conf:.6f}"])
 
 
 def _short(name: str, width: int = 26) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .data.folder import open_split
+from .data.folder import data_roots, open_split
 from .data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
 from .onnx_model import INPUT_NAME, INT8_FILE, ONNX_FILE, OUTPUT_NAME, OnnxPredictor, quantize_static_int8, to_onnx
 from .predictor import LandmarkPredictor
@@ -178,7 +178,10 @@ def export_onnx_int8(
 
 
 def _metrics_summary(metrics: dict, split: str) -> dict:
-    return {"split": split, **{k: metrics[k] for k in ("top1", "top5", "macro_f1", "n_images", "n_skipped")}}
+    """What export.json and the model card show: accuracy, and GAP / false accepts / coverage at the file's threshold."""
+    keys = ("gap", "landmark_top1", "coverage", "precision", "false_accept_rate", "landmark_photos", "no_landmark_photos")
+    recognition = {k: metrics["recognition"].get(k) for k in keys}
+    return {"split": split, **{k: metrics[k] for k in ("top1", "top5", "macro_f1", "n_images", "n_skipped")}, **recognition}
 
 
 def labels(config: RunConfig) -> list[dict]:
@@ -211,7 +214,7 @@ def export_run(
 
     model, config = load_trained_model(run_dir)
     run_data = config.args.get("data")
-    if check_data is None and run_data and (Path(run_data) / check_split).is_dir():
+    if check_data is None and run_data and all((root / check_split).is_dir() for root in data_roots(run_data)):
         check_data = run_data
     if int8 and not has_run_photos(config):
         raise ExportError(
@@ -267,11 +270,12 @@ def export_run(
     if evaluate and check_data:
         from .evaluate import evaluate_run  # evaluation pulls in matplotlib; only needed here
 
-        metrics = evaluate_run(run_dir, check_split, check_data, out / f"eval-{check_split}", batch_size=batch_size, exported=model_file)
+        metrics = evaluate_run(run_dir, check_split, check_data, out / f"eval-{check_split}", batch_size=batch_size, exported=model_file,
+                               threshold=None if calibration is None else calibration["threshold"])
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
         if int8_info:
             int8_metrics = evaluate_run(run_dir, check_split, check_data, out / f"eval-{check_split}-int8", batch_size=batch_size,
-                                        exported=out / INT8_FILE)
+                                        exported=out / INT8_FILE, threshold=int8_info["threshold"])
             int8_info["metrics"] = _metrics_summary(int8_metrics, check_split)
     info = {
         "source_run": str(run_dir),
@@ -288,7 +292,7 @@ def export_run(
         "onnx": onnx_info,
         "onnx_int8": int8_info,
         "onnx_int8_refused": int8_refused,
-        "check_data": str(check_data) if check_data else None,
+        "check_data": [str(r) for r in data_roots(check_data)] if check_data else None,
         "train_args": config.args,
         "metrics": None if metrics is None else _metrics_summary(metrics, check_split),
         "torch": torch.__version__,

@@ -25,7 +25,7 @@ def _read_json(path: Path) -> dict | list | None:
 
 def _dataset_name(info: dict) -> str:
     data = info.get("check_data") or info.get("train_args", {}).get("data") or "landmark photos"
-    return Path(data).name
+    return "+".join(Path(d).name for d in ([data] if isinstance(data, str) else data))
 
 
 def _card_data(info: dict, metrics: dict | None, repo_id: str) -> ModelCardData:
@@ -40,6 +40,8 @@ def _card_data(info: dict, metrics: dict | None, repo_id: str) -> ModelCardData:
                 metric_type="f1", metric_name="Macro F1", metric_config="macro", metric_value=round(metrics["macro_f1"], 4), **common
             ),
         ]
+        if metrics.get("gap") is not None:  # Google Landmark Recognition's metric, on landmark and no-landmark photos
+            eval_results.append(EvalResult(metric_type="gap", metric_name="GAP", metric_value=round(metrics["gap"], 4), **common))
     tags = ["landmark-recognition", "image-classification", "torchscript"]
     if info["model"].startswith("timm:"):
         tags.append("timm")

@@ -16,18 +16,26 @@ from .run import RunConfig, load_trained_model
 from .run_photos import run_photos_loader
 
 @torch.no_grad()
-def validation_probabilities(
+def validation_logits(
     config: RunConfig, logits: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 64
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities and targets on the run's own validation split, through the eval preprocessing.
+    """Logits and targets on the run's own validation split, through the eval preprocessing.
 
     LOGITS (normalised batch -> logits): the run's eager network, or e.g. an int8 ONNX Runtime session's logits.
     """
-    probs, targets = [], []
+    outputs, targets = [], []
     for images, labels in run_photos_loader(config, "valid", batch_size=batch_size):
-        probs.append(torch.softmax(logits(images).float(), dim=1))
+        outputs.append(logits(images).float())
         targets.append(labels)
-    return torch.cat(probs), torch.cat(targets)
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def validation_probabilities(
+    config: RunConfig, logits: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities and targets on the run's validation split (see validation_logits)."""
+    values, targets = validation_logits(config, logits, batch_size)
+    return torch.softmax(values, dim=1), targets
 
 
 def main(argv: list[str] | None = None) -> None:

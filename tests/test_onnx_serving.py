@@ -97,7 +97,7 @@ def test_service_prefers_int8_with_its_own_threshold_and_same_answers(int8_expor
     assert (int8.backend, fp32.backend) == ("onnx-int8", "onnx")
     assert int8.threshold == info["onnx_int8"]["threshold"] and fp32.threshold == info["threshold"]
 
-    photos = [read_photo(path) for path in sorted(Path(info["check_data"], "test").rglob("*.jpg"))]
+    photos = [read_photo(path) for path in sorted(Path(info["check_data"][0], "test").rglob("*.jpg"))]
     int8_top = [p.best.name for p in int8.predict_photos(photos)]
     fp32_top = [p.best.name for p in fp32.predict_photos(photos)]
     assert len(photos) == 12 and sum(a == b for a, b in zip(int8_top, fp32_top)) >= len(photos) - 1
