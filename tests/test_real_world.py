@@ -149,3 +149,40 @@ def test_two_root_training_and_a_held_out_run_share_the_frozen_features(two_root
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "xsource" / "metrics.json").read_text())
     assert metrics["n_images"] == 8 + 3 and set(metrics["per_source"]) == {"collection_two"}
+
+
+def test_rejection_scores_are_compared_at_the_same_false_accept_target():
+    from landmark_lib.rejection import compare
+
+    names = ["a", "b", BACKGROUND_CLASS]
+    gen = torch.Generator().manual_seed(0)
+    # landmark photos: their class high, background low; everyday photos: a high background logit but also a
+    # confident-looking landmark logit, which only the background score sees through
+    landmark = torch.randn(100, 3, generator=gen) * 0.3 + torch.tensor([3.0, 0.0, -1.0])
+    everyday = torch.randn(100, 3, generator=gen) * 0.3 + torch.tensor([3.0, 0.0, 4.0])
+    result = compare(torch.cat([landmark, everyday]), torch.tensor([0] * 100 + [2] * 100), names, max_false_accept=0.02)
+    rows = result["scores"]
+    assert set(rows) == {"background", "msp", "energy"}
+    assert all(row["false_accept_rate"] <= 0.02 for row in rows.values())
+    assert rows["background"]["coverage"] > 0.95 and rows["background"]["auroc"] > 0.99
+    assert rows["msp"]["auroc"] < 0.75  # the landmark-only softmax cannot tell these everyday photos apart
+    with pytest.raises(DatasetError, match="no_landmark"):
+        compare(landmark, torch.zeros(100, dtype=torch.long), ["a", "b", "c"])
+
+
+def test_threshold_curve_from_evaluation_folders(tmp_path):
+    from landmark_lib.threshold_curve import curve, plot
+
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    rows = [("a", 0.9), ("a", 0.6), (BACKGROUND_CLASS, 0.7), (BACKGROUND_CLASS, 0.3)]
+    with (folder / "predictions.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true", "landmark_confidence"])
+        writer.writerows(rows)
+    (folder / "metrics.json").write_text(json.dumps({"recognition": {"threshold": 0.65, "coverage": 0.5, "false_accept_rate": 0.5}}))
+    thresholds, coverage, false_accepts = curve(folder)
+    assert thresholds.tolist() == [0.9, 0.7, 0.6, 0.3]
+    assert coverage.tolist() == [0.5, 0.5, 1.0, 1.0] and false_accepts.tolist() == [0.0, 0.5, 0.5, 1.0]
+    plot([(folder, "model")], tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
