@@ -18,7 +18,7 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Dataset
 
-from .data.folder import DatasetError, ImageFolderSplit, data_roots, display_name, open_split
+from .data.folder import DatasetError, ImageFolderSplit, data_roots, load_class_info, open_split
 from .data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
 from .data.provenance import excluded_mask, keep_only, sample_sources
 from .predictor import LandmarkPredictor
@@ -219,7 +219,7 @@ def evaluate_run(
         raise RunError(f"--only-excluded needs a run trained with --exclude; {run_dir} held nothing out.")
     dataset, sources = open_eval_split(data, split, model_classes, exclusions)
     class_names = dataset.class_names
-    display_names = list(predictor.display_names) + [display_name(n) for n in class_names[len(model_classes):]]
+    display_names = list(predictor.display_names) + [c.display_name for c in load_class_info(data, class_names[len(model_classes):])]
     where = "+".join(str(r) for r in data_roots(data))
     if not dataset.samples:
         raise DatasetError(f"{where} has no {split} images to evaluate.")

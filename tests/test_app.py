@@ -133,3 +133,22 @@ def test_unrecognised_message(model_dir: Path) -> None:
     strict = LandmarkService(model_dir / "model.pt", threshold=0.99, num_threads=1)
     text = describe(strict.predict(make_photo()))
     assert text.startswith("### No known landmark recognised") and "below the 99%" in text and "Agra" not in text and "Closest known landmarks: Taj Mahal" in text
+
+
+def test_page_never_headlines_a_landmark_it_did_not_recognise(model_dir: Path, tmp_path: Path) -> None:
+    from app import build_demo, launch
+    from conftest import free_port
+
+    strict = LandmarkService(model_dir / "model.pt", threshold=0.99, num_threads=1)
+    demo = build_demo(strict)
+    url = launch(demo, "127.0.0.1", free_port(), block=False)
+    try:
+        make_photo().save(tmp_path / "photo.jpg")
+        strict_client = Client(url, verbose=False)
+        label, markdown = ask(strict_client, tmp_path / "photo.jpg")
+        strict_client.close()
+    finally:
+        demo.close()
+    assert label["label"] == "No known landmark"  # the heading; the bars are the closest landmarks, by name
+    assert list(confidences(label))[0] == "Taj Mahal" and len(confidences(label)) == 5
+    assert markdown.startswith("### No known landmark recognised") and "Closest known landmarks" in markdown
