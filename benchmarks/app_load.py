@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from typing import Iterator
 import numpy as np
 from gradio_client import Client, handle_file
 
+from benchmarks.app_startup import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUEST_TIMEOUT_S = 120
 
@@ -32,9 +33,7 @@ REQUEST_TIMEOUT_S = 120
 @contextmanager
 def serve_app(model: str | None, startup_timeout_s: float = 180) -> Iterator[str]:
     """app.py in a child process (so client threads do not share its interpreter); yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     command = [sys.executable, str(REPO_ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)]
     if model:
         command += ["--model", model]

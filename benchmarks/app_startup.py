@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 from gradio_client import Client, handle_file
 
-from landmark_lib.serving import BACKENDS
+from landmark_lib.bundle import BACKENDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024

@@ -1,4 +1,4 @@
-"""Markdown tables for reports/real_world.md from evaluation folders (landmark_lib.evaluate's metrics.json).
+"""Markdown tables for reports/real_world.md from evaluation folders (`landmark evaluate`'s metrics.json).
 
     python benchmarks/real_world_tables.py reports/real_world/old-test=old reports/real_world/new-test=new
 

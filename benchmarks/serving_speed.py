@@ -9,7 +9,7 @@ centre crop, normalise) runs in torch for all of them, then the network, then so
   eager int8-dynamic          torch quantize_dynamic on nn.Linear (a conv net's convolutions stay fp32)
   onnxruntime int8-dynamic    onnxruntime.quantization.quantize_dynamic (uint8 weights, activations quantised per call)
   onnxruntime int8-static     the export's model.int8.onnx (export.py --format onnx-int8) when it has one, else the same
-                              quantisation (landmark_lib.onnx_model.quantize_static_int8) on --calib train photos
+                              quantisation (landmark_lib.export.onnx.quantize_static_int8) on --calib train photos
                               (random ones without --data)
 
 Timing is interleaved (one call of each variant in turn), so a change in machine load hits all variants alike.
@@ -39,11 +39,13 @@ from torch import nn
 
 from landmark_lib.data.folder import open_split
 from landmark_lib.data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
-from landmark_lib.onnx_model import INT8_FILE, OnnxPredictor, quantize_static_int8, to_onnx
+from landmark_lib.bundle import INT8_FILE
+from landmark_lib.export.onnx import quantize_static_int8, to_onnx
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import Preprocess
-from landmark_lib.run import RunConfig, load_trained_model
-from landmark_lib.serving import default_num_threads
+from landmark_lib.serve.backends import OnnxPredictor
+from landmark_lib.serve.service import default_num_threads
+from landmark_lib.train.run import RunConfig, load_trained_model
 
 REFERENCE = "torchscript fp32"
 Predict = Callable[[list[torch.Tensor]], torch.Tensor]

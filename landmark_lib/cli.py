@@ -1,81 +1,252 @@
-"""Export a training run as a torch-only TorchScript model (+ labels, metrics, model card), optionally to the Hub.
+"""`landmark`: one command for the whole project; `landmark COMMAND --help` describes each one and its defaults.
 
-    python export.py runs/effnet --out exports/effnet --check-data ../shared/data/world_landmarks --check-split test
-    python export.py runs/effnet --out exports/effnet --format onnx   # + model.onnx, served by ONNX Runtime
-    python export.py runs/effnet --out exports/effnet --format onnx-int8   # + model.int8.onnx (static int8), served first
-    python export.py runs/effnet --out exports/effnet --push-to-hub me/landmark-tagger --revision v1 --private
+    landmark data download | data inspect ROOT       get or check a dataset
+    landmark train --data ROOT ...                   train a run (also: accelerate launch train_accelerate.py ...)
+    landmark evaluate RUN                            test-split report of a run or an exported file
+    landmark export RUN --out DIR                    the files a server needs (also: python export.py ...)
+    landmark threshold RUN --export-dir DIR          re-choose an export's "no known landmark" thresholds
+    landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
+    landmark tag PHOTO_DIR --out tags.csv            tag a folder of photos
+    landmark serve                                   the web app (also: python app.py)
+
+Only the parsers live here, built from light modules; a command's code is imported when it runs, so `landmark serve`
+never loads training code. Expected failures print `error: ...` (one sentence naming the fix) and exit with 2.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import os
 import sys
+from pathlib import Path
 
-from landmark_lib.data.folder import DatasetError
-from landmark_lib.export import TOLERANCE, ExportError, export_run
-from landmark_lib.run import RunError
+from . import bundle
+from .errors import LandmarkError
+
+TAG_FORMATS = (".csv", ".json")
+SPEC_HELP = "export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Export a run folder to TorchScript (model.pt + labels.json).")
-    parser.add_argument("run_dir", help="run folder (config.json + model.safetensors)")
-    parser.add_argument("--out", required=True, help="folder for model.pt, labels.json, export.json, metrics.json")
-    parser.add_argument("--check-data", nargs="+", help="dataset root(s) for the self-check photos and the evaluation (default: the run's data)")
-    parser.add_argument("--check-split", default="test")
-    parser.add_argument("--no-eval", action="store_true", help="skip evaluating the exported file on the check split")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--format", choices=("torchscript", "onnx", "onnx-int8"), default="torchscript",
-                        help="onnx: also write model.onnx (the network, for ONNX Runtime; the app prefers it on CPU); "
-                             "onnx-int8: model.onnx and model.int8.onnx (static int8, calibrated on training photos, kept only "
-                             "within 1 point of fp32 validation top-1; the app prefers it). model.pt is always written")
-    parser.add_argument("--calibration-photos", type=int, default=128, help="training photos that calibrate int8 activation ranges")
-    parser.add_argument("--threshold", type=float, help="confidence below which the app says no landmark was recognised "
-                        "(default: chosen on the run's validation split, see --target-precision)")
-    parser.add_argument("--target-precision", type=float, default=0.95, help="precision the named landmarks must reach on validation (default 0.95)")
-    parser.add_argument("--max-false-accept", type=float, default=0.02,
-                        help="share of the validation no-landmark photos that may be named as a landmark (default 0.02)")
-    parser.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the export (with a model card) to this Hub repo")
-    parser.add_argument("--revision", help="Hub branch to push to (created if missing)")
-    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
-    args = parser.parse_args(argv)
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that states every default: argparse's value, unless the help text already says it (options whose default
+    depends on other options); flags are off unless given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def existing_dir(text: str) -> Path:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    return Path(text)
+
+
+def tag_output(text: str) -> Path:
+    if Path(text).suffix.lower() not in TAG_FORMATS:
+        raise argparse.ArgumentTypeError(f"must end in {' or '.join(TAG_FORMATS)}, got {Path(text).name}")
+    return Path(text)
+
+
+def _data(commands) -> None:
+    data = commands.add_parser("data", help="download the course dataset or inspect a dataset folder", formatter_class=HelpFormatter)
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="{download,inspect}")
+    download = _command(data_commands, "download", "landmark_lib.cli:run_data_download", "download, verify and extract the 50-class course dataset")
+    from .data.download import DEFAULT_URL
+
+    download.add_argument("--dest", type=Path, default=Path("data"), help="folder to put landmark_images/ in")
+    download.add_argument("--url", default=DEFAULT_URL, help="zip URL, mirror, or path of a local landmark_images.zip")
+    download.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
+    download.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip after extracting it")
+    inspect = _command(data_commands, "inspect", "landmark_lib.cli:run_data_inspect", "counts, unreadable files, train/test duplicates, mean/std, pictures")
+    inspect.add_argument("root", type=Path, help="dataset folder holding train/<class>/ and test/<class>/")
+    inspect.add_argument("--out", type=Path, default=None, help="output folder (default: runs/inspect-<root name>)")
+    inspect.add_argument("--workers", type=int, default=2, help="decoding processes")
+    inspect.add_argument("--samples-per-class", type=int, default=4, help="photos per class in samples.png")
+    inspect.add_argument("--max-classes", type=int, default=50, help="classes shown in samples.png")
+
+
+def _train(commands) -> None:
+    from .train import options
+
+    train = _command(commands, "train", "landmark_lib.cli:run_train", "train a run (scratch CNN or timm backbone) with Accelerate", options.DESCRIPTION)
+    options.add_arguments(train)
+
+
+def _evaluate(commands) -> None:
+    p = _command(commands, "evaluate", "landmark_lib.cli:run_evaluate", "evaluate a run (or one of its exported files) on a dataset split")
+    p.add_argument("run_dir", nargs="?", help="run folder (config.json + model.safetensors); optional with --exported")
+    p.add_argument("--split", default="test", help="split folder, or 'train+test' for both")
+    p.add_argument("--data", nargs="+", help="dataset root(s) (default: the run's --data)")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/eval-SPLIT)")
+    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="photos per network call")
+    p.add_argument("--exported", help="evaluate this exported file (model.pt, model.onnx or model.int8.onnx) instead of the run's weights (default: the run's weights)")
+    p.add_argument("--threshold", type=float, help="recognition threshold (default: the exported file's, from export.json)")
+    p.add_argument("--only-excluded", action="store_true", help="only the photos the run's --exclude held out (the cross-source check)")
+
+
+def _export(commands) -> None:
+    p = _command(commands, "export", "landmark_lib.export.pipeline:run", "export a run to model.pt (+ ONNX files), labels, metrics, model card",
+                 "Export a run: model.pt (TorchScript, needs only torch), labels.json, export.json, metrics.json, README.md.\n\n"
+                 "    landmark export runs/effnet --out exports/effnet --check-data ../shared/data/world_landmarks\n"
+                 "    landmark export runs/effnet --out exports/effnet --format onnx-int8   # + model.onnx, model.int8.onnx\n"
+                 "    landmark export runs/effnet --out exports/effnet --push-to-hub me/landmark-tagger --revision v1 --private")
+    p.add_argument("run_dir", help="run folder (config.json + model.safetensors)")
+    p.add_argument("--out", required=True, help="folder for model.pt, labels.json, export.json, metrics.json")
+    p.add_argument("--check-data", nargs="+", help="dataset root(s) for the self-check photos and the evaluation (default: the run's data)")
+    p.add_argument("--check-split", default="test", help="split the exported file is evaluated on")
+    p.add_argument("--no-eval", action="store_true", help="skip evaluating the exported file on the check split")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="photos per network call in the evaluation")
+    p.add_argument("--format", choices=("torchscript", "onnx", "onnx-int8"), default="torchscript",
+                   help="onnx: also write model.onnx (the network, for ONNX Runtime; the app prefers it on CPU); "
+                        "onnx-int8: model.onnx and model.int8.onnx (static int8, calibrated on training photos, kept only "
+                        "within 1 point of fp32 validation top-1; the app prefers it). model.pt is always written")
+    p.add_argument("--calibration-photos", type=positive_int, default=128, help="training photos that calibrate int8 activation ranges")
+    p.add_argument("--threshold", type=float, help="confidence below which the app says no landmark was recognised "
+                   "(default: chosen on the run's validation split, see --target-precision)")
+    _rule_arguments(p, target_precision=0.95)
+    p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the export (with a model card) to this Hub repo (default: no upload)")
+    p.add_argument("--revision", help="Hub branch to push to, created if missing (default: the main branch)")
+    p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+
+
+def _rule_arguments(p: argparse.ArgumentParser, target_precision: float) -> None:
+    p.add_argument("--target-precision", type=float, default=target_precision, help="precision the named landmarks must reach on validation")
+    p.add_argument("--max-false-accept", type=float, default=0.02, help="share of the validation no-landmark photos that may be named as a landmark")
+
+
+def _thresholds(commands) -> None:
+    p = _command(commands, "threshold", "landmark_lib.cli:run_threshold", "re-choose an export's thresholds on the run's validation photos (updates export.json)")
+    p.add_argument("run_dir", help="the run the export was made from")
+    p.add_argument("--export-dir", required=True, help="folder with export.json to update")
+    _rule_arguments(p, target_precision=0.99)
+    p = _command(commands, "threshold-curve", "landmark_lib.evaluation.threshold_curve:run", "plot coverage against false accepts for every threshold")
+    p.add_argument("evals", nargs="+", help="EVAL_DIR[=LABEL]: folders written by landmark evaluate")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p = _command(commands, "rejection", "landmark_lib.evaluation.rejection:run", "compare rejection scores (background / MSP / energy) on validation")
+    p.add_argument("run_dir", help="a run trained with a no_landmark class")
+    p.add_argument("--max-false-accept", type=float, default=0.02, help="share of no-landmark photos allowed to be named")
+    p.add_argument("--json", type=Path, help="also write the table to this file (default: print only)")
+
+
+def _compare(commands) -> None:
+    p = _command(commands, "compare", "landmark_lib.evaluation.compare:run", "compare evaluated runs: a table and a bar chart")
+    p.add_argument("runs", nargs="+", help="run folders evaluated with landmark evaluate")
+    p.add_argument("--split", default="test", help="the evaluation (RUN/eval-SPLIT) to compare")
+    p.add_argument("--out", type=Path, required=True, help="PNG chart to write")
+    p.add_argument("--latency-iters", type=int, default=30, help="timed single-photo calls per architecture (0: skip)")
+    p.add_argument("--json", type=Path, help="also write the rows and latencies here (default: print only)")
+
+
+def _serving(commands) -> None:
+    p = _command(commands, "tag", "landmark_lib.serve.tag:run", "tag a folder of photos (CSV or JSON)")
+    p.add_argument("photo_dir", type=existing_dir, help="folder of photos (searched recursively)")
+    p.add_argument("--out", type=tag_output, required=True, help="tags.csv or tags.json")
+    p.add_argument("--model", default=None, help=SPEC_HELP)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="photos per network call")
+    p.add_argument("--threshold", type=float, default=None, help="minimum top probability for 'recognised' (default: export.json's, else 0.35)")
+    p = _command(commands, "serve", "landmark_lib.serve.web:run", "the web app: upload a photo, get the landmark and its place")
+    p.add_argument("--model", default=None, help=SPEC_HELP)
+    p.add_argument("--threshold", type=float, default=None, help="minimum top probability to name a landmark (default: export.json's, else 0.35)")
+    p.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1", help="interface to listen on (0.0.0.0 on a Space)")
+    p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    p.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
+    p.add_argument("--backend", choices=bundle.BACKENDS, default="auto",
+                   help="auto: the fastest file the export verified (model.int8.onnx, then model.onnx via ONNX Runtime), else model.pt")
+
+
+def _command(commands, name: str, target: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=summary, description=description or summary[0].upper() + summary[1:] + ".",
+                                 formatter_class=HelpFormatter)
+    parser.set_defaults(target=target)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="landmark", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_data, _train, _evaluate, _export, _thresholds, _compare, _serving):
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (0, 2 for an expected failure, 130 when interrupted)."""
+    args = build_parser().parse_args(argv)
+    module, _, function = vars(args).pop("target").partition(":")
+    for key in ("command", "data_command"):  # the command's own options are what it records (e.g. a run's config.json)
+        vars(args).pop(key, None)
     try:
-        info = export_run(args.run_dir, args.out, args.check_data, args.check_split, not args.no_eval, args.batch_size, args.threshold,
-                          args.target_precision, args.max_false_accept, onnx=args.format != "torchscript", int8=args.format == "onnx-int8",
-                          calibration_photos=args.calibration_photos)
-    except (RunError, DatasetError, ExportError) as error:
-        sys.exit(f"error: {error}")
-    print(f"wrote {args.out}/model.pt; torch-only reload matches eager: max |diff| {info['max_abs_diff']:.2e} <= {TOLERANCE:g}")
-    if info["onnx"]:
-        print(f"wrote {args.out}/model.onnx; ONNX Runtime matches eager: max |diff| {info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g}")
-    int8 = info.get("onnx_int8")
-    if int8:
-        print(f"wrote {args.out}/{int8['file']}; validation top-1 int8 {int8['valid_top1_int8']:.2%} vs fp32 {int8['valid_top1_fp32']:.2%} "
-              f"({int8['calibration_photos']} calibration photos), threshold {int8['threshold']:.3f}"
-              + (f"; {int8['metrics']['split']} top-1 {int8['metrics']['top1']:.2%}" if int8.get("metrics") else ""))
-    if info["threshold"] is not None:
-        print(f"recognition threshold {info['threshold']:.3f} ({info['threshold_calibration']})")
-    metrics = info["metrics"]
-    if metrics:
-        print(f"exported model on {metrics['split']}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  "
-              f"macro-F1 {metrics['macro_f1']:.4f} ({metrics['n_images']} images, {metrics['n_skipped']} skipped)")
-        if metrics.get("gap") is not None:
-            pct = {k: "n/a" if metrics[k] is None else f"{metrics[k]:.2%}" for k in ("landmark_top1", "coverage", "precision", "false_accept_rate")}
-            print(f"  GAP {metrics['gap']:.4f}; landmark photos: top-1 {pct['landmark_top1']}, coverage {pct['coverage']}, "
-                  f"precision {pct['precision']}; no-landmark photos named: {pct['false_accept_rate']}")
-    elif not args.no_eval:
-        print("not evaluated: no dataset found (pass --check-data ROOT)")
-    from landmark_lib.hub import HubError, build_model_card, push_to_hub
-
-    # The card travels with the export (committed defaults, Hub uploads); OWNER/NAME is a placeholder until pushed.
-    build_model_card(args.out, args.push_to_hub or "OWNER/landmark-tagger").save(f"{args.out}/README.md")
-    if info.get("onnx_int8_refused"):
-        sys.exit(f"error: {info['onnx_int8_refused']}")
-    if args.push_to_hub:
-        try:
-            url = push_to_hub(args.out, args.push_to_hub, revision=args.revision, private=args.private)
-        except HubError as error:
-            sys.exit(f"error: {error}")
-        print(f"pushed to {url}")
+        getattr(importlib.import_module(module), function)(args)
+    except LandmarkError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; run the command again to continue (downloads resume, training continues with --resume)", file=sys.stderr)
+        return 130
+    return 0
 
 
-if __name__ == "__main__":
-    main()
+# Commands whose code is small enough to live next to their options.
+
+
+def run_data_download(args: argparse.Namespace) -> None:
+    from .data.download import download_dataset
+
+    with _disk_errors():
+        target = download_dataset(args.dest, url=args.url, timeout=args.timeout, keep_zip=args.keep_zip)
+    print(f"Dataset ready: {target} (train with --data {target})")
+
+
+def run_data_inspect(args: argparse.Namespace) -> None:
+    from .data.inspect import inspect_dataset, summary
+
+    out = args.out or Path("runs") / f"inspect-{args.root.expanduser().resolve().name}"
+    with _disk_errors():
+        report = inspect_dataset(args.root, out, samples_per_class=args.samples_per_class, max_classes=args.max_classes, workers=args.workers)
+    print(summary(report))
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from .train.loop import train
+    from .train.options import resolve
+
+    train(resolve(args))
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from .evaluation.evaluate import default_out, evaluate_run, summary
+
+    metrics = evaluate_run(args.run_dir, args.split, args.data, args.out, args.tta, args.batch_size, args.exported,
+                           threshold=args.threshold, only_excluded=args.only_excluded)
+    print(summary(metrics, Path(args.out) if args.out else default_out(args.run_dir, args.exported, args.split)))
+
+
+def run_threshold(args: argparse.Namespace) -> None:
+    from .evaluation.threshold import rechoose_thresholds
+
+    info = rechoose_thresholds(args.run_dir, args.export_dir, args.target_precision, args.max_false_accept)
+    print(f"threshold {info['threshold']:.3f}: {info['threshold_calibration']}")
+    if info.get("onnx_int8"):
+        print(f"int8 threshold {info['onnx_int8']['threshold']:.3f}: {info['onnx_int8']['threshold_calibration']}")
+
+
+@contextlib.contextmanager
+def _disk_errors():
+    """A full disk or a folder without write permission is an expected failure of the data commands."""
+    try:
+        yield
+    except LandmarkError:
+        raise
+    except OSError as error:
+        raise LandmarkError(str(error)) from error

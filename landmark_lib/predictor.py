@@ -6,7 +6,7 @@ from typing import List
 import torch
 from torch import nn
 
-from .data.folder import ClassInfo
+from .labels import ClassInfo, to_columns
 from .preprocess import Preprocess, PreprocessConfig
 
 
@@ -21,12 +21,13 @@ class LandmarkPredictor(nn.Module):
         super().__init__()
         self.preprocess = Preprocess(preprocess)
         self.model = model
-        self.class_names: List[str] = [c.name for c in classes]
-        self.display_names: List[str] = [c.display_name for c in classes]
-        self.cities: List[str] = [c.city for c in classes]
-        self.countries: List[str] = [c.country for c in classes]
-        self.latitudes: List[float] = [float("nan") if c.lat is None else float(c.lat) for c in classes]
-        self.longitudes: List[float] = [float("nan") if c.lon is None else float(c.lon) for c in classes]
+        columns = to_columns(classes)  # TorchScript attributes: plain lists (labels.Columns)
+        self.class_names: List[str] = columns.class_names
+        self.display_names: List[str] = columns.display_names
+        self.cities: List[str] = columns.cities
+        self.countries: List[str] = columns.countries
+        self.latitudes: List[float] = columns.latitudes
+        self.longitudes: List[float] = columns.longitudes
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.model(self.preprocess(image)).float(), dim=-1)[0]

@@ -1,4 +1,8 @@
-"""The one eval-time preprocessing (resize, centre crop, normalise), used by evaluation, export and the app."""
+"""The one eval-time preprocessing (resize, centre crop, normalise), used by evaluation, export and the app.
+
+A PreprocessConfig flows like timm's data config: the model factory makes it (from the backbone's pretraining, or
+from the training photos for the scratch CNN), the run folder stores it, the transforms and the exported files use it.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -29,7 +33,19 @@ class PreprocessConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PreprocessConfig":
+    def from_timm(cls, data_config: dict, input_size: int | None = None) -> PreprocessConfig:
+        """The preprocessing a timm backbone was pretrained with (timm's resolve_model_data_config), at INPUT_SIZE."""
+        _, height, _ = data_config["input_size"]
+        return cls(
+            input_size=int(input_size or height),
+            crop_pct=float(data_config.get("crop_pct", 0.875)),
+            mean=tuple(data_config["mean"]),
+            std=tuple(data_config["std"]),
+            interpolation=str(data_config.get("interpolation", "bilinear")),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PreprocessConfig:
         return cls(
             input_size=int(data["input_size"]),
             crop_pct=float(data["crop_pct"]),

@@ -1,15 +1,49 @@
-"""Tiny learnable landmark datasets made on the fly (no network, no ../shared)."""
+"""What tests build on the fly (no network, no ../shared): photos, datasets, run folders, exports, a free port."""
 from __future__ import annotations
 
+import contextlib
+import signal
+import socket
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import torch
 from PIL import Image
 
+from landmark_lib import bundle
+from landmark_lib.export.torchscript import save, to_torchscript
+from landmark_lib.labels import ClassInfo, write_labels
+from landmark_lib.models import ModelSpec
+from landmark_lib.models.scratch import LandmarkNet
+from landmark_lib.predictor import LandmarkPredictor
+from landmark_lib.preprocess import PreprocessConfig
+from landmark_lib.train.run import RunConfig, build_model, save_weights
+
+CLASSES = [
+    ClassInfo("taj_mahal", "Taj Mahal", "Agra", "India", 27.175, 78.042),
+    ClassInfo("colosseum", "Colosseum", "Rome", "Italy", 41.890, 12.492),
+    ClassInfo("petra", "Petra", "Wadi Musa", "Jordan", 30.329, 35.444),
+    ClassInfo("machu_picchu", "Machu Picchu", "Aguas Calientes", "Peru", -13.163, -72.545),
+    ClassInfo("st_stephens_cathedral", "St. Stephen's Cathedral", "Vienna", "Austria", 48.208, 16.373),
+    ClassInfo("mystery_place", "Mystery Place"),
+]
+SMALL_SCRATCH = ModelSpec("scratch", {"width": 0.25, "depth": 1})  # a scratch CNN that runs in milliseconds
+# A bias on the first class makes the random net confident (~0.6) about it, so thresholds can be tested both ways.
+FIRST_CLASS_BIAS = 2.0
 COLOURS = [(200, 40, 40), (40, 160, 60), (40, 70, 200), (220, 200, 40), (160, 60, 200), (40, 200, 200)]
 
 
-def make_photo(class_index: int, rng: np.random.Generator, size: tuple[int, int] = (96, 72)) -> Image.Image:
+def make_photo(width: int = 120, height: int = 80, seed: int = 0) -> Image.Image:
+    """An asymmetric RGB 'photo' (gradient + off-centre block): rotating or flipping it changes the prediction."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256], axis=-1).astype(np.uint8)
+    pixels[height // 8 : height // 2, width // 10 : width // 3] = rng.integers(0, 256, 3, dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def class_photo(class_index: int, rng: np.random.Generator, size: tuple[int, int] = (96, 72)) -> Image.Image:
     """A noisy 'photo' whose class is told by the colour and position of a block: easy to learn, not constant."""
     width, height = size
     pixels = rng.integers(0, 90, (height, width, 3), dtype=np.uint8)
@@ -19,13 +53,90 @@ def make_photo(class_index: int, rng: np.random.Generator, size: tuple[int, int]
     return Image.fromarray(pixels)
 
 
-def make_dataset(root: Path, classes: int = 3, train_per_class: int = 12, test_per_class: int = 4, seed: int = 0) -> Path:
-    """root/{train,test}/<NN.Class_Name>/*.jpg, like the canonical course layout."""
+def make_dataset(
+    root: Path, classes: int | list[str] = 3, train_per_class: int = 12, test_per_class: int = 4, seed: int = 0,
+    sizes: list[tuple[int, int]] | None = None, suffix: str = ".jpg",
+) -> Path:
+    """root/{train,test}/<class>/NNN.jpg of class_photo()s; a split with 0 photos per class is not created.
+
+    CLASSES: a count (folders 00.Landmark_A, 01.Landmark_B, ... like the course layout) or the folder names.
+    SIZES: (width, height) of the photos in each class folder, in turn (default: random, 64-120 px).
+    """
     rng = np.random.default_rng(seed)
+    names = [f"{c:02d}.Landmark_{chr(65 + c)}" for c in range(classes)] if isinstance(classes, int) else classes
     for split, count in (("train", train_per_class), ("test", test_per_class)):
-        for c in range(classes):
-            folder = Path(root) / split / f"{c:02d}.Landmark_{chr(65 + c)}"
+        for c, name in enumerate(names if count else []):
+            folder = Path(root) / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
-                make_photo(c, rng, size=(int(rng.integers(64, 120)), int(rng.integers(64, 120)))).save(folder / f"{i:03d}.jpg", quality=90)
+                size = sizes[i % len(sizes)] if sizes else (int(rng.integers(64, 120)), int(rng.integers(64, 120)))
+                photo = class_photo(c, rng, size)
+                photo.save(folder / f"{i:03d}{suffix}", **({"quality": 90} if suffix == ".jpg" else {}))
     return Path(root)
+
+
+def make_run(
+    run_dir: Path, spec: ModelSpec = SMALL_SCRATCH, classes: list[ClassInfo] = CLASSES[:3], input_size: int = 64,
+    args: dict | None = None, weights: bool = True,
+) -> Path:
+    """A run folder as `landmark train` writes it: config.json and model.safetensors (seed 0, with non-trivial
+    BatchNorm statistics, so a traced graph that mishandled eval mode would show). WEIGHTS=False: config only."""
+    config = RunConfig(model=spec, classes=classes, preprocess=PreprocessConfig(input_size=input_size), args=args or {})
+    config.save(run_dir)
+    if weights:
+        torch.manual_seed(0)
+        model = build_model(config)
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+        save_weights(model, run_dir)
+    return run_dir
+
+
+def export_tiny_model(folder: Path, export_info: dict | None = None, classes: list[ClassInfo] | None = None, bias_class: int = 0) -> Path:
+    """folder/{model.pt, labels.json, export.json}, the model.pt made by the real exporter (traced net, scripted
+    wrapper) without its slow self-check; the net is made confident about class BIAS_CLASS (of CLASSES by default)."""
+    classes = classes or CLASSES
+    torch.manual_seed(0)
+    net = LandmarkNet(len(classes), width=0.25, depth=1).eval()
+    with torch.no_grad():
+        net.head[-1].bias[bias_class] += FIRST_CLASS_BIAS
+    folder.mkdir(parents=True, exist_ok=True)
+    save(to_torchscript(LandmarkPredictor(net, PreprocessConfig(input_size=64), classes).eval()), folder / bundle.MODEL_FILE)
+    write_labels(folder / bundle.LABELS_FILE, classes)
+    bundle.write_info(folder, export_info or {"model": "scratch", "num_classes": len(classes)})
+    return folder
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for servers the tests start, or for 'connection refused')."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Fail a test that hangs (no pytest-timeout here): SIGALRM after SECONDS."""
+
+    def fail(*_):
+        raise TimeoutError(f"test took longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def cli_error(capsys, *argv: str) -> str:
+    """`landmark ARGV` must fail as an expected failure: exit status 2 and one line on stderr; returns that line."""
+    from landmark_lib.cli import main
+
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err

@@ -12,9 +12,10 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import ExifTags, Image
 
-from app import describe
-from conftest import CLASSES, make_photo
-from landmark_lib.serving import LandmarkService
+from helpers import CLASSES, free_port, make_photo
+
+from landmark_lib.serve.service import LandmarkService
+from landmark_lib.serve.web import build_demo, describe, launch
 
 DISPLAY_NAMES = {c.display_name for c in CLASSES}
 ORIENTATION = 0x0112
@@ -136,9 +137,6 @@ def test_unrecognised_message(model_dir: Path) -> None:
 
 
 def test_page_never_headlines_a_landmark_it_did_not_recognise(model_dir: Path, tmp_path: Path) -> None:
-    from app import build_demo, launch
-    from conftest import free_port
-
     strict = LandmarkService(model_dir / "model.pt", threshold=0.99, num_threads=1)
     demo = build_demo(strict)
     url = launch(demo, "127.0.0.1", free_port(), block=False)

@@ -2,35 +2,27 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import torch
+from helpers import make_run
 
 from benchmarks import serving_speed
-from landmark_lib.data.folder import ClassInfo
-from landmark_lib.export import to_torchscript
-from landmark_lib.models import ModelSpec
+from landmark_lib.export.torchscript import save, to_torchscript
+from landmark_lib.labels import ClassInfo
 from landmark_lib.predictor import LandmarkPredictor
-from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.run import RunConfig, build_model, save_weights
+from landmark_lib.train.run import load_trained_model
 
 VARIANTS = ["torchscript fp32", "eager fp32", "onnxruntime fp32", "eager int8-dynamic", "onnxruntime int8-dynamic", "onnxruntime int8-static"]
 
 
 def make_run_and_export(tmp_path: Path) -> tuple[Path, Path]:
     """A scratch run and its model.pt, written by the real exporter's tracing+scripting (without its slow self-check)."""
-    config = RunConfig(ModelSpec("scratch", {"width": 0.25, "depth": 1}), [ClassInfo(f"c{i}", f"C{i}") for i in range(4)],
-                       PreprocessConfig(input_size=32))
-    run, out = tmp_path / "run", tmp_path / "export"
-    config.save(run)
-    torch.manual_seed(0)
-    model = build_model(config).eval()
-    save_weights(model, run)
+    run = make_run(tmp_path / "run", classes=[ClassInfo(f"c{i}", f"C{i}") for i in range(4)], input_size=32)
+    model, config = load_trained_model(run)
+    out = tmp_path / "export"
     out.mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(to_torchscript(LandmarkPredictor(model, config.preprocess, config.classes)), str(out / "model.pt"))
+    save(to_torchscript(LandmarkPredictor(model, config.preprocess, config.classes)), out / "model.pt")
     return run, out
 
 

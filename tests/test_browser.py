@@ -11,7 +11,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import CLASSES
+from helpers import CLASSES, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -67,9 +67,8 @@ def test_upload_example_and_read_top5(browser: webdriver.Chrome, app_url: str, t
 @pytest.fixture(scope="module")
 def shipped_app_url() -> Iterator[str]:
     """The app as a user starts it: `python app.py` with the model committed in models/default."""
-    from app import build_demo, launch
-    from conftest import free_port
-    from landmark_lib.serving import LandmarkService
+    from landmark_lib.serve.service import LandmarkService
+    from landmark_lib.serve.web import build_demo, launch
 
     demo = build_demo(LandmarkService.from_spec(REPO_ROOT / "models" / "default"))
     try:

@@ -1,16 +1,17 @@
 import json
 
-from landmark_lib.compare import markdown, plot, single_photo_latency, summarise
-from landmark_lib.data.folder import ClassInfo
+from helpers import make_run
+
+from landmark_lib.evaluation.compare import markdown, plot, single_photo_latency, summarise
+from landmark_lib.labels import ClassInfo
 from landmark_lib.models import ModelSpec
-from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.run import RunConfig
 
 SMALL = {"width": 0.25, "depth": 1}
 
 
-def make_run(folder, model, args, top1, epoch_seconds, options=None, input_size=224):
-    RunConfig(ModelSpec(model, options or {}), [ClassInfo("a", "A"), ClassInfo("b", "B")], PreprocessConfig(input_size=input_size), args=args).save(folder)
+def evaluated_run(folder, model, args, top1, epoch_seconds, options=None, input_size=224):
+    """A run's config (no weights: comparing reads only) with its metrics.csv and eval-test/metrics.json."""
+    make_run(folder, ModelSpec(model, options or {}), [ClassInfo("a", "A"), ClassInfo("b", "B")], input_size, args, weights=False)
     (folder / "metrics.csv").write_text("epoch,epoch_seconds\n" + "".join(f"{i + 1},{s}\n" for i, s in enumerate(epoch_seconds)))
     (folder / "eval-test").mkdir()
     (folder / "eval-test" / "metrics.json").write_text(json.dumps({"top1": top1, "top5": 0.99, "macro_f1": 0.9}))
@@ -18,9 +19,9 @@ def make_run(folder, model, args, top1, epoch_seconds, options=None, input_size=
 
 
 def test_rows_carry_test_metrics_strategy_time_and_parameters(tmp_path):
-    make_run(tmp_path / "s", "scratch", {}, 0.86, [60, 60], SMALL, 64)
-    make_run(tmp_path / "p", "timm:tf_efficientnet_lite0", {"strategy": "partial", "train_stages": 1}, 0.97, [30, 30, 30])
-    make_run(tmp_path / "l", "timm:tf_efficientnet_lite0", {"strategy": "linear"}, 0.94, [6])
+    evaluated_run(tmp_path / "s", "scratch", {}, 0.86, [60, 60], SMALL, 64)
+    evaluated_run(tmp_path / "p", "timm:tf_efficientnet_lite0", {"strategy": "partial", "train_stages": 1}, 0.97, [30, 30, 30])
+    evaluated_run(tmp_path / "l", "timm:tf_efficientnet_lite0", {"strategy": "linear"}, 0.94, [6])
     (tmp_path / "p" / "feature_cache.json").write_text(json.dumps({"seconds": 1200.0}))
     scratch, partial, linear = (summarise(tmp_path / name) for name in "spl")
     assert (scratch["strategy"], scratch["top1"], scratch["epochs"], scratch["train_minutes"]) == ("from scratch", 0.86, 2, 2.0)
@@ -36,9 +37,9 @@ def test_rows_carry_test_metrics_strategy_time_and_parameters(tmp_path):
 
 
 def test_latency_is_measured_once_per_architecture_and_orders_sizes(tmp_path):
-    small = make_run(tmp_path / "small", "scratch", {}, 0.8, [1], SMALL, 64)
-    same = make_run(tmp_path / "same", "scratch", {}, 0.8, [1], SMALL, 64)
-    big = make_run(tmp_path / "big", "scratch", {}, 0.8, [1], {"width": 1.0, "depth": 2}, 224)
+    small = evaluated_run(tmp_path / "small", "scratch", {}, 0.8, [1], SMALL, 64)
+    same = evaluated_run(tmp_path / "same", "scratch", {}, 0.8, [1], SMALL, 64)
+    big = evaluated_run(tmp_path / "big", "scratch", {}, 0.8, [1], {"width": 1.0, "depth": 2}, 224)
     latency = single_photo_latency([small, same, big], iters=5, photo_size=(120, 160))
     assert set(latency) == {"scratch@64", "scratch@224"}
     assert 0 < latency["scratch@64"] < latency["scratch@224"]

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import time_limit
-from landmark_lib.data.__main__ import main
+from helpers import free_port, time_limit
+
+from landmark_lib.cli import main
 from landmark_lib.data.download import DownloadError, ExpectedCounts, download_dataset
 
 SMALL = ExpectedCounts(classes=2, train=6, test=4)
@@ -161,16 +162,10 @@ def test_local_zip_path_is_used_directly(tmp_path):
     assert _image_count(target) == 10 and archive.exists()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_url_fails_fast_with_clear_message(tmp_path, capsys):
-    url = f"http://127.0.0.1:{_closed_port()}/x.zip"
+    url = f"http://127.0.0.1:{free_port()}/x.zip"
     started = time.monotonic()
-    code = main(["download", "--dest", str(tmp_path), "--url", url])
+    code = main(["data", "download", "--dest", str(tmp_path), "--url", url])
     assert time.monotonic() - started < 5
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "Traceback" not in err
@@ -192,6 +187,6 @@ def test_silent_server_times_out(tmp_path):
 def test_cli_reports_bad_archive_in_one_line(tmp_path, capsys):
     not_zip = tmp_path / "bad.zip"
     not_zip.write_bytes(b"nope")
-    assert main(["download", "--dest", str(tmp_path / "d"), "--url", str(not_zip)]) == 2
+    assert main(["data", "download", "--dest", str(tmp_path / "d"), "--url", str(not_zip)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err

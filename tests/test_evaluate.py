@@ -7,43 +7,31 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
+from helpers import make_dataset, make_run
 
-from landmark_lib.data.folder import ClassInfo, DatasetError
+from landmark_lib.cli import main
+from landmark_lib.data.folder import DatasetError
 from landmark_lib.data.images import load_rgb, pil_to_uint8_chw
-from landmark_lib.evaluate import compute_metrics, evaluate_run, main
-from landmark_lib.models import ModelSpec
+from landmark_lib.evaluation.evaluate import evaluate_run
+from landmark_lib.evaluation.metrics import compute_metrics
+from landmark_lib.labels import ClassInfo
 from landmark_lib.predictor import LandmarkPredictor
-from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.run import RunConfig, build_model, load_trained_model, save_weights
+from landmark_lib.train.run import load_trained_model
 
 CLASSES = ["alai_minar", "qutub_minar", "taj_mahal"]
 
 
-def make_dataset(root: Path) -> Path:
+def photos_with_bad_files(root: Path) -> Path:
     """test/<class>/ with three small photos of different sizes each, plus a corrupt and an empty file."""
-    colors = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
-    for c, (name, color) in enumerate(zip(CLASSES, colors)):
-        folder = root / "test" / name
-        folder.mkdir(parents=True)
-        for i, size in enumerate([(40, 60), (70, 50), (33, 33)]):
-            Image.new("RGB", size, tuple(v + 10 * i for v in color)).save(folder / f"{i}.jpg")
+    make_dataset(root, CLASSES, train_per_class=0, test_per_class=3, sizes=[(40, 60), (70, 50), (33, 33)])
     (root / "test" / CLASSES[0] / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "test" / CLASSES[1] / "empty.png").write_bytes(b"")
     return root
 
 
-def make_run(run_dir: Path, data: Path) -> Path:
-    config = RunConfig(
-        model=ModelSpec("scratch", {"width": 0.25, "depth": 1}),
-        classes=[ClassInfo(n, n.replace("_", " ").title(), "Delhi", "India", 28.5, 77.2) for n in CLASSES],
-        preprocess=PreprocessConfig(input_size=64),
-        args={"data": str(data)},
-    )
-    config.save(run_dir)
-    torch.manual_seed(0)
-    save_weights(build_model(config), run_dir)
-    return run_dir
+def delhi_run(run_dir: Path, data: Path) -> Path:
+    classes = [ClassInfo(n, n.replace("_", " ").title(), "Delhi", "India", 28.5, 77.2) for n in CLASSES]
+    return make_run(run_dir, classes=classes, args={"data": str(data)})
 
 
 def test_compute_metrics_known_values():
@@ -69,8 +57,8 @@ def test_compute_metrics_known_values():
 
 
 def test_evaluate_run_writes_report_and_skips_unreadable_files(tmp_path):
-    data = make_dataset(tmp_path / "data")
-    run = make_run(tmp_path / "run", data)
+    data = photos_with_bad_files(tmp_path / "data")
+    run = delhi_run(tmp_path / "run", data)
 
     metrics = evaluate_run(run, "test", batch_size=4)
 
@@ -95,15 +83,16 @@ def test_evaluate_run_writes_report_and_skips_unreadable_files(tmp_path):
 
 
 def test_evaluate_run_tta_and_custom_out(tmp_path):
-    data = make_dataset(tmp_path / "data")
-    run = make_run(tmp_path / "run", data)
+    data = photos_with_bad_files(tmp_path / "data")
+    run = delhi_run(tmp_path / "run", data)
     metrics = evaluate_run(run, "test", data=data, out=tmp_path / "report", tta=True, num_workers=0)
     assert metrics["tta"] is True and (tmp_path / "report" / "metrics.json").is_file()
 
 
-def test_cli_reports_missing_dataset_in_one_line(tmp_path):
-    run = make_run(tmp_path / "run", tmp_path / "nowhere")
-    with pytest.raises(SystemExit, match="does not exist"):
-        main([str(run)])
+def test_cli_reports_missing_dataset_in_one_line(tmp_path, capsys):
+    run = delhi_run(tmp_path / "run", tmp_path / "nowhere")
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "does not exist" in err and "\n" not in err
     with pytest.raises(DatasetError):
         evaluate_run(run, data=tmp_path / "nowhere")

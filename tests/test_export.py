@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
+from helpers import SMALL_SCRATCH, cli_error, make_dataset, make_run
 
-import export as export_cli
-from landmark_lib.data.folder import ClassInfo
+from landmark_lib.cli import main
 from landmark_lib.data.images import load_rgb, pil_to_uint8_chw
-from landmark_lib.export import ExportError, export_run
+from landmark_lib.export.checks import ExportError
+from landmark_lib.export.pipeline import export_run
+from landmark_lib.labels import ClassInfo
 from landmark_lib.models import ModelSpec
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.run import RunConfig, RunError, build_model, load_trained_model, save_weights
+from landmark_lib.train.run import RunConfig, RunError, build_model, load_trained_model, save_weights
 
 CLASSES = [
     ClassInfo("taj_mahal", "Taj Mahal", "Agra", "India", 27.175, 78.042),
@@ -27,7 +28,7 @@ CLASSES = [
 ]
 ODD_SIZES = [(37, 500), (1, 1), (480, 640)]  # (height, width)
 
-# Deliberately separate from landmark_lib.export's own check: loads the file the way a server would.
+# Deliberately separate from the exporter's own check (export/torchscript.py): loads the file the way a server would.
 TORCH_ONLY = """
 import sys, torch
 torch.set_num_threads(1)
@@ -42,29 +43,14 @@ torch.save({"probs": probs, "batch": batch, "names": list(model.class_names), "d
 """
 
 
-def make_dataset(root: Path) -> Path:
-    for c, info in enumerate(CLASSES):
-        folder = root / "test" / info.name
-        folder.mkdir(parents=True)
-        for i, (height, width) in enumerate(ODD_SIZES):
-            pixels = torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(10 * c + i))
-            Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
-    return root
+def odd_sized_photos(root: Path) -> Path:
+    """test/<class>/ with lossless photos of ODD_SIZES, for each of CLASSES."""
+    return make_dataset(root, [c.name for c in CLASSES], 0, len(ODD_SIZES), sizes=[(w, h) for h, w in ODD_SIZES], suffix=".png")
 
 
-def make_run(run_dir: Path, spec: ModelSpec, input_size: int, data: Path | None = None) -> Path:
-    config = RunConfig(model=spec, classes=CLASSES, preprocess=PreprocessConfig(input_size=input_size),
-                       args={"data": str(data)} if data else {})
-    config.save(run_dir)
-    torch.manual_seed(0)
-    model = build_model(config)
-    # Non-trivial BatchNorm statistics, so a traced graph that mishandled eval mode would show.
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    save_weights(model, run_dir)
-    return run_dir
+def export_run_dir(run_dir: Path, spec: ModelSpec = SMALL_SCRATCH, input_size: int = 64, data: Path | None = None) -> Path:
+    """A run of CLASSES (one without a place), trained on DATA when given."""
+    return make_run(run_dir, spec, CLASSES, input_size, {"data": str(data)} if data else {})
 
 
 def run_torch_only(model_file: Path, images: list[torch.Tensor], tmp_path: Path) -> dict:
@@ -90,11 +76,11 @@ def assert_matches_eager(run: Path, out: Path, images: list[torch.Tensor], tmp_p
 
 
 def test_export_scratch_run_via_cli(tmp_path, capsys):
-    data = make_dataset(tmp_path / "data")
-    run = make_run(tmp_path / "run", ModelSpec("scratch", {"width": 0.25, "depth": 1}), 64)
+    data = odd_sized_photos(tmp_path / "data")
+    run = export_run_dir(tmp_path / "run")
     out = tmp_path / "export"
 
-    export_cli.main([str(run), "--out", str(out), "--check-data", str(data), "--batch-size", "4"])
+    assert main(["export", str(run), "--out", str(out), "--check-data", str(data), "--batch-size", "4"]) == 0
 
     assert "max |diff|" in capsys.readouterr().out
     images = [pil_to_uint8_chw(load_rgb(path)) for path in sorted((data / "test" / "petra").glob("*.png"))]
@@ -115,7 +101,7 @@ def test_export_scratch_run_via_cli(tmp_path, capsys):
 
 
 def test_export_timm_run_without_data(tmp_path):
-    run = make_run(tmp_path / "run", ModelSpec("timm:mobilenetv3_small_050", {"dropout": 0.0}), 96)
+    run = export_run_dir(tmp_path / "run", ModelSpec("timm:mobilenetv3_small_050", {"dropout": 0.0}), 96)
     out = tmp_path / "export"
 
     info = export_run(run, out)
@@ -126,23 +112,21 @@ def test_export_timm_run_without_data(tmp_path):
     assert_matches_eager(run, out, images, tmp_path)
 
 
-def test_weights_of_another_model_give_run_error(tmp_path):
-    run = make_run(tmp_path / "run", ModelSpec("scratch", {"width": 0.25, "depth": 1}), 64)
+def test_weights_of_another_model_give_run_error(tmp_path, capsys):
+    run = export_run_dir(tmp_path / "run")
     other = RunConfig(ModelSpec("scratch", {"width": 0.5, "depth": 1}), CLASSES, PreprocessConfig(input_size=64))
     save_weights(build_model(other), run)
 
     with pytest.raises(RunError, match="does not match the scratch architecture"):
         export_run(run, tmp_path / "export")
-    with pytest.raises(SystemExit, match="does not match"):
-        export_cli.main([str(run), "--out", str(tmp_path / "export")])
+    assert "does not match" in cli_error(capsys, "export", str(run), "--out", str(tmp_path / "export"))
     assert not (tmp_path / "export" / "model.pt").exists()
 
 
-def test_drift_above_tolerance_fails_clearly(tmp_path, monkeypatch):
-    run = make_run(tmp_path / "run", ModelSpec("scratch", {"width": 0.25, "depth": 1}), 64)
-    monkeypatch.setattr("landmark_lib.export.compare_in_fresh_process", lambda *args: 3e-4)
+def test_drift_above_tolerance_fails_clearly(tmp_path, monkeypatch, capsys):
+    run = export_run_dir(tmp_path / "run")
+    monkeypatch.setattr("landmark_lib.export.torchscript.compare_in_fresh_process", lambda *args: 3e-4)
     with pytest.raises(ExportError, match="differs from the eager one by 3.00e-04"):
         export_run(run, tmp_path / "export", evaluate=False)
     assert not (tmp_path / "export" / "model.pt").exists()
-    with pytest.raises(SystemExit, match="do not ship it"):
-        export_cli.main([str(run), "--out", str(tmp_path / "export"), "--no-eval"])
+    assert "do not ship it" in cli_error(capsys, "export", str(run), "--out", str(tmp_path / "export"), "--no-eval")

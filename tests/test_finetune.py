@@ -5,8 +5,8 @@ import pytest
 import timm
 import torch
 
-from landmark_lib.finetune import set_frozen_bn_eval, trainable_groups
-from landmark_lib.optim import build_optimizer, cosine_with_warmup
+from landmark_lib.train.finetune import set_frozen_bn_eval, trainable_groups
+from landmark_lib.train.optim import build_optimizer, cosine_with_warmup
 
 
 @pytest.fixture()

@@ -6,17 +6,13 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
+from helpers import cli_error, make_dataset, make_run
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import HTTPError, LocalTokenNotFoundError
-from PIL import Image
 
-import export as export_cli
-from landmark_lib.data.folder import ClassInfo
-from landmark_lib.export import export_run
-from landmark_lib.hub import HubError, push_to_hub
-from landmark_lib.models import ModelSpec
-from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.run import RunConfig, build_model, save_weights
+from landmark_lib.export.hub import HubError, push_to_hub
+from landmark_lib.export.pipeline import export_run
+from landmark_lib.labels import ClassInfo
 
 CLASSES = [
     ClassInfo("qutub_minar", "Qutub Minar", "Delhi", "India", 28.524, 77.185),
@@ -55,17 +51,9 @@ class FakeHfApi:
 def export_dir(tmp_path_factory) -> Path:
     """A real export (tiny scratch model, evaluated on a tiny dataset), so the card reads what export writes."""
     tmp = tmp_path_factory.mktemp("hub")
-    for c, info in enumerate(CLASSES):
-        (tmp / "data" / "test" / info.name).mkdir(parents=True)
-        for i in range(2):
-            Image.new("RGB", (48 + 7 * i, 40), (60 * c, 100, 40 * i)).save(tmp / "data" / "test" / info.name / f"{i}.jpg")
-    run = tmp / "run"
-    config = RunConfig(
-        ModelSpec("scratch", {"width": 0.25, "depth": 1}), CLASSES, PreprocessConfig(input_size=64),
-        args={"data": str(tmp / "data"), "epochs": 30, "lr": 0.003, "model": "scratch", "out": "/home/someone/runs/scratch"},
-    )
-    config.save(run)
-    save_weights(build_model(config), run)
+    make_dataset(tmp / "data", [c.name for c in CLASSES], train_per_class=0, test_per_class=2, sizes=[(48, 40), (55, 40)])
+    args = {"data": str(tmp / "data"), "epochs": 30, "lr": 0.003, "model": "scratch", "out": "/home/someone/runs/scratch"}
+    run = make_run(tmp / "run", classes=CLASSES, args=args)
     export_run(run, tmp / "export", batch_size=8)
     return tmp / "export"
 
@@ -126,10 +114,11 @@ def test_hub_errors_become_one_sentence_and_keep_the_files(export_dir, error):
     assert (export_dir / "model.pt").is_file() and (export_dir / "README.md").is_file()
 
 
-def test_cli_push_failure_exits_with_the_message(export_dir, monkeypatch):
+def test_cli_push_failure_exits_with_the_message(export_dir, monkeypatch, capsys):
     info = json.loads((export_dir / "export.json").read_text())
-    monkeypatch.setattr(export_cli, "export_run", lambda *args, **kwargs: info)  # the export itself is tested in test_export.py
-    monkeypatch.setattr("landmark_lib.hub.HfApi", lambda token=None: FakeHfApi(OSError("offline")))
-    with pytest.raises(SystemExit, match="Could not push .*offline"):
-        export_cli.main([info["source_run"], "--out", str(export_dir), "--push-to-hub", "someone/x"])
+    # the export itself is tested in test_export.py
+    monkeypatch.setattr("landmark_lib.export.pipeline.export_run", lambda *args, **kwargs: info)
+    monkeypatch.setattr("landmark_lib.export.hub.HfApi", lambda token=None: FakeHfApi(OSError("offline")))
+    error = cli_error(capsys, "export", info["source_run"], "--out", str(export_dir), "--push-to-hub", "someone/x")
+    assert "Could not push" in error and "offline" in error
     assert (export_dir / "model.pt").is_file()

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import time_limit
-from landmark_lib.data.__main__ import main
+from helpers import time_limit
+
+from landmark_lib.cli import main
 from landmark_lib.data.cache import resize_square
 from landmark_lib.data.folder import DatasetError, open_split
 from landmark_lib.data.images import load_rgb
@@ -113,6 +114,6 @@ def test_layout_errors_are_the_open_split_message(tmp_path, dataset, capsys):
     for folder in sorted((dataset / "test").rglob("*"), reverse=True):
         folder.rmdir()
     (dataset / "test").rmdir()
-    assert main(["inspect", str(dataset), "--out", str(tmp_path / "out"), "--workers", "0"]) == 2
+    assert main(["data", "inspect", str(dataset), "--out", str(tmp_path / "out"), "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {dataset} has no test/ folder (found: train); the layout must be {dataset}/test/<class>/<image>."

@@ -2,30 +2,29 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-
-import export as export_cli
-from landmark_lib.data.images import pil_to_uint8_chw
-from landmark_lib.export import export_run
-from landmark_lib.hub import build_model_card
-from landmark_lib.models import ModelSpec
-from landmark_lib.serving import LandmarkService, ModelNotFoundError, read_photo
-
-from conftest import make_photo
-from synthetic import make_dataset
-from test_export import make_run  # the same tiny run folder the export tests use
+from helpers import cli_error, make_dataset, make_photo, make_run
 from test_training import TINY, run_train
+
+from landmark_lib.cli import main
+from landmark_lib.data.images import pil_to_uint8_chw
+from landmark_lib.export.hub import build_model_card
+from landmark_lib.export.pipeline import export_run
+from landmark_lib.serve.photos import read_photo
+from landmark_lib.serve.resolve import ModelNotFoundError
+from landmark_lib.serve.service import LandmarkService
 
 @pytest.fixture(scope="module")
 def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("onnx")
     out = tmp / "export"
-    export_cli.main([str(make_run(tmp / "run", ModelSpec("scratch", {"width": 0.25, "depth": 1}), 64)), "--out", str(out), "--format", "onnx", "--no-eval"])
+    assert main(["export", str(make_run(tmp / "run")), "--out", str(out), "--format", "onnx", "--no-eval"]) == 0
     return out
 
 
@@ -48,9 +47,9 @@ def test_onnx_service_matches_torchscript(onnx_export: Path) -> None:
 
     photos = [read_photo(make_photo(seed=seed)) for seed in range(3)]
     for a, b in zip(onnx.predict_photos(photos), torchscript.predict_photos(photos)):
-        assert [g.name for g in a.top] == [g.name for g in b.top] and a.place == b.place and a.threshold == b.threshold
+        assert [g.name for g in a.top] == [g.name for g in b.top] and a.landmark == b.landmark and a.threshold == b.threshold
         assert [g.probability for g in a.top] == pytest.approx([g.probability for g in b.top], abs=1e-4)
-    assert onnx.display_names == torchscript.display_names and onnx.places == torchscript.places
+    assert onnx.display_names == torchscript.display_names and onnx.classes == torchscript.classes
 
 
 def test_reexport_without_onnx_removes_it(onnx_export: Path, tmp_path: Path) -> None:
@@ -71,7 +70,7 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = make_dataset(tmp / "data", classes=3, train_per_class=14, test_per_class=4)
     result = run_train(["--data", str(data), "--output-dir", str(tmp / "run"), "--epochs", "6", *TINY], tmp / "cache")
     assert result.returncode == 0, result.stderr[-2000:]
-    export_cli.main([str(tmp / "run"), "--out", str(tmp / "export"), "--format", "onnx-int8", "--calibration-photos", "12"])
+    assert main(["export", str(tmp / "run"), "--out", str(tmp / "export"), "--format", "onnx-int8", "--calibration-photos", "12"]) == 0
     return tmp / "export"
 
 
@@ -103,21 +102,21 @@ def test_service_prefers_int8_with_its_own_threshold_and_same_answers(int8_expor
     assert len(photos) == 12 and sum(a == b for a, b in zip(int8_top, fp32_top)) >= len(photos) - 1
 
 
-def test_int8_that_loses_accuracy_is_refused_and_removed(int8_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_int8_that_loses_accuracy_is_refused_and_removed(int8_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     run = json.loads((int8_export / "export.json").read_text())["source_run"]
-    monkeypatch.setattr("landmark_lib.export.MAX_INT8_TOP1_DROP", -1.0)  # demand int8 beat fp32 by 100 points: impossible
-    with pytest.raises(SystemExit, match=r"int8 model reaches .* validation photos .* was removed; the fp32 files are exported"):
-        export_cli.main([run, "--out", str(tmp_path / "export"), "--format", "onnx-int8", "--calibration-photos", "6", "--no-eval"])
+    monkeypatch.setattr("landmark_lib.export.onnx.MAX_INT8_TOP1_DROP", -1.0)  # demand int8 beat fp32 by 100 points: impossible
+    error = cli_error(capsys, "export", run, "--out", str(tmp_path / "export"), "--format", "onnx-int8", "--calibration-photos", "6", "--no-eval")
+    assert re.search(r"int8 model reaches .* validation photos .* was removed; the fp32 files are exported", error)
     assert not (tmp_path / "export" / "model.int8.onnx").exists()
     info = json.loads((tmp_path / "export" / "export.json").read_text())
     assert info["onnx_int8"] is None and "was removed" in info["onnx_int8_refused"]
     assert LandmarkService(tmp_path / "export" / "model.pt", num_threads=1).backend == "onnx"  # the fp32 export is complete
 
 
-def test_int8_needs_the_runs_photos_and_says_so_before_exporting(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", ModelSpec("scratch", {"width": 0.25, "depth": 1}), 64, data=tmp_path / "moved-away")
-    with pytest.raises(SystemExit, match=r"int8 quantisation is calibrated on the run's training photos .* --format onnx"):
-        export_cli.main([str(run), "--out", str(tmp_path / "export"), "--format", "onnx-int8"])
+def test_int8_needs_the_runs_photos_and_says_so_before_exporting(tmp_path: Path, capsys) -> None:
+    run = make_run(tmp_path / "run", args={"data": str(tmp_path / "moved-away")})
+    error = cli_error(capsys, "export", str(run), "--out", str(tmp_path / "export"), "--format", "onnx-int8")
+    assert re.search(r"int8 quantisation is calibrated on the run's training photos .* --format onnx", error)
     assert not (tmp_path / "export").exists()
 
 
@@ -140,11 +139,9 @@ def test_hub_spec_fetches_the_onnx_files_the_export_verified(int8_export: Path, 
 
 
 def test_threshold_cli_rechooses_both_thresholds_on_validation(int8_export: Path, tmp_path: Path) -> None:
-    from landmark_lib import threshold
-
     out = shutil.copytree(int8_export, tmp_path / "export")
     run = json.loads((out / "export.json").read_text())["source_run"]
-    threshold.main([run, "--export-dir", str(out), "--target-precision", "0.5"])
+    assert main(["threshold", run, "--export-dir", str(out), "--target-precision", "0.5"]) == 0
     info = json.loads((out / "export.json").read_text())
     for calibration in (info["threshold_calibration"], info["onnx_int8"]["threshold_calibration"]):
         assert calibration["target_precision"] == 0.5 and calibration["valid_images"] == 6

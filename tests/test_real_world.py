@@ -10,14 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, export_tiny_model, make_photo
-from synthetic import make_dataset
+from helpers import CLASSES, export_tiny_model, make_dataset, make_photo
 
 from landmark_lib.data.cache import build_cache
-from landmark_lib.data.folder import BACKGROUND_CLASS, ClassInfo, DatasetError, load_class_info, open_split
-from landmark_lib.recognition import best_landmarks, choose_threshold, gap, recognition_metrics
-from landmark_lib.run_photos import run_split
-from landmark_lib.serving import LandmarkService
+from landmark_lib.data.folder import DatasetError, open_split
+from landmark_lib.evaluation.metrics import gap, recognition_metrics
+from landmark_lib.evaluation.threshold import choose_threshold
+from landmark_lib.labels import BACKGROUND_CLASS, ClassInfo, load_class_info
+from landmark_lib.recognition import best_landmarks
+from landmark_lib.serve.service import LandmarkService
+from landmark_lib.train.run_photos import run_split
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,7 +146,7 @@ def test_two_root_training_and_a_held_out_run_share_the_frozen_features(two_root
     assert timing["held_out"]["train_photos"] + timing["held_out"]["valid_photos"] == 62 - 8
     config = json.loads((runs["held_out"] / "config.json").read_text())
     assert config["args"]["data"] == [str(p) for p in two_roots] and config["args"]["exclude"] == ["collection_two:01.Landmark_B"]
-    result = subprocess.run([sys.executable, "-m", "landmark_lib.evaluate", str(runs["held_out"]), "--split", "train+test",
+    result = subprocess.run([sys.executable, "-m", "landmark_lib", "evaluate", str(runs["held_out"]), "--split", "train+test",
                              "--only-excluded", "--out", str(tmp_path / "xsource")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "xsource" / "metrics.json").read_text())
@@ -152,7 +154,7 @@ def test_two_root_training_and_a_held_out_run_share_the_frozen_features(two_root
 
 
 def test_rejection_scores_are_compared_at_the_same_false_accept_target():
-    from landmark_lib.rejection import compare
+    from landmark_lib.evaluation.rejection import compare
 
     names = ["a", "b", BACKGROUND_CLASS]
     gen = torch.Generator().manual_seed(0)
@@ -171,7 +173,7 @@ def test_rejection_scores_are_compared_at_the_same_false_accept_target():
 
 
 def test_threshold_curve_from_evaluation_folders(tmp_path):
-    from landmark_lib.threshold_curve import curve, plot
+    from landmark_lib.evaluation.threshold_curve import curve, plot
 
     folder = tmp_path / "eval"
     folder.mkdir()

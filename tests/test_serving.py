@@ -14,11 +14,13 @@ import pytest
 import torch
 from PIL import ExifTags, Image, ImageOps
 
-from landmark_lib import serving
-from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
-from landmark_lib.serving import LandmarkService, ModelNotFoundError, gps_from_exif, read_photo, resolve_model_path
+from helpers import CLASSES, make_photo
 
-from conftest import CLASSES, make_photo
+from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
+from landmark_lib.serve import resolve
+from landmark_lib.serve.photos import Photo, gps_from_exif, read_photo
+from landmark_lib.serve.resolve import ModelNotFoundError, resolve_model_path
+from landmark_lib.serve.service import DEFAULT_THRESHOLD, LandmarkService
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORIENTATION = 0x0112
@@ -35,7 +37,7 @@ def test_resolve_env_then_repo_default(model_dir: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("LANDMARK_MODEL", str(model_dir))
     assert resolve_model_path(None) == model_dir / "model.pt"
     monkeypatch.delenv("LANDMARK_MODEL")
-    monkeypatch.setattr(serving, "DEFAULT_MODEL", tmp_path / "models" / "default" / "model.pt")
+    monkeypatch.setattr(resolve, "DEFAULT_MODEL", tmp_path / "models" / "default" / "model.pt")
     with pytest.raises(ModelNotFoundError, match="LANDMARK_MODEL"):
         resolve_model_path(None)
 
@@ -75,7 +77,7 @@ def test_resolve_hf_from_offline_cache(model_dir: Path, tmp_path: Path) -> None:
     commit = "0123456789abcdef0123456789abcdef01234567"
     _populate_hf_cache(tmp_path / "hub", "someone/landmarks", commit, model_dir)
     script = (
-        "from landmark_lib.serving import resolve_model_path as r;"
+        "from landmark_lib.serve.resolve import resolve_model_path as r;"
         f"print(r('hf://someone/landmarks')); print(r('hf://someone/landmarks@{commit}'));"
         "\ntry: r('hf://someone/absent')\nexcept FileNotFoundError as e: print('ERR', e)"
     )
@@ -134,13 +136,13 @@ def test_prediction_fields(service: LandmarkService) -> None:
     assert {g.display_name for g in prediction.top} <= {c.display_name for c in CLASSES}
     assert [g.probability for g in prediction.top] == sorted((g.probability for g in prediction.top), reverse=True)
     assert prediction.best.name == "taj_mahal"
-    assert prediction.place.label == "Agra, India"
-    assert prediction.place.map_url == "https://www.openstreetmap.org/?mlat=27.17500&mlon=78.04200#map=15/27.17500/78.04200"
-    assert service.places[-1].map_url is None  # a class without coordinates has no map link
+    assert prediction.landmark.place == "Agra, India"
+    assert prediction.landmark.map_url == "https://www.openstreetmap.org/?mlat=27.17500&mlon=78.04200#map=15/27.17500/78.04200"
+    assert service.classes[-1].map_url is None  # a class without coordinates has no map link
 
 
 def test_threshold_default_override_and_export_json(service: LandmarkService, model_dir: Path, tmp_path: Path) -> None:
-    assert service.threshold == serving.DEFAULT_THRESHOLD
+    assert service.threshold == DEFAULT_THRESHOLD
     confident = service.predict(make_photo())
     assert confident.best.probability > 0.35 and confident.recognised
     strict = LandmarkService(model_dir / "model.pt", threshold=0.99, num_threads=1).predict(make_photo())
@@ -191,7 +193,7 @@ def test_big_jpeg_is_decoded_at_reduced_scale_upright_and_with_the_same_answer(s
     assert read_photo(data, "phone.jpg").image.size == full_upright.size  # without a target: decoded in full
 
     answer = service.predict(data, name="phone.jpg")
-    reference = service.predict_photos([serving.Photo(full_upright, None)])[0]
+    reference = service.predict_photos([Photo(full_upright, None)])[0]
     assert [g.name for g in answer.top] == [g.name for g in reference.top]
     assert [g.probability for g in answer.top] == pytest.approx([g.probability for g in reference.top], abs=0.02)
 
@@ -202,7 +204,7 @@ def test_big_jpeg_is_decoded_at_reduced_scale_upright_and_with_the_same_answer(s
 
 def test_the_app_does_not_import_training_libraries() -> None:
     """Cold start: timm, matplotlib and accelerate cost seconds to import and the server needs none of them."""
-    code = "import sys, app; print(sorted(m for m in ('timm', 'matplotlib', 'accelerate') if m in sys.modules))"
+    code = "import sys, app, landmark_lib.serve.web; print(sorted(m for m in ('timm', 'matplotlib', 'accelerate') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import ExifTags, Image
 
-from conftest import CLASSES, make_photo
-from landmark_lib.tag import main
+from helpers import CLASSES, make_photo
+
+from landmark_lib.cli import main
 
 DISPLAY_NAMES = {c.display_name for c in CLASSES}
 
@@ -30,7 +31,7 @@ def photo_dir(tmp_path: Path) -> Path:
 
 
 def test_tag_csv(photo_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    main([str(photo_dir), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir), "--batch-size", "2"])
+    assert main(["tag", str(photo_dir), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir), "--batch-size", "2"]) == 0
     with (tmp_path / "tags.csv").open(newline="", encoding="utf-8") as handle:
         rows = {r["path"]: r for r in csv.DictReader(handle)}
     assert list(rows) == ["a.jpg", "trip/b.png", "trip/broken.jpg", "trip/day2/c.jpg", "trip/day2/empty.png"]
@@ -46,17 +47,17 @@ def test_tag_csv(photo_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytes
 
 
 def test_tag_json_matches_single_predictions(photo_dir: Path, model_dir: Path, service, tmp_path: Path) -> None:
-    main([str(photo_dir), "--out", str(tmp_path / "tags.json"), "--model", str(model_dir / "model.pt"), "--batch-size", "3"])
+    assert main(["tag", str(photo_dir), "--out", str(tmp_path / "tags.json"), "--model", str(model_dir / "model.pt"), "--batch-size", "3"]) == 0
     records = {r["path"]: r for r in json.loads((tmp_path / "tags.json").read_text(encoding="utf-8"))}
     assert len(records) == 5 and records["trip/broken.jpg"]["error"]
     single = service.predict(photo_dir / "trip" / "b.png")
     batched = records["trip/b.png"]
     assert [g["name"] for g in batched["top5"]] == [g.name for g in single.top]
     assert [g["probability"] for g in batched["top5"]] == pytest.approx([g.probability for g in single.top], abs=1e-5)
-    assert batched["place"]["country"] == single.place.country and batched["photo_gps"] is None
+    assert batched["place"]["country"] == single.landmark.country and batched["photo_gps"] is None
     assert records["trip/day2/c.jpg"]["photo_gps"]["lon"] == pytest.approx(-72.545, abs=1e-3)
 
 
 def test_tag_rejects_unknown_output_format(photo_dir: Path, model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
-        main([str(photo_dir), "--out", str(tmp_path / "tags.xlsx"), "--model", str(model_dir)])
+        main(["tag", str(photo_dir), "--out", str(tmp_path / "tags.xlsx"), "--model", str(model_dir)])

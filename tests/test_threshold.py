@@ -1,6 +1,6 @@
 import torch
 
-from landmark_lib.recognition import MIN_THRESHOLD, choose_threshold
+from landmark_lib.evaluation.threshold import MIN_THRESHOLD, choose_threshold
 
 
 def test_threshold_keeps_only_confident_predictions_that_are_precise_enough():

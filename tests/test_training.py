@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from synthetic import make_dataset
+from helpers import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "ACCELERATE_DISABLE_RICH": "1"}
@@ -47,7 +47,7 @@ def test_scratch_run_learns_and_writes_run_folder(dataset, tmp_path):
     assert (run / "model.safetensors").is_file() and (run / "curves.png").is_file()
 
     # the trained run exports, and the recognition threshold is chosen on its own validation photos
-    from landmark_lib.export import export_run
+    from landmark_lib.export.pipeline import export_run
 
     info = export_run(run, tmp_path / "export", evaluate=False)
     calibration = info["threshold_calibration"]

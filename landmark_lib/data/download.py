@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from tqdm import tqdm
 
+from ..errors import LandmarkError
 from .folder import IMAGE_EXTENSIONS
 
 DEFAULT_URL = "https://udacity-dlnfd.s3-us-west-1.amazonaws.com/datasets/landmark_images.zip"
@@ -24,7 +25,7 @@ DATASET_DIR = "landmark_images"
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(LandmarkError, RuntimeError):
     """The dataset could not be fetched, verified or extracted; the message says why and what to do."""
 
 

@@ -1,14 +1,13 @@
-"""The dataset layout (ROOT/{train,test}/<class>/*), class names, display names and places, checked up front."""
+"""The dataset layout (ROOT/{train,test}/<class>/*) and its class folders, checked before any work starts."""
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import LandmarkError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-BACKGROUND_CLASS = "no_landmark"  # a class folder of everyday photos: trained on, never shown as a landmark
 
 Roots = str | Path | Sequence[str | Path]
 
@@ -22,29 +21,8 @@ def data_roots(data: Roots | None) -> list[Path]:
     return [Path(d).expanduser() for d in data]
 
 
-class DatasetError(ValueError):
+class DatasetError(LandmarkError, ValueError):
     """A dataset folder that cannot be used; the message names the problem and the fix."""
-
-
-def display_name(folder: str) -> str:
-    """'00.Haleakala_National_Park' -> 'Haleakala National Park'; 'taj_mahal' -> 'Taj Mahal'."""
-    name = re.sub(r"^\d+\.", "", folder).replace("_", " ").strip()
-    return name if any(c.isupper() for c in name) else name.title()
-
-
-@dataclass
-class ClassInfo:
-    """What a user sees for a class: its display name and where it is."""
-
-    name: str
-    display_name: str
-    city: str = ""
-    country: str = ""
-    lat: float | None = None
-    lon: float | None = None
-
-    def place(self) -> str:
-        return ", ".join(p for p in (self.city, self.country) if p)
 
 
 @dataclass
@@ -138,39 +116,3 @@ def open_split(roots: Roots, split: str = "train", class_names: list[str] | None
             samples.extend((f, index[folder]) for f in files)
             sample_roots.extend([root_index] * len(files))
     return ImageFolderSplit(roots=list(per_root), name=split, class_names=list(names), samples=samples, sample_roots=sample_roots)
-
-
-def load_class_info(roots: Roots, class_names: list[str]) -> list[ClassInfo]:
-    """Display names and places from each root's classes.json when present, else derived from folder names.
-
-    Entries for the same class in several roots must agree; a conflict is an error naming both files.
-    """
-    entries: dict[str, dict] = {}
-    origin: dict[str, Path] = {}
-    for root in data_roots(roots):
-        path = root / "classes.json"
-        if not path.is_file():
-            continue
-        try:
-            listed = json.loads(path.read_text(encoding="utf-8"))
-            by_name = {e["name"]: e for e in listed}
-        except (ValueError, TypeError, KeyError) as error:
-            raise DatasetError(f"{path} is not a list of {{name, display_name, city, country, lat, lon}} entries ({error}); fix or delete it.") from None
-        for name, entry in by_name.items():
-            info = _class_info(name, entry)
-            if name in entries and asdict(_class_info(name, entries[name])) != asdict(info):
-                raise DatasetError(f"classes.json entries for '{name}' differ between {origin[name]} and {path}; make them the same.")
-            entries.setdefault(name, entry)
-            origin.setdefault(name, path)
-    return [_class_info(name, entries.get(name, {})) for name in class_names]
-
-
-def _class_info(name: str, entry: dict) -> ClassInfo:
-    return ClassInfo(
-        name=name,
-        display_name=entry.get("display_name") or display_name(name),
-        city=entry.get("city") or "",
-        country=entry.get("country") or "",
-        lat=entry.get("lat"),
-        lon=entry.get("lon"),
-    )

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import LandmarkError
+
 # Larger than any real photo (a 200 MP phone image is 2e8 px), smaller than a decompression bomb.
 MAX_PIXELS = 200_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -17,7 +19,7 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 Source = Union[str, os.PathLike, BinaryIO, Image.Image]
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(LandmarkError, ValueError):
     """A file that cannot be turned into a photo; the message says why in one sentence."""
 
 

@@ -1,6 +1,6 @@
 """Compare evaluated runs: one markdown table and one bar chart (test metrics, training time, size, CPU latency).
 
-    python -m landmark_lib.compare runs/scratch runs/lite0-linear runs/lite0-partial --out reports/transfer_learning.png
+    landmark compare runs/scratch runs/lite0-linear runs/lite0-partial --out reports/transfer_learning.png
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from .finetune import FEATURE_CACHE_FILE, trainable_groups
-from .predictor import LandmarkPredictor
-from .run import RunConfig, build_model
+from ..predictor import LandmarkPredictor
+from ..train.finetune import trainable_groups
+from ..train.run import FEATURE_CACHE_FILE, METRICS_CSV, RunConfig, build_model
 
 
 def parameters(config: RunConfig) -> tuple[int, int]:
@@ -31,7 +31,7 @@ def summarise(run_dir: str | Path, split: str = "test") -> dict:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
     metrics = json.loads((run_dir / f"eval-{split}" / "metrics.json").read_text())
-    with (run_dir / "metrics.csv").open() as handle:
+    with (run_dir / METRICS_CSV).open() as handle:
         epochs = list(csv.DictReader(handle))
     feature_cache = run_dir / FEATURE_CACHE_FILE
     args = config.args
@@ -118,15 +118,9 @@ def markdown(rows: list[dict], latency: dict[str, float] | None) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="run folders evaluated with python -m landmark_lib.evaluate")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--out", type=Path, required=True, help="PNG chart to write")
-    parser.add_argument("--latency-iters", type=int, default=30, help="timed single-photo calls per architecture (0: skip)")
-    parser.add_argument("--json", type=Path, help="also write the rows and latencies here")
-    args = parser.parse_args()
-    rows = [summarise(run, args.split) for run in args.runs]
+def run(args: argparse.Namespace) -> None:
+    """`landmark compare`: print the table, write the chart (and the rows as JSON)."""
+    rows = [summarise(run_dir, args.split) for run_dir in args.runs]
     latency = single_photo_latency(args.runs, args.latency_iters) if args.latency_iters > 0 else None
     print(markdown(rows, latency))
     if latency:
@@ -136,7 +130,3 @@ def main() -> None:
     print(f"chart: {args.out}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "latency_ms": latency}, indent=2), encoding="utf-8")
-
-
-if __name__ == "__main__":
-    main()

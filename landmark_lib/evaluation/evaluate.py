@@ -5,88 +5,25 @@ path a served photo takes, so the numbers describe the model users get.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import sys
-import textwrap
 import time
-import warnings
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Dataset
 
-from .data.folder import DatasetError, ImageFolderSplit, data_roots, load_class_info, open_split
-from .data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
-from .data.provenance import excluded_mask, keep_only, sample_sources
-from .predictor import LandmarkPredictor
-from .recognition import best_landmarks, recognition_metrics
-from .run import RunConfig, RunError, load_trained_model
-
-GALLERY_SIZE = 24
-
-
-def compute_metrics(
-    probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], display_names: list[str] | None = None,
-    n_confused: int = 10,
-) -> dict:
-    """Top-1/top-5 accuracy, macro-F1, per-class scores, the confusion matrix and the most-confused class pairs.
-
-    Macro-F1 averages over the classes that occur as a target or a prediction (a split may lack some classes).
-    Per-class accuracy is the recall of that class (None where the split has no image of it).
-    """
-    display_names = display_names or class_names
-    n_classes = len(class_names)
-    targets = targets.long()
-    predicted = probs.argmax(dim=1)
-    topk = probs.topk(min(5, n_classes), dim=1).indices
-    cm = torch.bincount(targets * n_classes + predicted, minlength=n_classes * n_classes).view(n_classes, n_classes)
-    tp, support, n_predicted = cm.diag().double(), cm.sum(dim=1).double(), cm.sum(dim=0).double()
-    precision = torch.where(n_predicted > 0, tp / n_predicted.clamp(min=1), torch.zeros_like(tp))
-    recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros_like(tp))
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), torch.zeros_like(tp))
-    present = (support > 0) | (n_predicted > 0)
-    per_class = [
-        {
-            "name": class_names[i],
-            "display_name": display_names[i],
-            "support": int(support[i]),
-            "n_predicted": int(n_predicted[i]),
-            "accuracy": float(recall[i]) if support[i] > 0 else None,
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-        }
-        for i in range(n_classes)
-    ]
-    off_diagonal = cm.clone().fill_diagonal_(0)
-    counts, flat = off_diagonal.flatten().sort(descending=True, stable=True)
-    confused = []
-    for count, index in zip(counts[:n_confused].tolist(), flat[:n_confused].tolist()):
-        if count == 0:
-            break
-        t, p = divmod(index, n_classes)
-        confused.append(
-            {
-                "true": class_names[t],
-                "true_display_name": display_names[t],
-                "predicted": class_names[p],
-                "predicted_display_name": display_names[p],
-                "count": count,
-                "fraction_of_true": count / float(support[t]),
-            }
-        )
-    return {
-        "top1": float((predicted == targets).double().mean()),
-        "top5": float((topk == targets[:, None]).any(dim=1).double().mean()),
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "n_images": int(targets.numel()),
-        "per_class": per_class,
-        "most_confused": confused,
-        "confusion_matrix": cm.tolist(),
-    }
+from .. import bundle
+from ..data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
+from ..data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
+from ..data.provenance import excluded_mask, keep_only, sample_sources
+from ..labels import load_class_info
+from ..predictor import LandmarkPredictor
+from ..recognition import best_landmarks
+from ..serve.backends import Classifier, OnnxPredictor, load_torchscript
+from ..train.run import CONFIG_FILE, RunConfig, RunError, load_trained_model
+from .metrics import compute_metrics, recognition_metrics
+from .plots import plot_confusion, plot_misclassified, plot_per_class
 
 
 class _PhotoFiles(Dataset):
@@ -111,25 +48,20 @@ def _keep_list(items: list) -> list:
     return items
 
 
-def _load_predictor(run_dir: str | Path | None, exported: str | Path | None, device: str) -> tuple[torch.nn.Module, RunConfig | None]:
+def _load_predictor(run_dir: str | Path | None, exported: str | Path | None, device: str) -> tuple[Classifier, RunConfig | None]:
     if exported is None:
         if run_dir is None:
             raise RunError("Nothing to evaluate: pass a run folder, or --exported with an exported model file.")
         model, config = load_trained_model(run_dir)
         return LandmarkPredictor(model, config.preprocess, config.classes).eval().to(device), config
     if not Path(exported).is_file():
-        raise RunError(f"Exported model {exported} does not exist; create it with `python export.py RUN_DIR --out DIR`.")
-    config = RunConfig.load(run_dir) if run_dir and (Path(run_dir) / "config.json").is_file() else None
+        raise RunError(f"Exported model {exported} does not exist; create it with `landmark export RUN_DIR --out DIR`.")
+    config = RunConfig.load(run_dir) if run_dir and (Path(run_dir) / CONFIG_FILE).is_file() else None
     if Path(exported).suffix == ".onnx":  # model.onnx / model.int8.onnx: the network only, behind the same torch preprocessing
-        from .export import labels  # labels.json's entries, as an export folder would hold them
-        from .onnx_model import OnnxPredictor
-
         if config is None:
             return OnnxPredictor.from_export_dir(Path(exported).parent, torch.get_num_threads(), Path(exported).name), None
-        return OnnxPredictor(exported, config.preprocess, labels(config), torch.get_num_threads()), config
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated; it is our serving format
-        return torch.jit.load(str(exported), map_location=device).eval(), config
+        return OnnxPredictor(exported, config.preprocess, config.classes, torch.get_num_threads()), config
+    return load_torchscript(exported, device), config
 
 
 def _predict(
@@ -154,13 +86,7 @@ def _predict(
 
 def exported_threshold(exported: str | Path) -> float | None:
     """The recognition threshold export.json records for this exported file (the int8 file has its own)."""
-    path = Path(exported).parent / "export.json"
-    if not path.is_file():
-        return None
-    info = json.loads(path.read_text(encoding="utf-8"))
-    int8 = info.get("onnx_int8") or {}
-    value = int8.get("threshold") if Path(exported).name == int8.get("file") else info.get("threshold")
-    return None if value is None else float(value)
+    return bundle.threshold(bundle.read_info(Path(exported).parent), bundle.backend_of_file(Path(exported).name))
 
 
 def open_eval_split(data, splits: str, model_classes: list[str], only_excluded: list[str] | None = None) -> tuple[ImageFolderSplit, list[str]]:
@@ -219,7 +145,7 @@ def evaluate_run(
         raise RunError(f"--only-excluded needs a run trained with --exclude; {run_dir} held nothing out.")
     dataset, sources = open_eval_split(data, split, model_classes, exclusions)
     class_names = dataset.class_names
-    display_names = list(predictor.display_names) + [c.display_name for c in load_class_info(data, class_names[len(model_classes):])]
+    display_names = list(predictor.display_names) + [c.display_name for c in load_class_info(data, class_names[len(model_classes) :])]
     where = "+".join(str(r) for r in data_roots(data))
     if not dataset.samples:
         raise DatasetError(f"{where} has no {split} images to evaluate.")
@@ -243,16 +169,29 @@ def evaluate_run(
         n_skipped=len(skipped),
         skipped=[{"file": _relative(dataset.samples[i][0]), "reason": r} for i, r in skipped],
     )
-    out = Path(out) if out else Path(run_dir or Path(exported).parent) / f"eval-{split}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out) if out else default_out(run_dir, exported, split)
     files = [dataset.samples[i][0] for i in kept]
-    _write_predictions(out / "predictions.csv", files, [sources[i] for i in kept], probs, targets, class_names)
-    _plot_confusion(out / "confusion_matrix.png", metrics, display_names)
-    _plot_per_class(out / "per_class_accuracy.png", metrics)
-    _plot_misclassified(out / "misclassified.png", files, probs, targets, display_names)
+    _write_report(out, metrics, files, [sources[i] for i in kept], probs, targets, class_names, display_names)
     metrics["seconds"] = round(time.time() - start, 2)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
     return metrics
+
+
+def default_out(run_dir: str | Path | None, exported: str | Path | None, split: str) -> Path:
+    """RUN_DIR/eval-SPLIT, or next to the exported file."""
+    return Path(run_dir or Path(exported).parent) / f"eval-{split}"
+
+
+def _write_report(
+    out: Path, metrics: dict, files: list[Path], sources: list[str], probs: torch.Tensor, targets: torch.Tensor,
+    class_names: list[str], display_names: list[str],
+) -> None:
+    """OUT/predictions.csv and the three plots (metrics.json is written last, with the evaluation's duration)."""
+    out.mkdir(parents=True, exist_ok=True)
+    _write_predictions(out / "predictions.csv", files, sources, probs, targets, class_names)
+    plot_confusion(out / "confusion_matrix.png", metrics, display_names)
+    plot_per_class(out / "per_class_accuracy.png", metrics)
+    plot_misclassified(out / "misclassified.png", files, probs, targets, display_names)
 
 
 def _relative(path: Path) -> str:
@@ -286,107 +225,15 @@ def _write_predictions(
                              int(predicted == target), top5, class_names[best], f"{conf:.6f}"])
 
 
-def _short(name: str, width: int = 26) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
-
-
-def _plot_confusion(path: Path, metrics: dict, display_names: list[str]) -> None:
-    """Row-normalised (share of each true class), sized so 44-50 class names stay legible."""
-    cm = torch.tensor(metrics["confusion_matrix"], dtype=torch.float64)
-    rates = cm / cm.sum(dim=1, keepdim=True).clamp(min=1)
-    n = len(display_names)
-    size = max(6.0, 0.3 * n + 3.0)
-    font = max(5.0, min(10.0, 300.0 / n))
-    fig = Figure(figsize=(size + 1.0, size))
-    ax = fig.add_subplot()
-    image = ax.imshow(rates.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
-    labels = [_short(name) for name in display_names]
-    ax.set_xticks(range(n), labels, rotation=90, fontsize=font)
-    ax.set_yticks(range(n), labels, fontsize=font)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for t in range(n):
-        for p in range(n):
-            if rates[t, p] >= 0.1:
-                ax.text(p, t, f"{rates[t, p] * 100:.0f}", ha="center", va="center", fontsize=font * 0.8,
-                        color="white" if rates[t, p] > 0.5 else "black")
-    ax.set_title(f"Confusion matrix ({metrics['split']}, top-1 {metrics['top1']:.1%}); cells: % of the true class")
-    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-
-
-def _plot_per_class(path: Path, metrics: dict) -> None:
-    """Classes sorted by accuracy, worst at the top, with their test support."""
-    rows = sorted((c for c in metrics["per_class"] if c["accuracy"] is not None), key=lambda c: c["accuracy"], reverse=True)
-    fig = Figure(figsize=(8.0, max(3.0, 0.24 * len(rows) + 1.5)))
-    ax = fig.add_subplot()
-    ax.barh(range(len(rows)), [c["accuracy"] for c in rows], color="tab:blue")
-    ax.set_yticks(range(len(rows)), [f"{_short(c['display_name'], 32)} (n={c['support']})" for c in rows], fontsize=7)
-    ax.axvline(metrics["top1"], color="tab:red", linestyle="--", label=f"overall top-1 {metrics['top1']:.1%}")
-    ax.set_xlim(0.0, 1.0)
-    ax.set_xlabel("accuracy (recall)")
-    ax.set_title(f"Per-class accuracy ({metrics['split']})")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-
-
-def _plot_misclassified(
-    path: Path, files: list[Path], probs: torch.Tensor, targets: torch.Tensor, display_names: list[str]
-) -> None:
-    """The most confident mistakes: the ones worth looking at (label noise, look-alikes, collection bias)."""
-    confidence, predicted = probs.max(dim=1)
-    wrong = (predicted != targets).nonzero().flatten()
-    wrong = wrong[confidence[wrong].argsort(descending=True)][:GALLERY_SIZE].tolist()
-    columns = 6
-    rows = max(1, -(-len(wrong) // columns))
-    fig = Figure(figsize=(columns * 2.4, rows * 2.9))
-    if not wrong:
-        fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=14)
-    for slot, i in enumerate(wrong):
-        ax = fig.add_subplot(rows, columns, slot + 1)
-        image = load_rgb(files[i])
-        image.thumbnail((256, 256))
-        ax.imshow(image)
-        ax.axis("off")
-        pred = textwrap.shorten(display_names[int(predicted[i])], 30, placeholder="…")
-        true = textwrap.shorten(display_names[int(targets[i])], 30, placeholder="…")
-        ax.set_title(f"pred: {pred} ({confidence[i]:.0%})\ntrue: {true}", fontsize=7, color="firebrick")
-    fig.suptitle(f"Most confident mistakes ({len(wrong)} shown)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Evaluate a training run (or an exported model) on a dataset split.")
-    parser.add_argument("run_dir", nargs="?", help="run folder (config.json + model.safetensors); optional with --exported")
-    parser.add_argument("--split", default="test", help="split folder, or 'train+test' for both (default test)")
-    parser.add_argument("--data", nargs="+", help="dataset root(s) (default: the run's --data)")
-    parser.add_argument("--out", help="output folder (default: RUN_DIR/eval-SPLIT)")
-    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument("--batch-size", type=int, default=32, help="photos per network call (default 32)")
-    parser.add_argument("--exported", help="evaluate this exported file (model.pt, model.onnx or model.int8.onnx) instead of the run's weights")
-    parser.add_argument("--threshold", type=float, help="recognition threshold (default: the exported file's, from export.json)")
-    parser.add_argument("--only-excluded", action="store_true", help="only the photos the run's --exclude held out (the cross-source check)")
-    args = parser.parse_args(argv)
-    try:
-        metrics = evaluate_run(args.run_dir, args.split, args.data, args.out, args.tta, args.batch_size, args.exported,
-                               threshold=args.threshold, only_excluded=args.only_excluded)
-    except (RunError, DatasetError) as error:
-        sys.exit(f"error: {error}")
-    out = args.out or Path(args.run_dir or Path(args.exported).parent) / f"eval-{args.split}"
+def summary(metrics: dict, out: Path) -> str:
+    """The one line `landmark evaluate` prints: accuracy, then GAP / false accepts / coverage at the threshold."""
     rec = metrics["recognition"]
-    summary = f"GAP {rec['gap']:.4f}  landmark top-1 {rec['landmark_top1']:.2%}" if rec["gap"] is not None else "no landmark photos"
+    text = f"GAP {rec['gap']:.4f}  landmark top-1 {rec['landmark_top1']:.2%}" if rec["gap"] is not None else "no landmark photos"
     if rec.get("false_accept_rate") is not None:
-        summary += f"  no-landmark false accepts {rec['false_accept_rate']:.2%} ({rec['false_accepts']}/{rec['no_landmark_photos']})"
+        text += f"  no-landmark false accepts {rec['false_accept_rate']:.2%} ({rec['false_accepts']}/{rec['no_landmark_photos']})"
     if rec.get("coverage") is not None:
-        summary += f"  coverage {rec['coverage']:.2%}  precision {rec['precision'] or 0:.2%} at {rec['threshold']:.3f}"
-    print(
-        f"{args.split}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  macro-F1 {metrics['macro_f1']:.4f}  {summary}  "
+        text += f"  coverage {rec['coverage']:.2%}  precision {rec['precision'] or 0:.2%} at {rec['threshold']:.3f}"
+    return (
+        f"{metrics['split']}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  macro-F1 {metrics['macro_f1']:.4f}  {text}  "
         f"on {metrics['n_images']} images ({metrics['n_skipped']} skipped), {metrics['seconds']:.0f}s -> {out}"
     )
-
-
-if __name__ == "__main__":
-    main()

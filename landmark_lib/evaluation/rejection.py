@@ -9,20 +9,20 @@ target, are compared by the coverage of landmark photos they keep, the precision
   how a model without a background class rejects);
 - energy: log-sum-exp of the landmark logits (the energy score of Liu et al., 2020).
 
-    python -m landmark_lib.rejection runs/NAME --max-false-accept 0.02 --json reports/rejection.json
+    landmark rejection runs/NAME --max-false-accept 0.02 --json reports/rejection.json
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import torch
 
-from .data.folder import BACKGROUND_CLASS, DatasetError
-from .recognition import gap, is_landmark_target, landmark_columns
-from .run import RunError, load_trained_model
+from ..data.folder import DatasetError
+from ..labels import BACKGROUND_CLASS
+from ..recognition import is_landmark_target, landmark_columns
+from ..train.run import load_trained_model
+from .metrics import gap
 from .threshold import validation_logits
 
 
@@ -66,17 +66,10 @@ def compare(logits: torch.Tensor, targets: torch.Tensor, class_names: list[str],
     return {"max_false_accept": max_false_accept, "landmark_photos": int(landmark.sum()), "no_landmark_photos": int((~landmark).sum()), "scores": out}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Compare rejection scores on a run's validation photos.")
-    parser.add_argument("run_dir", help="a run trained with a no_landmark class")
-    parser.add_argument("--max-false-accept", type=float, default=0.02, help="share of no-landmark photos allowed to be named (default 0.02)")
-    parser.add_argument("--json", type=Path, help="also write the table to this file")
-    args = parser.parse_args(argv)
-    try:
-        model, config = load_trained_model(args.run_dir)
-        result = compare(*validation_logits(config, model), config.class_names, args.max_false_accept)
-    except (RunError, DatasetError) as error:
-        sys.exit(f"error: {error}")
+def run(args: argparse.Namespace) -> None:
+    """`landmark rejection`: the comparison as a markdown table (and JSON)."""
+    model, config = load_trained_model(args.run_dir)
+    result = compare(*validation_logits(config, model), config.class_names, args.max_false_accept)
     result["run"] = str(args.run_dir)
     print(f"{result['landmark_photos']} landmark / {result['no_landmark_photos']} no-landmark validation photos; "
           f"rule: at most {args.max_false_accept:.0%} of no-landmark photos named")
@@ -86,7 +79,3 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -2,18 +2,63 @@
 
 A wrong tag costs a photo service more than a missing one, so the threshold is the lowest confidence at which the
 landmarks we name are right at least `target_precision` of the time and at most `max_false_accept` of the
-no-landmark validation photos get a landmark (the rule itself: landmark_lib.recognition.choose_threshold).
+no-landmark validation photos get a landmark. The confidence is the best landmark's probability
+(landmark_lib.recognition), the same number the server compares with the threshold.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from .recognition import choose_threshold
-from .run import RunConfig, load_trained_model
-from .run_photos import run_photos_loader
+from .. import bundle
+from ..recognition import best_landmarks, is_landmark_target
+from ..serve.backends import OnnxPredictor
+from ..train.run import RunConfig, load_trained_model
+from ..train.run_photos import run_photos_loader
+from .metrics import recognition_metrics
+
+MIN_THRESHOLD = 0.2  # below this a softmax over ~50 classes says little even when validation is clean
+
+
+def choose_threshold(
+    probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], target_precision: float = 0.95,
+    max_false_accept: float = 0.02,
+) -> dict:
+    """The lowest confidence threshold at which, on these (validation) photos, the landmark photos we name are right
+    at least TARGET_PRECISION of the time and at most MAX_FALSE_ACCEPT of the no-landmark photos are named.
+
+    Without no-landmark photos only the precision condition applies (a model trained without a background class).
+    """
+    confidence, best = (t[:, 0] for t in best_landmarks(probs, class_names))
+    landmark = is_landmark_target(targets, class_names)
+    correct = (best == targets) & landmark
+    order = confidence.argsort(descending=True, stable=True)
+    is_landmark, is_correct = landmark[order].double(), correct[order].double()
+    named_landmarks = is_landmark.cumsum(0)
+    precision_at_k = is_correct.cumsum(0) / named_landmarks.clamp(min=1)
+    n_other = int((~landmark).sum())
+    false_accept_at_k = (1 - is_landmark).cumsum(0) / max(1, n_other)
+    ok = (precision_at_k >= target_precision) & (false_accept_at_k <= max_false_accept)
+    # the largest prefix of the ranking that meets both conditions (a prefix ends where a threshold can cut)
+    k = int(ok.nonzero().max()) + 1 if ok.any() else 1
+    threshold = max(MIN_THRESHOLD, math.floor(float(confidence[order][k - 1]) * 1e4) / 1e4)  # 4 decimals, never above the cut
+    chosen = recognition_metrics(probs, targets, class_names, threshold)
+    return {
+        "threshold": threshold,
+        "score": "probability of the best landmark (the background class's probability counts against it)",
+        "target_precision": target_precision,
+        "max_false_accept": max_false_accept if n_other else None,
+        "valid_precision": chosen.get("precision"),
+        "valid_coverage": chosen.get("coverage"),
+        "valid_false_accept_rate": chosen.get("false_accept_rate"),
+        "valid_gap": chosen["gap"],
+        "valid_images": len(targets),
+        "valid_no_landmark_images": n_other,
+    }
+
 
 @torch.no_grad()
 def validation_logits(
@@ -38,36 +83,20 @@ def validation_probabilities(
     return torch.softmax(values, dim=1), targets
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Re-choose an export's thresholds without re-exporting: updates EXPORT_DIR/export.json in place.
+def rechoose_thresholds(run_dir: str | Path, export_dir: str | Path, target_precision: float, max_false_accept: float) -> dict:
+    """Re-choose an export's thresholds without re-exporting; updates EXPORT_DIR/export.json and returns it.
 
     An export with an int8 model gets its own threshold re-chosen too, from the int8 file's probabilities.
     """
-    import argparse
-    import json
-
-    from .onnx_model import OnnxPredictor
-
-    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    parser.add_argument("run_dir", help="the run the export was made from")
-    parser.add_argument("--export-dir", required=True, help="folder with export.json to update")
-    parser.add_argument("--target-precision", type=float, default=0.99, help="precision on named landmark photos (default 0.99)")
-    parser.add_argument("--max-false-accept", type=float, default=0.02, help="share of no-landmark photos named as a landmark (default 0.02)")
-    args = parser.parse_args(argv)
-    model, config = load_trained_model(args.run_dir)
-    rule = {"class_names": config.class_names, "target_precision": args.target_precision, "max_false_accept": args.max_false_accept}
+    bundle.require(export_dir, bundle.EXPORT_FILE)
+    model, config = load_trained_model(run_dir)
+    rule = {"class_names": config.class_names, "target_precision": target_precision, "max_false_accept": max_false_accept}
+    info = bundle.read_info(export_dir)
     calibration = choose_threshold(*validation_probabilities(config, model), **rule)
-    path = Path(args.export_dir) / "export.json"
-    info = json.loads(path.read_text(encoding="utf-8"))
     info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
-    print(f"threshold {calibration['threshold']:.3f}: {calibration}")
     if info.get("onnx_int8"):
-        int8 = OnnxPredictor.from_export_dir(args.export_dir, file=info["onnx_int8"]["file"])
+        int8 = OnnxPredictor.from_export_dir(export_dir, file=info["onnx_int8"]["file"])
         int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), **rule)
         info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
-        print(f"int8 threshold {int8_calibration['threshold']:.3f}: {int8_calibration}")
-    path.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
-
-
-if __name__ == "__main__":
-    main()
+    bundle.write_info(export_dir, info)
+    return info

@@ -1,7 +1,7 @@
 """The threshold curve: share of no-landmark photos named as a landmark against coverage of landmark photos, for
 every threshold, from evaluation folders (their predictions.csv); the shipped threshold is marked on each curve.
 
-    python -m landmark_lib.threshold_curve runs/new/eval-test=new runs/old/eval-test=old --out curve.png
+    landmark threshold-curve runs/new/eval-test=new runs/old/eval-test=old --out curve.png
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .data.folder import BACKGROUND_CLASS
+from ..errors import LandmarkError
+from ..labels import BACKGROUND_CLASS
 
 
 def curve(eval_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,18 +53,11 @@ def plot(evals: list[tuple[Path, str]], out: Path) -> None:
     fig.savefig(out, dpi=130)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("evals", nargs="+", help="EVAL_DIR[=LABEL]: folders written by landmark_lib.evaluate")
-    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> None:
+    """`landmark threshold-curve EVAL_DIR[=LABEL] ... --out PNG`."""
     evals = [(Path(e.split("=", 1)[0]), e.split("=", 1)[1] if "=" in e else Path(e).name) for e in args.evals]
     missing = [str(d) for d, _ in evals if not (d / "predictions.csv").is_file()]
     if missing:
-        raise SystemExit(f"error: no predictions.csv in {', '.join(missing)}; run `python -m landmark_lib.evaluate` there first.")
+        raise LandmarkError(f"no predictions.csv in {', '.join(missing)}; run `landmark evaluate` there first.")
     plot(evals, args.out)
     print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()

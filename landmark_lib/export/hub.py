@@ -7,7 +7,10 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError, HTTPError
 
-UPLOADED = ["model.pt", "model.onnx", "model.int8.onnx", "labels.json", "export.json", "metrics.json", "README.md"]
+from .. import bundle
+from ..errors import LandmarkError
+from ..labels import ClassInfo, read_labels
+
 QUTB_COMPLEX = ("qutub_minar", "alai_darwaza", "alai_minar", "iron_pillar_of_delhi", "jamali_kamali_tomb")
 LICENSE_NOTE = (
     "The training photos come from public repositories that state no license for the images, so these weights are "
@@ -15,12 +18,8 @@ LICENSE_NOTE = (
 )
 
 
-class HubError(RuntimeError):
+class HubError(LandmarkError, RuntimeError):
     """A push that failed (offline, no token, no permission); the export files stay on disk."""
-
-
-def _read_json(path: Path) -> dict | list | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _dataset_name(info: dict) -> str:
@@ -61,12 +60,11 @@ def _card_data(info: dict, metrics: dict | None, repo_id: str) -> ModelCardData:
     )
 
 
-def _classes_section(labels: list[dict]) -> str:
+def _classes_section(labels: list[ClassInfo]) -> str:
     rows = ["| # | landmark | place | lat, lon |", "| ---: | --- | --- | --- |"]
     for i, label in enumerate(labels):
-        place = ", ".join(p for p in (label.get("city"), label.get("country")) if p)
-        coords = f"{label['lat']:.3f}, {label['lon']:.3f}" if label.get("lat") is not None else ""
-        rows.append(f"| {i} | {label['display_name']} (`{label['name']}`) | {place} | {coords} |")
+        coords = f"{label.lat:.3f}, {label.lon:.3f}" if label.lat is not None else ""
+        rows.append(f"| {i} | {label.display_name} (`{label.name}`) | {label.place} | {coords} |")
     return "\n".join(rows)
 
 
@@ -86,7 +84,7 @@ def _training_section(info: dict) -> str:
     ]
     args = info.get("train_args") or {}
     if args:
-        lines.append("- Training settings (`train_accelerate.py` arguments):")
+        lines.append("- Training settings (`landmark train` arguments):")
         lines += [f"  - `{key}`: `{_without_local_path(value)}`" for key, value in sorted(args.items())]
     return "\n".join(lines)
 
@@ -138,8 +136,8 @@ def _metrics_section(metrics: dict | None) -> str:
     return "\n".join(lines)
 
 
-def _limitations_section(labels: list[dict], dataset: str) -> str:
-    names = {label["name"] for label in labels}
+def _limitations_section(labels: list[ClassInfo], dataset: str) -> str:
+    names = {label.name for label in labels}
     bullets = [
         f"Closed set: every photo is assigned to one of these {len(labels)} landmarks, including photos of none of them; "
         "use the top probability as a confidence threshold before showing a tag.",
@@ -190,13 +188,12 @@ module (`model.class_names`, `model.display_names`, `model.cities`, `model.count
 
 
 def build_model_card(export_dir: str | Path, repo_id: str) -> ModelCard:
-    """The card for an export folder written by landmark_lib.export (labels.json, export.json, metrics.json)."""
-    export_dir = Path(export_dir)
-    labels = _read_json(export_dir / "labels.json")
-    info = _read_json(export_dir / "export.json")
-    if labels is None or info is None:
-        raise HubError(f"{export_dir} is not an export folder (no labels.json/export.json); run export.py first.")
-    metrics = _read_json(export_dir / "metrics.json")
+    """The card for an export folder (labels.json, export.json, metrics.json; landmark_lib/bundle.py)."""
+    export_dir = bundle.require(export_dir)
+    labels = read_labels(export_dir / bundle.LABELS_FILE)
+    info = bundle.read_info(export_dir)
+    metrics_file = export_dir / bundle.METRICS_FILE
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
     title = repo_id.split("/")[-1]
     body = f"""
 # {title}: landmark recognition ({len(labels)} landmarks)
@@ -241,14 +238,14 @@ def push_to_hub(
 ) -> str:
     """Write README.md (the card) into EXPORT_DIR and upload the export; returns the repo URL. Raises HubError."""
     export_dir = Path(export_dir)
-    build_model_card(export_dir, repo_id).save(export_dir / "README.md")
+    build_model_card(export_dir, repo_id).save(export_dir / bundle.CARD_FILE)
     api = api or HfApi(token=token)
     try:
         url = api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private, token=token)
         if revision:
             api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True, token=token)
         api.upload_folder(
-            repo_id=repo_id, folder_path=str(export_dir), repo_type="model", revision=revision, allow_patterns=UPLOADED,
+            repo_id=repo_id, folder_path=str(export_dir), repo_type="model", revision=revision, allow_patterns=list(bundle.FILES),
             commit_message=f"Upload landmark model ({export_dir.name})", token=token,
         )
     except (OSError, HTTPError, HFValidationError) as error:

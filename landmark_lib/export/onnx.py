@@ -1,28 +1,31 @@
-"""The optional ONNX artefact: the network alone, run by ONNX Runtime behind the same torch preprocessing.
+"""The optional ONNX files: the network alone (model.onnx), and statically quantised to int8 (model.int8.onnx), each
+checked before it is kept; servers run them on ONNX Runtime behind the same torch preprocessing (serve/backends.py).
 
-Only the network goes to ONNX (normalised float [N, 3, S, S] -> logits [N, C], dynamic batch): the resize of photos of
-any size stays in the torch Preprocess module, so both artefacts see identical pixels. On CPU, ONNX Runtime runs
-the convolutions markedly faster than TorchScript (see benchmarks/serving_speed.py), which is why serving prefers it.
+Only the network goes to ONNX (normalised float [N, 3, S, S] -> logits [N, C], dynamic batch): the resize of photos
+of any size stays in the torch Preprocess module, so every file sees identical pixels.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable
 
 import torch
 from torch import nn
 
-from .preprocess import Preprocess, PreprocessConfig
+from ..bundle import INT8_FILE, ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT
+from ..evaluation.metrics import top_k_accuracy
+from ..evaluation.threshold import choose_threshold, validation_probabilities
+from ..predictor import LandmarkPredictor
+from ..preprocess import PreprocessConfig
+from ..serve.backends import OnnxPredictor
+from ..train.run import RunConfig
+from ..train.run_photos import run_photos_loader
+from .checks import TOLERANCE, ExportError, eager_probabilities
 
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
+MAX_INT8_TOP1_DROP = 0.01  # int8 is worth its speed only if it stays within one point of fp32 top-1 on validation
 
 
 def to_onnx(network: nn.Module, input_size: int, path: str | Path) -> Path:
@@ -33,7 +36,7 @@ def to_onnx(network: nn.Module, input_size: int, path: str | Path) -> Path:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter is chatty about deprecated internals; the result is verified by callers
         torch.onnx.export(
-            network.eval(), (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            network.eval(), (example,), str(path), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
             dynamic_shapes=({0: batch},), dynamo=True, external_data=False, verbose=False,
         )
     return path
@@ -54,7 +57,7 @@ def quantize_static_int8(fp32: str | Path, out: str | Path, calibration: Iterabl
 
         def get_next(self) -> dict | None:
             batch = next(self.batches, None)
-            return None if batch is None else {INPUT_NAME: batch.contiguous().numpy()}
+            return None if batch is None else {ONNX_INPUT: batch.contiguous().numpy()}
 
     logging.disable(logging.WARNING)  # the quantisation tools log hints at WARNING on the root logger
     try:
@@ -70,55 +73,50 @@ def quantize_static_int8(fp32: str | Path, out: str | Path, calibration: Iterabl
     return Path(out)
 
 
-def ort_session(path: str | Path, num_threads: int = 1):
-    """A CPU ONNX Runtime session with NUM_THREADS intra-op threads (the same budget torch gets)."""
-    import onnxruntime as ort  # optional dependency: only the ONNX path needs it
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, int(num_threads))
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # warnings about unused initialisers etc. are noise for users
-    # ONNX Runtime's worker threads busy-wait after each call by default; in a process that also runs torch (our
-    # preprocessing, other requests) that spinning steals the cores torch needs, so let them sleep.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Path, images: list[torch.Tensor]) -> float:
+    """OUT/model.onnx (the network only); returns its max probability diff to EAGER, removing the file if it drifts."""
+    path = to_onnx(eager.model, preprocess.input_size, out / ONNX_FILE)
+    predictor = OnnxPredictor(path, preprocess)
+    max_abs_diff = float((predictor.forward_batch(images) - eager_probabilities(eager, images)).abs().max())
+    if max_abs_diff > TOLERANCE:
+        path.unlink()
+        raise ExportError(f"model.onnx differs from the eager model by {max_abs_diff:.2e} in probability (tolerance {TOLERANCE:g}); it was removed.")
+    return max_abs_diff
 
 
-class OnnxPredictor:
-    """Same interface as the exported LandmarkPredictor (forward_batch, class metadata, .preprocess) on ONNX Runtime.
+def export_onnx_int8(
+    config: RunConfig, out: Path, valid_fp32: tuple[torch.Tensor, torch.Tensor],
+    calibration_photos: int, calibration: dict | None, target_precision: float, max_false_accept: float,
+) -> dict:
+    """OUT/model.int8.onnx from OUT/model.onnx; removed again if it loses > 1 point of validation top-1 (the returned
+    dict then has 'refused': why, and the rest of the export stays usable).
 
-    uint8 RGB images [3, H, W] -> torch Preprocess -> ONNX network -> softmax probabilities.
+    Calibrated on CALIBRATION_PHOTOS training photos spread over the classes; its threshold is chosen on validation
+    like the fp32 one (or CALIBRATION, when the threshold was given on the command line).
     """
+    loader = run_photos_loader(config, "train", limit=calibration_photos, batch_size=16)
+    path = quantize_static_int8(out / ONNX_FILE, out / INT8_FILE, (images for images, _ in loader))
+    probs, targets = validation_probabilities(config, OnnxPredictor(path, config.preprocess).logits)
+    fp32_top1, int8_top1 = top_k_accuracy(*valid_fp32, 1), top_k_accuracy(probs, targets, 1)
+    if int8_top1 < fp32_top1 - MAX_INT8_TOP1_DROP:
+        path.unlink()
+        return {"refused": (
+            f"The int8 model reaches {int8_top1:.2%} top-1 on the run's validation photos against {fp32_top1:.2%} for fp32 "
+            f"(at most {MAX_INT8_TOP1_DROP:.0%} lower is accepted), so {INT8_FILE} was removed; the fp32 files are exported "
+            "and served. Export with --format onnx, or calibrate on more photos (--calibration-photos)."
+        )}
+    import onnxruntime
 
-    def __init__(self, onnx_path: str | Path, preprocess: PreprocessConfig, labels: list[dict] | None = None, num_threads: int = 1):
-        self.onnx_path = Path(onnx_path)
-        self.session = ort_session(self.onnx_path, num_threads)
-        self.preprocess = Preprocess(preprocess).eval()
-        labels = labels or []
-        self.class_names: List[str] = [entry["name"] for entry in labels]
-        self.display_names: List[str] = [entry.get("display_name") or entry["name"] for entry in labels]
-        self.cities: List[str] = [entry.get("city") or "" for entry in labels]
-        self.countries: List[str] = [entry.get("country") or "" for entry in labels]
-        self.latitudes: List[float] = [math.nan if entry.get("lat") is None else float(entry["lat"]) for entry in labels]
-        self.longitudes: List[float] = [math.nan if entry.get("lon") is None else float(entry["lon"]) for entry in labels]
-
-    @classmethod
-    def from_export_dir(cls, folder: str | Path, num_threads: int = 1, file: str = ONNX_FILE) -> "OnnxPredictor":
-        """FOLDER/FILE (model.onnx or model.int8.onnx) with the preprocessing from export.json and the classes from labels.json."""
-        folder = Path(folder)
-        info = json.loads((folder / "export.json").read_text(encoding="utf-8"))
-        labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
-        return cls(folder / file, PreprocessConfig.from_dict(info["preprocess"]), labels, num_threads)
-
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Normalised float batch [N, 3, S, S] -> logits [N, C] from ONNX Runtime."""
-        (output,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch.contiguous().numpy()})
-        return torch.from_numpy(output)
-
-    def forward_batch(self, images: list[torch.Tensor]) -> torch.Tensor:
-        with torch.inference_mode():
-            batch = torch.cat([self.preprocess(image) for image in images], dim=0)
-            return torch.softmax(self.logits(batch).float(), dim=-1)
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return self.forward_batch([image])[0]
+    chosen = calibration or choose_threshold(probs, targets, config.class_names, target_precision, max_false_accept)
+    return {
+        "file": INT8_FILE,
+        "quantization": "onnxruntime quantize_static, QDQ, int8 per-channel weights, uint8 activations (MinMax)",
+        "calibration_photos": len(loader.dataset),
+        "calibration_source": "the run's training rows (never its validation rows or the test split)",
+        "valid_top1_fp32": fp32_top1,
+        "valid_top1_int8": int8_top1,
+        "valid_agreement_with_fp32": float((probs.argmax(dim=1) == valid_fp32[0].argmax(dim=1)).float().mean()),
+        "threshold": chosen["threshold"],
+        "threshold_calibration": chosen,
+        "onnxruntime": onnxruntime.__version__,
+    }

@@ -5,11 +5,12 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..errors import LandmarkError
 from ..preprocess import PreprocessConfig
 from .scratch import LandmarkNet
 
 
-class ModelNameError(ValueError):
+class ModelNameError(LandmarkError, ValueError):
     """A --model value that names no model we can build."""
 
 
@@ -21,30 +22,30 @@ class ModelSpec:
     options: dict = field(default_factory=dict)
 
 
-def create_model(
-    spec: ModelSpec, num_classes: int, pretrained: bool = False, pretrained_file: str | None = None
-) -> tuple[nn.Module, PreprocessConfig | None, str]:
-    """Build the model; returns (model, preprocessing the backbone was pretrained with or None, weights source)."""
+@dataclass
+class BuiltModel:
+    """A new network, the preprocessing its weights expect (None for the scratch CNN: it is fitted to the training
+    photos later) and where the initial weights came from ('random', 'package:...', 'file:...', 'timm:...')."""
+
+    network: nn.Module
+    preprocess: PreprocessConfig | None
+    weights_source: str
+
+
+def create_model(spec: ModelSpec, num_classes: int, pretrained: bool = False, pretrained_file: str | None = None) -> BuiltModel:
+    """The network for SPEC with NUM_CLASSES outputs; PRETRAINED loads ImageNet weights into a timm backbone."""
     if spec.name == "scratch":
         allowed = {"width", "depth", "dropout"}
-        return LandmarkNet(num_classes, **{k: v for k, v in spec.options.items() if k in allowed}), None, "random"
+        return BuiltModel(LandmarkNet(num_classes, **{k: v for k, v in spec.options.items() if k in allowed}), None, "random")
     if spec.name.startswith("timm:"):
-        from .timm_backbone import create_timm_model
+        from .timm_backbone import create_timm_model  # timm takes seconds to import: only timm models pay for it
 
-        model, data_config, source = create_timm_model(
+        network, data_config, source = create_timm_model(
             spec.name[len("timm:") :],
             num_classes,
             pretrained=pretrained,
             pretrained_file=pretrained_file,
             drop_rate=float(spec.options.get("dropout", 0.2)),
         )
-        _, height, _ = data_config["input_size"]
-        pre = PreprocessConfig(
-            input_size=int(spec.options.get("input_size") or height),
-            crop_pct=float(data_config.get("crop_pct", 0.875)),
-            mean=tuple(data_config["mean"]),
-            std=tuple(data_config["std"]),
-            interpolation=str(data_config.get("interpolation", "bilinear")),
-        )
-        return model, pre, source
+        return BuiltModel(network, PreprocessConfig.from_timm(data_config, spec.options.get("input_size")), source)
     raise ModelNameError(f"Unknown model '{spec.name}'; use --model scratch or --model timm:<timm model name> (e.g. timm:tf_efficientnet_lite0).")

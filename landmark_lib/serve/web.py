@@ -1,22 +1,22 @@
-"""Landmark Tagger web app: upload a photo, get the 5 most likely landmarks and where the best one is on a map.
+"""The Landmark Tagger web app (Gradio): upload a photo, get the 5 most likely landmarks and where the best one is.
 
-Run: python app.py [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35] [--port 7860]
-     [--backend auto|onnx-int8|onnx|torchscript]
+Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35]
+     [--port 7860] [--backend auto|onnx-int8|onnx|torchscript]
 """
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import gradio as gr
 from gradio.components.label import LabelConfidence, LabelData
 from gradio.data_classes import ImageData
 
-from landmark_lib.data.images import ImageLoadError
-from landmark_lib.serving import BACKENDS, LandmarkService, ModelNotFoundError, Prediction, default_num_threads, map_url
+from ..data.images import ImageLoadError
+from ..labels import map_url
+from .service import LandmarkService, Prediction, default_num_threads
 
-EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 CONCURRENCY = 2  # a CPU Space has 2 vCPUs: more parallel requests only slow each other down
 MAX_QUEUE = 64
 MAX_FILE_SIZE = "50mb"  # larger than any phone photo; bigger uploads are refused by Gradio before they reach us
@@ -27,7 +27,7 @@ def photo_input() -> gr.Image:
 
     gr.Image would open the upload itself: bad files would fail with a generic error, and without a path we would
     lose the EXIF GPS. load_rgb (via LandmarkService) decodes every format, mode and orientation with clear errors.
-    The override is per instance: a gr.Image subclass would make Gradio write an app.pyi stub next to this file.
+    The override is per instance: a gr.Image subclass would make Gradio write a .pyi stub next to this file.
     """
     photo = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Photo")
     photo.preprocess = _upload_path  # type: ignore[method-assign]
@@ -65,9 +65,9 @@ def _coordinates(lat: float, lon: float) -> str:
 
 def describe(prediction: Prediction) -> str:
     """The Markdown under the labels: the place of the best guess, or a plain 'not recognised', and the photo's GPS."""
-    best, place = prediction.best, prediction.place
+    best, place = prediction.best, prediction.landmark
     if prediction.recognised:
-        lines = [f"### {best.display_name}" + (f" — {place.label}" if place.label else "")]
+        lines = [f"### {best.display_name}" + (f" — {place.place}" if place.place else "")]
         if place.lat is not None and place.lon is not None:
             lines.append(f"**Location:** {_coordinates(place.lat, place.lon)} · [Open in OpenStreetMap]({place.map_url})")
     else:
@@ -127,24 +127,7 @@ def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, bl
     return local_url
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)")
-    parser.add_argument("--threshold", type=float, default=None, help="minimum top probability to name a landmark (default: export.json's, else 0.35)")
-    parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
-    parser.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="auto: the fastest file the export verified (model.int8.onnx, then model.onnx via ONNX Runtime), else model.pt")
-    args = parser.parse_args(argv)
-    try:
-        service = LandmarkService.from_spec(
-            args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY), backend=args.backend
-        )
-    except ModelNotFoundError as error:
-        raise SystemExit(f"error: {error}") from None
+def run(args: argparse.Namespace) -> None:
+    """`landmark serve`: load the model once, then serve the app until interrupted."""
+    service = LandmarkService.from_spec(args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY), backend=args.backend)
     launch(build_demo(service), args.host, args.port, share=args.share)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,5 @@
-"""The frozen layers' outputs for every photo of a cached training set, computed once and shared by runs.
+"""The frozen-feature cache: train only the trainable part of a partially fine-tuned backbone, on stored outputs
+of its frozen layers, computed once per photo set and shared by runs.
 
 On CPUs the frozen part of a partially fine-tuned backbone costs ~1 minute per 1000 photos, the trainable part a
 few seconds. The store holds, for every cached row, VIEWS outputs under the training augmentation and one under the
@@ -8,19 +9,73 @@ renamed when complete, so a killed build keeps its finished views and two builds
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from .data.cache import CachedImageDataset, CachedSplit
+from ..data.cache import CachedImageDataset, CachedSplit
+from .finetune import StrategyError
+from .run import FEATURE_CACHE_FILE
+
+
+class _Part(nn.Module):
+    """One side of the split at block FIRST_BLOCK (LINEAR: at the classifier); shares parameters with MODEL."""
+
+    def __init__(self, model: nn.Module, first_block: int, linear: bool):
+        super().__init__()
+        self.model, self.first_block, self.linear = model, first_block, linear
+
+
+class FrozenPart(_Part):
+    """The layers before the first trainable one (run once per augmented view when features are cached)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        if self.linear:
+            return m.forward_head(m.forward_features(x), pre_logits=True)
+        x = m.bn1(m.conv_stem(x))
+        for block in m.blocks[: self.first_block]:
+            x = block(x)
+        return x
+
+
+class TrainablePart(_Part):
+    """The layers from the first trainable one to the logits; shares its parameters with the full model."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        if self.linear:
+            return m.get_classifier()(x)
+        for block in m.blocks[self.first_block :]:
+            x = block(x)
+        return m.forward_head(m.bn2(m.conv_head(x)))
+
+
+def split_for_feature_cache(model: nn.Module, strategy: str, first_group: int) -> tuple[FrozenPart, TrainablePart]:
+    """Split a frozen-prefix model into (frozen, trainable) parts whose composition equals model(x).
+
+    Linear probes work for any timm model; partial fine-tuning needs the EfficientNet/MobileNet layout
+    (conv_stem, bn1, blocks, conv_head, bn2), where coarse group g >= 1 is block stage g - 1.
+    """
+    linear = strategy == "linear"
+    if not linear:
+        if strategy != "partial" or not all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
+            raise StrategyError("Feature caching needs --strategy linear, or --strategy partial on an EfficientNet/MobileNet-style backbone; use --feature-cache off.")
+        first_block = first_group - 1
+    else:
+        first_block = len(model.blocks) if hasattr(model, "blocks") else 0
+    return FrozenPart(model, first_block, linear), TrainablePart(model, first_block, linear)
 
 
 def frozen_fingerprint(frozen: nn.Module) -> str:
@@ -92,3 +147,49 @@ def build_feature_store(
             seed = int(recipe.get("seed", 0)) * 1000 + v
             _compute(frozen, CachedImageDataset(cached, rows, train_transform), batch_size, workers, seed, path, f"frozen features (train view {v + 1}/{views})", np_dtype)
     return FeatureStore(folder=folder, train=[np.load(p, mmap_mode="r") for p in train_paths], eval=np.load(eval_path, mmap_mode="r"))
+
+
+def wanted(args: argparse.Namespace, accelerator: Accelerator) -> bool:
+    """Whether this run trains on cached features: a frozen prefix exists, and --feature-cache on (auto: one CPU process)."""
+    return args.model != "scratch" and args.strategy != "full" and (
+        args.feature_cache == "on" or (args.feature_cache == "auto" and accelerator.device.type == "cpu" and accelerator.num_processes == 1)
+    )
+
+
+class ViewDataset(Dataset):
+    """Cached features of one augmented view per epoch (fit() changes the view between epochs)."""
+
+    def __init__(self, features: torch.Tensor, targets: torch.Tensor):
+        self.features, self.targets, self.view = features, targets, 0
+
+    def __len__(self) -> int:
+        return self.features.shape[1]
+
+    def __getitem__(self, index: int):
+        return self.features[self.view, index].float(), self.targets[index]
+
+
+def feature_datasets(
+    frozen: FrozenPart, cached: CachedSplit, rows: tuple[np.ndarray, np.ndarray], transforms: tuple, recipe: dict,
+    args: argparse.Namespace, accelerator: Accelerator, run_dir: Path,
+) -> tuple[ViewDataset, TensorDataset]:
+    """(train, valid) datasets of the frozen part's outputs for the run's ROWS, building the store first if needed.
+
+    TRANSFORMS: (training augmentation, eval transform); RECIPE: see build_feature_store. The one-time cost is
+    recorded in the run folder, because it is part of the run's training time (evaluation/compare.py).
+    """
+    train_rows, valid_rows = rows
+    start = time.time()
+    with accelerator.main_process_first():
+        store = build_feature_store(
+            frozen, cached, *transforms, args.feature_views, recipe, args.cache_dir, args.batch_size, args.num_workers, args.feature_dtype,
+        )
+    train_features, valid_features = store.train_views(train_rows), store.eval_view(valid_rows)
+    if accelerator.is_main_process:
+        timing = {"seconds": round(time.time() - start, 1), "views": args.feature_views, "train_photos": len(train_rows),
+                  "valid_photos": len(valid_rows), "store": str(store.folder)}
+        (run_dir / FEATURE_CACHE_FILE).write_text(json.dumps(timing, indent=2))
+    return (
+        ViewDataset(train_features, torch.as_tensor(cached.targets[train_rows])),
+        TensorDataset(valid_features.float(), torch.as_tensor(cached.targets[valid_rows])),
+    )

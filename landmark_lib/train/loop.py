@@ -1,109 +1,69 @@
-"""Train a landmark classifier (scratch CNN or timm backbone) with Hugging Face Accelerate.
+"""Training with Hugging Face Accelerate: setup() checks every input and builds what training needs, then fit()
+trains epoch by epoch, keeping the best weights on the validation split and a checkpoint after every epoch.
 
-    python train_accelerate.py --data ../shared/data/world_landmarks --model scratch --epochs 30
-    accelerate launch --num_processes 2 train_accelerate.py --data DIR --model timm:tf_efficientnet_lite0
-    python train_accelerate.py --resume runs/NAME          # continue a killed run
-
-The run folder holds config.json (everything needed to rebuild and serve the model), model.safetensors (best
-weights on the validation split), metrics.csv, curves.png and state/ (Accelerate checkpoints, one per epoch).
+The same code runs on a CPU, one or several GPUs and several machines (`accelerate launch train_accelerate.py`);
+the run folder it writes is described in train/run.py, its options in train/options.py.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.scheduler import AcceleratedScheduler
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
-from torch.utils.data import DataLoader, TensorDataset
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from landmark_lib.data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, build_cache
-from landmark_lib.data.folder import DatasetError, data_roots, load_class_info, open_split
-from landmark_lib.data.transforms import AugmentConfig, EvalTransform, train_transform
-from landmark_lib.feature_store import build_feature_store
-from landmark_lib.finetune import FEATURE_CACHE_FILE, STRATEGIES, set_frozen_bn_eval, split_for_feature_cache, trainable_groups
-from landmark_lib.models import ModelNameError, ModelSpec, create_model
-from landmark_lib.models.pretrained import PretrainedWeightsError
-from landmark_lib.models.timm_backbone import UnknownModelError
-from landmark_lib.optim import build_optimizer, cosine_with_warmup
-from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.run import WEIGHTS_FILE, RunConfig, RunError, save_weights
-from landmark_lib.run_photos import run_split
-from landmark_lib.tracking import CSVTracker, plot_curves
-
-RESUMABLE_KEYS = ("epochs", "patience", "num_workers")
-
-
-class Progress:
-    """Epoch counter, best validation score and early-stopping patience, saved with every Accelerate checkpoint."""
-
-    def __init__(self) -> None:
-        self.epoch, self.best, self.bad_epochs = 0, None, 0
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "best": self.best, "bad_epochs": self.bad_epochs}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.best, self.bad_epochs = state["epoch"], state["best"], state["bad_epochs"]
+from ..data.cache import CachedImageDataset, CachedSplit, build_cache
+from ..data.folder import ImageFolderSplit, open_split
+from ..data.transforms import AugmentConfig, EvalTransform, train_transform
+from ..evaluation.metrics import top_k_hits
+from ..labels import ClassInfo, load_class_info
+from ..models import ModelSpec, create_model
+from ..preprocess import PreprocessConfig
+from . import features
+from .checkpoints import Progress, latest_checkpoint, save_checkpoint
+from .finetune import set_frozen_bn_eval, trainable_groups
+from .optim import build_optimizer, cosine_with_warmup
+from .run import WEIGHTS_FILE, RunConfig, RunError, save_weights
+from .run_photos import run_split
+from .tracking import CSVTracker, plot_curves
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest fully written checkpoint (a kill during save leaves no 'complete' marker, so it is ignored)."""
-    done = sorted(p.parent for p in (run_dir / "state").glob("epoch_*/complete"))
-    return done[-1] if done else None
+@dataclass
+class Training:
+    """What fit() needs; made by setup()."""
+
+    args: argparse.Namespace
+    run_dir: Path
+    accelerator: Accelerator
+    model: nn.Module  # the whole network: its weights are what the run saves
+    net: nn.Module  # what trains (prepared): the model, or its trainable part when features are cached
+    optimizer: torch.optim.Optimizer
+    scheduler: AcceleratedScheduler
+    train_loader: DataLoader
+    valid_loader: DataLoader
+    progress: Progress
+    views: features.ViewDataset | None  # cached features: the dataset whose augmented view changes every epoch
 
 
-def save_checkpoint(accelerator: Accelerator, run_dir: Path, epoch: int, keep: int = 2) -> None:
-    folder = run_dir / "state" / f"epoch_{epoch:04d}"
-    accelerator.save_state(str(folder))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (folder / "complete").touch()
-        for old in sorted((run_dir / "state").glob("epoch_*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+def train(args: argparse.Namespace) -> Path:
+    """Train a run with ARGS (train/options.py, resolved); returns the run folder."""
+    return fit(setup(args))
 
 
-def resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
-    """Reload a killed run's arguments; refuse a folder made for another model or dataset."""
-    run_dir = Path(args.resume)
-    saved = RunConfig.load(run_dir).args
-    if args.model and args.model != saved["model"]:
-        raise RunError(f"--resume {run_dir} is a run of model '{saved['model']}', not '{args.model}'; drop --model or start a new run.")
-    if args.data and [p.resolve() for p in data_roots(args.data)] != [p.resolve() for p in data_roots(saved["data"])]:
-        raise RunError(f"--resume {run_dir} was trained on {saved['data']}, not {args.data}; drop --data or start a new run.")
-    merged = {**vars(build_parser().parse_args([])), **saved}  # options added since the run started keep their defaults
-    merged.update({k: getattr(args, k) for k in RESUMABLE_KEYS if getattr(args, k) is not None})
-    merged["resume"], merged["output_dir"] = str(run_dir), str(run_dir)
-    return argparse.Namespace(**merged)
-
-
-def evaluate(model, loader, accelerator: Accelerator) -> dict:
-    """Loss, top-1 and top-5 over the validation set; gather_for_metrics counts each image exactly once."""
-    model.eval()
-    losses, correct1, correct5, count = [], 0, 0, 0
-    with torch.no_grad():
-        for inputs, targets in loader:
-            logits = model(inputs).float()
-            logits, targets = accelerator.gather_for_metrics((logits, targets))
-            losses.append(F.cross_entropy(logits, targets, reduction="sum").item())
-            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            correct1 += (top5[:, 0] == targets).sum().item()
-            correct5 += (top5 == targets[:, None]).any(dim=1).sum().item()
-            count += targets.numel()
-    return {"valid_loss": sum(losses) / max(count, 1), "valid_acc": correct1 / max(count, 1), "valid_top5": correct5 / max(count, 1), "valid_count": count}
-
-
-def training_function(args: argparse.Namespace) -> Path:
+def setup(args: argparse.Namespace) -> Training:
+    """Everything that can be wrong with the inputs is checked before any training starts; a resumed run continues
+    from its last complete checkpoint. The order of the steps fixes the seeded random state, so keep it."""
     run_dir = Path(args.output_dir)
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
@@ -113,69 +73,38 @@ def training_function(args: argparse.Namespace) -> Path:
         log_with=[CSVTracker(run_dir)] + list(args.report_to or []),
     )
     set_seed(args.seed)
-
-    # Everything that can be wrong with the inputs is checked before any training starts.
-    train_split = open_split(args.data, "train")
-    if any((root / "test").is_dir() for root in train_split.roots):
-        open_split(args.data, "test", class_names=train_split.class_names)
-    classes = load_class_info(args.data, train_split.class_names)
-    spec = ModelSpec(args.model, {"width": args.width, "depth": args.depth, "dropout": args.dropout, "input_size": args.input_size})
+    train_split, classes = _check_inputs(args, run_dir)
     resuming = latest_checkpoint(run_dir) if args.resume else None
-    if args.resume:
-        saved = RunConfig.load(run_dir)
-        if saved.class_names != train_split.class_names:
-            raise RunError(f"--resume {run_dir} was trained on other classes ({len(saved.class_names)} vs {len(train_split.class_names)} now in {args.data}); start a new run.")
-    model, pre, source = create_model(spec, len(classes), pretrained=not args.no_pretrained and not resuming, pretrained_file=args.pretrained_file)
-
-    cache_size = (pre or PreprocessConfig(input_size=args.input_size)).resize_size  # scratch: mean/std come later
-    with accelerator.main_process_first():
-        cached = build_cache(train_split, cache_size, args.cache_dir)
-    if cached.skipped:
-        accelerator.print(f"Skipped {len(cached.skipped)} unreadable images, e.g.: {cached.skipped[0]}")
-    train_rows, valid_rows = run_split(train_split, cached, vars(args))
-
-    if pre is None:  # scratch: normalise with the mean/std of the training photos only (never test)
-        sample = cached.images[np.sort(train_rows[:: max(1, len(train_rows) // 2000)])].astype(np.float32) / 255.0
-        pre = PreprocessConfig(input_size=args.input_size, mean=tuple(sample.mean((0, 1, 2)).round(4).tolist()), std=tuple(sample.std((0, 1, 2)).round(4).tolist()))
+    spec = ModelSpec(args.model, {"width": args.width, "depth": args.depth, "dropout": args.dropout, "input_size": args.input_size})
+    built = create_model(spec, len(classes), pretrained=not args.no_pretrained and not resuming, pretrained_file=args.pretrained_file)
+    model = built.network
+    cached, rows, pre = _photos(args, accelerator, train_split, built.preprocess)
     aug = AugmentConfig(args.scale_min, args.hflip, args.color_jitter, args.auto_augment, args.random_erasing, args.degrade)
-    config = RunConfig(model=spec, classes=classes, preprocess=pre, weights_source=saved.weights_source if resuming else source, args=vars(args))
+    source = RunConfig.load(run_dir).weights_source if resuming else built.weights_source
+    config = RunConfig(model=spec, classes=classes, preprocess=pre, weights_source=source, args=vars(args))
     if accelerator.is_main_process:
         config.save(run_dir)
-    accelerator.print(f"{len(classes)} classes, {len(train_rows)} train / {len(valid_rows)} valid photos; model {args.model} ({source}); run folder {run_dir}")
+    accelerator.print(f"{len(classes)} classes, {len(rows[0])} train / {len(rows[1])} valid photos; model {args.model} ({built.weights_source}); run folder {run_dir}")
 
-    train_set = CachedImageDataset(cached, train_rows, EvalTransform(pre) if args.no_augment else train_transform(pre, aug))
-    valid_set = CachedImageDataset(cached, valid_rows, EvalTransform(pre))
-
-    net = model
-    if args.model != "scratch":
-        first_group = trainable_groups(model, args.strategy, args.train_stages)
-    use_feature_cache = args.model != "scratch" and args.strategy != "full" and (
-        args.feature_cache == "on" or (args.feature_cache == "auto" and accelerator.device.type == "cpu" and accelerator.num_processes == 1)
-    )
-    if use_feature_cache:
+    transforms = (EvalTransform(pre) if args.no_augment else train_transform(pre, aug), EvalTransform(pre))
+    train_set: Dataset = CachedImageDataset(cached, rows[0], transforms[0])
+    valid_set: Dataset = CachedImageDataset(cached, rows[1], transforms[1])
+    net, views = model, None
+    first_group = trainable_groups(model, args.strategy, args.train_stages) if args.model != "scratch" else 0
+    if features.wanted(args, accelerator):
         # CPU fast path: run the frozen layers once per augmented view, then train only the rest on their outputs.
-        frozen, net = split_for_feature_cache(model, args.strategy, first_group)
+        frozen, net = features.split_for_feature_cache(model, args.strategy, first_group)
         if resuming:  # frozen layers never change: take them from the run's weights before computing features
             model.load_state_dict(load_file(str(run_dir / WEIGHTS_FILE)))
-        cache_start = time.time()
         recipe = {"preprocess": pre.to_dict(), "augment": None if args.no_augment else vars(aug), "seed": args.seed}
-        with accelerator.main_process_first():
-            store = build_feature_store(
-                frozen, cached, train_set.transform, valid_set.transform, args.feature_views, recipe,
-                args.cache_dir, args.batch_size, args.num_workers, args.feature_dtype,
-            )
-        train_features, valid_features = store.train_views(train_rows), store.eval_view(valid_rows)
-        if accelerator.is_main_process:  # the one-time cost is part of the run's training time (landmark_lib.compare)
-            timing = {"seconds": round(time.time() - cache_start, 1), "views": args.feature_views, "train_photos": len(train_rows), "valid_photos": len(valid_rows), "store": str(store.folder)}
-            (run_dir / FEATURE_CACHE_FILE).write_text(json.dumps(timing, indent=2))
-        train_targets = torch.as_tensor(cached.targets[train_rows])
-        train_set = _ViewDataset(train_features, train_targets)
-        valid_set = TensorDataset(valid_features.float(), torch.as_tensor(cached.targets[valid_rows]))
+        views, valid_set = features.feature_datasets(frozen, cached, rows, transforms, recipe, args, accelerator, run_dir)
+        train_set = views
 
+    workers = 0 if views is not None else args.num_workers  # cached features are in memory: workers only add overhead
     generator = torch.Generator().manual_seed(args.seed)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size, num_workers=0 if use_feature_cache else args.num_workers, generator=generator, persistent_workers=False)
-    valid_loader = DataLoader(valid_set, batch_size=args.batch_size, num_workers=0 if use_feature_cache else args.num_workers)
-
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size,
+                              num_workers=workers, generator=generator, persistent_workers=False)
+    valid_loader = DataLoader(valid_set, batch_size=args.batch_size, num_workers=workers)
     optimizer = build_optimizer(net, args.optimizer, args.lr, args.weight_decay, args.layer_decay if args.model != "scratch" else None)
     net, optimizer, train_loader, valid_loader = accelerator.prepare(net, optimizer, train_loader, valid_loader)
     steps_per_epoch = -(-len(train_loader) // args.grad_accum) * accelerator.num_processes
@@ -183,153 +112,107 @@ def training_function(args: argparse.Namespace) -> Path:
     progress = Progress()
     accelerator.register_for_checkpointing(progress)
     accelerator.init_trackers("landmark")
-
     if resuming:
         accelerator.load_state(str(resuming))
         accelerator.print(f"Resumed from {resuming}: {progress.epoch} epochs done, best {args.monitor} {progress.best}")
+    return Training(args, run_dir, accelerator, model, net, optimizer, scheduler, train_loader, valid_loader, progress, views)
 
+
+def _check_inputs(args: argparse.Namespace, run_dir: Path) -> tuple[ImageFolderSplit, list[ClassInfo]]:
+    """The train split (and that the test split fits it), the classes, and that a resumed run has the same ones."""
+    train_split = open_split(args.data, "train")
+    if any((root / "test").is_dir() for root in train_split.roots):
+        open_split(args.data, "test", class_names=train_split.class_names)
+    classes = load_class_info(args.data, train_split.class_names)
+    if args.resume:
+        saved = RunConfig.load(run_dir)
+        if saved.class_names != train_split.class_names:
+            raise RunError(f"--resume {run_dir} was trained on other classes ({len(saved.class_names)} vs {len(train_split.class_names)} now in {args.data}); start a new run.")
+    return train_split, classes
+
+
+def _photos(
+    args: argparse.Namespace, accelerator: Accelerator, train_split: ImageFolderSplit, pre: PreprocessConfig | None
+) -> tuple[CachedSplit, tuple[np.ndarray, np.ndarray], PreprocessConfig]:
+    """The resized cache of the train split, its (train, valid) rows, and the preprocessing: the backbone's, or for the
+    scratch CNN normalisation with the mean/std of the training photos only (never test)."""
+    cache_size = (pre or PreprocessConfig(input_size=args.input_size)).resize_size
+    with accelerator.main_process_first():
+        cached = build_cache(train_split, cache_size, args.cache_dir)
+    if cached.skipped:
+        accelerator.print(f"Skipped {len(cached.skipped)} unreadable images, e.g.: {cached.skipped[0]}")
+    train_rows, valid_rows = run_split(train_split, cached, vars(args))
+    if pre is None:
+        sample = cached.images[np.sort(train_rows[:: max(1, len(train_rows) // 2000)])].astype(np.float32) / 255.0
+        mean, std = (tuple(v.round(4).tolist()) for v in (sample.mean((0, 1, 2)), sample.std((0, 1, 2))))
+        pre = PreprocessConfig(input_size=args.input_size, mean=mean, std=std)
+    return cached, (train_rows, valid_rows), pre
+
+
+def fit(t: Training) -> Path:
+    """Train until --epochs or early stopping; after every epoch: validate, keep the best weights, checkpoint."""
+    args, accelerator, progress = t.args, t.accelerator, t.progress
     for epoch in range(progress.epoch, args.epochs):
         if progress.bad_epochs >= args.patience:
             accelerator.print(f"Early stopping: {args.monitor} did not improve for {args.patience} epochs.")
             break
-        if use_feature_cache:
-            train_set.view = epoch % args.feature_views
-        net.train()
-        set_frozen_bn_eval(model, args.freeze_bn)
-        start, total_loss, seen = time.time(), 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not accelerator.is_local_main_process, unit="batch")
-        for inputs, targets in bar:
-            with accelerator.accumulate(net):
-                logits = net(inputs)
-                loss = F.cross_entropy(logits.float(), targets, label_smoothing=args.label_smoothing)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.clip_grad:
-                    accelerator.clip_grad_norm_(net.parameters(), args.clip_grad)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            total_loss += loss.item() * targets.numel()
-            seen += targets.numel()
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
-        train_seconds = time.time() - start
-        train_loss = accelerator.reduce(torch.tensor(total_loss / max(seen, 1), device=accelerator.device), "mean").item()
-        train_samples = accelerator.reduce(torch.tensor(seen, device=accelerator.device), "sum").item()
-        metrics = evaluate(net, valid_loader, accelerator)
-        metrics.update(
-            train_loss=train_loss, train_samples=train_samples, num_processes=accelerator.num_processes,
-            epoch_seconds=round(train_seconds, 1), lr=scheduler.get_last_lr()[0],
-        )
-        score = metrics[args.monitor]
-        better = progress.best is None or (score < progress.best if args.monitor == "valid_loss" else score > progress.best)
-        if better:
-            progress.best, progress.bad_epochs = score, 0
-            if accelerator.is_main_process:
-                save_weights(model, run_dir)  # the full model: shares its parameters with the prepared `net`
-        else:
-            progress.bad_epochs += 1
-        progress.epoch = epoch + 1
+        trained = _train_epoch(t, epoch)
+        metrics = {**validate(t.net, t.valid_loader, accelerator), **trained}
+        better = progress.record(metrics[args.monitor], lower_is_better=args.monitor == "valid_loss")
+        if better and accelerator.is_main_process:
+            save_weights(t.model, t.run_dir)  # the full model: shares its parameters with the prepared `net`
         accelerator.log(metrics, step=epoch + 1)
         accelerator.print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()) + (" (best)" if better else ""))
-        save_checkpoint(accelerator, run_dir, epoch + 1)
-
+        save_checkpoint(accelerator, t.run_dir, epoch + 1)
     accelerator.end_training()
     if accelerator.is_main_process:
-        plot_curves(run_dir)
-        accelerator.print(f"Done. Best {args.monitor} {progress.best:.4f}; weights in {run_dir / 'model.safetensors'}")
-    return run_dir
+        plot_curves(t.run_dir)
+        accelerator.print(f"Done. Best {args.monitor} {progress.best:.4f}; weights in {t.run_dir / WEIGHTS_FILE}")
+    return t.run_dir
 
 
-class _ViewDataset(torch.utils.data.Dataset):
-    """Cached features of one augmented view per epoch (the view changes between epochs)."""
-
-    def __init__(self, features: torch.Tensor, targets: torch.Tensor):
-        self.features, self.targets, self.view = features, targets, 0
-
-    def __len__(self) -> int:
-        return self.features.shape[1]
-
-    def __getitem__(self, index: int):
-        return self.features[self.view, index].float(), self.targets[index]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", nargs="+", help="dataset root(s) with train/<class>/ (and test/<class>/); several roots merge by class folder")
-    p.add_argument("--exclude", nargs="*", metavar="SOURCE[:CLASS]", help="leave these collections (provenance.csv source_set) out of training, e.g. for the cross-source check")
-    p.add_argument("--output-dir", help="run folder (default runs/<model>-<time>)")
-    p.add_argument("--resume", help="continue the run in this folder from its last checkpoint")
-    p.add_argument("--model", help="'scratch' or 'timm:<name>' (default scratch)")
-    g = p.add_argument_group("model")
-    g.add_argument("--width", type=float, default=0.5, help="scratch CNN channel multiplier")
-    g.add_argument("--depth", type=int, default=2, help="scratch CNN residual blocks per stage")
-    g.add_argument("--dropout", type=float, default=0.2)
-    g.add_argument("--input-size", type=int, help="crop size (default 128 for scratch, the backbone's own for timm)")
-    g.add_argument("--pretrained-file", help="pretrained weights for a timm backbone (safetensors or .pth state dict)")
-    g.add_argument("--no-pretrained", action="store_true", help="timm backbone from random weights")
-    g.add_argument("--strategy", choices=STRATEGIES, default="full", help="timm: which layers train (full: all, with --layer-decay)")
-    g.add_argument("--train-stages", type=int, default=2, help="partial: trailing backbone stages that train")
-    g.add_argument("--layer-decay", type=float, help="layer-wise LR decay for timm backbones, e.g. 0.75")
-    g.add_argument("--freeze-bn", action="store_true", help="keep every BatchNorm in eval mode (frozen layers' BN always is)")
-    g.add_argument("--feature-cache", choices=("auto", "on", "off"), default="auto", help="cache the frozen part's outputs (auto: on for CPU linear/partial)")
-    g.add_argument("--feature-views", type=int, default=4, help="augmented views cached per training photo")
-    g.add_argument("--feature-dtype", choices=("float16", "float32"), default="float16")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    g.add_argument("--lr", type=float, default=2e-3)
-    g.add_argument("--weight-decay", type=float, default=0.05)
-    g.add_argument("--warmup-epochs", type=float, default=1.0)
-    g.add_argument("--label-smoothing", type=float, default=0.1)
-    g.add_argument("--clip-grad", type=float, default=5.0)
-    g.add_argument("--grad-accum", type=int, default=1)
-    g.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no")
-    g.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
-    g.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default 10)")
-    g.add_argument("--monitor", choices=("valid_loss", "valid_acc"), default="valid_acc")
-    g.add_argument("--seed", type=int, default=0)
-    g = p.add_argument_group("data")
-    g.add_argument("--valid-fraction", type=float, default=0.15)
-    g.add_argument("--num-workers", type=int, help="DataLoader workers (default 2)")
-    g.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="where the resized copy of the dataset lives")
-    g.add_argument("--no-augment", action="store_true", help="train on the plain eval crop (baselines, exactness tests)")
-    g.add_argument("--scale-min", type=float, default=0.35, help="RandomResizedCrop minimum area")
-    g.add_argument("--hflip", type=float, default=0.5)
-    g.add_argument("--color-jitter", type=float, default=0.3)
-    g.add_argument("--auto-augment", default="rand-m7-mstd0.5", help="timm auto-augment policy ('' for none)")
-    g.add_argument("--random-erasing", type=float, default=0.1)
-    g.add_argument("--degrade", type=float, default=0.3, help="probability of each camera degradation (low-res, blur, JPEG)")
-    g.add_argument("--report-to", nargs="*", help="extra Accelerate trackers (tensorboard, wandb, ...)")
-    return p
+def _train_epoch(t: Training, epoch: int) -> dict:
+    """One pass over the training loader; the loss and sample count summed over all processes."""
+    args, accelerator, net = t.args, t.accelerator, t.net
+    if t.views is not None:
+        t.views.view = epoch % args.feature_views
+    net.train()
+    set_frozen_bn_eval(t.model, args.freeze_bn)
+    start, total_loss, seen = time.time(), 0.0, 0
+    bar = tqdm(t.train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not accelerator.is_local_main_process, unit="batch")
+    for inputs, targets in bar:
+        with accelerator.accumulate(net):
+            loss = F.cross_entropy(net(inputs).float(), targets, label_smoothing=args.label_smoothing)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.clip_grad:
+                accelerator.clip_grad_norm_(net.parameters(), args.clip_grad)
+            t.optimizer.step()
+            t.scheduler.step()
+            t.optimizer.zero_grad()
+        total_loss += loss.item() * targets.numel()
+        seen += targets.numel()
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+    seconds = time.time() - start
+    return {
+        "train_loss": accelerator.reduce(torch.tensor(total_loss / max(seen, 1), device=accelerator.device), "mean").item(),
+        "train_samples": accelerator.reduce(torch.tensor(seen, device=accelerator.device), "sum").item(),
+        "num_processes": accelerator.num_processes,
+        "epoch_seconds": round(seconds, 1),
+        "lr": t.scheduler.get_last_lr()[0],
+    }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
-    if args.resume:
-        return resolve_resume(args)
-    if not args.data:
-        raise DatasetError("--data is required: the dataset folder with train/<class>/*.jpg (e.g. ../shared/data/world_landmarks).")
-    args.model = args.model or "scratch"
-    args.epochs = args.epochs or 30
-    args.patience = args.patience or 10
-    args.num_workers = 2 if args.num_workers is None else args.num_workers
-    args.auto_augment = args.auto_augment or None
-    if args.model == "scratch":
-        args.input_size = args.input_size or 128
-    args.output_dir = args.output_dir or f"runs/{args.model.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if Path(args.output_dir, "state").exists():
-        raise RunError(f"{args.output_dir} already holds a run; use --resume {args.output_dir} to continue it or pick another --output-dir.")
-    return args
-
-
-def main(argv: list[str] | None = None) -> None:
-    try:
-        args = parse_args(argv)
-        training_function(args)
-    except (DatasetError, RunError, ModelNameError, UnknownModelError, PretrainedWeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
+def validate(net: nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict:
+    """Loss, top-1 and top-5 over the validation set; gather_for_metrics counts each image exactly once."""
+    net.eval()
+    loss, correct1, correct5, count = 0.0, 0, 0, 0
+    with torch.no_grad():
+        for inputs, targets in loader:
+            logits = net(inputs).float()
+            logits, targets = accelerator.gather_for_metrics((logits, targets))
+            loss += F.cross_entropy(logits, targets, reduction="sum").item()
+            correct1 += top_k_hits(logits, targets, 1).sum().item()
+            correct5 += top_k_hits(logits, targets, 5).sum().item()
+            count += targets.numel()
+    n = max(count, 1)
+    return {"valid_loss": loss / n, "valid_acc": correct1 / n, "valid_top5": correct5 / n, "valid_count": count}

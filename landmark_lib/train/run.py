@@ -1,4 +1,11 @@
-"""The run folder: one checkpoint format (config.json + model.safetensors) shared by training, export and the app."""
+"""The run folder that training writes and export, evaluation and comparison read.
+
+    config.json          RunConfig: architecture, classes, preprocessing, weights source, the training arguments
+    model.safetensors    the best weights on the validation split
+    metrics.csv          one row per epoch (train/tracking.py), curves.png its plot
+    feature_cache.json   how long the one-time frozen-layer pass took (runs that cache features, train/features.py)
+    state/epoch_NNNN/    Accelerate checkpoints of the last epochs (train/checkpoints.py)
+"""
 from __future__ import annotations
 
 import json
@@ -8,15 +15,20 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .data.folder import ClassInfo
-from .models import ModelSpec, create_model
-from .preprocess import PreprocessConfig
+from ..errors import LandmarkError
+from ..labels import ClassInfo
+from ..models import ModelSpec, create_model
+from ..preprocess import PreprocessConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+METRICS_CSV = "metrics.csv"
+CURVES_FILE = "curves.png"
+FEATURE_CACHE_FILE = "feature_cache.json"
+STATE_DIR = "state"
 
 
-class RunError(ValueError):
+class RunError(LandmarkError, ValueError):
     """A run folder that cannot be used; the message names the problem and the fix."""
 
 
@@ -37,7 +49,7 @@ class RunConfig:
     def save(self, run_dir: str | Path) -> None:
         data = {
             "model": asdict(self.model),
-            "classes": [asdict(c) for c in self.classes],
+            "classes": [c.to_dict() for c in self.classes],
             "preprocess": self.preprocess.to_dict(),
             "weights_source": self.weights_source,
             "args": self.args,
@@ -49,7 +61,7 @@ class RunConfig:
     def load(cls, run_dir: str | Path) -> "RunConfig":
         path = Path(run_dir) / CONFIG_FILE
         if not path.is_file():
-            raise RunError(f"{run_dir} is not a training run folder (no {CONFIG_FILE}); pass the folder train_accelerate.py wrote.")
+            raise RunError(f"{run_dir} is not a training run folder (no {CONFIG_FILE}); pass the folder `landmark train` wrote.")
         data = json.loads(path.read_text(encoding="utf-8"))
         return cls(
             model=ModelSpec(**data["model"]),
@@ -62,8 +74,7 @@ class RunConfig:
 
 def build_model(config: RunConfig) -> nn.Module:
     """The architecture of a run, with random weights (the trained ones are loaded by load_trained_model)."""
-    model, _, _ = create_model(config.model, len(config.classes), pretrained=False)
-    return model
+    return create_model(config.model, len(config.classes), pretrained=False).network
 
 
 def save_weights(model: nn.Module, run_dir: str | Path) -> None:

@@ -5,15 +5,14 @@ both go through split_rows with the run's seed, so neither ever sees a test phot
 """
 from __future__ import annotations
 
-
 import numpy as np
 from torch.utils.data import DataLoader
 
-from .data.cache import CachedImageDataset, CachedSplit, build_cache
-from .data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
-from .data.provenance import excluded_mask
-from .data.split import split_rows
-from .data.transforms import EvalTransform
+from ..data.cache import CachedImageDataset, CachedSplit, build_cache
+from ..data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
+from ..data.provenance import excluded_mask
+from ..data.split import split_rows
+from ..data.transforms import EvalTransform
 from .run import RunConfig
 
 PARTS = ("train", "valid")

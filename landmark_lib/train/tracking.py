@@ -6,6 +6,8 @@ from pathlib import Path
 
 from accelerate.tracking import GeneralTracker
 
+from .run import CURVES_FILE, METRICS_CSV
+
 
 class CSVTracker(GeneralTracker):
     """Appends one row per accelerator.log() call to RUN_DIR/metrics.csv; a resumed run keeps earlier rows."""
@@ -15,7 +17,7 @@ class CSVTracker(GeneralTracker):
 
     def __init__(self, run_dir: str | Path):
         super().__init__()
-        self.path = Path(run_dir) / "metrics.csv"
+        self.path = Path(run_dir) / METRICS_CSV
 
     @property
     def tracker(self) -> Path:
@@ -48,7 +50,7 @@ def plot_curves(run_dir: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_metrics(Path(run_dir) / "metrics.csv")
+    rows = read_metrics(Path(run_dir) / METRICS_CSV)
     epochs = [int(r["epoch"]) for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for key, ax in (("train_loss", ax_loss), ("valid_loss", ax_loss), ("train_acc", ax_acc), ("valid_acc", ax_acc), ("valid_top5", ax_acc)):
@@ -60,7 +62,7 @@ def plot_curves(run_dir: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    out = Path(run_dir) / "curves.png"
+    out = Path(run_dir) / CURVES_FILE
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

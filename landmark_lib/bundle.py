@@ -1,0 +1,79 @@
+"""The export folder ("bundle"): the files an export writes, export.json, and what a server may take from them.
+
+    model.pt          TorchScript: preprocessing, network, softmax and the class metadata; needs only torch
+    labels.json       the classes in output order (landmark_lib.labels.ClassInfo)
+    export.json       how the files were made and checked: preprocess, the threshold of each backend, the ONNX
+                      files' checks ('onnx', 'onnx_int8'), the evaluation summary ('metrics'), the training arguments
+    metrics.json      the exported model.pt evaluated on the check split
+    model.onnx        the network alone (normalised float [N, 3, S, S] -> logits), for ONNX Runtime
+    model.int8.onnx   the same, statically quantised to int8, with its own threshold
+    README.md         the model card
+
+export.json stays a plain JSON object (old exports keep loading); this module is the one place that reads its keys
+for serving decisions, so the exporter, the evaluator and the server agree on which file has which threshold.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import LandmarkError
+
+MODEL_FILE = "model.pt"
+LABELS_FILE = "labels.json"
+EXPORT_FILE = "export.json"
+METRICS_FILE = "metrics.json"
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+CARD_FILE = "README.md"
+FILES = (MODEL_FILE, ONNX_FILE, INT8_FILE, LABELS_FILE, EXPORT_FILE, METRICS_FILE, CARD_FILE)
+REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE)  # what every export has, whatever its format
+
+ONNX_INPUT = "input"  # float32 [N, 3, S, S], a photo after the torch preprocessing
+ONNX_OUTPUT = "logits"  # float32 [N, num_classes], softmax not included
+
+BACKENDS = ("auto", "onnx-int8", "onnx", "torchscript")
+# backend (= export --format) -> (export.json key recording its check, file); fastest first
+ONNX_BACKENDS = {"onnx-int8": ("onnx_int8", INT8_FILE), "onnx": ("onnx", ONNX_FILE)}
+
+
+class NotAnExportError(LandmarkError, FileNotFoundError):
+    """A folder that export did not write (no export.json / labels.json)."""
+
+
+def read_info(folder: str | Path) -> dict:
+    """FOLDER/export.json, or {} for a folder without one (a bare model.pt)."""
+    path = Path(folder) / EXPORT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def require(folder: str | Path, *names: str) -> Path:
+    """FOLDER, after checking that the export wrote the files NAMES (default: export.json and labels.json)."""
+    folder = Path(folder)
+    missing = [name for name in names or (EXPORT_FILE, LABELS_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise NotAnExportError(f"{folder} is not an export folder (no {', '.join(missing)}); write it with `landmark export RUN --out {folder}`.")
+    return folder
+
+
+def write_info(folder: str | Path, info: dict) -> None:
+    (Path(folder) / EXPORT_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def backend_of_file(name: str) -> str:
+    """The backend that serves the file NAME ('model.int8.onnx' -> 'onnx-int8'); anything else is TorchScript."""
+    return next((backend for backend, (_, file) in ONNX_BACKENDS.items() if file == name), "torchscript")
+
+
+def threshold(info: dict, backend: str) -> float | None:
+    """The recognition threshold export.json records for BACKEND's file (int8 probabilities differ slightly from fp32)."""
+    value = (info.get("onnx_int8") or {}).get("threshold") if backend == "onnx-int8" else info.get("threshold")
+    return None if value is None else float(value)
+
+
+def has_verified(folder: str | Path, backend: str, info: dict | None = None) -> bool:
+    """The export wrote this ONNX backend's file and recorded its check in export.json (a stray file is not used)."""
+    key, file = ONNX_BACKENDS[backend]
+    folder = Path(folder)
+    info = read_info(folder) if info is None else info
+    return (folder / file).is_file() and (folder / LABELS_FILE).is_file() and bool(info.get(key))

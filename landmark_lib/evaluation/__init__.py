@@ -1,0 +1,1 @@
+"""Evaluation: metrics, reports and plots, the recognition threshold, rejection scores, comparing runs."""

@@ -1,0 +1,125 @@
+"""Class metadata: one type (ClassInfo) for a landmark's names and place, read from folder names, a dataset's
+classes.json or an export's labels.json, and carried by exported models as plain lists (TorchScript attributes)."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from .data.folder import DatasetError, Roots, data_roots
+
+BACKGROUND_CLASS = "no_landmark"  # a class folder of everyday photos: trained on, never shown as a landmark
+
+
+def display_name(folder: str) -> str:
+    """'00.Haleakala_National_Park' -> 'Haleakala National Park'; 'taj_mahal' -> 'Taj Mahal'."""
+    name = re.sub(r"^\d+\.", "", folder).replace("_", " ").strip()
+    return name if any(c.isupper() for c in name) else name.title()
+
+
+def map_url(lat: float, lon: float, zoom: int = 15) -> str:
+    return f"https://www.openstreetmap.org/?mlat={lat:.5f}&mlon={lon:.5f}#map={zoom}/{lat:.5f}/{lon:.5f}"
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """What a user sees for a class: its display name and where it is (coordinates may be unknown)."""
+
+    name: str
+    display_name: str
+    city: str = ""
+    country: str = ""
+    lat: float | None = None
+    lon: float | None = None
+
+    @property
+    def place(self) -> str:
+        """'Agra, India' (the parts that are known)."""
+        return ", ".join(p for p in (self.city, self.country) if p)
+
+    @property
+    def map_url(self) -> str | None:
+        return None if self.lat is None or self.lon is None else map_url(self.lat, self.lon)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, entry: dict, name: str | None = None) -> ClassInfo:
+        """An entry of labels.json or classes.json; missing fields get the defaults (display name from the folder)."""
+        name = name or entry["name"]
+        return cls(
+            name=name,
+            display_name=entry.get("display_name") or display_name(name),
+            city=entry.get("city") or "",
+            country=entry.get("country") or "",
+            lat=entry.get("lat"),
+            lon=entry.get("lon"),
+        )
+
+
+def read_labels(path: str | Path) -> list[ClassInfo]:
+    """labels.json: the classes of an export, in output order."""
+    return [ClassInfo.from_dict(entry) for entry in json.loads(Path(path).read_text(encoding="utf-8"))]
+
+
+def write_labels(path: str | Path, classes: list[ClassInfo]) -> None:
+    Path(path).write_text(json.dumps([c.to_dict() for c in classes], indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+class Columns(NamedTuple):
+    """The classes as parallel lists, the form a TorchScript module can carry as attributes (NaN: no coordinate)."""
+
+    class_names: list[str]
+    display_names: list[str]
+    cities: list[str]
+    countries: list[str]
+    latitudes: list[float]
+    longitudes: list[float]
+
+
+def to_columns(classes: list[ClassInfo]) -> Columns:
+    nan = float("nan")
+    return Columns(
+        [c.name for c in classes],
+        [c.display_name for c in classes],
+        [c.city for c in classes],
+        [c.country for c in classes],
+        [nan if c.lat is None else float(c.lat) for c in classes],
+        [nan if c.lon is None else float(c.lon) for c in classes],
+    )
+
+
+def from_columns(model: object) -> list[ClassInfo]:
+    """The classes a loaded model carries as Columns attributes (TorchScript model.pt or an ONNX predictor)."""
+    rows = zip(*(getattr(model, field) for field in Columns._fields))
+    return [
+        ClassInfo(name, display, city, country, None if math.isnan(lat) else lat, None if math.isnan(lon) else lon)
+        for name, display, city, country, lat, lon in rows
+    ]
+
+
+def load_class_info(roots: Roots, class_names: list[str]) -> list[ClassInfo]:
+    """Display names and places from each dataset root's classes.json when present, else from the folder names.
+
+    Entries for the same class in several roots must agree; a conflict is an error naming both files.
+    """
+    entries: dict[str, ClassInfo] = {}
+    origin: dict[str, Path] = {}
+    for root in data_roots(roots):
+        path = root / "classes.json"
+        if not path.is_file():
+            continue
+        try:
+            listed = {e["name"]: ClassInfo.from_dict(e) for e in json.loads(path.read_text(encoding="utf-8"))}
+        except (ValueError, TypeError, KeyError) as error:
+            raise DatasetError(f"{path} is not a list of {{name, display_name, city, country, lat, lon}} entries ({error}); fix or delete it.") from None
+        for name, info in listed.items():
+            if name in entries and entries[name] != info:
+                raise DatasetError(f"classes.json entries for '{name}' differ between {origin[name]} and {path}; make them the same.")
+            entries.setdefault(name, info)
+            origin.setdefault(name, path)
+    return [entries.get(name) or ClassInfo.from_dict({}, name) for name in class_names]
