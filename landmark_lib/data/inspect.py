@@ -164,6 +164,16 @@ def _distribution_chart(class_names: list[str], counts: dict[str, dict[str, int]
     plt.close(fig)
 
 
+def _mean_std(records: list[_Record]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std over all pixels of the readable training photos (NaN without any)."""
+    pixels = sum(r.pixels for r in records)
+    if not pixels:
+        return [float("nan")] * 3, [float("nan")] * 3
+    total = np.sum([r.pixel_sum for r in records], axis=0) / pixels
+    sq = np.sum([r.pixel_sq for r in records], axis=0) / pixels
+    return total.tolist(), np.sqrt(np.maximum(sq - total**2, 0.0)).tolist()
+
+
 def inspect_dataset(
     root: str | Path,
     out_dir: str | Path,
@@ -196,13 +206,7 @@ def inspect_dataset(
             else:
                 counts[s][train.class_names[target]] += 1
 
-    valid_train = [r for r in records["train"] if not r.error]
-    pixels = sum(r.pixels for r in valid_train)
-    mean = std = [float("nan")] * 3
-    if pixels:
-        total = np.sum([r.pixel_sum for r in valid_train], axis=0) / pixels
-        sq = np.sum([r.pixel_sq for r in valid_train], axis=0) / pixels
-        mean, std = total.tolist(), np.sqrt(np.maximum(sq - total**2, 0.0)).tolist()
+    mean, std = _mean_std([r for r in records["train"] if not r.error])
 
     exact, near = _duplicates(root, splits, records, near_threshold)
     samples_png, chart_png = out / "samples.png", out / "class_distribution.png"

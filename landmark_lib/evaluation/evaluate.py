@@ -134,15 +134,11 @@ def evaluate_run(
     onnx = str(exported or "").endswith(".onnx")  # ONNX files run on ONNX Runtime's CPU provider here
     device = device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu")
     predictor, config = _load_predictor(run_dir, exported, device)
-    data = data or (config.args.get("data") if config else None)
-    if not data:
-        raise DatasetError(f"{run_dir or exported} does not record its dataset folder; pass --data ROOT (the folder holding {split}/<class>/).")
+    data = data or _run_data(config, run_dir or exported, split)
     if threshold is None and exported:
         threshold = exported_threshold(exported)
     model_classes = list(predictor.class_names)
-    exclusions = (config.args.get("exclude") if config else None) if only_excluded else None
-    if only_excluded and not exclusions:
-        raise RunError(f"--only-excluded needs a run trained with --exclude; {run_dir} held nothing out.")
+    exclusions = _exclusions(config, run_dir) if only_excluded else None
     dataset, sources = open_eval_split(data, split, model_classes, exclusions)
     class_names = dataset.class_names
     display_names = list(predictor.display_names) + [c.display_name for c in load_class_info(data, class_names[len(model_classes) :])]
@@ -157,24 +153,32 @@ def evaluate_run(
     metrics = compute_metrics(probs, targets, class_names, display_names)
     metrics["recognition"] = recognition_metrics(probs, targets, class_names, threshold)
     metrics["per_source"] = _per_source(probs, targets, class_names, threshold, [sources[i] for i in kept])
-    metrics.update(
-        split=split,
-        data=[str(r) for r in data_roots(data)],
-        run_dir=str(run_dir) if run_dir else None,
-        exported=str(exported) if exported else None,
-        model=config.model.name if config else None,
-        classes_unknown_to_model=class_names[len(model_classes):],
-        only_excluded=exclusions,
-        tta=tta,
-        n_skipped=len(skipped),
-        skipped=[{"file": _relative(dataset.samples[i][0]), "reason": r} for i, r in skipped],
-    )
+    metrics.update(split=split, data=[str(r) for r in data_roots(data)], run_dir=str(run_dir) if run_dir else None,
+                   exported=str(exported) if exported else None, model=config.model.name if config else None,
+                   classes_unknown_to_model=class_names[len(model_classes) :], only_excluded=exclusions, tta=tta,
+                   n_skipped=len(skipped), skipped=[{"file": _relative(dataset.samples[i][0]), "reason": r} for i, r in skipped])
     out = Path(out) if out else default_out(run_dir, exported, split)
     files = [dataset.samples[i][0] for i in kept]
     _write_report(out, metrics, files, [sources[i] for i in kept], probs, targets, class_names, display_names)
     metrics["seconds"] = round(time.time() - start, 2)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")  # last: a report is complete once it exists
     return metrics
+
+
+def _run_data(config: RunConfig | None, source: str | Path, split: str):
+    """The dataset root(s) the run was trained on, when --data is not given."""
+    data = config.args.get("data") if config else None
+    if not data:
+        raise DatasetError(f"{source} does not record its dataset folder; pass --data ROOT (the folder holding {split}/<class>/).")
+    return data
+
+
+def _exclusions(config: RunConfig | None, run_dir: str | Path | None) -> list[str]:
+    """The --exclude specs the run was trained with (the cross-source check evaluates exactly those photos)."""
+    exclusions = config.args.get("exclude") if config else None
+    if not exclusions:
+        raise RunError(f"--only-excluded needs a run trained with --exclude; {run_dir} held nothing out.")
+    return exclusions
 
 
 def default_out(run_dir: str | Path | None, exported: str | Path | None, split: str) -> Path:

@@ -71,7 +71,15 @@ def export_run(
     metrics = None
     if evaluate and check_data:
         metrics = _evaluate(run_dir, out, check_data, check_split, batch_size, calibration, int8_info)
-    info = {
+    checks = {"max_abs_diff": max_abs_diff, "check_images": len(images), "onnx": onnx_info, "onnx_int8": int8_info, "onnx_int8_refused": int8_refused}
+    info = _record(run_dir, config, calibration, checks, check_data, metrics)
+    bundle.write_info(out, info)
+    return info
+
+
+def _record(run_dir: str | Path, config: RunConfig, calibration: dict | None, checks: dict, check_data, metrics: dict | None) -> dict:
+    """export.json (see bundle.py): where the files come from, the thresholds, how each file was checked (CHECKS)."""
+    return {
         "source_run": str(run_dir),
         "threshold": None if calibration is None else calibration["threshold"],
         "threshold_calibration": calibration,
@@ -81,19 +89,13 @@ def export_run(
         "num_classes": len(config.classes),
         "preprocess": config.preprocess.to_dict(),
         "input": "uint8 RGB tensor [3, H, W] of any size (forward) or a list of them (forward_batch)",
-        "max_abs_diff": max_abs_diff,
-        "check_images": len(images),
-        "onnx": onnx_info,
-        "onnx_int8": int8_info,
-        "onnx_int8_refused": int8_refused,
+        **checks,
         "check_data": [str(r) for r in data_roots(check_data)] if check_data else None,
         "train_args": config.args,
         "metrics": metrics,
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    bundle.write_info(out, info)
-    return info
 
 
 def _write_torchscript(eager: LandmarkPredictor, config: RunConfig, out: Path, images: list[torch.Tensor]) -> float:
