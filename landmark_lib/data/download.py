@@ -41,7 +41,7 @@ class ExpectedCounts:
 def _unreachable(url: str, reason: object) -> DownloadError:
     return DownloadError(
         f"Cannot reach {url} ({reason}). To use a local copy instead: get landmark_images.zip on a machine with "
-        "internet access, unzip it anywhere and pass --data PATH/landmark_images to train_accelerate.py, "
+        "internet access, unzip it anywhere and pass --data PATH/landmark_images to `landmark train`, "
         "or rerun this command with --url pointing to the zip file (local path) or to a mirror."
     )
 

@@ -65,7 +65,7 @@ def _open_root(root: Path, split: str) -> list[str]:
     if not root.is_dir():
         raise DatasetError(
             f"Dataset folder {root} does not exist; pass --data with a folder holding train/<class>/*.jpg "
-            "(e.g. ../shared/data/world_landmarks, or fetch the course set with `python -m landmark_lib.data download`)."
+            "(e.g. ../shared/data/world_landmarks, or fetch the course set with `landmark data download`)."
         )
     split_dir = root / split
     if not split_dir.is_dir():

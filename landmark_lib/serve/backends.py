@@ -21,14 +21,10 @@ from .resolve import ModelNotFoundError
 
 class Classifier(Protocol):
     """What serving and evaluation need from a loaded model: uint8 RGB images [3, H, W] of any size in, class
-    probabilities out, the class metadata as labels.Columns attributes, and the Preprocess module it applies."""
+    probabilities out, the Preprocess module it applies, and the class metadata as the attributes labels.Columns
+    names (class_names, display_names, cities, countries, latitudes, longitudes; labels.from_columns reads them)."""
 
     class_names: list[str]
-    display_names: list[str]
-    cities: list[str]
-    countries: list[str]
-    latitudes: list[float]
-    longitudes: list[float]
     preprocess: Preprocess
 
     def forward_batch(self, images: list[torch.Tensor]) -> torch.Tensor: ...
