@@ -39,9 +39,10 @@ def validation_probabilities(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Re-choose an export's thresholds without re-exporting: updates EXPORT_DIR/export.json in place.
+    """Choose a run's recognition threshold on its validation photos; with --export-dir, write it into that export.
 
-    An export with an int8 model gets its own threshold re-chosen too, from the int8 file's probabilities.
+    Without --export-dir it only prints the rule for each --target-precision given (to pick one); an export with an
+    int8 model gets the int8 file's own threshold re-chosen too, from that file's probabilities.
     """
     import argparse
     import json
@@ -49,23 +50,29 @@ def main(argv: list[str] | None = None) -> None:
     from .onnx_model import OnnxPredictor
 
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    parser.add_argument("run_dir", help="the run the export was made from")
-    parser.add_argument("--export-dir", required=True, help="folder with export.json to update")
-    parser.add_argument("--target-precision", type=float, default=0.99, help="precision on named landmark photos (default 0.99)")
+    parser.add_argument("run_dir", help="the run (the export's source run, with --export-dir)")
+    parser.add_argument("--export-dir", help="folder with export.json to update (default: only print the rule)")
+    parser.add_argument("--target-precision", type=float, nargs="+", default=[0.99], help="precision on named landmark photos (default 0.99)")
     parser.add_argument("--max-false-accept", type=float, default=0.02, help="share of no-landmark photos named as a landmark (default 0.02)")
     args = parser.parse_args(argv)
+    if args.export_dir and len(args.target_precision) > 1:
+        parser.error("--export-dir takes one --target-precision")
     model, config = load_trained_model(args.run_dir)
-    rule = {"class_names": config.class_names, "target_precision": args.target_precision, "max_false_accept": args.max_false_accept}
-    calibration = choose_threshold(*validation_probabilities(config, model), **rule)
+    valid = validation_probabilities(config, model)
+    for target in args.target_precision:
+        calibration = choose_threshold(*valid, config.class_names, target, args.max_false_accept)
+        print(f"threshold {calibration['threshold']:.4f}: {json.dumps(calibration)}")
+    if not args.export_dir:
+        return
+    rule = {"class_names": config.class_names, "target_precision": args.target_precision[0], "max_false_accept": args.max_false_accept}
     path = Path(args.export_dir) / "export.json"
     info = json.loads(path.read_text(encoding="utf-8"))
     info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
-    print(f"threshold {calibration['threshold']:.3f}: {calibration}")
     if info.get("onnx_int8"):
         int8 = OnnxPredictor.from_export_dir(args.export_dir, file=info["onnx_int8"]["file"])
         int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), **rule)
         info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
-        print(f"int8 threshold {int8_calibration['threshold']:.3f}: {int8_calibration}")
+        print(f"int8 threshold {int8_calibration['threshold']:.4f}: {json.dumps(int8_calibration)}")
     path.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
