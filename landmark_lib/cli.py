@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -114,22 +115,22 @@ def _export(commands) -> None:
     p.add_argument("--calibration-photos", type=positive_int, default=128, help="training photos that calibrate int8 activation ranges")
     p.add_argument("--threshold", type=float, help="confidence below which the app says no landmark was recognised "
                    "(default: chosen on the run's validation split, see --target-precision)")
-    _rule_arguments(p, target_precision=0.95)
+    p.add_argument("--target-precision", type=float, default=0.95, help="precision the named landmarks must reach on validation")
+    p.add_argument("--max-false-accept", type=float, default=0.02, help="share of the validation no-landmark photos that may be named as a landmark")
     p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the export (with a model card) to this Hub repo (default: no upload)")
     p.add_argument("--revision", help="Hub branch to push to, created if missing (default: the main branch)")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
 
 
-def _rule_arguments(p: argparse.ArgumentParser, target_precision: float) -> None:
-    p.add_argument("--target-precision", type=float, default=target_precision, help="precision the named landmarks must reach on validation")
-    p.add_argument("--max-false-accept", type=float, default=0.02, help="share of the validation no-landmark photos that may be named as a landmark")
-
-
 def _thresholds(commands) -> None:
-    p = _command(commands, "threshold", "landmark_lib.cli:run_threshold", "re-choose an export's thresholds on the run's validation photos (updates export.json)")
-    p.add_argument("run_dir", help="the run the export was made from")
-    p.add_argument("--export-dir", required=True, help="folder with export.json to update")
-    _rule_arguments(p, target_precision=0.99)
+    p = _command(commands, "threshold", "landmark_lib.cli:run_threshold", "choose a run's recognition threshold on its validation photos; with --export-dir, write it into that export",
+                 "Choose a run's recognition threshold on its validation photos; with --export-dir, write it into that export.\n\n"
+                 "Without --export-dir it only prints the rule for each --target-precision given (to pick one); an export with an\n"
+                 "int8 model gets the int8 file's own threshold re-chosen too, from that file's probabilities.")
+    p.add_argument("run_dir", help="the run (the export's source run, with --export-dir)")
+    p.add_argument("--export-dir", help="folder with export.json to update (default: only print the rule)")
+    p.add_argument("--target-precision", type=float, nargs="+", default=[0.99], help="precision on named landmark photos; several to compare them")
+    p.add_argument("--max-false-accept", type=float, default=0.02, help="share of the validation no-landmark photos that may be named as a landmark")
     p = _command(commands, "threshold-curve", "landmark_lib.evaluation.threshold_curve:run", "plot coverage against false accepts for every threshold")
     p.add_argument("evals", nargs="+", help="EVAL_DIR[=LABEL]: folders written by landmark evaluate")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
@@ -233,12 +234,17 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 
 def run_threshold(args: argparse.Namespace) -> None:
-    from .evaluation.threshold import rechoose_thresholds
+    from .evaluation.threshold import choose_for_run, write_thresholds
 
-    info = rechoose_thresholds(args.run_dir, args.export_dir, args.target_precision, args.max_false_accept)
-    print(f"threshold {info['threshold']:.3f}: {info['threshold_calibration']}")
-    if info.get("onnx_int8"):
-        print(f"int8 threshold {info['onnx_int8']['threshold']:.3f}: {info['onnx_int8']['threshold_calibration']}")
+    if args.export_dir and len(args.target_precision) > 1:
+        raise LandmarkError("--export-dir takes one --target-precision; compare several without --export-dir first.")
+    config, calibrations = choose_for_run(args.run_dir, args.target_precision, args.max_false_accept)
+    for calibration in calibrations:
+        print(f"threshold {calibration['threshold']:.4f}: {json.dumps(calibration)}")
+    if args.export_dir:
+        int8 = write_thresholds(args.export_dir, config, calibrations[0], args.max_false_accept)
+        if int8:
+            print(f"int8 threshold {int8['threshold']:.4f}: {json.dumps(int8)}")
 
 
 @contextlib.contextmanager

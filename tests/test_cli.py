@@ -59,5 +59,5 @@ def test_thin_entry_points_are_the_landmark_commands(script, command):
 
 def test_expected_failures_are_one_line_with_status_2(tmp_path, capsys):
     assert "is not a training run folder" in cli_error(capsys, "evaluate", str(tmp_path))
-    assert "is not an export folder" in cli_error(capsys, "threshold", str(tmp_path), "--export-dir", str(tmp_path))
+    assert "takes one --target-precision" in cli_error(capsys, "threshold", str(tmp_path), "--export-dir", str(tmp_path), "--target-precision", "0.9", "0.99")
     assert "does not exist" in cli_error(capsys, "tag", str(tmp_path), "--out", str(tmp_path / "t.csv"), "--model", str(tmp_path / "none"))

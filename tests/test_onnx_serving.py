@@ -138,9 +138,13 @@ def test_hub_spec_fetches_the_onnx_files_the_export_verified(int8_export: Path, 
     assert "`model.int8.onnx`: the same interface, statically quantised" in card and "validation top-1" in card
 
 
-def test_threshold_cli_rechooses_both_thresholds_on_validation(int8_export: Path, tmp_path: Path) -> None:
+def test_threshold_cli_rechooses_both_thresholds_on_validation(int8_export: Path, tmp_path: Path, capsys) -> None:
     out = shutil.copytree(int8_export, tmp_path / "export")
     run = json.loads((out / "export.json").read_text())["source_run"]
+    assert main(["threshold", run, "--target-precision", "0.5", "0.9"]) == 0  # without --export-dir: print the rules only
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line.split(": ", 1)[1])["target_precision"] for line in printed] == [0.5, 0.9]
+    assert (out / "export.json").read_text() == (int8_export / "export.json").read_text()
     assert main(["threshold", run, "--export-dir", str(out), "--target-precision", "0.5"]) == 0
     info = json.loads((out / "export.json").read_text())
     for calibration in (info["threshold_calibration"], info["onnx_int8"]["threshold_calibration"]):

@@ -83,20 +83,27 @@ def validation_probabilities(
     return torch.softmax(values, dim=1), targets
 
 
-def rechoose_thresholds(run_dir: str | Path, export_dir: str | Path, target_precision: float, max_false_accept: float) -> dict:
-    """Re-choose an export's thresholds without re-exporting; updates EXPORT_DIR/export.json and returns it.
+def choose_for_run(run_dir: str | Path, target_precisions: list[float], max_false_accept: float) -> tuple[RunConfig, list[dict]]:
+    """The run's config and the threshold rule for each target precision, on the run's own validation photos."""
+    model, config = load_trained_model(run_dir)
+    valid = validation_probabilities(config, model)
+    return config, [choose_threshold(*valid, config.class_names, target, max_false_accept) for target in target_precisions]
 
-    An export with an int8 model gets its own threshold re-chosen too, from the int8 file's probabilities.
+
+def write_thresholds(export_dir: str | Path, config: RunConfig, calibration: dict, max_false_accept: float) -> dict | None:
+    """Put CALIBRATION (chosen on the run's validation photos) into EXPORT_DIR/export.json without re-exporting.
+
+    An export with an int8 model gets its own threshold re-chosen with the same rule, from the int8 file's
+    probabilities; that calibration is returned (None without an int8 file).
     """
     bundle.require(export_dir, bundle.EXPORT_FILE)
-    model, config = load_trained_model(run_dir)
-    rule = {"class_names": config.class_names, "target_precision": target_precision, "max_false_accept": max_false_accept}
     info = bundle.read_info(export_dir)
-    calibration = choose_threshold(*validation_probabilities(config, model), **rule)
     info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
+    int8_calibration = None
     if info.get("onnx_int8"):
         int8 = OnnxPredictor.from_export_dir(export_dir, file=info["onnx_int8"]["file"])
-        int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), **rule)
+        rule = (config.class_names, calibration["target_precision"], max_false_accept)
+        int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), *rule)
         info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
     bundle.write_info(export_dir, info)
-    return info
+    return int8_calibration
