@@ -4,20 +4,18 @@
     landmark train --data ROOT ...                   train a run (also: accelerate launch train_accelerate.py ...)
     landmark evaluate RUN                            test-split report of a run or an exported file
     landmark export RUN --out DIR                    the files a server needs (also: python export.py ...)
-    landmark threshold RUN --export-dir DIR          re-choose an export's "no known landmark" thresholds
+    landmark threshold RUN [--export-dir DIR]        choose (and write) the "no known landmark" threshold
     landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
     landmark tag PHOTO_DIR --out tags.csv            tag a folder of photos
     landmark serve                                   the web app (also: python app.py)
 
-Only the parsers live here, built from light modules; a command's code is imported when it runs, so `landmark serve`
-never loads training code. Expected failures print `error: ...` (one sentence naming the fix) and exit with 2.
+Only the parsers live here (built from light modules); each command is the `run(args)` function of the module that
+does the job, imported only when it runs, so `landmark serve` never loads training code. Expected failures print `error: ...` (one sentence naming the fix) and exit with 2.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -60,15 +58,15 @@ def tag_output(text: str) -> Path:
 
 def _data(commands) -> None:
     data = commands.add_parser("data", help="download the course dataset or inspect a dataset folder", formatter_class=HelpFormatter)
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="{download,inspect}")
-    download = _command(data_commands, "download", "landmark_lib.cli:run_data_download", "download, verify and extract the 50-class course dataset")
     from .data.download import DEFAULT_URL
 
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="{download,inspect}")
+    download = _command(data_commands, "download", "landmark_lib.data.download:run", "download, verify and extract the 50-class course dataset")
     download.add_argument("--dest", type=Path, default=Path("data"), help="folder to put landmark_images/ in")
     download.add_argument("--url", default=DEFAULT_URL, help="zip URL, mirror, or path of a local landmark_images.zip")
     download.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
     download.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip after extracting it")
-    inspect = _command(data_commands, "inspect", "landmark_lib.cli:run_data_inspect", "counts, unreadable files, train/test duplicates, mean/std, pictures")
+    inspect = _command(data_commands, "inspect", "landmark_lib.data.inspect:run", "counts, unreadable files, train/test duplicates, mean/std, pictures")
     inspect.add_argument("root", type=Path, help="dataset folder holding train/<class>/ and test/<class>/")
     inspect.add_argument("--out", type=Path, default=None, help="output folder (default: runs/inspect-<root name>)")
     inspect.add_argument("--workers", type=int, default=2, help="decoding processes")
@@ -79,12 +77,12 @@ def _data(commands) -> None:
 def _train(commands) -> None:
     from .train import options
 
-    train = _command(commands, "train", "landmark_lib.cli:run_train", "train a run (scratch CNN or timm backbone) with Accelerate", options.DESCRIPTION)
+    train = _command(commands, "train", "landmark_lib.train.loop:run", "train a run (scratch CNN or timm backbone) with Accelerate", options.DESCRIPTION)
     options.add_arguments(train)
 
 
 def _evaluate(commands) -> None:
-    p = _command(commands, "evaluate", "landmark_lib.cli:run_evaluate", "evaluate a run (or one of its exported files) on a dataset split")
+    p = _command(commands, "evaluate", "landmark_lib.evaluation.evaluate:run", "evaluate a run (or one of its exported files) on a dataset split")
     p.add_argument("run_dir", nargs="?", help="run folder (config.json + model.safetensors); optional with --exported")
     p.add_argument("--split", default="test", help="split folder, or 'train+test' for both")
     p.add_argument("--data", nargs="+", help="dataset root(s) (default: the run's --data)")
@@ -123,7 +121,7 @@ def _export(commands) -> None:
 
 
 def _thresholds(commands) -> None:
-    p = _command(commands, "threshold", "landmark_lib.cli:run_threshold", "choose a run's recognition threshold on its validation photos; with --export-dir, write it into that export",
+    p = _command(commands, "threshold", "landmark_lib.evaluation.threshold:run", "choose a run's recognition threshold on its validation photos; with --export-dir, write it into that export",
                  "Choose a run's recognition threshold on its validation photos; with --export-dir, write it into that export.\n\n"
                  "Without --export-dir it only prints the rule for each --target-precision given (to pick one); an export with an\n"
                  "int8 model gets the int8 file's own threshold re-chosen too, from that file's probabilities.")
@@ -196,63 +194,3 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted; run the command again to continue (downloads resume, training continues with --resume)", file=sys.stderr)
         return 130
     return 0
-
-
-# Commands whose code is small enough to live next to their options.
-
-
-def run_data_download(args: argparse.Namespace) -> None:
-    from .data.download import download_dataset
-
-    with _disk_errors():
-        target = download_dataset(args.dest, url=args.url, timeout=args.timeout, keep_zip=args.keep_zip)
-    print(f"Dataset ready: {target} (train with --data {target})")
-
-
-def run_data_inspect(args: argparse.Namespace) -> None:
-    from .data.inspect import inspect_dataset, summary
-
-    out = args.out or Path("runs") / f"inspect-{args.root.expanduser().resolve().name}"
-    with _disk_errors():
-        report = inspect_dataset(args.root, out, samples_per_class=args.samples_per_class, max_classes=args.max_classes, workers=args.workers)
-    print(summary(report))
-
-
-def run_train(args: argparse.Namespace) -> None:
-    from .train.loop import train
-    from .train.options import resolve
-
-    train(resolve(args))
-
-
-def run_evaluate(args: argparse.Namespace) -> None:
-    from .evaluation.evaluate import default_out, evaluate_run, summary
-
-    metrics = evaluate_run(args.run_dir, args.split, args.data, args.out, args.tta, args.batch_size, args.exported,
-                           threshold=args.threshold, only_excluded=args.only_excluded)
-    print(summary(metrics, Path(args.out) if args.out else default_out(args.run_dir, args.exported, args.split)))
-
-
-def run_threshold(args: argparse.Namespace) -> None:
-    from .evaluation.threshold import choose_for_run, write_thresholds
-
-    if args.export_dir and len(args.target_precision) > 1:
-        raise LandmarkError("--export-dir takes one --target-precision; compare several without --export-dir first.")
-    config, calibrations = choose_for_run(args.run_dir, args.target_precision, args.max_false_accept)
-    for calibration in calibrations:
-        print(f"threshold {calibration['threshold']:.4f}: {json.dumps(calibration)}")
-    if args.export_dir:
-        int8 = write_thresholds(args.export_dir, config, calibrations[0], args.max_false_accept)
-        if int8:
-            print(f"int8 threshold {int8['threshold']:.4f}: {json.dumps(int8)}")
-
-
-@contextlib.contextmanager
-def _disk_errors():
-    """A full disk or a folder without write permission is an expected failure of the data commands."""
-    try:
-        yield
-    except LandmarkError:
-        raise
-    except OSError as error:
-        raise LandmarkError(str(error)) from error

@@ -6,6 +6,7 @@ number of classes and images is extracted, so a truncated or wrong archive never
 """
 from __future__ import annotations
 
+import argparse
 import http.client
 import shutil
 import urllib.error
@@ -17,7 +18,7 @@ from urllib.parse import unquote, urlparse
 
 from tqdm import tqdm
 
-from ..errors import LandmarkError
+from ..errors import LandmarkError, disk_errors
 from .folder import IMAGE_EXTENSIONS
 
 DEFAULT_URL = "https://udacity-dlnfd.s3-us-west-1.amazonaws.com/datasets/landmark_images.zip"
@@ -191,3 +192,10 @@ def download_dataset(
     if local is None and not keep_zip:
         archive.unlink()
     return target
+
+
+def run(args: argparse.Namespace) -> None:
+    """`landmark data download`."""
+    with disk_errors():
+        target = download_dataset(args.dest, url=args.url, timeout=args.timeout, keep_zip=args.keep_zip)
+    print(f"Dataset ready: {target} (train with --data {target})")

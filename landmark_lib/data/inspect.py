@@ -5,6 +5,7 @@ a few bits) of a train photo inflates test accuracy. Mean/std come from train on
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import random
@@ -16,6 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..errors import disk_errors
 from .cache import resize_square
 from .folder import IMAGE_EXTENSIONS, ImageFolderSplit, class_folders, open_split
 from .images import ImageLoadError, load_rgb
@@ -266,3 +268,11 @@ def summary(report: dict, limit: int = 10) -> str:
     lines.append(f"Wrote {Path(pictures['samples']).parent / 'report.json'}, {pictures['samples']}, "
                  f"{pictures['class_distribution']}")
     return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> None:
+    """`landmark data inspect ROOT`: the report's files, then its summary."""
+    out = args.out or Path("runs") / f"inspect-{args.root.expanduser().resolve().name}"
+    with disk_errors():
+        report = inspect_dataset(args.root, out, samples_per_class=args.samples_per_class, max_classes=args.max_classes, workers=args.workers)
+    print(summary(report))

@@ -5,6 +5,7 @@ path a served photo takes, so the numbers describe the model users get.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import time
@@ -65,7 +66,7 @@ def _load_predictor(run_dir: str | Path | None, exported: str | Path | None, dev
 
 
 def _predict(
-    predictor: torch.nn.Module, samples: list[tuple[Path, int]], batch_size: int, num_workers: int, tta: bool, device: str
+    predictor: Classifier, samples: list[tuple[Path, int]], batch_size: int, num_workers: int, tta: bool, device: str
 ) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
     """Probabilities of the readable images, their sample indices, and (index, reason) of the skipped ones."""
     loader = DataLoader(_PhotoFiles(samples), batch_size=batch_size, num_workers=num_workers, collate_fn=_keep_list)
@@ -153,16 +154,25 @@ def evaluate_run(
     metrics = compute_metrics(probs, targets, class_names, display_names)
     metrics["recognition"] = recognition_metrics(probs, targets, class_names, threshold)
     metrics["per_source"] = _per_source(probs, targets, class_names, threshold, [sources[i] for i in kept])
-    metrics.update(split=split, data=[str(r) for r in data_roots(data)], run_dir=str(run_dir) if run_dir else None,
-                   exported=str(exported) if exported else None, model=config.model.name if config else None,
-                   classes_unknown_to_model=class_names[len(model_classes) :], only_excluded=exclusions, tta=tta,
-                   n_skipped=len(skipped), skipped=[{"file": _relative(dataset.samples[i][0]), "reason": r} for i, r in skipped])
+    metrics.update(_what_was_evaluated(split, data, run_dir, exported, config))
+    metrics.update(classes_unknown_to_model=class_names[len(model_classes) :], only_excluded=exclusions, tta=tta, n_skipped=len(skipped))
+    metrics["skipped"] = [{"file": _relative(dataset.samples[i][0]), "reason": r} for i, r in skipped]
     out = Path(out) if out else default_out(run_dir, exported, split)
     files = [dataset.samples[i][0] for i in kept]
     _write_report(out, metrics, files, [sources[i] for i in kept], probs, targets, class_names, display_names)
     metrics["seconds"] = round(time.time() - start, 2)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")  # last: a report is complete once it exists
     return metrics
+
+
+def _what_was_evaluated(split: str, data, run_dir: str | Path | None, exported: str | Path | None, config: RunConfig | None) -> dict:
+    return {
+        "split": split,
+        "data": [str(r) for r in data_roots(data)],
+        "run_dir": str(run_dir) if run_dir else None,
+        "exported": str(exported) if exported else None,
+        "model": config.model.name if config else None,
+    }
 
 
 def _run_data(config: RunConfig | None, source: str | Path, split: str):
@@ -241,3 +251,10 @@ def summary(metrics: dict, out: Path) -> str:
         f"{metrics['split']}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  macro-F1 {metrics['macro_f1']:.4f}  {text}  "
         f"on {metrics['n_images']} images ({metrics['n_skipped']} skipped), {metrics['seconds']:.0f}s -> {out}"
     )
+
+
+def run(args: argparse.Namespace) -> None:
+    """`landmark evaluate`: write the report, print its one-line summary."""
+    metrics = evaluate_run(args.run_dir, args.split, args.data, args.out, args.tta, args.batch_size, args.exported,
+                           threshold=args.threshold, only_excluded=args.only_excluded)
+    print(summary(metrics, Path(args.out) if args.out else default_out(args.run_dir, args.exported, args.split)))

@@ -52,32 +52,35 @@ def compute_metrics(
         }
         for i in range(n_classes)
     ]
-    off_diagonal = cm.clone().fill_diagonal_(0)
-    counts, flat = off_diagonal.flatten().sort(descending=True, stable=True)
-    confused = []
-    for count, index in zip(counts[:n_confused].tolist(), flat[:n_confused].tolist()):
-        if count == 0:
-            break
-        t, p = divmod(index, n_classes)
-        confused.append(
-            {
-                "true": class_names[t],
-                "true_display_name": display_names[t],
-                "predicted": class_names[p],
-                "predicted_display_name": display_names[p],
-                "count": count,
-                "fraction_of_true": count / float(support[t]),
-            }
-        )
     return {
         "top1": top_k_accuracy(probs, targets, 1),
         "top5": top_k_accuracy(probs, targets, 5),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "n_images": int(targets.numel()),
         "per_class": per_class,
-        "most_confused": confused,
+        "most_confused": _most_confused(cm, class_names, display_names, n_confused),
         "confusion_matrix": cm.tolist(),
     }
+
+
+def _most_confused(cm: torch.Tensor, class_names: list[str], display_names: list[str], n: int) -> list[dict]:
+    """The N largest off-diagonal cells of the confusion matrix: which landmark is taken for which, how often."""
+    counts, flat = cm.clone().fill_diagonal_(0).flatten().sort(descending=True, stable=True)
+    support = cm.sum(dim=1).double()
+    confused = []
+    for count, index in zip(counts[:n].tolist(), flat[:n].tolist()):
+        if count == 0:
+            break
+        t, p = divmod(index, len(class_names))
+        confused.append({
+            "true": class_names[t],
+            "true_display_name": display_names[t],
+            "predicted": class_names[p],
+            "predicted_display_name": display_names[p],
+            "count": count,
+            "fraction_of_true": count / float(support[t]),
+        })
+    return confused
 
 
 def gap(confidence: torch.Tensor, correct: torch.Tensor, n_landmark_photos: int) -> float | None:

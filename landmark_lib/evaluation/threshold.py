@@ -7,6 +7,8 @@ no-landmark validation photos get a landmark. The confidence is the best landmar
 """
 from __future__ import annotations
 
+import argparse
+import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -14,6 +16,7 @@ from typing import Callable
 import torch
 
 from .. import bundle
+from ..errors import LandmarkError
 from ..recognition import best_landmarks, is_landmark_target
 from ..serve.backends import OnnxPredictor
 from ..train.run import RunConfig, load_trained_model
@@ -107,3 +110,16 @@ def write_thresholds(export_dir: str | Path, config: RunConfig, calibration: dic
         info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
     bundle.write_info(export_dir, info)
     return int8_calibration
+
+
+def run(args: argparse.Namespace) -> None:
+    """`landmark threshold RUN [--export-dir DIR] [--target-precision P ...]`: print each rule, write one if asked."""
+    if args.export_dir and len(args.target_precision) > 1:
+        raise LandmarkError("--export-dir takes one --target-precision; compare several without --export-dir first.")
+    config, calibrations = choose_for_run(args.run_dir, args.target_precision, args.max_false_accept)
+    for calibration in calibrations:
+        print(f"threshold {calibration['threshold']:.4f}: {json.dumps(calibration)}")
+    if args.export_dir:
+        int8 = write_thresholds(args.export_dir, config, calibrations[0], args.max_false_accept)
+        if int8:
+            print(f"int8 threshold {int8['threshold']:.4f}: {json.dumps(int8)}")

@@ -30,7 +30,7 @@ from ..evaluation.metrics import top_k_hits
 from ..labels import ClassInfo, load_class_info
 from ..models import ModelSpec, create_model
 from ..preprocess import PreprocessConfig
-from . import features
+from . import features, options
 from .checkpoints import Progress, latest_checkpoint, save_checkpoint
 from .finetune import set_frozen_bn_eval, trainable_groups
 from .optim import build_optimizer, cosine_with_warmup
@@ -86,25 +86,7 @@ def setup(args: argparse.Namespace) -> Training:
         config.save(run_dir)
     accelerator.print(f"{len(classes)} classes, {len(rows[0])} train / {len(rows[1])} valid photos; model {args.model} ({built.weights_source}); run folder {run_dir}")
 
-    transforms = (EvalTransform(pre) if args.no_augment else train_transform(pre, aug), EvalTransform(pre))
-    train_set: Dataset = CachedImageDataset(cached, rows[0], transforms[0])
-    valid_set: Dataset = CachedImageDataset(cached, rows[1], transforms[1])
-    net, views = model, None
-    first_group = trainable_groups(model, args.strategy, args.train_stages) if args.model != "scratch" else 0
-    if features.wanted(args, accelerator):
-        # CPU fast path: run the frozen layers once per augmented view, then train only the rest on their outputs.
-        frozen, net = features.split_for_feature_cache(model, args.strategy, first_group)
-        if resuming:  # frozen layers never change: take them from the run's weights before computing features
-            model.load_state_dict(load_file(str(run_dir / WEIGHTS_FILE)))
-        recipe = {"preprocess": pre.to_dict(), "augment": None if args.no_augment else vars(aug), "seed": args.seed}
-        views, valid_set = features.feature_datasets(frozen, cached, rows, transforms, recipe, args, accelerator, run_dir)
-        train_set = views
-
-    workers = 0 if views is not None else args.num_workers  # cached features are in memory: workers only add overhead
-    generator = torch.Generator().manual_seed(args.seed)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size,
-                              num_workers=workers, generator=generator, persistent_workers=False)
-    valid_loader = DataLoader(valid_set, batch_size=args.batch_size, num_workers=workers)
+    net, views, train_loader, valid_loader = _what_trains(args, accelerator, model, cached, rows, pre, aug, resuming is not None)
     optimizer = build_optimizer(net, args.optimizer, args.lr, args.weight_decay, args.layer_decay if args.model != "scratch" else None)
     net, optimizer, train_loader, valid_loader = accelerator.prepare(net, optimizer, train_loader, valid_loader)
     steps_per_epoch = -(-len(train_loader) // args.grad_accum) * accelerator.num_processes
@@ -147,6 +129,32 @@ def _photos(
         mean, std = (tuple(v.round(4).tolist()) for v in (sample.mean((0, 1, 2)), sample.std((0, 1, 2))))
         pre = PreprocessConfig(input_size=args.input_size, mean=mean, std=std)
     return cached, (train_rows, valid_rows), pre
+
+
+def _what_trains(
+    args: argparse.Namespace, accelerator: Accelerator, model: nn.Module, cached: CachedSplit, rows: tuple[np.ndarray, np.ndarray],
+    pre: PreprocessConfig, aug: AugmentConfig, resuming: bool,
+) -> tuple[nn.Module, features.ViewDataset | None, DataLoader, DataLoader]:
+    """(the module that trains, the cached-feature dataset or None, train loader, valid loader): the model on the
+    cached photos, or with cached features (the CPU fast path) its trainable part on the frozen part's outputs."""
+    run_dir = Path(args.output_dir)
+    transforms = (EvalTransform(pre) if args.no_augment else train_transform(pre, aug), EvalTransform(pre))
+    train_set: Dataset = CachedImageDataset(cached, rows[0], transforms[0])
+    valid_set: Dataset = CachedImageDataset(cached, rows[1], transforms[1])
+    net, views = model, None
+    first_group = trainable_groups(model, args.strategy, args.train_stages) if args.model != "scratch" else 0
+    if features.wanted(args, accelerator):
+        frozen, net = features.split_for_feature_cache(model, args.strategy, first_group)
+        if resuming:  # frozen layers never change: take them from the run's weights before computing features
+            model.load_state_dict(load_file(str(run_dir / WEIGHTS_FILE)))
+        recipe = {"preprocess": pre.to_dict(), "augment": None if args.no_augment else vars(aug), "seed": args.seed}
+        views, valid_set = features.feature_datasets(frozen, cached, rows, transforms, recipe, args, accelerator, run_dir)
+        train_set = views
+    workers = 0 if views is not None else args.num_workers  # cached features are in memory: workers only add overhead
+    generator = torch.Generator().manual_seed(args.seed)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size,
+                              num_workers=workers, generator=generator, persistent_workers=False)
+    return net, views, train_loader, DataLoader(valid_set, batch_size=args.batch_size, num_workers=workers)
 
 
 def fit(t: Training) -> Path:
@@ -216,3 +224,8 @@ def validate(net: nn.Module, loader: DataLoader, accelerator: Accelerator) -> di
             count += targets.numel()
     n = max(count, 1)
     return {"valid_loss": loss / n, "valid_acc": correct1 / n, "valid_top5": correct5 / n, "valid_count": count}
+
+
+def run(args: argparse.Namespace) -> None:
+    """`landmark train` (and `accelerate launch train_accelerate.py`)."""
+    train(options.resolve(args))

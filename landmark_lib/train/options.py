@@ -26,12 +26,18 @@ RESUMABLE_KEYS = ("epochs", "patience", "num_workers")  # options a resumed run 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """All options of a training run, in four groups: what to train, the model, the optimisation, the data."""
     p.add_argument("--data", nargs="+", help="dataset root(s) with train/<class>/ (and test/<class>/); several roots merge by class folder; required unless --resume")
     p.add_argument("--exclude", nargs="*", metavar="SOURCE[:CLASS]", help="leave these collections (provenance.csv source_set) out of training, e.g. for the cross-source check (default: none)")
     p.add_argument("--output-dir", help="run folder (default: runs/<model>-<time>)")
     p.add_argument("--resume", help="continue the run in this folder from its last checkpoint, with its own options (default: a new run)")
     p.add_argument("--model", help="'scratch' or 'timm:<name>' (default: scratch)")
-    g = p.add_argument_group("model")
+    _model_arguments(p.add_argument_group("model"))
+    _optimisation_arguments(p.add_argument_group("optimisation"))
+    _data_arguments(p.add_argument_group("data"))
+
+
+def _model_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--width", type=float, default=0.5, help="scratch CNN channel multiplier")
     g.add_argument("--depth", type=int, default=2, help="scratch CNN residual blocks per stage")
     g.add_argument("--dropout", type=float, default=0.2, help="dropout before the classifier")
@@ -45,7 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--feature-cache", choices=("auto", "on", "off"), default="auto", help="cache the frozen part's outputs (auto: on for CPU linear/partial)")
     g.add_argument("--feature-views", type=int, default=4, help="augmented views cached per training photo")
     g.add_argument("--feature-dtype", choices=("float16", "float32"), default="float16", help="storage type of cached features")
-    g = p.add_argument_group("optimisation")
+
+
+def _optimisation_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--epochs", type=int, help="epochs to train (default: 30)")
     g.add_argument("--batch-size", type=int, default=64, help="photos per step and process")
     g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="timm optimizer (sgd: Nesterov, momentum 0.9)")
@@ -60,7 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default: 10)")
     g.add_argument("--monitor", choices=("valid_loss", "valid_acc"), default="valid_acc", help="validation score that picks the best epoch")
     g.add_argument("--seed", type=int, default=0, help="seed of the weights, the validation split and the data order")
-    g = p.add_argument_group("data")
+
+
+def _data_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--valid-fraction", type=float, default=0.15, help="share of each class's train/ photos held out for validation")
     g.add_argument("--num-workers", type=int, help="DataLoader workers (default: 2)")
     g.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="where the resized copy of the dataset and the cached features live ($LANDMARK_CACHE)")
