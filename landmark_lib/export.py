@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from . import atomic, checksums
 from .data.folder import data_roots, open_split
-from .data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
+from .data.images import ImageLoadError, decode_short_side, load_rgb, pil_to_uint8_chw
 from .onnx_model import INPUT_NAME, INT8_FILE, ONNX_FILE, OUTPUT_NAME, OnnxPredictor, quantize_static_int8, to_onnx
 from .predictor import LandmarkPredictor
 from .preprocess import PreprocessConfig
@@ -65,8 +66,13 @@ def to_torchscript(predictor: LandmarkPredictor) -> torch.jit.ScriptModule:
         return torch.jit.script(scripted_copy)
 
 
-def check_images(check_data: str | Path | None, split: str, class_names: list[str], count: int = 8) -> list[torch.Tensor]:
-    """Up to COUNT real photos (the first of classes spread over the list) plus generated ones of awkward sizes."""
+def check_images(
+    check_data: str | Path | None, split: str, class_names: list[str], count: int = 8, min_short_side: int | None = None
+) -> list[torch.Tensor]:
+    """Up to COUNT real photos (the first of classes spread over the list) plus generated ones of awkward sizes.
+
+    MIN_SHORT_SIDE: decode as the app does (decode_short_side), which also bounds each photo's memory.
+    """
     images = []
     if check_data:
         first: dict[int, Path] = {}
@@ -74,7 +80,7 @@ def check_images(check_data: str | Path | None, split: str, class_names: list[st
             first.setdefault(target, path)
         for path in list(first.values())[:: max(1, len(first) // count)]:
             try:
-                images.append(pil_to_uint8_chw(load_rgb(path)))
+                images.append(pil_to_uint8_chw(load_rgb(path, min_short_side)))
             except ImageLoadError:
                 continue
             if len(images) == count:
@@ -229,9 +235,9 @@ def export_run(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(scripted, str(model_file))
-    (out / LABELS_FILE).write_text(json.dumps(labels(config), indent=2, ensure_ascii=False), encoding="utf-8")
+    atomic.write_text(out / LABELS_FILE, json.dumps(labels(config), indent=2, ensure_ascii=False))
 
-    images = check_images(check_data, check_split, config.class_names)
+    images = check_images(check_data, check_split, config.class_names, min_short_side=decode_short_side(config.preprocess.resize_size))
     try:
         max_abs_diff = verify(scripted, model_file, eager, images)
     except ExportError:
@@ -272,7 +278,7 @@ def export_run(
 
         metrics = evaluate_run(run_dir, check_split, check_data, out / f"eval-{check_split}", batch_size=batch_size, exported=model_file,
                                threshold=None if calibration is None else calibration["threshold"])
-        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+        atomic.write_text(out / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
         if int8_info:
             int8_metrics = evaluate_run(run_dir, check_split, check_data, out / f"eval-{check_split}-int8", batch_size=batch_size,
                                         exported=out / INT8_FILE, threshold=int8_info["threshold"])
@@ -297,6 +303,7 @@ def export_run(
         "metrics": None if metrics is None else _metrics_summary(metrics, check_split),
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        checksums.FILES_KEY: checksums.record(out),  # servers check every file against these before loading it
     }
-    (out / EXPORT_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    atomic.write_text(out / EXPORT_FILE, json.dumps(info, indent=2, ensure_ascii=False))
     return info

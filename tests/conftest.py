@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from landmark_lib import checksums
 from landmark_lib.data.folder import ClassInfo
 from landmark_lib.export import to_torchscript
 from landmark_lib.models.scratch import LandmarkNet
@@ -66,14 +67,16 @@ def export_tiny_model(folder: Path, export_info: dict | None = None, classes: li
     net = LandmarkNet(len(classes), width=0.25, depth=1).eval()
     with torch.no_grad():
         net.head[-1].bias[bias_class] += FIRST_CLASS_BIAS
-    predictor = LandmarkPredictor(net, PreprocessConfig(input_size=64), classes).eval()
+    preprocess = PreprocessConfig(input_size=64)
+    predictor = LandmarkPredictor(net, preprocess, classes).eval()
     folder.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.save is marked deprecated
         torch.jit.save(to_torchscript(predictor), str(folder / "model.pt"))
     labels = [{"name": c.name, "display_name": c.display_name, "city": c.city, "country": c.country, "lat": c.lat, "lon": c.lon} for c in classes]
     (folder / "labels.json").write_text(json.dumps(labels, indent=2), encoding="utf-8")
-    (folder / "export.json").write_text(json.dumps(export_info or {"model": "scratch", "num_classes": len(classes)}), encoding="utf-8")
+    info = export_info or {"model": "scratch", "num_classes": len(classes), "preprocess": preprocess.to_dict()}
+    (folder / "export.json").write_text(json.dumps({**info, "files": checksums.record(folder)}), encoding="utf-8")
     return folder
 
 

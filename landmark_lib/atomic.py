@@ -1,0 +1,55 @@
+"""Atomic file writes (temp file in the same folder + rename): a kill, a crash or a full disk mid-write leaves the
+previous file intact instead of a truncated one (a 0-byte config.json made a killed run unrecoverable)."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from pathlib import Path
+from typing import Iterator
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpaceError(OSError):
+    """A write failed because the disk (or quota) is full; the message names the folder and the fix."""
+
+
+def no_space(error: OSError, path: str | Path) -> NoSpaceError | None:
+    """A NoSpaceError naming PATH's folder when ERROR is a full disk (ENOSPC, EDQUOT), else None."""
+    if error.errno not in NO_SPACE:
+        return None
+    folder = Path(path).parent if not Path(path).is_dir() else Path(path)
+    return NoSpaceError(error.errno, f"no space left on {folder}; free some space there or point the output elsewhere")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path next to PATH for a writer that takes a file name; renamed over PATH only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # 0o666 & ~umask, like a plain open()
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise no_space(error, path) or error
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
+    """PATH's new content is TEXT, or (after any failure) still its old content."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
