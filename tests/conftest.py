@@ -58,15 +58,22 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def export_tiny_model(folder: Path, export_info: dict | None = None, classes: list[ClassInfo] | None = None, bias_class: int = 0) -> Path:
-    """folder/{model.pt, labels.json, export.json}, the model.pt made by the real exporter (traced net, scripted wrapper).
-
-    The net is made confident about class BIAS_CLASS (of CLASSES, or of the given CLASSES)."""
+def tiny_net(classes: list[ClassInfo] | None = None, bias_class: int = 0) -> LandmarkNet:
+    """The network of export_tiny_model (the same weights every call), confident about class BIAS_CLASS."""
     classes = classes or CLASSES
     torch.manual_seed(0)
     net = LandmarkNet(len(classes), width=0.25, depth=1).eval()
     with torch.no_grad():
         net.head[-1].bias[bias_class] += FIRST_CLASS_BIAS
+    return net
+
+
+def export_tiny_model(folder: Path, export_info: dict | None = None, classes: list[ClassInfo] | None = None, bias_class: int = 0) -> Path:
+    """folder/{model.pt, labels.json, export.json}, the model.pt made by the real exporter (traced net, scripted wrapper).
+
+    The net is made confident about class BIAS_CLASS (of CLASSES, or of the given CLASSES)."""
+    classes = classes or CLASSES
+    net = tiny_net(classes, bias_class)
     preprocess = PreprocessConfig(input_size=64)
     predictor = LandmarkPredictor(net, preprocess, classes).eval()
     folder.mkdir(parents=True, exist_ok=True)
