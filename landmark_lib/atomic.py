@@ -6,8 +6,8 @@ import contextlib
 import errno
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -25,8 +25,11 @@ def no_space(error: OSError, path: str | Path) -> NoSpaceError | None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path next to PATH for a writer that takes a file name; renamed over PATH only if the block succeeds."""
+def atomic_path(path: str | Path, replace: bool = True) -> Iterator[Path]:
+    """A temporary path next to PATH for a writer that takes a file name; renamed over PATH only if the block succeeds.
+
+    REPLACE=False never clobbers: if PATH exists by then (even created meanwhile), FileExistsError and PATH is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -35,7 +38,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic, and fails if PATH exists
+            os.unlink(tmp)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
         raise no_space(error, path) or error
@@ -49,7 +56,3 @@ def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding=encoding)
 
-
-def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
