@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -26,6 +27,8 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from landmark_lib import atomic
+from landmark_lib.atomic import NO_SPACE, NoSpaceError
 from landmark_lib.data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, build_cache
 from landmark_lib.data.folder import DatasetError, data_roots, load_class_info, open_split
 from landmark_lib.data.transforms import AugmentConfig, EvalTransform, train_transform
@@ -132,7 +135,11 @@ def training_function(args: argparse.Namespace) -> Path:
         cached = build_cache(train_split, cache_size, args.cache_dir)
     if cached.skipped:
         accelerator.print(f"Skipped {len(cached.skipped)} unreadable images, e.g.: {cached.skipped[0]}")
+    check_readable_classes(train_split, cached)
     train_rows, valid_rows = run_split(train_split, cached, vars(args))
+    if not len(valid_rows):
+        raise DatasetError(f"The split leaves no validation photos (--valid-fraction {args.valid_fraction}); model selection needs them: "
+                           "raise --valid-fraction or add photos (a class needs at least 2 to give one to validation).")
 
     if pre is None:  # scratch: normalise with the mean/std of the training photos only (never test)
         sample = cached.images[np.sort(train_rows[:: max(1, len(train_rows) // 2000)])].astype(np.float32) / 255.0
@@ -167,7 +174,7 @@ def training_function(args: argparse.Namespace) -> Path:
         train_features, valid_features = store.train_views(train_rows), store.eval_view(valid_rows)
         if accelerator.is_main_process:  # the one-time cost is part of the run's training time (landmark_lib.compare)
             timing = {"seconds": round(time.time() - cache_start, 1), "views": args.feature_views, "train_photos": len(train_rows), "valid_photos": len(valid_rows), "store": str(store.folder)}
-            (run_dir / FEATURE_CACHE_FILE).write_text(json.dumps(timing, indent=2))
+            atomic.write_text(run_dir / FEATURE_CACHE_FILE, json.dumps(timing, indent=2))
         train_targets = torch.as_tensor(cached.targets[train_rows])
         train_set = _ViewDataset(train_features, train_targets)
         valid_set = TensorDataset(valid_features.float(), torch.as_tensor(cached.targets[valid_rows]))
@@ -185,7 +192,10 @@ def training_function(args: argparse.Namespace) -> Path:
     accelerator.init_trackers("landmark")
 
     if resuming:
-        accelerator.load_state(str(resuming))
+        try:
+            accelerator.load_state(str(resuming))
+        except Exception as error:  # noqa: BLE001 - torch, safetensors and pickle each raise their own errors
+            raise RunError(f"The checkpoint {resuming} is damaged ({type(error).__name__}); delete that folder to resume from the one before it, or start a new run.") from None
         accelerator.print(f"Resumed from {resuming}: {progress.epoch} epochs done, best {args.monitor} {progress.best}")
 
     for epoch in range(progress.epoch, args.epochs):
@@ -237,6 +247,58 @@ def training_function(args: argparse.Namespace) -> Path:
         plot_curves(run_dir)
         accelerator.print(f"Done. Best {args.monitor} {progress.best:.4f}; weights in {run_dir / 'model.safetensors'}")
     return run_dir
+
+
+def check_readable_classes(split, cached) -> None:
+    """Stop before training when a class has no readable photo: it could never be learned, only silently missing."""
+    readable = np.bincount(cached.targets[cached.valid], minlength=len(split.class_names))
+    empty = [name for name, count in zip(split.class_names, readable) if count == 0]
+    if empty:
+        more = f" (nor of {len(empty) - 1} more classes)" if len(empty) > 1 else ""
+        raise DatasetError(f"None of the photos of class '{empty[0]}' can be read{more}; replace them with readable photos "
+                           "or remove the class folder (the skipped images are listed above).")
+
+
+class OptionError(ValueError):
+    """A command-line value that cannot train anything; the message names the option and what it accepts."""
+
+
+# option -> (accepts, test); checked before anything is loaded, so a typo costs no cache build.
+OPTION_RULES = {
+    "epochs": ("a whole number >= 1", lambda v: v >= 1),
+    "patience": ("a whole number >= 1", lambda v: v >= 1),
+    "batch_size": ("a whole number >= 1", lambda v: v >= 1),
+    "grad_accum": ("a whole number >= 1", lambda v: v >= 1),
+    "num_workers": ("a whole number >= 0", lambda v: v >= 0),
+    "feature_views": ("a whole number >= 1", lambda v: v >= 1),
+    "train_stages": ("a whole number >= 1", lambda v: v >= 1),
+    "depth": ("a whole number >= 1", lambda v: v >= 1),
+    "input_size": ("a crop size between 16 and 1024 pixels", lambda v: v is None or 16 <= v <= 1024),
+    "seed": ("a whole number between 0 and 2**32 - 1", lambda v: 0 <= v < 2**32),
+    "width": ("a number > 0", lambda v: v > 0),
+    "lr": ("a number > 0", lambda v: v > 0),
+    "weight_decay": ("a number >= 0", lambda v: v >= 0),
+    "warmup_epochs": ("a number >= 0", lambda v: v >= 0),
+    "clip_grad": ("a number >= 0 (0: no clipping)", lambda v: v >= 0),
+    "layer_decay": ("a number in (0, 1]", lambda v: v is None or 0 < v <= 1),
+    "dropout": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "label_smoothing": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "valid_fraction": ("a number in (0, 1): model selection and early stopping need validation photos", lambda v: 0 < v < 1),
+    "scale_min": ("a number in (0, 1]", lambda v: 0 < v <= 1),
+    "hflip": ("a probability in [0, 1]", lambda v: 0 <= v <= 1),
+    "color_jitter": ("a number >= 0", lambda v: v >= 0),
+    "random_erasing": ("a probability in [0, 1]", lambda v: 0 <= v <= 1),
+    "degrade": ("a probability in [0, 1]", lambda v: 0 <= v <= 1),
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every numeric option in its range (NaN and infinities never are), else OptionError naming the first bad one."""
+    for name, (accepts, valid) in OPTION_RULES.items():
+        value = getattr(args, name, None)
+        finite = value is None or (isinstance(value, (int, float)) and math.isfinite(value))
+        if not finite or not valid(value):
+            raise OptionError(f"--{name.replace('_', '-')} must be {accepts}, got {value}; fix the option.")
 
 
 class _ViewDataset(torch.utils.data.Dataset):
@@ -306,12 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if args.resume:
-        return resolve_resume(args)
+        args = resolve_resume(args)
+        check_options(args)
+        return args
     if not args.data:
         raise DatasetError("--data is required: the dataset folder with train/<class>/*.jpg (e.g. ../shared/data/world_landmarks).")
     args.model = args.model or "scratch"
-    args.epochs = args.epochs or 30
-    args.patience = args.patience or 10
+    args.epochs = 30 if args.epochs is None else args.epochs  # `or` would turn an explicit --epochs 0 into 30
+    args.patience = 10 if args.patience is None else args.patience
     args.num_workers = 2 if args.num_workers is None else args.num_workers
     args.auto_augment = args.auto_augment or None
     if args.model == "scratch":
@@ -319,15 +383,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.output_dir = args.output_dir or f"runs/{args.model.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     if Path(args.output_dir, "state").exists():
         raise RunError(f"{args.output_dir} already holds a run; use --resume {args.output_dir} to continue it or pick another --output-dir.")
+    check_options(args)
     return args
+
+
+def full_disk(error: BaseException, argv: list[str] | None) -> str | None:
+    """The folder that ran out of space if ERROR comes from a full disk (errno, or a write folder left with < 4 MiB)."""
+    if isinstance(error, NoSpaceError):
+        return str(error.folder)
+    argv = sys.argv[1:] if argv is None else argv
+    folders = [argv[i + 1] for i, flag in enumerate(argv[:-1]) if flag in ("--output-dir", "--resume", "--cache-dir")]
+    folders = [f for f in folders + [str(DEFAULT_CACHE_DIR)] if Path(f).exists()]
+    if isinstance(error, OSError) and error.errno in NO_SPACE:
+        return str(Path(error.filename).parent) if error.filename else (folders[0] if folders else ".")
+    return next((f for f in folders if shutil.disk_usage(f).free < 4 * 2**20), None)
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
         args = parse_args(argv)
         training_function(args)
-    except (DatasetError, RunError, ModelNameError, UnknownModelError, PretrainedWeightsError) as error:
+    except (DatasetError, RunError, OptionError, ModelNameError, UnknownModelError, PretrainedWeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as error:  # noqa: BLE001 - torch.save and safetensors report a full disk without errno; others re-raised
+        folder = full_disk(error, argv)
+        if folder is None:
+            raise
+        print(f"error: no space left on {folder}; free some space there, or pass --output-dir / --cache-dir on a bigger disk.", file=sys.stderr)
         sys.exit(2)
 
 

@@ -15,13 +15,16 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 class NoSpaceError(OSError):
     """A write failed because the disk (or quota) is full; the message names the folder and the fix."""
 
+    def __init__(self, folder: str | Path, detail: str = ""):
+        super().__init__(errno.ENOSPC, f"no space left on {folder}{detail}; free some space there or write elsewhere")
+        self.folder = Path(folder)
+
 
 def no_space(error: OSError, path: str | Path) -> NoSpaceError | None:
     """A NoSpaceError naming PATH's folder when ERROR is a full disk (ENOSPC, EDQUOT), else None."""
     if error.errno not in NO_SPACE:
         return None
-    folder = Path(path).parent if not Path(path).is_dir() else Path(path)
-    return NoSpaceError(error.errno, f"no space left on {folder}; free some space there or point the output elsewhere")
+    return NoSpaceError(Path(path) if Path(path).is_dir() else Path(path).parent)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -153,9 +154,11 @@ def load_class_info(roots: Roots, class_names: list[str]) -> list[ClassInfo]:
             continue
         try:
             listed = json.loads(path.read_text(encoding="utf-8"))
-            by_name = {e["name"]: e for e in listed}
-        except (ValueError, TypeError, KeyError) as error:
+        except ValueError as error:
             raise DatasetError(f"{path} is not a list of {{name, display_name, city, country, lat, lon}} entries ({error}); fix or delete it.") from None
+        if not isinstance(listed, list):
+            raise DatasetError(f"{path} is not a list of {{name, display_name, city, country, lat, lon}} entries (it holds a {type(listed).__name__}); fix or delete it.")
+        by_name = {e["name"]: e for e in (_checked_entry(path, e) for e in listed)}
         for name, entry in by_name.items():
             info = _class_info(name, entry)
             if name in entries and asdict(_class_info(name, entries[name])) != asdict(info):
@@ -163,6 +166,24 @@ def load_class_info(roots: Roots, class_names: list[str]) -> list[ClassInfo]:
             entries.setdefault(name, entry)
             origin.setdefault(name, path)
     return [_class_info(name, entries.get(name, {})) for name in class_names]
+
+
+def _checked_entry(path: Path, entry: object) -> dict:
+    """ENTRY of PATH (classes.json) if its fields have the types and ranges a ClassInfo needs, else DatasetError.
+
+    Checked here, before training: a string latitude or a number as display name would otherwise fail at export
+    or put a landmark at the wrong place on the map.
+    """
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise DatasetError(f'{path}: every entry needs a "name" (the class folder), got {entry!r:.80}; fix or delete the file.')
+    for key in ("display_name", "city", "country"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise DatasetError(f'{path}: "{key}" of {entry["name"]!r} must be text, got {entry[key]!r:.40}; fix or delete the file.')
+    for key, limit in (("lat", 90), ("lon", 180)):
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > limit):
+            raise DatasetError(f'{path}: "{key}" of {entry["name"]!r} must be a number of degrees within +-{limit} or null, got {value!r:.40}; fix or delete the file.')
+    return entry
 
 
 def _class_info(name: str, entry: dict) -> ClassInfo:
