@@ -16,8 +16,22 @@ from gradio_client import utils as client_utils
 from starlette.middleware import Middleware
 
 from landmark_lib.data.images import ImageLoadError
-from landmark_lib.serving import BACKENDS, LandmarkService, ModelNotFoundError, Prediction, default_num_threads, map_url, threshold_arg
-from landmark_lib.uploads import WINDOW_S, UploadQuota, UploadRefused, discard_upload, read_upload
+from landmark_lib.serving import (
+    BACKENDS,
+    LandmarkService,
+    ModelNotFoundError,
+    Prediction,
+    default_num_threads,
+    map_url,
+    threshold_arg,
+)
+from landmark_lib.uploads import (
+    WINDOW_S,
+    UploadQuota,
+    UploadRefused,
+    discard_upload,
+    read_upload,
+)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 CONCURRENCY = 2  # a CPU Space has 2 vCPUs: more parallel requests only slow each other down

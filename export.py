@@ -13,6 +13,7 @@ import sys
 from landmark_lib.data.folder import DatasetError
 from landmark_lib.export import TOLERANCE, ExportError, export_run
 from landmark_lib.run import RunError
+from landmark_lib.serving import threshold_arg
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
                              "onnx-int8: model.onnx and model.int8.onnx (static int8, calibrated on training photos, kept only "
                              "within 1 point of fp32 validation top-1; the app prefers it). model.pt is always written")
     parser.add_argument("--calibration-photos", type=int, default=128, help="training photos that calibrate int8 activation ranges")
-    parser.add_argument("--threshold", type=float, help="confidence below which the app says no landmark was recognised "
+    parser.add_argument("--threshold", type=threshold_arg, help="confidence below which the app says no landmark was recognised "
                         "(default: chosen on the run's validation split, see --target-precision)")
     parser.add_argument("--target-precision", type=float, default=0.95, help="precision the named landmarks must reach on validation (default 0.95)")
     parser.add_argument("--max-false-accept", type=float, default=0.02,

@@ -30,10 +30,21 @@ from tqdm.auto import tqdm
 from landmark_lib import atomic
 from landmark_lib.atomic import NO_SPACE, NoSpaceError
 from landmark_lib.data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, build_cache
-from landmark_lib.data.folder import DatasetError, data_roots, load_class_info, open_split
+from landmark_lib.data.folder import (
+    DatasetError,
+    data_roots,
+    load_class_info,
+    open_split,
+)
 from landmark_lib.data.transforms import AugmentConfig, EvalTransform, train_transform
 from landmark_lib.feature_store import build_feature_store
-from landmark_lib.finetune import FEATURE_CACHE_FILE, STRATEGIES, set_frozen_bn_eval, split_for_feature_cache, trainable_groups
+from landmark_lib.finetune import (
+    FEATURE_CACHE_FILE,
+    STRATEGIES,
+    set_frozen_bn_eval,
+    split_for_feature_cache,
+    trainable_groups,
+)
 from landmark_lib.models import ModelNameError, ModelSpec, create_model
 from landmark_lib.models.pretrained import PretrainedWeightsError
 from landmark_lib.models.timm_backbone import UnknownModelError
@@ -406,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     except (DatasetError, RunError, OptionError, ModelNameError, UnknownModelError, PretrainedWeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    except Exception as error:  # noqa: BLE001 - torch.save and safetensors report a full disk without errno; others re-raised
+    except Exception as error:  # torch.save and safetensors report a full disk without errno; anything else is re-raised
         folder = full_disk(error, argv)
         if folder is None:
             raise

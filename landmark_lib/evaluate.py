@@ -18,7 +18,13 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Dataset
 
-from .data.folder import DatasetError, ImageFolderSplit, data_roots, load_class_info, open_split
+from .data.folder import (
+    DatasetError,
+    ImageFolderSplit,
+    data_roots,
+    load_class_info,
+    open_split,
+)
 from .data.images import ImageLoadError, decode_short_side, load_rgb, pil_to_uint8_chw
 from .data.provenance import excluded_mask, keep_only, sample_sources
 from .predictor import LandmarkPredictor
@@ -124,7 +130,9 @@ def _load_predictor(run_dir: str | Path | None, exported: str | Path | None, dev
         raise RunError(f"Exported model {exported} does not exist; create it with `python export.py RUN_DIR --out DIR`.")
     config = RunConfig.load(run_dir) if run_dir and (Path(run_dir) / "config.json").is_file() else None
     if Path(exported).suffix == ".onnx":  # model.onnx / model.int8.onnx: the network only, behind the same torch preprocessing
-        from .export import labels  # labels.json's entries, as an export folder would hold them
+        from .export import (
+            labels,  # labels.json's entries, as an export folder would hold them
+        )
         from .onnx_model import OnnxPredictor
 
         if config is None:
@@ -363,6 +371,8 @@ def _plot_misclassified(
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .serving import threshold_arg
+
     parser = argparse.ArgumentParser(description="Evaluate a training run (or an exported model) on a dataset split.")
     parser.add_argument("run_dir", nargs="?", help="run folder (config.json + model.safetensors); optional with --exported")
     parser.add_argument("--split", default="test", help="split folder, or 'train+test' for both (default test)")
@@ -371,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     parser.add_argument("--batch-size", type=int, default=32, help="photos per network call (default 32)")
     parser.add_argument("--exported", help="evaluate this exported file (model.pt, model.onnx or model.int8.onnx) instead of the run's weights")
-    parser.add_argument("--threshold", type=float, help="recognition threshold (default: the exported file's, from export.json)")
+    parser.add_argument("--threshold", type=threshold_arg, help="recognition threshold, 0..1 (default: the exported file's, from export.json)")
     parser.add_argument("--only-excluded", action="store_true", help="only the photos the run's --exclude held out (the cross-source check)")
     args = parser.parse_args(argv)
     try:

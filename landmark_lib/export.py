@@ -24,7 +24,15 @@ import torch
 from . import atomic, checksums
 from .data.folder import data_roots, open_split
 from .data.images import ImageLoadError, decode_short_side, load_rgb, pil_to_uint8_chw
-from .onnx_model import INPUT_NAME, INT8_FILE, ONNX_FILE, OUTPUT_NAME, OnnxPredictor, quantize_static_int8, to_onnx
+from .onnx_model import (
+    INPUT_NAME,
+    INT8_FILE,
+    ONNX_FILE,
+    OUTPUT_NAME,
+    OnnxPredictor,
+    quantize_static_int8,
+    to_onnx,
+)
 from .predictor import LandmarkPredictor
 from .preprocess import PreprocessConfig
 from .run import RunConfig, load_trained_model
@@ -98,7 +106,7 @@ def compare_in_fresh_process(model_file: str | Path, eager: LandmarkPredictor, i
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         result = subprocess.run(
             [sys.executable, "-W", "ignore", "-c", _TORCH_ONLY_CHECK, str(Path(model_file).resolve()), "images.pt", "out.pt"],
-            cwd=tmp, env=env, capture_output=True, text=True,
+            cwd=tmp, env=env, capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
             last_line = (result.stderr.strip().splitlines() or ["no error output"])[-1]
@@ -151,8 +159,10 @@ def export_onnx_int8(
     Calibrated on CALIBRATION_PHOTOS training photos spread over the classes; its threshold is chosen on validation
     like the fp32 one (or CALIBRATION, when the threshold was given on the command line).
     """
-    from .run_photos import run_photos_loader  # pulls in timm's transforms: servers importing this module must not pay for it
     from .recognition import choose_threshold
+    from .run_photos import (
+        run_photos_loader,  # pulls in timm's transforms: servers importing this module must not pay for it
+    )
     from .threshold import validation_probabilities
 
     loader = run_photos_loader(config, "train", limit=calibration_photos, batch_size=16)
@@ -274,7 +284,9 @@ def export_run(
     metrics = None
     (out / METRICS_FILE).unlink(missing_ok=True)  # a previous export's numbers must not describe this file
     if evaluate and check_data:
-        from .evaluate import evaluate_run  # evaluation pulls in matplotlib; only needed here
+        from .evaluate import (
+            evaluate_run,  # evaluation pulls in matplotlib; only needed here
+        )
 
         metrics = evaluate_run(run_dir, check_split, check_data, out / f"eval-{check_split}", batch_size=batch_size, exported=model_file,
                                threshold=None if calibration is None else calibration["threshold"])

@@ -12,14 +12,19 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import torch
 from PIL import ExifTags, Image
 
 from . import checksums
 from .data.folder import BACKGROUND_CLASS
-from .data.images import FORMATS, decode_short_side, load_rgb, load_rgb_bytes, pil_to_uint8_chw
+from .data.images import (
+    FORMATS,
+    decode_short_side,
+    load_rgb,
+    load_rgb_bytes,
+    pil_to_uint8_chw,
+)
 from .export import EXPORT_FILE, LABELS_FILE, MODEL_FILE
 from .onnx_model import INT8_FILE, ONNX_FILE, OnnxPredictor
 from .preprocess import PreprocessConfig
@@ -33,7 +38,7 @@ BACKENDS = ("auto", "onnx-int8", "onnx", "torchscript")
 ONNX_BACKENDS = {"onnx-int8": ("onnx_int8", INT8_FILE), "onnx": ("onnx", ONNX_FILE)}  # backend (= export.py --format) -> export.json key, file
 
 log = logging.getLogger(__name__)
-ImageInput = Union[Image.Image, str, os.PathLike, bytes]
+ImageInput = Image.Image | str | os.PathLike | bytes
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -134,7 +139,7 @@ def gps_from_exif(image: Image.Image) -> tuple[float, float] | None:
         gps = image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
         lat = _gps_degrees(gps[ExifTags.GPS.GPSLatitude], gps.get(ExifTags.GPS.GPSLatitudeRef, ""), "NS", 90.0)
         lon = _gps_degrees(gps[ExifTags.GPS.GPSLongitude], gps.get(ExifTags.GPS.GPSLongitudeRef, ""), "EW", 180.0)
-    except Exception:  # missing tags, malformed rationals, odd containers: the photo is still usable without a position
+    except Exception:  # noqa: BLE001 - missing tags, malformed rationals, odd containers: the photo is still usable without a position
         return None
     if lat is None or lon is None or (lat == 0 and lon == 0):
         return None
@@ -304,7 +309,7 @@ def _check_fits(model, file: Path, info: dict, labels: list[dict] | None) -> Non
     try:
         with torch.inference_mode():
             outputs = model.forward_batch([torch.zeros(3, size, size, dtype=torch.uint8)]).shape[-1]
-    except Exception as error:  # wrong input size, broken graph: whatever the runtime says, in one line
+    except Exception as error:  # noqa: BLE001 - wrong input size, broken graph: whatever the runtime says, in one line
         raise ModelFolderError(f"{file} does not run on a {size}x{size} photo ({type(error).__name__}); export it again.") from None
     if outputs != len(names) or (info.get("num_classes") is not None and int(info["num_classes"]) != outputs):
         raise ModelFolderError(
@@ -325,7 +330,7 @@ def _load_backend(model_path: Path, backend: str, threads: int, info: dict):
             raise ModelFolderError(f"{folder / EXPORT_FILE} records no preprocessing for {file.name}; export it again.")
         try:
             model = OnnxPredictor(file, preprocess, labels, threads)
-        except Exception as error:  # ONNX Runtime's own errors (invalid protobuf, ...) have no common base class
+        except Exception as error:  # noqa: BLE001 - ONNX Runtime's own errors (invalid protobuf, ...) have no common base class
             raise ModelFolderError(f"{file} cannot be loaded by ONNX Runtime ({type(error).__name__}); export it again.") from None
     else:
         file = model_path
@@ -335,7 +340,7 @@ def _load_backend(model_path: Path, backend: str, threads: int, info: dict):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated; it is our export format
                 model = torch.jit.load(str(model_path), map_location="cpu").eval()
-        except Exception as error:  # a truncated or foreign file: torch raises RuntimeError, pickle errors, ...
+        except Exception as error:  # noqa: BLE001 - a truncated or foreign file: torch raises RuntimeError, pickle errors, ...
             raise ModelFolderError(f"{model_path} is not a loadable TorchScript model ({type(error).__name__}); restore it or export it again.") from None
     _check_fits(model, file, info, labels)
     return model
@@ -396,7 +401,7 @@ class LandmarkService:
     @classmethod
     def from_spec(
         cls, spec: str | os.PathLike | None, threshold: float | None = None, num_threads: int | None = None, backend: str = "auto"
-    ) -> "LandmarkService":
+    ) -> LandmarkService:
         return cls(resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend)
 
     def _to_tensor(self, image: Image.Image) -> torch.Tensor:

@@ -18,7 +18,15 @@ from tqdm import tqdm
 from . import atomic
 from .data.folder import IMAGE_EXTENSIONS
 from .data.images import ImageLoadError
-from .serving import TOP_K, LandmarkService, ModelNotFoundError, Photo, Prediction, read_photo, threshold_arg
+from .serving import (
+    TOP_K,
+    LandmarkService,
+    ModelNotFoundError,
+    Photo,
+    Prediction,
+    read_photo,
+    threshold_arg,
+)
 
 FORMATS = (".csv", ".json")
 NO_LANDMARK = "no known landmark"  # the answer when the best landmark is below the threshold (never a place)

@@ -6,14 +6,16 @@ no-landmark validation photos get a landmark (the rule itself: landmark_lib.reco
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
+from . import atomic
 from .recognition import choose_threshold
 from .run import RunConfig, load_trained_model
 from .run_photos import run_photos_loader
+
 
 @torch.no_grad()
 def validation_logits(
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), **rule)
         info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
         print(f"int8 threshold {int8_calibration['threshold']:.4f}: {json.dumps(int8_calibration)}")
-    path.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    atomic.write_text(path, json.dumps(info, indent=2, ensure_ascii=False))  # a kill mid-write must not break the export
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ import json
 import signal
 import socket
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest

@@ -6,16 +6,22 @@ import asyncio
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
+from conftest import make_photo, time_limit
 from gradio_client import Client, handle_file
 
 import app
-from conftest import make_photo, time_limit
-from landmark_lib.uploads import NOT_AN_UPLOAD, UploadQuota, UploadRefused, discard_upload, read_upload
+from landmark_lib.uploads import (
+    NOT_AN_UPLOAD,
+    UploadQuota,
+    UploadRefused,
+    discard_upload,
+    read_upload,
+)
 
 FILE_META = {"_type": "gradio.FileData"}
 
@@ -76,7 +82,7 @@ def test_upload_is_answered_then_deleted(app_url: str) -> None:
 
 
 def test_examples_survive_being_answered(client: Client) -> None:
-    first = client.predict(handle_file(str(sorted(app.EXAMPLES_DIR.glob("*.jpg"))[0])), api_name="/predict")
+    first = client.predict(handle_file(str(min(app.EXAMPLES_DIR.glob("*.jpg")))), api_name="/predict")
     assert len(first[0]["confidences"]) == 5
     assert all(path.is_file() for path in app.EXAMPLES_DIR.glob("*.jpg"))
 

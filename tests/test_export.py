@@ -18,7 +18,13 @@ from landmark_lib.export import ExportError, export_run
 from landmark_lib.models import ModelSpec
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.run import RunConfig, RunError, build_model, load_trained_model, save_weights
+from landmark_lib.run import (
+    RunConfig,
+    RunError,
+    build_model,
+    load_trained_model,
+    save_weights,
+)
 
 CLASSES = [
     ClassInfo("taj_mahal", "Taj Mahal", "Agra", "India", 27.175, 78.042),

@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import CLASSES, export_tiny_model, tiny_net
 
 import app
-from conftest import CLASSES, export_tiny_model, tiny_net
 from landmark_lib import checksums
 from landmark_lib.onnx_model import to_onnx
 from landmark_lib.serving import LandmarkService, ModelFolderError

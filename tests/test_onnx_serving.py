@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_photo
+from synthetic import make_dataset
+from test_export import make_run  # the same tiny run folder the export tests use
+from test_training import TINY, run_train
 
 import export as export_cli
 from landmark_lib.checksums import sha256_file
@@ -16,10 +20,6 @@ from landmark_lib.hub import build_model_card
 from landmark_lib.models import ModelSpec
 from landmark_lib.serving import LandmarkService, ModelNotFoundError, read_photo
 
-from conftest import make_photo
-from synthetic import make_dataset
-from test_export import make_run  # the same tiny run folder the export tests use
-from test_training import TINY, run_train
 
 @pytest.fixture(scope="module")
 def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import CLASSES, make_photo, time_limit
 from PIL import ExifTags, Image
 
-from conftest import CLASSES, make_photo, time_limit
 from landmark_lib.tag import main
 
 DISPLAY_NAMES = {c.display_name for c in CLASSES}

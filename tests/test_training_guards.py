@@ -10,8 +10,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest
@@ -22,7 +22,12 @@ import export as export_cli
 import train_accelerate
 from landmark_lib.data import cache as cache_module
 from landmark_lib.data.cache import build_cache
-from landmark_lib.data.folder import ClassInfo, DatasetError, load_class_info, open_split
+from landmark_lib.data.folder import (
+    ClassInfo,
+    DatasetError,
+    load_class_info,
+    open_split,
+)
 from landmark_lib.models import ModelSpec
 from landmark_lib.preprocess import PreprocessConfig
 from landmark_lib.run import RunConfig, RunError, load_trained_model
@@ -47,7 +52,7 @@ def trained(dataset, tmp_path_factory) -> Path:
 def full_disk(path: Path, size: str) -> Iterator[Path]:
     """A SIZE tmpfs at PATH: a real filesystem that fills up (needs root to mount; skipped otherwise)."""
     path.mkdir(parents=True)
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode:
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False).returncode:
         pytest.skip("a full disk is simulated with a small tmpfs, which needs root to mount")
     try:
         yield path
@@ -100,7 +105,7 @@ except OSError as error:
 def test_a_write_that_fails_midway_keeps_the_previous_run_file(trained: Path, tmp_path: Path, name: str) -> None:
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     before = (run / name).read_bytes()
-    result = subprocess.run([sys.executable, "-c", WRITE_UNDER_A_SIZE_LIMIT, str(run), name], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", WRITE_UNDER_A_SIZE_LIMIT, str(run), name], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120, check=False)
     assert "write failed" in result.stdout, result.stderr[-2000:]
     assert (run / name).read_bytes() == before
     assert RunConfig.load(run) and load_trained_model(run) and read_metrics(run / "metrics.csv")

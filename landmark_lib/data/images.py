@@ -10,7 +10,7 @@ import io
 import math
 import os
 import stat
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ _ORIENTATION = {
     5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
 }
 
-Source = Union[str, os.PathLike, BinaryIO, Image.Image]
+Source = str | os.PathLike | BinaryIO | Image.Image
 
 
 class ImageLoadError(ValueError):
@@ -99,7 +99,7 @@ def _draft_scale(image: Image.Image, min_short_side: int | None, max_bytes: int)
 def _orientation(image: Image.Image) -> int:
     try:
         return int(image.getexif().get(0x0112, 1))
-    except Exception:  # a malformed EXIF block: the photo is still usable, upright as stored
+    except Exception:  # noqa: BLE001 - a malformed EXIF block (PIL raises many kinds): the photo is still usable, as stored
         return 1
 
 
