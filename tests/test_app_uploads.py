@@ -214,7 +214,11 @@ def test_gradio_server_name_and_port_are_respected(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "high"])
-def test_threshold_out_of_range_is_a_usage_error(value: str, capsys: pytest.CaptureFixture) -> None:
+def test_threshold_out_of_range_is_a_usage_error(value: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args, **kwargs):
+        raise AssertionError(f"--threshold {value} was accepted")
+
+    monkeypatch.setattr(app.LandmarkService, "from_spec", classmethod(never))
     with pytest.raises(SystemExit):
         app.main(["--threshold", value])
     assert "must be a probability between 0 and 1" in capsys.readouterr().err

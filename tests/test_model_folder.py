@@ -96,7 +96,11 @@ def test_damaged_int8_file_falls_back_with_a_warning(onnx_folder: Path, tmp_path
 
 
 @pytest.mark.parametrize("damage", ["truncated model.pt", "labels.json not JSON", "export.json not JSON", "labels.json not a list"])
-def test_damaged_required_file_is_one_error_line(model_dir: Path, tmp_path: Path, damage: str) -> None:
+def test_damaged_required_file_is_one_error_line(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    def served(*args, **kwargs):
+        raise AssertionError(f"the app served a folder with {damage}")
+
+    monkeypatch.setattr(app, "launch", served)
     folder = copy(model_dir, tmp_path)
     if damage == "truncated model.pt":
         (folder / "model.pt").write_bytes((folder / "model.pt").read_bytes()[:1000])
