@@ -1,6 +1,7 @@
 """Hostile load on the app: do normal users still get answers in time while others send hostile files and payloads?
 
-Starts `app.py` in its own process (or uses --url), then N gradio_client users who alternate a normal photo
+Starts `app.py` in its own process (or uses --url), sends each hostile request alone (time, peak memory), then
+N gradio_client users who alternate a normal photo
 (examples/*.jpg) with a hostile request: tiny files that claim gigapixels (16-bit, alpha, palette), thin strips,
 a near-budget RGBA PNG, an 8000x8000 JPEG, broken files, server paths (/dev/zero, /etc/passwd) and URL/base64
 payloads sent over raw HTTP. Samples the app process's RSS (with its children) every 50 ms and reports normal p50/p95,
@@ -120,7 +121,7 @@ def run_client(url: str, photos: list[Path], hostile: list, rounds: int, offset:
 
 
 class RssSampler(threading.Thread):
-    """Peak resident memory of a process and its children, sampled every 50 ms."""
+    """Peak resident memory of a process and its children, sampled every 20 ms (reset() starts a new peak)."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -129,13 +130,37 @@ class RssSampler(threading.Thread):
     def rss(self) -> int:
         return sum(p.memory_info().rss for p in [self.process, *self.process.children(recursive=True)])
 
+    def reset(self) -> int:
+        self.peak = self.rss()
+        return self.peak
+
     def run(self) -> None:
         while not self.stop.is_set():
             try:
                 self.peak = max(self.peak, self.rss())
             except psutil.Error:
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
+
+
+def solo(url: str, hostile: list, sampler: RssSampler) -> dict:
+    """Each hostile request alone: seconds, outcome and peak RSS above the RSS just before it."""
+    client, rows = Client(url, verbose=False), {}
+    try:
+        for item in hostile:
+            name = item.name if isinstance(item, Path) else json.dumps(item)[:60]
+            before = sampler.reset()
+            start = time.perf_counter()
+            try:
+                outcome = upload_request(client, item) if isinstance(item, Path) else raw_request(url, item)
+            except Exception as error:  # noqa: BLE001 - the row says what went wrong
+                outcome = f"error: {type(error).__name__}: {str(error)[:80]}"
+            seconds = time.perf_counter() - start
+            time.sleep(0.1)
+            rows[name] = {"seconds": round(seconds, 2), "outcome": outcome, "peak_above_mib": round((sampler.peak - before) / 2**20)}
+    finally:
+        client.close()
+    return rows
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -160,6 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
         sampler = RssSampler(pid)
         idle = sampler.rss()
         sampler.start()
+        alone = solo(url, hostile, sampler)
+        sampler.reset()
         start = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
             results = list(pool.map(lambda i: run_client(url, photos, hostile, args.rounds, i), range(args.clients)))
@@ -182,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         "normal": {"count": len(normal), **{k: round(v, 3) for k, v in percentiles(normal).items()}},
         "hostile": {"count": len(bad), **{k: round(v, 3) for k, v in percentiles(bad).items()}},
         "outcomes": {name: sorted(seen) for name, seen in sorted(outcomes.items())},
+        "alone": alone,
         "rss_idle_mib": round(idle / 2**20), "rss_peak_mib": round(sampler.peak / 2**20),
         "rss_peak_above_idle_mib": round((sampler.peak - idle) / 2**20), "rss_after_mib": round(rss_after / 2**20),
         "errors": errors, "app_alive": alive, "answers_after": len(after["normal"]) == 1,
@@ -191,8 +219,11 @@ def main(argv: list[str] | None = None) -> dict:
           f"; hostile: {len(bad)} requests, p95 {report['hostile'].get('p95', float('nan')):.2f} s")
     print(f"app RSS: idle {report['rss_idle_mib']} MiB, peak {report['rss_peak_mib']} MiB (+{report['rss_peak_above_idle_mib']}), "
           f"after {report['rss_after_mib']} MiB; alive {alive}; answers afterwards {report['answers_after']}")
+    print("| hostile request, alone | seconds | peak RSS above the RSS before it | outcome |\n| --- | ---: | ---: | --- |")
+    for name, row in alone.items():
+        print(f"| `{name}` | {row['seconds']:.2f} | {row['peak_above_mib']} MiB | {row['outcome']} |")
     for name, seen in report["outcomes"].items():
-        print(f"  {name}: {', '.join(seen)}")
+        print(f"  under load, {name}: {', '.join(seen)}")
     print(f"errors: {len(errors)}" + "".join(f"\n  {e}" for e in errors[:10]))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import CLASSES, make_photo
 from PIL import ExifTags, Image, ImageOps
+from PIL.TiffImagePlugin import IFDRational
 
 from landmark_lib import serving
 from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
@@ -112,6 +113,40 @@ def test_exif_gps(service: LandmarkService, tmp_path: Path) -> None:
         assert gps_from_exif(image) == pytest.approx((48.858222, 2.2945), abs=1e-6)
     assert service.predict(make_photo()).photo_location is None
     assert service.predict(south_west.read_bytes()).photo_location == prediction.photo_location
+
+
+class _GpsOnly:
+    """Stands for an opened photo whose EXIF GPS block holds exactly GPS (values PIL may not write to a file)."""
+
+    def __init__(self, gps: dict):
+        self.gps = gps
+
+    def getexif(self):
+        return self
+
+    def get_ifd(self, tag):
+        return self.gps
+
+
+@pytest.mark.parametrize("gps", [
+    {1: "X", 2: (41.0, 53.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # not a hemisphere
+    {2: (41.0, 53.0, 24.0), 4: (12.0, 29.0, 32.0)},  # no references: N/E would only be a guess
+    {1: "N", 2: (41.0, 53.0, 24.0), 3: "S", 4: (12.0, 29.0, 32.0)},  # S is not a longitude reference
+    {1: "N", 2: (IFDRational(41, 0), 53.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # zero denominator
+    {1: "N", 2: (41.0, 75.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # 75 minutes
+    {1: "N", 2: (41.0, 53.0, 60.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # 60 seconds
+    {1: "N", 2: (91.0, 0.0, 0.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # beyond the pole
+    {1: "N", 2: (41.0, 53.0, 24.0), 3: "W", 4: (180.0, 0.0, 1.0)},  # beyond the date line
+    {1: "N", 2: (-41.0, 53.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # a sign instead of a reference
+    {1: "N", 2: (41.0, 53.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # two values instead of three
+])
+def test_invalid_exif_gps_gives_no_position(gps: dict) -> None:
+    assert gps_from_exif(_GpsOnly(gps)) is None
+
+
+def test_valid_exif_gps_in_every_hemisphere() -> None:
+    assert gps_from_exif(_GpsOnly({1: "S", 2: (IFDRational(22, 1), 57.0, 7.2), 3: "W", 4: (43.0, 12.0, 36.0)})) == pytest.approx((-22.952, -43.21))
+    assert gps_from_exif(_GpsOnly({1: b"N\x00", 2: (48.0, 51.0, 29.6), 3: "e", 4: (2.0, 17.0, 40.2)})) == pytest.approx((48.858222, 2.2945))
 
 
 def test_exif_rotated_photo_gives_same_answer_as_upright(service: LandmarkService, tmp_path: Path) -> None:
