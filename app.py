@@ -15,7 +15,7 @@ from gradio.data_classes import ImageData
 from gradio_client import utils as client_utils
 from starlette.middleware import Middleware
 
-from landmark_lib.data.images import ImageLoadError
+from landmark_lib.data.images import ImageLoadError, release_memory
 from landmark_lib.serving import (
     BACKENDS,
     LandmarkService,
@@ -144,6 +144,9 @@ def build_demo(service: LandmarkService) -> gr.Interface:
             prediction = service.predict(data, name=Path(path).name)
         except ImageLoadError as error:
             return None, f"### Cannot read this photo\n\n{error}"
+        finally:  # the upload's bytes and the decoded pixels go back to the OS, not only to the heap
+            del data
+            release_memory()
         return label_value(prediction), describe(prediction)
 
     examples = [[str(path)] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))]

@@ -6,6 +6,7 @@ limits either becomes gigabytes (decoded pixels, or a strip resized on its short
 """
 from __future__ import annotations
 
+import ctypes
 import io
 import math
 import os
@@ -199,6 +200,15 @@ def load_rgb_bytes(data: bytes, name: str = "image", min_short_side: int | None 
     buffer = io.BytesIO(data)
     buffer.name = name  # type: ignore[attr-defined]
     return load_rgb(buffer, min_short_side)
+
+
+def release_memory() -> None:
+    """Give freed pixel buffers back to the OS: glibc keeps freed heap memory, so a server that once decoded a big
+    photo would otherwise hold on to that peak for good. A no-op where malloc_trim does not exist (not glibc)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def pil_to_uint8_chw(image: Image.Image) -> torch.Tensor:
