@@ -27,9 +27,9 @@ from landmark_lib.serving import (
 )
 from landmark_lib.uploads import (
     WINDOW_S,
+    DeferredDeletion,
     UploadQuota,
     UploadRefused,
-    discard_upload,
     read_upload,
 )
 
@@ -39,6 +39,7 @@ MAX_QUEUE = 64
 MAX_FILE_SIZE = "50mb"  # larger than any phone photo; bigger uploads are refused by Gradio before they reach us
 MAX_FILE_BYTES = 50 * 1024**2
 DELETE_CACHE = (300, WINDOW_S)  # every 5 minutes, delete uploads never answered (older than the quota window)
+UPLOAD_GRACE_S = 60.0  # an answered upload is deleted this long after its answer (see DeferredDeletion)
 
 
 def photo_input() -> gr.Image:
@@ -137,8 +138,8 @@ def build_demo(service: LandmarkService) -> gr.Interface:
             data = read_upload(path, photo.GRADIO_CACHE, MAX_FILE_BYTES)
         except UploadRefused as error:
             return None, f"### Cannot read this photo\n\n{error}"
-        finally:  # the photo and its EXIF GPS leave the server with the answer
-            discard_upload(path, demo.upload_file_set, photo.temp_files)
+        finally:  # the photo and its EXIF GPS leave the server shortly after the answer
+            deletion.schedule(path, UPLOAD_GRACE_S)
         try:
             # Bytes + the file's own name: error messages name the user's file, not the server's temp path.
             prediction = service.predict(data, name=Path(path).name)
@@ -170,6 +171,8 @@ def build_demo(service: LandmarkService) -> gr.Interface:
         analytics_enabled=False,
         delete_cache=DELETE_CACHE,
     )
+    deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
+    deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
 
 

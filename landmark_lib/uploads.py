@@ -1,14 +1,16 @@
-"""What the public app may read and keep: only files inside Gradio's upload cache, deleted after their answer, and
-a bounded amount of uploads per client.
+"""What the public app may read and keep: only files inside Gradio's upload cache, deleted shortly after their
+answer, and a bounded amount of uploads per client.
 
 A REST call can name any server path as the photo (a plain {"path": ...} skips Gradio's own upload-folder check),
 and uploads otherwise stay on disk with their EXIF GPS until the server restarts.
 """
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import stat
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -69,6 +71,48 @@ def discard_upload(path: str, uploaded: set[str], *also_tracked: set[str]) -> No
         Path(path).parent.rmdir()  # Gradio keeps each upload in a folder named after its hash
     except OSError:
         pass  # not empty: the same photo uploaded again, still waiting for its answer
+
+
+class DeferredDeletion(threading.Thread):
+    """Deletes answered uploads DELAY seconds after their answer, in one daemon thread.
+
+    Gradio stores an upload at <upload folder>/<sha256 of its bytes>/<name>, so two clients sending the same photo
+    share one path: deleting at once would remove the file the other request is about to read (8 of 80 normal
+    requests were refused that way in benchmarks/hostile_load.py). A file uploaded again after it was read (a new
+    inode or mtime) is left for that request's own deletion.
+    """
+
+    def __init__(self, uploaded: set[str], *also_tracked: set[str]):
+        super().__init__(daemon=True, name="upload-deletion")
+        self.uploaded, self.also_tracked = uploaded, also_tracked
+        self.due: list[tuple[float, str, tuple[int, int]]] = []
+        self.wake = threading.Condition()
+
+    def schedule(self, path: str, delay: float) -> None:
+        """Delete PATH (if the client uploaded it) in DELAY seconds, unless it is replaced meanwhile."""
+        path = os.path.abspath(path)
+        if path not in self.uploaded:
+            return
+        try:
+            info = os.stat(path)
+        except OSError:
+            return
+        with self.wake:
+            heapq.heappush(self.due, (time.monotonic() + delay, path, (info.st_ino, info.st_mtime_ns)))
+            self.wake.notify()
+
+    def run(self) -> None:
+        while True:
+            with self.wake:
+                while not self.due or self.due[0][0] > time.monotonic():
+                    self.wake.wait(self.due[0][0] - time.monotonic() if self.due else None)
+                _, path, identity = heapq.heappop(self.due)
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            if (info.st_ino, info.st_mtime_ns) == identity:
+                discard_upload(path, self.uploaded, *self.also_tracked)
 
 
 def client_key(scope: dict) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from gradio_client import Client, handle_file
 import app
 from landmark_lib.uploads import (
     NOT_AN_UPLOAD,
+    DeferredDeletion,
     UploadQuota,
     UploadRefused,
     discard_upload,
@@ -71,14 +73,28 @@ def test_server_files_are_never_read_and_cannot_be_probed(app_url: str, tmp_path
             assert not label and refused(markdown), (path, markdown)
 
 
-def test_upload_is_answered_then_deleted(app_url: str) -> None:
+def test_upload_is_answered_then_deleted(app_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app, "UPLOAD_GRACE_S", 0.2)
     path = upload(app_url, jpeg_bytes(seed=7), "deleted_after.jpg")
     assert Path(path).is_file()
     label, _ = raw_predict(app_url, {"path": path, "meta": FILE_META, "orig_name": "deleted_after.jpg"})
     assert len(label["confidences"]) == 5
+    deadline = time.monotonic() + 10
+    while Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not Path(path).exists() and not Path(path).parent.exists()
     label, markdown = raw_predict(app_url, {"path": path, "meta": FILE_META})  # a replay finds nothing
     assert not label and refused(markdown)
+
+
+def test_the_same_photo_from_two_clients_is_answered_twice(app_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gradio stores identical uploads at one path: the first answer must not delete the second client's photo."""
+    monkeypatch.setattr(app, "UPLOAD_GRACE_S", 60.0)
+    first, second = upload(app_url, jpeg_bytes(seed=8), "same.jpg"), upload(app_url, jpeg_bytes(seed=8), "same.jpg")
+    assert first == second
+    for path in (first, second):
+        label, markdown = raw_predict(app_url, {"path": path, "meta": FILE_META, "orig_name": "same.jpg"})
+        assert label and len(label["confidences"]) == 5, markdown
 
 
 def test_examples_survive_being_answered(client: Client) -> None:
@@ -131,6 +147,24 @@ def test_read_upload_only_reads_regular_files_inside_the_upload_folder(tmp_path:
         with time_limit(5), pytest.raises(UploadRefused) as error:
             read_upload(str(path), uploads, 100)
         assert str(error.value) == NOT_AN_UPLOAD
+
+
+def test_deferred_deletion_spares_a_file_uploaded_again(tmp_path: Path) -> None:
+    answered, again = tmp_path / "h1" / "a.jpg", tmp_path / "h2" / "b.jpg"
+    for path in (answered, again):
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+    uploaded = {str(answered), str(again)}
+    deletion = DeferredDeletion(uploaded)
+    deletion.start()
+    deletion.schedule(str(answered), 0.1)
+    deletion.schedule(str(again), 0.1)
+    replacement = tmp_path / "h2" / "upload.tmp"
+    replacement.write_bytes(b"y")
+    os.utime(replacement, ns=(1, 1))
+    replacement.rename(again)  # the same photo uploaded again (Gradio renames the new upload over the old path)
+    time.sleep(1)
+    assert not answered.exists() and again.read_bytes() == b"y" and uploaded == {str(again)}
 
 
 def test_discard_upload_deletes_only_uploads(tmp_path: Path) -> None:
