@@ -27,6 +27,9 @@ from ..atomic import NO_SPACE, NoSpaceError, no_space
 from .folder import ImageFolderSplit
 from .images import ImageLoadError, load_rgb
 
+# The serving budget (images.MAX_DECODE_BYTES) bounds what a stranger's upload may cost; a dataset's own photos are
+# cached once, in worker processes, and keep decoding as they always did (a 200 MP RGBA photo is 1.6 GB).
+TRAINING_DECODE_BYTES = 2 * 2**30
 DEFAULT_CACHE_DIR = Path(os.environ.get("LANDMARK_CACHE", Path.home() / ".cache" / "landmark_tagger"))
 
 
@@ -57,7 +60,7 @@ class _Decode(Dataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, str]:
         path = self.samples[index][0]
         try:
-            return np.asarray(resize_square(load_rgb(path), self.size)), ""
+            return np.asarray(resize_square(load_rgb(path, max_bytes=TRAINING_DECODE_BYTES), self.size)), ""
         except ImageLoadError as error:
             return np.zeros((self.size, self.size, 3), np.uint8), str(error)
 
