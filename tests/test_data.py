@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,12 @@ from PIL import Image
 from synthetic import make_dataset
 
 from landmark_lib.data.cache import build_cache
-from landmark_lib.data.folder import DatasetError, display_name, load_class_info, open_split
+from landmark_lib.data.folder import (
+    DatasetError,
+    display_name,
+    load_class_info,
+    open_split,
+)
 from landmark_lib.data.images import ImageLoadError, load_rgb, load_rgb_bytes
 from landmark_lib.data.split import stratified_split
 
