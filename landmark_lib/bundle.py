@@ -57,7 +57,10 @@ def require(folder: str | Path, *names: str) -> Path:
 
 
 def write_info(folder: str | Path, info: dict) -> None:
-    (Path(folder) / EXPORT_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    """FOLDER/export.json, atomically: a kill mid-write must not break the export."""
+    from . import atomic
+
+    atomic.write_text(Path(folder) / EXPORT_FILE, json.dumps(info, indent=2, ensure_ascii=False))
 
 
 def backend_of_file(name: str) -> str:

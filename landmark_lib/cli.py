@@ -7,6 +7,7 @@
     landmark threshold RUN [--export-dir DIR]        choose (and write) the "no known landmark" threshold
     landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
     landmark tag PHOTO_DIR --out tags.csv            tag a folder of photos
+    landmark checksums DIR                           record the sha256 of an export folder's files
     landmark serve                                   the web app (also: python app.py)
 
 Only the parsers live here (built from light modules); each command is the `run(args)` function of the module that
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
+
 import sys
 from pathlib import Path
 
@@ -42,6 +43,16 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
     return int(text)
+
+
+def threshold_arg(text: str) -> float:
+    """--threshold: a probability in [0, 1], else a one-line usage error (outside it every or no landmark is named)."""
+    from .recognition import check_threshold
+
+    try:
+        return check_threshold(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a probability between 0 and 1 (e.g. 0.35), got {text!r}") from None
 
 
 def existing_dir(text: str) -> Path:
@@ -90,7 +101,7 @@ def _evaluate(commands) -> None:
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     p.add_argument("--batch-size", type=positive_int, default=32, help="photos per network call")
     p.add_argument("--exported", help="evaluate this exported file (model.pt, model.onnx or model.int8.onnx) instead of the run's weights (default: the run's weights)")
-    p.add_argument("--threshold", type=float, help="recognition threshold (default: the exported file's, from export.json)")
+    p.add_argument("--threshold", type=threshold_arg, help="recognition threshold (default: the exported file's, from export.json)")
     p.add_argument("--only-excluded", action="store_true", help="only the photos the run's --exclude held out (the cross-source check)")
 
 
@@ -111,7 +122,7 @@ def _export(commands) -> None:
                         "onnx-int8: model.onnx and model.int8.onnx (static int8, calibrated on training photos, kept only "
                         "within 1 point of fp32 validation top-1; the app prefers it). model.pt is always written")
     p.add_argument("--calibration-photos", type=positive_int, default=128, help="training photos that calibrate int8 activation ranges")
-    p.add_argument("--threshold", type=float, help="confidence below which the app says no landmark was recognised "
+    p.add_argument("--threshold", type=threshold_arg, help="confidence below which the app says no landmark was recognised "
                    "(default: chosen on the run's validation split, see --target-precision)")
     p.add_argument("--target-precision", type=float, default=0.95, help="precision the named landmarks must reach on validation")
     p.add_argument("--max-false-accept", type=float, default=0.02, help="share of the validation no-landmark photos that may be named as a landmark")
@@ -153,11 +164,14 @@ def _serving(commands) -> None:
     p.add_argument("--out", type=tag_output, required=True, help="tags.csv or tags.json")
     p.add_argument("--model", default=None, help=SPEC_HELP)
     p.add_argument("--batch-size", type=positive_int, default=16, help="photos per network call")
-    p.add_argument("--threshold", type=float, default=None, help="minimum top probability for 'recognised' (default: export.json's, else 0.35)")
+    p.add_argument("--threshold", type=threshold_arg, default=None, help="minimum top probability for 'recognised', 0..1 (default: export.json's, else 0.35)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (it is kept otherwise)")
+    p = _command(commands, "checksums", "landmark_lib.checksums:run", "record the sha256 of an export folder's files in its export.json (only for files you trust)")
+    p.add_argument("folder", type=Path, help="export folder holding export.json")
     p = _command(commands, "serve", "landmark_lib.serve.web:run", "the web app: upload a photo, get the landmark and its place")
     p.add_argument("--model", default=None, help=SPEC_HELP)
-    p.add_argument("--threshold", type=float, default=None, help="minimum top probability to name a landmark (default: export.json's, else 0.35)")
-    p.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1", help="interface to listen on (0.0.0.0 on a Space)")
+    p.add_argument("--threshold", type=threshold_arg, default=None, help="minimum top probability to name a landmark, 0..1 (default: export.json's, else 0.35)")
+    p.add_argument("--host", default=None, help="interface to listen on (default: $GRADIO_SERVER_NAME, else 0.0.0.0 on a Space, else 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
     p.add_argument("--backend", choices=bundle.BACKENDS, default="auto",

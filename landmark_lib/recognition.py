@@ -8,9 +8,18 @@ Serving, evaluation and threshold choice all call these functions, so they agree
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .labels import BACKGROUND_CLASS
+
+
+def check_threshold(value: float) -> float:
+    """VALUE if it is a probability in [0, 1]; a threshold outside that would name every or no landmark."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"the recognition threshold must be a probability between 0 and 1, got {value}")
+    return float(value)
 
 
 def landmark_columns(class_names: list[str]) -> torch.Tensor:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from landmark_lib import bundle
+from landmark_lib import bundle, checksums
 from landmark_lib.export.torchscript import save, to_torchscript
 from landmark_lib.labels import ClassInfo, write_labels
 from landmark_lib.models import ModelSpec
@@ -94,18 +94,28 @@ def make_run(
     return run_dir
 
 
-def export_tiny_model(folder: Path, export_info: dict | None = None, classes: list[ClassInfo] | None = None, bias_class: int = 0) -> Path:
-    """folder/{model.pt, labels.json, export.json}, the model.pt made by the real exporter (traced net, scripted
-    wrapper) without its slow self-check; the net is made confident about class BIAS_CLASS (of CLASSES by default)."""
+def tiny_net(classes: list[ClassInfo] | None = None, bias_class: int = 0) -> LandmarkNet:
+    """The network of export_tiny_model (the same weights every call), confident about class BIAS_CLASS."""
     classes = classes or CLASSES
     torch.manual_seed(0)
     net = LandmarkNet(len(classes), width=0.25, depth=1).eval()
     with torch.no_grad():
         net.head[-1].bias[bias_class] += FIRST_CLASS_BIAS
+    return net
+
+
+def export_tiny_model(folder: Path, export_info: dict | None = None, classes: list[ClassInfo] | None = None, bias_class: int = 0) -> Path:
+    """folder/{model.pt, labels.json, export.json}, the model.pt made by the real exporter (traced net, scripted
+    wrapper) without its slow self-check; the net is made confident about class BIAS_CLASS (of CLASSES by default).
+    export.json records the files' sha256, as the exporter does."""
+    classes = classes or CLASSES
+    net = tiny_net(classes, bias_class)
+    preprocess = PreprocessConfig(input_size=64)
     folder.mkdir(parents=True, exist_ok=True)
-    save(to_torchscript(LandmarkPredictor(net, PreprocessConfig(input_size=64), classes).eval()), folder / bundle.MODEL_FILE)
+    save(to_torchscript(LandmarkPredictor(net, preprocess, classes).eval()), folder / bundle.MODEL_FILE)
     write_labels(folder / bundle.LABELS_FILE, classes)
-    bundle.write_info(folder, export_info or {"model": "scratch", "num_classes": len(classes)})
+    info = export_info or {"model": "scratch", "num_classes": len(classes), "preprocess": preprocess.to_dict()}
+    bundle.write_info(folder, {**info, checksums.FILES_KEY: checksums.record(folder)})
     return folder
 
 

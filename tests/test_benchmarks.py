@@ -68,3 +68,14 @@ def test_jpeg_decode_benchmark_decodes_smaller_and_faster(capsys) -> None:
     assert result["sizes"] == {"full": (2400, 1600), "reduced": (600, 400)}  # 1/4 scale keeps the short side >= 300
     assert result["reduced"] < result["full"]
     assert "faster" in capsys.readouterr().out
+
+
+def test_hostile_load_benchmark_keeps_the_app_answering(model_dir: Path, tmp_path: Path) -> None:
+    from benchmarks import hostile_load
+
+    report = hostile_load.main(["--model", str(model_dir), "--clients", "2", "--rounds", "8", "--json", str(tmp_path / "hostile.json")])
+    assert report["errors"] == [] and report["app_alive"] and report["answers_after"]
+    assert report["normal"]["count"] == 16 and report["hostile"]["count"] == 16
+    assert report["outcomes"]["deep16_10000x10000.png"] == ["refused"] and report["outcomes"]["strip_1x30000.png"] == ["answered"]
+    assert report["rss_peak_above_idle_mib"] < 1536
+    assert json.loads((tmp_path / "hostile.json").read_text())["normal"] == report["normal"]

@@ -77,7 +77,7 @@ def shipped_app_url() -> Iterator[str]:
         demo.close()
 
 
-@pytest.mark.parametrize("example, expected", [("taj_mahal.jpg", "Taj Mahal"), ("petra.jpg", "Petra")])
+@pytest.mark.parametrize("example, expected", [("taj_mahal.jpg", "Taj Mahal"), ("petra.jpg", "Petra"), ("eiffel_tower.jpg", "Eiffel Tower")])
 def test_shipped_model_names_the_example_landmark_in_the_page(browser, shipped_app_url, tmp_path, example, expected):
     wait = WebDriverWait(browser, 120)
     browser.get(shipped_app_url)
@@ -87,3 +87,16 @@ def test_shipped_model_names_the_example_landmark_in_the_page(browser, shipped_a
     assert names[0] == expected
     wait.until(lambda d: "Open in OpenStreetMap" in d.find_element(By.TAG_NAME, "body").text)
     assert browser.save_screenshot(str(Path(SCREENSHOT_DIR or tmp_path) / f"app_{Path(example).stem}.png"))
+
+
+def test_shipped_model_says_no_known_landmark_for_an_everyday_photo(browser, shipped_app_url, tmp_path):
+    wait = WebDriverWait(browser, 120)
+    browser.get(shipped_app_url)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
+    _submit(browser, REPO_ROOT / "examples" / "everyday_park_bench.jpg")
+    wait.until(lambda d: "No known landmark recognised" in d.find_element(By.TAG_NAME, "body").text)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Closest known landmarks" in body and "Open in OpenStreetMap" not in body
+    heading = browser.find_elements(By.CSS_SELECTOR, "[data-testid=label-output-value]")
+    assert not heading or heading[0].text == "No known landmark"
+    assert browser.save_screenshot(str(Path(SCREENSHOT_DIR or tmp_path) / "app_everyday_photo.png"))

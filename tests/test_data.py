@@ -108,3 +108,14 @@ def test_cache_is_built_once_reused_and_rebuilt_when_the_dataset_changes(tmp_pat
     assert changed.folder != first.folder
     row = changed.files.index(str(photo))
     assert changed.images[row].min() == 255
+
+
+def test_the_training_cache_keeps_photos_beyond_the_serving_budget(tmp_path):
+    """The serving decode budget refuses big non-JPEG uploads; the dataset's own photos still go into the cache."""
+    (tmp_path / "data" / "train" / "a").mkdir(parents=True)
+    big = tmp_path / "data" / "train" / "a" / "big.png"
+    Image.new("RGBA", (4100, 4100), (10, 20, 30, 128)).save(big, compress_level=1)  # 134.5 MB to decode as RGBA
+    with pytest.raises(ImageLoadError, match="more than the 128 MB limit"):
+        load_rgb(big)
+    cached = build_cache(open_split(tmp_path / "data", "train"), 32, tmp_path / "cache", workers=0)
+    assert len(cached.valid) == 1 and cached.skipped == []

@@ -11,6 +11,7 @@ import torch
 from helpers import cli_error, make_dataset, make_photo, make_run
 from test_training import TINY, run_train
 
+from landmark_lib.checksums import sha256_file
 from landmark_lib.cli import main
 from landmark_lib.data.images import pil_to_uint8_chw
 from landmark_lib.export.hub import build_model_card
@@ -33,6 +34,8 @@ def test_export_writes_verified_onnx(onnx_export: Path) -> None:
     assert (onnx_export / "model.pt").is_file() and (onnx_export / "model.onnx").is_file()
     assert info["onnx"]["file"] == "model.onnx" and info["onnx"]["max_abs_diff"] < 1e-4
     assert info["preprocess"]["input_size"] == 64
+    assert sorted(info["files"]) == ["labels.json", "model.onnx", "model.pt"]  # the exporter records each file's sha256
+    assert all(info["files"][name]["sha256"] == sha256_file(onnx_export / name) for name in info["files"])
 
 
 def test_onnx_service_matches_torchscript(onnx_export: Path) -> None:

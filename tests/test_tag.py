@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
 from PIL import ExifTags, Image
 
-from helpers import CLASSES, make_photo
+from helpers import CLASSES, make_photo, time_limit
 
 from landmark_lib.cli import main
 
@@ -61,3 +62,123 @@ def test_tag_json_matches_single_predictions(photo_dir: Path, model_dir: Path, s
 def test_tag_rejects_unknown_output_format(photo_dir: Path, model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["tag", str(photo_dir), "--out", str(tmp_path / "tags.xlsx"), "--model", str(model_dir)])
+
+
+def tag_cli(argv: list[str]) -> None:
+    """`landmark tag ARGV` with its expected failures as SystemExit("error: ...") (what the CLI prints)."""
+    from landmark_lib.cli import build_parser
+    from landmark_lib.errors import LandmarkError
+    from landmark_lib.serve import tag
+
+    args = build_parser().parse_args(["tag", *argv])
+    try:
+        tag.run(args)
+    except LandmarkError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def _csv_rows(path: Path) -> dict[str, dict]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {r["path"]: r for r in csv.DictReader(handle)}
+
+
+def test_one_odd_photo_never_aborts_the_run(photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder bug on one file (any exception, not only ImageLoadError) is that file's error row."""
+    from landmark_lib.serve import tag
+
+    real = tag.read_photo
+
+    def flaky(path, **kwargs):
+        if path.name == "b.png":
+            raise RuntimeError("decoder exploded")
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(tag, "read_photo", flaky)
+    tag_cli([str(photo_dir), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir)])
+    rows = _csv_rows(tmp_path / "tags.csv")
+    assert "could not be decoded (RuntimeError: decoder exploded)" in rows["trip/b.png"]["error"]
+    assert rows["a.jpg"]["top1"] and rows["trip/day2/c.jpg"]["top1"]
+
+
+def test_non_utf8_names_symlink_loops_and_broken_links(model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / "real").mkdir(parents=True)
+    make_photo(seed=1).save(folder / "real" / "a.jpg")
+    make_photo(seed=2).save(os.fsdecode(bytes(folder / "real") + b"/caf\xe9.jpg"))  # Latin-1 name: not valid UTF-8
+    (folder / "real" / "loop").symlink_to(folder)  # photos/real/loop -> photos
+    (folder / "linked").symlink_to(folder / "real")  # the same folder twice: tagged once
+    (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with time_limit(120):
+        tag_cli([str(folder), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir)])
+        tag_cli([str(folder), "--out", str(tmp_path / "tags.json"), "--model", str(model_dir)])
+    rows = _csv_rows(tmp_path / "tags.csv")
+    assert sorted(rows) == ["gone.jpg", "linked/a.jpg", "linked/caf\\xe9.jpg"]
+    assert rows["linked/caf\\xe9.jpg"]["top1"] and "broken symbolic link" in rows["gone.jpg"]["error"]
+    assert [r["path"] for r in json.loads((tmp_path / "tags.json").read_text(encoding="utf-8"))] == list(rows)
+
+
+def test_unreadable_files_and_folders_say_permission_denied(photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(As root, chmod 000 does not stop reads, so the denial is simulated where files are opened and folders listed.)"""
+    from landmark_lib.data import images
+
+    (photo_dir / "private").mkdir()
+    make_photo().save(photo_dir / "private" / "p.jpg")
+    real_open, real_scandir = images.Image.open, os.scandir
+
+    def open_denied(fp, *args, **kwargs):
+        if str(fp).endswith("a.jpg"):
+            raise PermissionError(13, "Permission denied", str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    def scandir_denied(path="."):
+        if str(path).endswith("private"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(images.Image, "open", open_denied)
+    monkeypatch.setattr(os, "scandir", scandir_denied)
+    tag_cli([str(photo_dir), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir)])
+    rows = _csv_rows(tmp_path / "tags.csv")
+    assert "permission denied" in rows["a.jpg"]["error"] and "corrupt" not in rows["a.jpg"]["error"]
+    assert "cannot be listed (permission denied)" in rows["private"]["error"]
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("=HYPERLINK(1).jpg", "+1.jpg", "-2.jpg", "@SUM(A1).jpg"):
+        make_photo().save(folder / name, "JPEG")
+    (folder / "=broken.jpg").write_text("not a photo")
+    tag_cli([str(folder), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir)])
+    rows = _csv_rows(tmp_path / "tags.csv")
+    assert sorted(rows) == ["'+1.jpg", "'-2.jpg", "'=HYPERLINK(1).jpg", "'=broken.jpg", "'@SUM(A1).jpg"]
+    assert rows["'=broken.jpg"]["error"].startswith("'=broken.jpg is not an image file")
+    assert all(not cell.startswith(("=", "+", "-", "@")) for r in rows.values() for cell in r.values())
+    assert float(rows["'-2.jpg"]["top1_probability"]) > 0  # numbers are left as numbers
+
+
+def test_existing_output_is_kept_and_never_half_written(photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "tags.csv"
+    out.write_text("previous results\n")
+    with pytest.raises(SystemExit):
+        tag_cli([str(photo_dir), "--out", str(out), "--model", str(model_dir)])
+    assert out.read_text() == "previous results\n"
+
+    from landmark_lib.serve import tag
+
+    def fail_midway(record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tag, "flat", fail_midway)
+    with pytest.raises(SystemExit, match=f"no space left on {tmp_path}"):
+        tag_cli([str(photo_dir), "--out", str(out), "--model", str(model_dir), "--overwrite"])
+    assert out.read_text() == "previous results\n" and sorted(p.name for p in tmp_path.iterdir()) == ["photos", "tags.csv"]
+    monkeypatch.undo()
+    tag_cli([str(photo_dir), "--out", str(out), "--model", str(model_dir), "--overwrite"])
+    assert len(_csv_rows(out)) == 5
+
+
+def test_threshold_must_be_a_probability(photo_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        tag_cli([str(photo_dir), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir), "--threshold", "35"])
+    assert "must be a probability between 0 and 1" in capsys.readouterr().err

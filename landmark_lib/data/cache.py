@@ -6,10 +6,14 @@ the size, so any change to the dataset builds a fresh cache instead of serving s
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +23,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..atomic import NO_SPACE, NoSpaceError, no_space
 from .folder import ImageFolderSplit
 from .images import ImageLoadError, load_rgb
 
+# The serving budget (images.MAX_DECODE_BYTES) bounds what a stranger's upload may cost; a dataset's own photos are
+# cached once, in worker processes, and keep decoding as they always did (a 200 MP RGBA photo is 1.6 GB).
+TRAINING_DECODE_BYTES = 2 * 2**30
 DEFAULT_CACHE_DIR = Path(os.environ.get("LANDMARK_CACHE", Path.home() / ".cache" / "landmark_tagger"))
 
 
@@ -52,7 +60,7 @@ class _Decode(Dataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, str]:
         path = self.samples[index][0]
         try:
-            return np.asarray(resize_square(load_rgb(path), self.size)), ""
+            return np.asarray(resize_square(load_rgb(path, max_bytes=TRAINING_DECODE_BYTES), self.size)), ""
         except ImageLoadError as error:
             return np.zeros((self.size, self.size, 3), np.uint8), str(error)
 
@@ -72,32 +80,46 @@ class CachedSplit:
     skipped: list[str]
 
 
+@contextlib.contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """Held while FOLDER is checked and built: a second training building the same cache waits, then reuses it."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def reserve(path: Path, cache_dir: Path, what: str) -> None:
+    """Allocate PATH's blocks now: on a full disk, writing a sparse memory map later kills the process (SIGBUS) and
+    orphans its workers; here it is a NoSpaceError naming the folder and the size needed."""
+    size = path.stat().st_size
+    try:
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, size)
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise NoSpaceError(cache_dir, f" ({what} needs {size / 2**20:.0f} MB)") from None
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate: written as it goes
+            raise
+
+
 def build_cache(split: ImageFolderSplit, size: int, cache_dir: str | Path = DEFAULT_CACHE_DIR, workers: int = 2) -> CachedSplit:
-    """Return the cache for this split and size, building it once (unreadable images are skipped and listed)."""
+    """Return the cache for this split and size, building it once (unreadable images are skipped and listed).
+
+    Concurrent builds of the same cache (two trainings) are serialised by a lock; a full disk is a NoSpaceError.
+    """
     folder = Path(cache_dir) / f"{split.label}-{split.name}-{size}px-{cache_key(split, size)}"
-    if not (folder / "meta.json").is_file():
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(split.samples), size, size, 3))
-        loader = DataLoader(_Decode(split.samples, size), batch_size=32, num_workers=workers, collate_fn=list)
-        keep = np.ones(len(split.samples), dtype=bool)
-        skipped: list[str] = []
-        index = 0
-        for batch in tqdm(loader, desc=f"caching {split.label} at {size}px", unit="batch"):
-            for array, error in batch:
-                images[index] = array
-                if error:
-                    keep[index] = False
-                    skipped.append(error)
-                index += 1
-        images.flush()
-        np.save(tmp / "keep.npy", keep)
-        np.save(tmp / "targets.npy", np.array(split.targets, dtype=np.int64))
-        meta = {"files": [str(p) for p, _ in split.samples], "skipped": skipped, "size": size}
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+    with build_lock(folder):
+        if not (folder / "meta.json").is_file():
+            try:
+                _build(split, size, folder, workers)
+            except NoSpaceError:
+                raise
+            except OSError as error:
+                raise no_space(error, cache_dir) or error from None
     meta = json.loads((folder / "meta.json").read_text())
     return CachedSplit(
         folder=folder,
@@ -107,6 +129,41 @@ def build_cache(split: ImageFolderSplit, size: int, cache_dir: str | Path = DEFA
         files=meta["files"],
         skipped=meta["skipped"],
     )
+
+
+def _build(split: ImageFolderSplit, size: int, folder: Path, workers: int) -> None:
+    """Decode and resize every photo into FOLDER.tmp, then rename it to FOLDER (a killed build leaves no FOLDER)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # a killed build's leftovers (the lock says no one is writing them)
+    tmp.mkdir(parents=True)
+    try:
+        _fill(split, size, tmp, workers)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-built cache must not keep the disk full
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def _fill(split: ImageFolderSplit, size: int, tmp: Path, workers: int) -> None:
+    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(split.samples), size, size, 3))
+    reserve(tmp / "images.npy", tmp.parent, f"caching {split.label} at {size}px")
+    loader = DataLoader(_Decode(split.samples, size), batch_size=32, num_workers=workers, collate_fn=list)
+    keep = np.ones(len(split.samples), dtype=bool)
+    skipped: list[str] = []
+    index = 0
+    for batch in tqdm(loader, desc=f"caching {split.label} at {size}px", unit="batch"):
+        for array, error in batch:
+            images[index] = array
+            if error:
+                keep[index] = False
+                skipped.append(error)
+            index += 1
+    images.flush()
+    np.save(tmp / "keep.npy", keep)
+    np.save(tmp / "targets.npy", np.array(split.targets, dtype=np.int64))
+    meta = {"files": [str(p) for p, _ in split.samples], "skipped": skipped, "size": size}
+    (tmp / "meta.json").write_text(json.dumps(meta))
 
 
 class CachedImageDataset(Dataset):

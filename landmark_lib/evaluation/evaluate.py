@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import bundle
 from ..data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
-from ..data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
+from ..data.images import ImageLoadError, decode_short_side, load_rgb, pil_to_uint8_chw
 from ..data.provenance import excluded_mask, keep_only, sample_sources
 from ..labels import load_class_info
 from ..predictor import LandmarkPredictor
@@ -28,10 +28,13 @@ from .plots import plot_confusion, plot_misclassified, plot_per_class
 
 
 class _PhotoFiles(Dataset):
-    """Decodes original files in the workers; an unreadable file becomes (None, reason) instead of an exception."""
+    """Decodes original files in the workers; an unreadable file becomes (None, reason) instead of an exception.
 
-    def __init__(self, samples: list[tuple[Path, int]]):
-        self.samples = samples
+    MIN_SHORT_SIDE: decode_short_side of the predictor, as the app decodes photos (same pixels, bounded memory).
+    """
+
+    def __init__(self, samples: list[tuple[Path, int]], min_short_side: int | None = None):
+        self.samples, self.min_short_side = samples, min_short_side
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -39,7 +42,7 @@ class _PhotoFiles(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, int, str]:
         path, target = self.samples[index]
         try:
-            return pil_to_uint8_chw(load_rgb(path)), target, index, ""
+            return pil_to_uint8_chw(load_rgb(path, self.min_short_side)), target, index, ""
         except ImageLoadError as error:
             return None, target, index, str(error)
 
@@ -69,7 +72,8 @@ def _predict(
     predictor: Classifier, samples: list[tuple[Path, int]], batch_size: int, num_workers: int, tta: bool, device: str
 ) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
     """Probabilities of the readable images, their sample indices, and (index, reason) of the skipped ones."""
-    loader = DataLoader(_PhotoFiles(samples), batch_size=batch_size, num_workers=num_workers, collate_fn=_keep_list)
+    short_side = decode_short_side(int(predictor.preprocess.resize_size))
+    loader = DataLoader(_PhotoFiles(samples, short_side), batch_size=batch_size, num_workers=num_workers, collate_fn=_keep_list)
     probs, kept, skipped = [], [], []
     with torch.no_grad():
         for batch in loader:

@@ -18,7 +18,9 @@ class ExportError(LandmarkError, RuntimeError):
     by how much or why."""
 
 
-def check_images(check_data: str | Path | None, split: str, class_names: list[str], count: int = 8) -> list[torch.Tensor]:
+def check_images(
+    check_data: str | Path | None, split: str, class_names: list[str], count: int = 8, min_short_side: int | None = None
+) -> list[torch.Tensor]:
     """Up to COUNT real photos (the first of classes spread over the list) plus generated ones of awkward sizes."""
     images = []
     if check_data:
@@ -27,7 +29,7 @@ def check_images(check_data: str | Path | None, split: str, class_names: list[st
             first.setdefault(target, path)
         for path in list(first.values())[:: max(1, len(first) // count)]:
             try:
-                images.append(pil_to_uint8_chw(load_rgb(path)))
+                images.append(pil_to_uint8_chw(load_rgb(path, min_short_side)))
             except ImageLoadError:
                 continue
             if len(images) == count:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from .. import bundle
+from .. import atomic, bundle, checksums
 from ..data.folder import data_roots
+from ..data.images import decode_short_side
 from ..evaluation.evaluate import evaluate_run
 from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..labels import write_labels
@@ -60,7 +61,7 @@ def export_run(
     eager = LandmarkPredictor(model, config.preprocess, config.classes).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images = check_images(check_data, check_split, config.class_names)
+    images = check_images(check_data, check_split, config.class_names, min_short_side=decode_short_side(config.preprocess.resize_size))
     max_abs_diff = _write_torchscript(eager, config, out, images)
     for stale in (bundle.ONNX_FILE, bundle.INT8_FILE):  # servers prefer ONNX files: a previous export's must not outlive this one
         (out / stale).unlink(missing_ok=True)
@@ -73,6 +74,7 @@ def export_run(
         metrics = _evaluate(run_dir, out, check_data, check_split, batch_size, calibration, int8_info)
     checks = {"max_abs_diff": max_abs_diff, "check_images": len(images), "onnx": onnx_info, "onnx_int8": int8_info, "onnx_int8_refused": int8_refused}
     info = _record(run_dir, config, calibration, checks, check_data, metrics)
+    info[checksums.FILES_KEY] = checksums.record(out)  # servers check every file against these before loading it
     bundle.write_info(out, info)
     return info
 
@@ -153,7 +155,7 @@ def _evaluate(
     threshold = None if calibration is None else calibration["threshold"]
     metrics = evaluate_run(run_dir, split, check_data, out / f"eval-{split}", batch_size=batch_size, exported=out / bundle.MODEL_FILE,
                            threshold=threshold)
-    (out / bundle.METRICS_FILE).write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    atomic.write_text(out / bundle.METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
     if int8_info:
         int8_metrics = evaluate_run(run_dir, split, check_data, out / f"eval-{split}-int8", batch_size=batch_size,
                                     exported=out / bundle.INT8_FILE, threshold=int8_info["threshold"])

@@ -7,16 +7,24 @@ backend sees identical pixels. On CPU, ONNX Runtime answers about 1.7x faster th
 """
 from __future__ import annotations
 
+import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
-from .. import bundle
+from .. import bundle, checksums
 from ..labels import ClassInfo, Columns, read_labels, to_columns
 from ..preprocess import Preprocess, PreprocessConfig
 from .resolve import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+
+class ModelFolderError(ModelNotFoundError):
+    """An export folder whose files are damaged, mixed from several exports or do not fit each other."""
 
 
 class Classifier(Protocol):
@@ -105,9 +113,118 @@ def choose_backend(model_path: Path, backend: str = "auto") -> str:
     return "torchscript"
 
 
-def load(model_path: Path, backend: str = "auto", num_threads: int = 1) -> tuple[str, Classifier]:
-    """(chosen backend, its loaded model) for the export holding MODEL_PATH (see choose_backend)."""
-    chosen = choose_backend(model_path, backend)
-    if chosen in bundle.ONNX_BACKENDS:
-        return chosen, OnnxPredictor.from_export_dir(model_path.parent, num_threads, bundle.ONNX_BACKENDS[chosen][1])
-    return chosen, load_torchscript(model_path)
+def _read_json(path: Path, what: str) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelFolderError(f"{path} is damaged ({what} cannot be read: {error}); restore the export folder or export it again.") from None
+
+
+def _export_info(model_path: Path) -> dict:
+    path = model_path.parent / bundle.EXPORT_FILE
+    info = _read_json(path, "the export record") if path.is_file() else {}
+    if not isinstance(info, dict):
+        raise ModelFolderError(f"{path} is not an export record (a JSON object); restore the export folder or export it again.")
+    return info
+
+
+def _check_file(folder: Path, name: str, info: dict) -> None:
+    """FOLDER/NAME is the file the export wrote (sha256 in export.json), else ModelFolderError."""
+    problem = checksums.problem(folder, name, info.get(checksums.FILES_KEY))
+    if problem:
+        raise ModelFolderError(problem)
+
+
+def _labels(folder: Path, info: dict) -> list[ClassInfo] | None:
+    path = folder / bundle.LABELS_FILE
+    if not path.is_file():
+        return None
+    _check_file(folder, bundle.LABELS_FILE, info)
+    labels = _read_json(path, "the class list")
+    if not isinstance(labels, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in labels):
+        raise ModelFolderError(f"{path} is not a list of {{name, display_name, ...}} entries; restore the export folder or export it again.")
+    return read_labels(path)
+
+
+def _preprocess(info: dict) -> PreprocessConfig | None:
+    if "preprocess" not in info:
+        return None
+    try:
+        return PreprocessConfig.from_dict(info["preprocess"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelFolderError(f"the preprocessing in {bundle.EXPORT_FILE} is malformed ({info['preprocess']!r:.80}); export the model again.") from None
+
+
+def _check_fits(model: Classifier, file: Path, info: dict, labels: list[ClassInfo] | None) -> None:
+    """One blank photo through MODEL: as many outputs as classes, and the preprocessing export.json describes."""
+    names = list(model.class_names)
+    if labels is not None and [c.name for c in labels] != names:
+        raise ModelFolderError(f"{file.parent / bundle.LABELS_FILE} lists other classes than {file.name}: the folder mixes files of two exports; export it again.")
+    expected = _preprocess(info)
+    if expected and (expected.input_size, expected.resize_size) != (int(model.preprocess.input_size), int(model.preprocess.resize_size)):
+        raise ModelFolderError(f"{file.name} preprocesses photos differently from what {bundle.EXPORT_FILE} records; the folder mixes two exports: export it again.")
+    size = int(model.preprocess.input_size)
+    try:
+        with torch.inference_mode():
+            outputs = model.forward_batch([torch.zeros(3, size, size, dtype=torch.uint8)]).shape[-1]
+    except Exception as error:  # noqa: BLE001 - wrong input size, broken graph: whatever the runtime says, in one line
+        raise ModelFolderError(f"{file} does not run on a {size}x{size} photo ({type(error).__name__}); export it again.") from None
+    if outputs != len(names) or (info.get("num_classes") is not None and int(info["num_classes"]) != outputs):
+        raise ModelFolderError(
+            f"{file} has {outputs} outputs but its export lists {len(names)} classes (export.json: {info.get('num_classes')}); "
+            "the folder mixes files of two exports: export it again."
+        )
+
+
+def _load_backend(model_path: Path, backend: str, threads: int, info: dict) -> Classifier:
+    """The model of one backend, after checking its file, the labels and that they fit; ModelFolderError if not."""
+    folder = model_path.parent
+    labels = _labels(folder, info)
+    if backend in bundle.ONNX_BACKENDS:
+        file = folder / bundle.ONNX_BACKENDS[backend][1]
+        _check_file(folder, file.name, info)
+        preprocess = _preprocess(info)
+        if preprocess is None:
+            raise ModelFolderError(f"{folder / bundle.EXPORT_FILE} records no preprocessing for {file.name}; export it again.")
+        try:
+            model = OnnxPredictor(file, preprocess, labels, threads)
+        except Exception as error:  # noqa: BLE001 - ONNX Runtime's own errors (invalid protobuf, ...) have no common base class
+            raise ModelFolderError(f"{file} cannot be loaded by ONNX Runtime ({type(error).__name__}); export it again.") from None
+    else:
+        file = model_path
+        if model_path.name == bundle.MODEL_FILE:
+            _check_file(folder, bundle.MODEL_FILE, info)
+        try:
+            model = load_torchscript(model_path)
+        except Exception as error:  # noqa: BLE001 - a truncated or foreign file: torch raises RuntimeError, pickle errors, ...
+            raise ModelFolderError(f"{model_path} is not a loadable TorchScript model ({type(error).__name__}); restore it or export it again.") from None
+    _check_fits(model, file, info, labels)
+    return model
+
+
+def load_verified(model_path: Path, backend: str = "auto", num_threads: int = 1) -> tuple[str, Classifier]:
+    """(backend, model) for the export holding MODEL_PATH, every file checked against export.json before use.
+
+    With 'auto', an ONNX file that fails its checks (damaged, from another export, not loadable) is skipped with a
+    warning and the next verified file is served; a file asked for by name, model.pt and labels.json are required:
+    their failure is a ModelFolderError in one sentence.
+    """
+    info = _export_info(model_path)
+    if info and checksums.FILES_KEY not in info:
+        log.warning(f"{model_path.parent / bundle.EXPORT_FILE} records no checksums (an export from before they were recorded), "
+                    "so its files are not verified; export it again or run `landmark checksums FOLDER`.")
+    first, order = choose_backend(model_path, backend), [*bundle.ONNX_BACKENDS, "torchscript"]
+    candidates = [first] if backend != "auto" else [
+        b for b in order[order.index(first):] if b == "torchscript" or bundle.has_verified(model_path.parent, b, info)
+    ]
+    for candidate in candidates:
+        try:
+            return candidate, _load_backend(model_path, candidate, num_threads, info)
+        except ModelFolderError as error:
+            if candidate == candidates[-1]:
+                raise
+            log.warning(f"{error} Serving the next verified file instead.")
+    raise AssertionError("unreachable: the last candidate returns or raises")
+
+
+load = load_verified  # what a server calls

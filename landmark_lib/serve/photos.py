@@ -6,33 +6,46 @@ import io
 import math
 import os
 from dataclasses import dataclass
-from typing import Union
 
 from PIL import ExifTags, Image
 
-from ..data.images import load_rgb, load_rgb_bytes
+from ..data.images import FORMATS, load_rgb, load_rgb_bytes
 
-ImageInput = Union[Image.Image, str, os.PathLike, bytes]
+ImageInput = Image.Image | str | os.PathLike | bytes
 
 
-def _dms_to_degrees(value: tuple, ref: str) -> float:
+def _gps_degrees(value: tuple, ref: object, hemispheres: str, limit: float) -> float | None:
+    """Signed decimal degrees from EXIF (degrees, minutes, seconds) and its N/S or E/W reference; None unless all are
+    valid (three finite rationals with non-zero denominators, minutes and seconds below 60, within LIMIT)."""
+    ref = ref.decode("ascii", "replace") if isinstance(ref, bytes) else str(ref)
+    ref = ref.strip("\x00 ").upper()
+    if ref not in hemispheres or len(ref) != 1 or len(value) != 3:
+        return None
+    if any(getattr(v, "denominator", 1) == 0 for v in value):
+        return None
     degrees, minutes, seconds = (float(v) for v in value)
+    if not all(math.isfinite(v) and v >= 0 for v in (degrees, minutes, seconds)) or minutes >= 60 or seconds >= 60:
+        return None
     decimal = degrees + minutes / 60.0 + seconds / 3600.0
-    return -decimal if ref.strip().upper() in ("S", "W") else decimal
+    if decimal > limit:
+        return None
+    return -decimal if ref == hemispheres[1] else decimal
 
 
 def gps_from_exif(image: Image.Image) -> tuple[float, float] | None:
-    """(lat, lon) in decimal degrees from the EXIF GPS block, or None when absent or unusable.
+    """(lat, lon) in decimal degrees from the EXIF GPS block, or None when absent or not a valid position.
 
-    Read from the image as opened: exif_transpose and RGB conversion may drop the EXIF block.
+    Shown to users as "where your photo was taken", so a missing or odd hemisphere reference, a zero denominator or
+    an out-of-range value gives no position rather than a wrong one. Read from the image as opened: exif_transpose
+    and RGB conversion may drop the EXIF block.
     """
     try:
         gps = image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
-        lat = _dms_to_degrees(gps[ExifTags.GPS.GPSLatitude], str(gps.get(ExifTags.GPS.GPSLatitudeRef, "N")))
-        lon = _dms_to_degrees(gps[ExifTags.GPS.GPSLongitude], str(gps.get(ExifTags.GPS.GPSLongitudeRef, "E")))
-    except Exception:  # missing tags, malformed rationals, odd containers: the photo is still usable without a position
+        lat = _gps_degrees(gps[ExifTags.GPS.GPSLatitude], gps.get(ExifTags.GPS.GPSLatitudeRef, ""), "NS", 90.0)
+        lon = _gps_degrees(gps[ExifTags.GPS.GPSLongitude], gps.get(ExifTags.GPS.GPSLongitudeRef, ""), "EW", 180.0)
+    except Exception:  # noqa: BLE001 - missing tags, malformed rationals, odd containers: the photo is still usable without a position
         return None
-    if not (math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180) or (lat == 0 and lon == 0):
+    if lat is None or lon is None or (lat == 0 and lon == 0):
         return None
     return lat, lon
 
@@ -53,10 +66,10 @@ def read_photo(source: ImageInput, name: str = "image", min_short_side: int | No
     """
     if isinstance(source, bytes):
         image = load_rgb_bytes(source, name, min_short_side)
-        with Image.open(io.BytesIO(source)) as original:
+        with Image.open(io.BytesIO(source), formats=FORMATS) as original:
             return Photo(image, gps_from_exif(original))
     image = load_rgb(source, min_short_side)
     if isinstance(source, Image.Image):
         return Photo(image, gps_from_exif(source))
-    with Image.open(source) as original:
+    with Image.open(source, formats=FORMATS) as original:
         return Photo(image, gps_from_exif(original))

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from .. import bundle
-from ..data.images import pil_to_uint8_chw
+from ..data.images import decode_short_side, pil_to_uint8_chw
 from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns
-from ..recognition import best_landmarks
+from ..recognition import best_landmarks, check_threshold
 from . import backends
 from .photos import ImageInput, Photo, read_photo
 from .resolve import resolve_model_path
@@ -65,17 +65,17 @@ class LandmarkService:
         self.model_path = Path(model_path)
         threads = num_threads or default_num_threads()
         torch.set_num_threads(threads)
-        self.backend, self.model = backends.load(self.model_path, backend, threads)
+        self.backend, self.model = backends.load_verified(self.model_path, backend, threads)
         if threshold is None:
             threshold = bundle.threshold(bundle.read_info(self.model_path.parent), self.backend)
-        self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else check_threshold(threshold)
         self.classes = from_columns(self.model)
         self.class_names = [c.name for c in self.classes]
         self.display_names = [c.display_name for c in self.classes]
         self.landmark_names = [c.display_name for c in self.classes if c.name != BACKGROUND_CLASS]
         # Big photos are decoded (JPEG: DCT scaling) or shrunk in PIL to about this short side first, which bounds memory
         # and time; the model's own antialiased resize then works as usual.
-        self.max_short_side = 2 * int(self.model.preprocess.resize_size)
+        self.max_short_side = decode_short_side(self.model.preprocess.resize_size)
 
     @classmethod
     def from_spec(

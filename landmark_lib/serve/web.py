@@ -6,36 +6,68 @@ Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWN
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import gradio as gr
 from gradio.components.label import LabelConfidence, LabelData
 from gradio.data_classes import ImageData
+from gradio_client import utils as client_utils
+from starlette.middleware import Middleware
 
-from ..data.images import ImageLoadError
+from ..data.images import ImageLoadError, release_memory
+from ..errors import LandmarkError
 from ..labels import map_url
 from .service import LandmarkService, Prediction, default_num_threads
+from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 CONCURRENCY = 2  # a CPU Space has 2 vCPUs: more parallel requests only slow each other down
 MAX_QUEUE = 64
 MAX_FILE_SIZE = "50mb"  # larger than any phone photo; bigger uploads are refused by Gradio before they reach us
+MAX_FILE_BYTES = 50 * 1024**2
+DELETE_CACHE = (300, WINDOW_S)  # every 5 minutes, delete uploads never answered (older than the quota window)
+UPLOAD_GRACE_S = 60.0  # an answered upload is deleted this long after its answer (see DeferredDeletion)
 
 
 def photo_input() -> gr.Image:
-    """gr.Image that hands us the uploaded file untouched.
+    """gr.Image that hands us the uploaded file's path untouched, takes uploads only and never fetches a URL.
 
     gr.Image would open the upload itself: bad files would fail with a generic error, and without a path we would
     lose the EXIF GPS. load_rgb (via LandmarkService) decodes every format, mode and orientation with clear errors.
-    The override is per instance: a gr.Image subclass would make Gradio write a .pyi stub next to this file.
+    Gradio would download a URL given as the photo on the server and decode base64 data: neither is advertised in
+    the API schema, and both are refused (tag_photo) like any path outside the upload folder.
+    The overrides are per instance: a gr.Image subclass would make Gradio write a .pyi stub next to this file.
     """
     photo = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Photo")
     photo.preprocess = _upload_path  # type: ignore[method-assign]
+    photo.api_info = _upload_schema  # type: ignore[method-assign]
+    move_to_cache = photo.async_move_resource_to_block_cache
+
+    async def never_fetch(url_or_file_path: str | Path | None) -> str | None:
+        if client_utils.is_http_url_like(str(url_or_file_path)):
+            return str(url_or_file_path)  # left as it is (not in the upload folder), so tag_photo refuses it
+        return await move_to_cache(url_or_file_path)
+
+    photo.async_move_resource_to_block_cache = never_fetch  # type: ignore[method-assign]
     return photo
 
 
 def _upload_path(payload: ImageData | None) -> str | None:
-    return None if payload is None else payload.path
+    """The uploaded file's path; "" (refused by tag_photo) for a URL or base64 payload without one."""
+    if payload is None:
+        return None
+    return payload.path or ("" if payload.url else None)
+
+
+def _upload_schema() -> dict:
+    """The photo parameter's API schema: a file uploaded to /gradio_api/upload (no url: it is not accepted)."""
+    schema = ImageData.model_json_schema()
+    schema["properties"].pop("url", None)
+    schema.pop("description", None)
+    schema["required"] = ["path"]
+    schema["additional_description"] = "A photo uploaded with POST /gradio_api/upload (its returned path); URLs and base64 are not accepted."
+    return schema
 
 
 NOT_RECOGNISED = "No known landmark"
@@ -91,16 +123,26 @@ def build_demo(service: LandmarkService) -> gr.Interface:
         if path is None:
             return None, "### No photo\n\nUpload a photo first (JPEG, PNG, WebP, GIF, BMP or TIFF)."
         try:
+            data = read_upload(path, photo.GRADIO_CACHE, MAX_FILE_BYTES)
+        except UploadRefused as error:
+            return None, f"### Cannot read this photo\n\n{error}"
+        finally:  # the photo and its EXIF GPS leave the server shortly after the answer
+            deletion.schedule(path, UPLOAD_GRACE_S)
+        try:
             # Bytes + the file's own name: error messages name the user's file, not the server's temp path.
-            prediction = service.predict(Path(path).read_bytes(), name=Path(path).name)
+            prediction = service.predict(data, name=Path(path).name)
         except ImageLoadError as error:
             return None, f"### Cannot read this photo\n\n{error}"
+        finally:  # the upload's bytes and the decoded pixels go back to the OS, not only to the heap
+            del data
+            release_memory()
         return label_value(prediction), describe(prediction)
 
     examples = [[str(path)] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))]
+    photo = photo_input()
     demo = gr.Interface(
         fn=tag_photo,
-        inputs=photo_input(),
+        inputs=photo,
         outputs=[landmark_label(), gr.Markdown()],
         title="Landmark Tagger",
         description=(
@@ -115,19 +157,40 @@ def build_demo(service: LandmarkService) -> gr.Interface:
         api_name="predict",
         flagging_mode="never",
         analytics_enabled=False,
+        delete_cache=DELETE_CACHE,
     )
+    deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
+    deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
 
 
 def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, block: bool = True) -> str:
-    """Start the server with the app's upload limit; returns the local URL (block=False returns at once)."""
+    """Start the server with the app's upload limits (per file, and per client: UploadQuota); returns the local URL
+    (block=False returns at once)."""
     _, local_url, _ = demo.launch(
-        server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, quiet=not block
+        server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, quiet=not block,
+        app_kwargs={"middleware": [Middleware(UploadQuota)]},
     )
     return local_url
 
 
+def env_port(value: str | None) -> int | None:
+    """$GRADIO_SERVER_PORT as a port number (None when unset); a bad value stops with one sentence."""
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise LandmarkError(f"GRADIO_SERVER_PORT must be a port number between 1 and 65535, got {value!r}; fix or unset it.")
+    return int(value)
+
+
+def default_host() -> str:
+    """$GRADIO_SERVER_NAME, else 0.0.0.0 on a Hugging Face Space, else 127.0.0.1."""
+    return os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
+
+
 def run(args: argparse.Namespace) -> None:
     """`landmark serve`: load the model once, then serve the app until interrupted."""
+    host = args.host or default_host()
+    port = args.port if args.port is not None else env_port(os.environ.get("GRADIO_SERVER_PORT"))
     service = LandmarkService.from_spec(args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY), backend=args.backend)
-    launch(build_demo(service), args.host, args.port, share=args.share)
+    launch(build_demo(service), host, port, share=args.share)

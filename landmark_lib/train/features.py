@@ -24,7 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from ..data.cache import CachedImageDataset, CachedSplit
+from .. import atomic
+from ..data.cache import CachedImageDataset, CachedSplit, reserve
 from .finetune import StrategyError
 from .run import FEATURE_CACHE_FILE
 
@@ -111,16 +112,21 @@ def _compute(frozen: nn.Module, dataset: CachedImageDataset, batch_size: int, wo
     out = None
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
     start = 0
-    with torch.no_grad():
-        for images, _ in tqdm(loader, desc=desc, unit="batch"):
-            features = frozen(images).numpy().astype(dtype)
-            if out is None:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(dataset), *features.shape[1:]))
-            out[start : start + len(features)] = features
-            start += len(features)
-    out.flush()
-    del out
-    os.replace(tmp, path)
+    try:
+        with torch.no_grad():
+            for images, _ in tqdm(loader, desc=desc, unit="batch"):
+                features = frozen(images).numpy().astype(dtype)
+                if out is None:
+                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(dataset), *features.shape[1:]))
+                    reserve(tmp, path.parent.parent, desc)  # a full disk: NoSpaceError now, not SIGBUS mid-way
+                out[start : start + len(features)] = features
+                start += len(features)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def build_feature_store(
@@ -135,7 +141,7 @@ def build_feature_store(
     key = hashlib.sha1(json.dumps({"frozen": frozen_fingerprint(frozen), "photos": cached.folder.name, "dtype": dtype, **recipe}, sort_keys=True, default=str).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"features-{cached.folder.name}-{key}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
+    atomic.write_text(folder / "recipe.json", json.dumps(recipe, indent=2, default=str))
     rows = np.arange(len(cached.files))
     np_dtype = np.dtype(dtype)
     eval_path = folder / "eval.npy"
@@ -188,7 +194,7 @@ def feature_datasets(
     if accelerator.is_main_process:
         timing = {"seconds": round(time.time() - start, 1), "views": args.feature_views, "train_photos": len(train_rows),
                   "valid_photos": len(valid_rows), "store": str(store.folder)}
-        (run_dir / FEATURE_CACHE_FILE).write_text(json.dumps(timing, indent=2))
+        atomic.write_text(run_dir / FEATURE_CACHE_FILE, json.dumps(timing, indent=2))
     return (
         ViewDataset(train_features, torch.as_tensor(cached.targets[train_rows])),
         TensorDataset(valid_features.float(), torch.as_tensor(cached.targets[valid_rows])),

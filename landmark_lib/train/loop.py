@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..data.cache import CachedImageDataset, CachedSplit, build_cache
-from ..data.folder import ImageFolderSplit, open_split
+from ..atomic import NO_SPACE, NoSpaceError
+from ..data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, CachedSplit, build_cache
+from ..data.folder import DatasetError, ImageFolderSplit, open_split
+from ..errors import LandmarkError
 from ..data.transforms import AugmentConfig, EvalTransform, train_transform
 from ..evaluation.metrics import top_k_hits
 from ..labels import ClassInfo, load_class_info
@@ -95,7 +98,10 @@ def setup(args: argparse.Namespace) -> Training:
     accelerator.register_for_checkpointing(progress)
     accelerator.init_trackers("landmark")
     if resuming:
-        accelerator.load_state(str(resuming))
+        try:
+            accelerator.load_state(str(resuming))
+        except Exception as error:  # noqa: BLE001 - torch, safetensors and pickle each raise their own errors
+            raise RunError(f"The checkpoint {resuming} is damaged ({type(error).__name__}); delete that folder to resume from the one before it, or start a new run.") from None
         accelerator.print(f"Resumed from {resuming}: {progress.epoch} epochs done, best {args.monitor} {progress.best}")
     return Training(args, run_dir, accelerator, model, net, optimizer, scheduler, train_loader, valid_loader, progress, views)
 
@@ -123,12 +129,26 @@ def _photos(
         cached = build_cache(train_split, cache_size, args.cache_dir)
     if cached.skipped:
         accelerator.print(f"Skipped {len(cached.skipped)} unreadable images, e.g.: {cached.skipped[0]}")
+    check_readable_classes(train_split, cached)
     train_rows, valid_rows = run_split(train_split, cached, vars(args))
+    if not len(valid_rows):
+        raise DatasetError(f"The split leaves no validation photos (--valid-fraction {args.valid_fraction}); model selection needs them: "
+                           "raise --valid-fraction or add photos (a class needs at least 2 to give one to validation).")
     if pre is None:
         sample = cached.images[np.sort(train_rows[:: max(1, len(train_rows) // 2000)])].astype(np.float32) / 255.0
         mean, std = (tuple(v.round(4).tolist()) for v in (sample.mean((0, 1, 2)), sample.std((0, 1, 2))))
         pre = PreprocessConfig(input_size=args.input_size, mean=mean, std=std)
     return cached, (train_rows, valid_rows), pre
+
+
+def check_readable_classes(split: ImageFolderSplit, cached: CachedSplit) -> None:
+    """Stop before training when a class has no readable photo: it could never be learned, only silently missing."""
+    readable = np.bincount(cached.targets[cached.valid], minlength=len(split.class_names))
+    empty = [name for name, count in zip(split.class_names, readable) if count == 0]
+    if empty:
+        more = f" (nor of {len(empty) - 1} more classes)" if len(empty) > 1 else ""
+        raise DatasetError(f"None of the photos of class '{empty[0]}' can be read{more}; replace them with readable photos "
+                           "or remove the class folder (the skipped images are listed above).")
 
 
 def _what_trains(
@@ -228,4 +248,24 @@ def validate(net: nn.Module, loader: DataLoader, accelerator: Accelerator) -> di
 
 def run(args: argparse.Namespace) -> None:
     """`landmark train` (and `accelerate launch train_accelerate.py`)."""
-    train(options.resolve(args))
+    args = options.resolve(args)
+    try:
+        train(args)
+    except LandmarkError:
+        raise
+    except Exception as error:  # torch.save and safetensors report a full disk without errno; anything else is re-raised
+        folder = full_disk(error, args)
+        if folder is None:
+            raise
+        raise LandmarkError(f"no space left on {folder}; free some space there, or pass --output-dir / --cache-dir on a bigger disk.") from None
+
+
+def full_disk(error: BaseException, args: argparse.Namespace) -> str | None:
+    """The folder that ran out of space if ERROR comes from a full disk (errno, or a write folder left with < 4 MiB)."""
+    if isinstance(error, NoSpaceError):
+        return str(error.folder)
+    folders = [str(f) for f in (args.output_dir, getattr(args, "resume", None), getattr(args, "cache_dir", None), DEFAULT_CACHE_DIR) if f]
+    folders = [f for f in folders if Path(f).exists()]
+    if isinstance(error, OSError) and error.errno in NO_SPACE:
+        return str(Path(error.filename).parent) if error.filename else (folders[0] if folders else ".")
+    return next((f for f in folders if shutil.disk_usage(f).free < 4 * 2**20), None)

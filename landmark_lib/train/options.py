@@ -5,11 +5,13 @@ Kept free of heavy imports: the CLI builds this parser for every command, includ
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
 from ..data.cache import DEFAULT_CACHE_DIR
 from ..data.folder import DatasetError, data_roots
+from ..errors import LandmarkError
 from .finetune import STRATEGIES
 from .run import STATE_DIR, RunConfig, RunError
 
@@ -93,12 +95,14 @@ def defaults() -> dict:
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """ARGS with the defaults that depend on other options filled in, or the killed run's own options (--resume)."""
     if args.resume:
-        return resolve_resume(args)
+        args = resolve_resume(args)
+        check_options(args)
+        return args
     if not args.data:
         raise DatasetError("--data is required: the dataset folder with train/<class>/*.jpg (e.g. ../shared/data/world_landmarks).")
     args.model = args.model or "scratch"
-    args.epochs = args.epochs or 30
-    args.patience = args.patience or 10
+    args.epochs = 30 if args.epochs is None else args.epochs  # `or` would turn an explicit --epochs 0 into 30
+    args.patience = 10 if args.patience is None else args.patience
     args.num_workers = 2 if args.num_workers is None else args.num_workers
     args.auto_augment = args.auto_augment or None
     if args.model == "scratch":
@@ -106,7 +110,50 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.output_dir = args.output_dir or f"runs/{args.model.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     if Path(args.output_dir, STATE_DIR).exists():
         raise RunError(f"{args.output_dir} already holds a run; use --resume {args.output_dir} to continue it or pick another --output-dir.")
+    check_options(args)
     return args
+
+
+class OptionError(LandmarkError, ValueError):
+    """A command-line value that cannot train anything; the message names the option and what it accepts."""
+
+
+# option -> (accepts, test); checked before anything is loaded, so a typo costs no cache build.
+OPTION_RULES = {
+    "epochs": ("a whole number >= 1", lambda v: v >= 1),
+    "patience": ("a whole number >= 1", lambda v: v >= 1),
+    "batch_size": ("a whole number >= 1", lambda v: v >= 1),
+    "grad_accum": ("a whole number >= 1", lambda v: v >= 1),
+    "num_workers": ("a whole number >= 0", lambda v: v >= 0),
+    "feature_views": ("a whole number >= 1", lambda v: v >= 1),
+    "train_stages": ("a whole number >= 1", lambda v: v >= 1),
+    "depth": ("a whole number >= 1", lambda v: v >= 1),
+    "input_size": ("a crop size between 16 and 1024 pixels", lambda v: v is None or 16 <= v <= 1024),
+    "seed": ("a whole number between 0 and 2**32 - 1", lambda v: 0 <= v < 2**32),
+    "width": ("a number > 0", lambda v: v > 0),
+    "lr": ("a number > 0", lambda v: v > 0),
+    "weight_decay": ("a number >= 0", lambda v: v >= 0),
+    "warmup_epochs": ("a number >= 0", lambda v: v >= 0),
+    "clip_grad": ("a number >= 0 (0: no clipping)", lambda v: v >= 0),
+    "layer_decay": ("a number in (0, 1]", lambda v: v is None or 0 < v <= 1),
+    "dropout": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "label_smoothing": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "valid_fraction": ("a number in (0, 1): model selection and early stopping need validation photos", lambda v: 0 < v < 1),
+    "scale_min": ("a number in (0, 1]", lambda v: 0 < v <= 1),
+    "hflip": ("a probability in [0, 1]", lambda v: 0 <= v <= 1),
+    "color_jitter": ("a number >= 0", lambda v: v >= 0),
+    "random_erasing": ("a probability in [0, 1]", lambda v: 0 <= v <= 1),
+    "degrade": ("a probability in [0, 1]", lambda v: 0 <= v <= 1),
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every numeric option in its range (NaN and infinities never are), else OptionError naming the first bad one."""
+    for name, (accepts, valid) in OPTION_RULES.items():
+        value = getattr(args, name, None)
+        finite = value is None or (isinstance(value, (int, float)) and math.isfinite(value))
+        if not finite or not valid(value):
+            raise OptionError(f"--{name.replace('_', '-')} must be {accepts}, got {value}; fix the option.")
 
 
 def resolve_resume(args: argparse.Namespace) -> argparse.Namespace:

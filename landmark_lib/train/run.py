@@ -12,9 +12,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
+from .. import atomic
 from ..errors import LandmarkError
 from ..labels import ClassInfo
 from ..models import ModelSpec, create_model
@@ -26,6 +27,7 @@ METRICS_CSV = "metrics.csv"
 CURVES_FILE = "curves.png"
 FEATURE_CACHE_FILE = "feature_cache.json"
 STATE_DIR = "state"
+FORMAT_VERSION = 1  # config.json "format": raise it when a change would make older code misread a run folder
 
 
 class RunError(LandmarkError, ValueError):
@@ -47,29 +49,40 @@ class RunConfig:
         return [c.name for c in self.classes]
 
     def save(self, run_dir: str | Path) -> None:
+        """RUN_DIR/config.json, written atomically: a kill mid-write leaves the previous one, never a truncated file."""
         data = {
+            "format": FORMAT_VERSION,
             "model": asdict(self.model),
             "classes": [c.to_dict() for c in self.classes],
             "preprocess": self.preprocess.to_dict(),
             "weights_source": self.weights_source,
             "args": self.args,
         }
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        (Path(run_dir) / CONFIG_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        atomic.write_text(Path(run_dir) / CONFIG_FILE, json.dumps(data, indent=2, ensure_ascii=False))
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "RunConfig":
+    def load(cls, run_dir: str | Path) -> RunConfig:
+        """The run's config; a damaged or newer-format config.json is a RunError in one sentence."""
         path = Path(run_dir) / CONFIG_FILE
         if not path.is_file():
             raise RunError(f"{run_dir} is not a training run folder (no {CONFIG_FILE}); pass the folder `landmark train` wrote.")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(
-            model=ModelSpec(**data["model"]),
-            classes=[ClassInfo(**c) for c in data["classes"]],
-            preprocess=PreprocessConfig.from_dict(data["preprocess"]),
-            weights_source=data.get("weights_source", "random"),
-            args=data.get("args", {}),
-        )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            version = data.get("format", 1)
+        except (OSError, ValueError, AttributeError) as error:
+            raise RunError(f"{path} is damaged ({type(error).__name__}: {error}); restore it from a copy of the run, or start a new run.") from None
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise RunError(f"{path} has run format {version!r}, newer than the {FORMAT_VERSION} this code reads; update landmark-tagger to use this run.")
+        try:
+            return cls(
+                model=ModelSpec(**data["model"]),
+                classes=[ClassInfo(**c) for c in data["classes"]],
+                preprocess=PreprocessConfig.from_dict(data["preprocess"]),
+                weights_source=data.get("weights_source", "random"),
+                args=data.get("args", {}),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise RunError(f"{path} is damaged (missing or malformed {error}); restore it from a copy of the run, or start a new run.") from None
 
 
 def build_model(config: RunConfig) -> nn.Module:
@@ -78,7 +91,10 @@ def build_model(config: RunConfig) -> nn.Module:
 
 
 def save_weights(model: nn.Module, run_dir: str | Path) -> None:
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(Path(run_dir) / WEIGHTS_FILE))
+    """RUN_DIR/model.safetensors, atomically (a kill mid-write keeps the previous best weights)."""
+    data = save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})  # bytes: OS errors stay OSErrors
+    with atomic.atomic_path(Path(run_dir) / WEIGHTS_FILE) as tmp:
+        tmp.write_bytes(data)
 
 
 def load_trained_model(run_dir: str | Path) -> tuple[nn.Module, RunConfig]:
@@ -88,7 +104,10 @@ def load_trained_model(run_dir: str | Path) -> tuple[nn.Module, RunConfig]:
     if not path.is_file():
         raise RunError(f"{run_dir} has no {WEIGHTS_FILE} yet: the run has not finished an epoch; train or resume it first.")
     model = build_model(config)
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own SafetensorsError, OSError, ...
+        raise RunError(f"{path} is damaged ({type(error).__name__}: {error}); restore it, or resume or retrain the run.") from None
     expected = model.state_dict()
     bad = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
     if bad or set(state) - set(expected):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from accelerate.tracking import GeneralTracker
 
-from .run import CURVES_FILE, METRICS_CSV
+from .. import atomic
+from .run import CURVES_FILE, METRICS_CSV, RunError
 
 
 class CSVTracker(GeneralTracker):
@@ -29,18 +30,25 @@ class CSVTracker(GeneralTracker):
         rows = [r for r in rows if int(r["epoch"]) < int(step)] if step is not None else rows
         rows.append({k: str(v) for k, v in row.items()})
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        with self.path.open("w", newline="") as handle:
+        with atomic.atomic_path(self.path) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a metrics.csv; a damaged one (no epoch column, a non-numeric epoch) is a RunError in one sentence."""
     path = Path(path)
     if not path.is_file():
         return []
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        for r in rows:
+            int(r["epoch"])
+    except (KeyError, TypeError, ValueError, csv.Error) as error:
+        raise RunError(f"{path} is damaged ({type(error).__name__}: {error}); restore it, or delete it (training goes on without the curve of the earlier epochs).") from None
+    return rows
 
 
 def plot_curves(run_dir: str | Path) -> Path:
@@ -63,6 +71,7 @@ def plot_curves(run_dir: str | Path) -> Path:
         ax.legend()
     fig.tight_layout()
     out = Path(run_dir) / CURVES_FILE
-    fig.savefig(out, dpi=110)
+    with atomic.atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return out

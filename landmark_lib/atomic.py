@@ -1,0 +1,61 @@
+"""Atomic file writes (temp file in the same folder + rename): a kill, a crash or a full disk mid-write leaves the
+previous file intact instead of a truncated one (a 0-byte config.json made a killed run unrecoverable)."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpaceError(OSError):
+    """A write failed because the disk (or quota) is full; the message names the folder and the fix."""
+
+    def __init__(self, folder: str | Path, detail: str = ""):
+        super().__init__(errno.ENOSPC, f"no space left on {folder}{detail}; free some space there or write elsewhere")
+        self.folder = Path(folder)
+
+
+def no_space(error: OSError, path: str | Path) -> NoSpaceError | None:
+    """A NoSpaceError naming PATH's folder when ERROR is a full disk (ENOSPC, EDQUOT), else None."""
+    if error.errno not in NO_SPACE:
+        return None
+    return NoSpaceError(Path(path) if Path(path).is_dir() else Path(path).parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, replace: bool = True) -> Iterator[Path]:
+    """A temporary path next to PATH for a writer that takes a file name; renamed over PATH only if the block succeeds.
+
+    REPLACE=False never clobbers: if PATH exists by then (even created meanwhile), FileExistsError and PATH is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # 0o666 & ~umask, like a plain open()
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic, and fails if PATH exists
+            os.unlink(tmp)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise no_space(error, path) or error
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
+    """PATH's new content is TEXT, or (after any failure) still its old content."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+
