@@ -1,4 +1,5 @@
 """The Space's entry point (README front matter `app_file`): `python app.py [options]` is `landmark serve [options]`."""
+
 import sys
 
 from landmark_lib.cli import main

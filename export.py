@@ -1,4 +1,5 @@
 """`python export.py RUN --out DIR [options]` is `landmark export RUN --out DIR [options]` (see `landmark export --help`)."""
+
 import sys
 
 from landmark_lib.cli import main

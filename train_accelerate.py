@@ -2,6 +2,7 @@
 
 Accelerate's launcher runs a script in each process, so training keeps this file; see `landmark train --help`.
 """
+
 import sys
 
 from landmark_lib.cli import main

@@ -6,6 +6,7 @@ and the error count.
 
     PYTHONPATH=. .venv/bin/python benchmarks/app_load.py --model EXPORT_DIR --clients 16 --requests 25
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,10 +17,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from gradio_client import Client, handle_file
@@ -100,13 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=25, help="requests per user")
     parser.add_argument("--single", type=int, default=20, help="requests of the single-client baseline")
     parser.add_argument("--time-limit", type=float, default=300, help="stop issuing requests after this many seconds")
-    parser.add_argument("--photos", type=Path, default=REPO_ROOT / "examples", help="folder of photos to upload (*.jpg)")
+    parser.add_argument(
+        "--photos", type=Path, default=REPO_ROOT / "examples", help="folder of photos to upload (*.jpg)"
+    )
     args = parser.parse_args(argv)
     photos = sorted(args.photos.glob("*.jpg"))
     if not photos:
         raise SystemExit(f"no *.jpg photos in {args.photos}")
 
-    with (serve_app(args.model) if args.url is None else nullcontext(args.url)) as url:
+    with serve_app(args.model) if args.url is None else nullcontext(args.url) as url:
         deadline = time.monotonic() + args.time_limit
         run_client(url, photos, 2, deadline, 0)  # warm-up: first requests pay for lazy initialisation
         single, single_errors = run_client(url, photos, args.single, deadline, 0)
@@ -120,12 +123,16 @@ def main(argv: list[str] | None = None) -> None:
     single_p50 = percentiles(single).get("p50", float("nan"))
     stats = percentiles(latencies)
     print(f"single client: {len(single)} requests, p50 {single_p50 * 1000:.0f} ms")
-    print(f"{args.clients} clients x {args.requests} requests: {len(latencies)} done in {wall:.1f} s ({len(latencies) / wall:.1f} req/s)")
+    print(
+        f"{args.clients} clients x {args.requests} requests: {len(latencies)} done in {wall:.1f} s ({len(latencies) / wall:.1f} req/s)"
+    )
     if stats:
         print("latency " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in stats.items()))
         print(f"p95 / single p50: {stats['p95'] / single_p50:.1f}x")
     skipped = args.clients * args.requests - len(latencies) - sum(e for _, e in results)
-    print(f"errors: {errors}" + (f"; {skipped} requests not sent (time limit {args.time_limit:.0f} s)" if skipped else ""))
+    print(
+        f"errors: {errors}" + (f"; {skipped} requests not sent (time limit {args.time_limit:.0f} s)" if skipped else "")
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Everything is bounded by --timeout; the server is killed at the end, also on err
 
     PYTHONPATH=. .venv/bin/python benchmarks/app_startup.py --model exports/effnet [--backend torchscript] [--burst 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -109,14 +110,27 @@ def wait_until(deadline: float, process: subprocess.Popen, log, attempt):
             return attempt()
         except Exception as error:  # not listening yet: connection refused, HTTP errors while Gradio starts
             if time.monotonic() > deadline:
-                raise SystemExit(f"app.py did not answer within the time limit ({type(error).__name__}: {error})") from None
+                raise SystemExit(
+                    f"app.py did not answer within the time limit ({type(error).__name__}: {error})"
+                ) from None
             time.sleep(0.1)
 
 
 def measure(model: str, backend: str, photos: list[Path], burst: int, clients: int, timeout: float) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    command = [sys.executable, str(REPO_ROOT / "app.py"), "--model", model, "--host", "127.0.0.1", "--port", str(port), "--backend", backend]
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "app.py"),
+        "--model",
+        model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend",
+        backend,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
     with tempfile.TemporaryFile() as log:
         start = time.monotonic()
@@ -158,27 +172,40 @@ def measure(model: str, backend: str, photos: list[Path], burst: int, clients: i
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="export folder (or model.pt / hf://...) passed to app.py --model")
+    parser.add_argument(
+        "--model", required=True, help="export folder (or model.pt / hf://...) passed to app.py --model"
+    )
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="passed to app.py --backend")
     parser.add_argument("--burst", type=int, default=20, help="requests in the burst after the first prediction")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients during the burst")
-    parser.add_argument("--timeout", type=float, default=300, help="give up (and kill the app) after this many seconds in all")
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="give up (and kill the app) after this many seconds in all"
+    )
     parser.add_argument("--photos", type=Path, default=REPO_ROOT / "examples", help="folder of *.jpg photos to upload")
-    parser.add_argument("--repeats", type=int, default=1, help="cold starts to measure (one start is noisy); the median is reported")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="cold starts to measure (one start is noisy); the median is reported"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     photos = sorted(args.photos.glob("*.jpg"))
     if not photos:
         raise SystemExit(f"no *.jpg photos in {args.photos}")
 
-    starts = [measure(args.model, args.backend, photos, max(0, args.burst), max(1, args.clients), args.timeout) for _ in range(max(1, args.repeats))]
+    starts = [
+        measure(args.model, args.backend, photos, max(0, args.burst), max(1, args.clients), args.timeout)
+        for _ in range(max(1, args.repeats))
+    ]
     result = sorted(starts, key=lambda r: r["cold_start_seconds"])[len(starts) // 2]  # the median start
     result["cold_starts_seconds"] = [r["cold_start_seconds"] for r in starts]
     print(f"app.py --model {result['model']} --backend {result['backend']} (CPU: {os.cpu_count()} cores)")
-    print(f"cold start: {result['cold_start_seconds']:.2f} s to the first answered prediction "
-          f"(HTTP up after {result['seconds_to_http']:.2f} s); median of {len(starts)}: {result['cold_starts_seconds']}")
-    print(f"memory: RSS {result['rss_ready_mib']:.0f} MiB when ready; peak {result['peak_rss_burst_mib']:.0f} MiB during "
-          f"{args.burst} requests from {args.clients} clients ({result['burst']['seconds']:.1f} s), peak overall {result['peak_rss_mib']:.0f} MiB")
+    print(
+        f"cold start: {result['cold_start_seconds']:.2f} s to the first answered prediction "
+        f"(HTTP up after {result['seconds_to_http']:.2f} s); median of {len(starts)}: {result['cold_starts_seconds']}"
+    )
+    print(
+        f"memory: RSS {result['rss_ready_mib']:.0f} MiB when ready; peak {result['peak_rss_burst_mib']:.0f} MiB during "
+        f"{args.burst} requests from {args.clients} clients ({result['burst']['seconds']:.1f} s), peak overall {result['peak_rss_mib']:.0f} MiB"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result

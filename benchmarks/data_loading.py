@@ -5,6 +5,7 @@ transform (the training augmentation, then a plain eval-style one), so the diffe
 
     PYTHONPATH=. .venv/bin/python benchmarks/data_loading.py --data ../shared/data/world_landmarks --limit 2000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/world_landmarks"))
     parser.add_argument("--limit", type=int, default=None, help="time a random subset of N train images")
     parser.add_argument("--input-size", type=int, default=128)
-    parser.add_argument("--cache-size", type=int, default=None, help="cache side (default: the resize size training uses)")
+    parser.add_argument(
+        "--cache-size", type=int, default=None, help="cache side (default: the resize size training uses)"
+    )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
@@ -78,17 +81,28 @@ def main(argv: list[str] | None = None) -> int:
     files = [cached.files[i] for i in cached.valid]
     targets = [int(cached.targets[i]) for i in cached.valid]
 
-    transforms = {"train (timm aug + degrade)": train_transform(pre, AugmentConfig()), "eval (resize+crop)": EvalTransform(pre)}
-    print(f"data: {split.root}  train images: {len(files)}  batch {args.batch_size}  workers {args.workers}  "
-          f"input {args.input_size}px  cache {args.cache_size}px")
-    print(f"cache: {cached.folder} ({'reused' if existed else 'built'} in {build_s:.1f} s"
-          f"{'' if existed else '; building it also warmed the OS file cache for the file runs'})")
+    transforms = {
+        "train (timm aug + degrade)": train_transform(pre, AugmentConfig()),
+        "eval (resize+crop)": EvalTransform(pre),
+    }
+    print(
+        f"data: {split.root}  train images: {len(files)}  batch {args.batch_size}  workers {args.workers}  "
+        f"input {args.input_size}px  cache {args.cache_size}px"
+    )
+    print(
+        f"cache: {cached.folder} ({'reused' if existed else 'built'} in {build_s:.1f} s"
+        f"{'' if existed else '; building it also warmed the OS file cache for the file runs'})"
+    )
     print(f"{'transform':28s} {'cache s':>9s} {'files s':>9s} {'files/cache':>12s}")
     for name, transform in transforms.items():
-        cache_s = min(time_epoch(CachedImageDataset(cached, cached.valid, transform), args.batch_size, args.workers)
-                      for _ in range(args.repeats))
-        files_s = min(time_epoch(FileDataset(files, targets, transform), args.batch_size, args.workers)
-                      for _ in range(args.repeats))
+        cache_s = min(
+            time_epoch(CachedImageDataset(cached, cached.valid, transform), args.batch_size, args.workers)
+            for _ in range(args.repeats)
+        )
+        files_s = min(
+            time_epoch(FileDataset(files, targets, transform), args.batch_size, args.workers)
+            for _ in range(args.repeats)
+        )
         print(f"{name:28s} {cache_s:9.1f} {files_s:9.1f} {files_s / cache_s:11.2f}x", flush=True)
     return 0
 

@@ -9,6 +9,7 @@ whether the app survived.
 
     PYTHONPATH=. .venv/bin/python benchmarks/hostile_load.py --clients 8 --rounds 10 --json reports/hostile_load.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,9 @@ RAW_PAYLOADS = [
 
 
 def raw_request(url: str, payload: dict) -> str:
-    event = httpx.post(f"{url}gradio_api/call/predict", json={"data": [payload]}, timeout=REQUEST_TIMEOUT_S).json()["event_id"]
+    event = httpx.post(f"{url}gradio_api/call/predict", json={"data": [payload]}, timeout=REQUEST_TIMEOUT_S).json()[
+        "event_id"
+    ]
     stream = httpx.get(f"{url}gradio_api/call/predict/{event}", timeout=REQUEST_TIMEOUT_S).text
     if "event: complete" not in stream:
         raise RuntimeError(f"no answer for {payload}: {stream[-200:]}")
@@ -105,12 +108,17 @@ def run_client(url: str, photos: list[Path], hostile: list, rounds: int, offset:
     client = Client(url, verbose=False)
     try:
         for i in range(rounds):
-            for kind, item in (("normal", photos[(offset + i) % len(photos)]), ("hostile", hostile[(offset * rounds + i) % len(hostile)])):
+            for kind, item in (
+                ("normal", photos[(offset + i) % len(photos)]),
+                ("hostile", hostile[(offset * rounds + i) % len(hostile)]),
+            ):
                 start = time.perf_counter()
                 try:
                     outcome = upload_request(client, item) if isinstance(item, Path) else raw_request(url, item)
                 except Exception as error:  # noqa: BLE001 - every failure is counted and printed, the run goes on
-                    errors.append(f"{kind} {item if isinstance(item, dict) else item.name}: {type(error).__name__}: {error}")
+                    errors.append(
+                        f"{kind} {item if isinstance(item, dict) else item.name}: {type(error).__name__}: {error}"
+                    )
                     continue
                 elapsed = time.perf_counter() - start
                 if kind == "normal":
@@ -163,7 +171,11 @@ def solo(url: str, hostile: list, sampler: RssSampler) -> dict:
                 outcome = f"error: {type(error).__name__}: {str(error)[:80]}"
             seconds = time.perf_counter() - start
             time.sleep(0.1)
-            rows[name] = {"seconds": round(seconds, 2), "outcome": outcome, "peak_above_mib": round((sampler.peak - before) / 2**20)}
+            rows[name] = {
+                "seconds": round(seconds, 2),
+                "outcome": outcome,
+                "peak_above_mib": round((sampler.peak - before) / 2**20),
+            }
     finally:
         client.close()
     return rows
@@ -171,20 +183,33 @@ def solo(url: str, hostile: list, sampler: RssSampler) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=None, help="a running app to measure (default: start app.py here; memory needs --pid then)")
+    parser.add_argument(
+        "--url", default=None, help="a running app to measure (default: start app.py here; memory needs --pid then)"
+    )
     parser.add_argument("--pid", type=int, default=None, help="the app's process id when --url is given")
     parser.add_argument("--model", default=None, help="model spec for the started app (default: app.py's default)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent users")
     parser.add_argument("--rounds", type=int, default=10, help="(normal, hostile) request pairs per user")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    parser.add_argument("--leave-out", nargs="*", default=[], metavar="NAME",
-                        help="hostile requests not to send, by file name or path (e.g. /dev/zero against a version that reads it forever)")
+    parser.add_argument(
+        "--leave-out",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="hostile requests not to send, by file name or path (e.g. /dev/zero against a version that reads it forever)",
+    )
     args = parser.parse_args(argv)
     photos = sorted((REPO_ROOT / "examples").glob("*.jpg"))
 
-    with tempfile.TemporaryDirectory() as tmp, (serve_app(args.model) if args.url is None else nullcontext(args.url)) as url:
-        hostile = [h for h in [*hostile_files(Path(tmp)), *RAW_PAYLOADS]
-                   if (h.name if isinstance(h, Path) else h.get("path", h.get("url", ""))) not in args.leave_out]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve_app(args.model) if args.url is None else nullcontext(args.url) as url,
+    ):
+        hostile = [
+            h
+            for h in [*hostile_files(Path(tmp)), *RAW_PAYLOADS]
+            if (h.name if isinstance(h, Path) else h.get("path", h.get("url", ""))) not in args.leave_out
+        ]
         pid = args.pid or next(c.pid for c in psutil.Process().children() if "app.py" in " ".join(c.cmdline()))
         warm = run_client(url, photos, [photos[0]], 2, 0)  # first requests pay for lazy initialisation
         time.sleep(1)
@@ -211,21 +236,33 @@ def main(argv: list[str] | None = None) -> dict:
             outcomes.setdefault(name, set()).update(seen)
     errors = warm["errors"] + after["errors"] + [e for r in results for e in r["errors"]]
     report = {
-        "clients": args.clients, "rounds": args.rounds, "wall_s": round(wall, 1),
+        "clients": args.clients,
+        "rounds": args.rounds,
+        "wall_s": round(wall, 1),
         "normal": {"count": len(normal), **{k: round(v, 3) for k, v in percentiles(normal).items()}},
         "hostile": {"count": len(bad), **{k: round(v, 3) for k, v in percentiles(bad).items()}},
         "outcomes": {name: sorted(seen) for name, seen in sorted(outcomes.items())},
         "alone": alone,
-        "rss_idle_mib": round(idle / 2**20), "rss_peak_mib": round(sampler.peak / 2**20),
-        "rss_peak_above_idle_mib": round((sampler.peak - idle) / 2**20), "rss_after_mib": round(rss_after / 2**20),
-        "errors": errors, "app_alive": alive, "answers_after": len(after["normal"]) == 1,
+        "rss_idle_mib": round(idle / 2**20),
+        "rss_peak_mib": round(sampler.peak / 2**20),
+        "rss_peak_above_idle_mib": round((sampler.peak - idle) / 2**20),
+        "rss_after_mib": round(rss_after / 2**20),
+        "errors": errors,
+        "app_alive": alive,
+        "answers_after": len(after["normal"]) == 1,
     }
     print(f"{args.clients} clients x {args.rounds} rounds (normal + hostile) in {wall:.1f} s")
-    print(f"normal: {len(normal)} requests, p50 {report['normal'].get('p50', float('nan')):.2f} s, p95 {report['normal'].get('p95', float('nan')):.2f} s"
-          f"; hostile: {len(bad)} requests, p95 {report['hostile'].get('p95', float('nan')):.2f} s")
-    print(f"app RSS: idle {report['rss_idle_mib']} MiB, peak {report['rss_peak_mib']} MiB (+{report['rss_peak_above_idle_mib']}), "
-          f"after {report['rss_after_mib']} MiB; alive {alive}; answers afterwards {report['answers_after']}")
-    print("| hostile request, alone | seconds | peak RSS above the RSS before it | outcome |\n| --- | ---: | ---: | --- |")
+    print(
+        f"normal: {len(normal)} requests, p50 {report['normal'].get('p50', float('nan')):.2f} s, p95 {report['normal'].get('p95', float('nan')):.2f} s"
+        f"; hostile: {len(bad)} requests, p95 {report['hostile'].get('p95', float('nan')):.2f} s"
+    )
+    print(
+        f"app RSS: idle {report['rss_idle_mib']} MiB, peak {report['rss_peak_mib']} MiB (+{report['rss_peak_above_idle_mib']}), "
+        f"after {report['rss_after_mib']} MiB; alive {alive}; answers afterwards {report['answers_after']}"
+    )
+    print(
+        "| hostile request, alone | seconds | peak RSS above the RSS before it | outcome |\n| --- | ---: | ---: | --- |"
+    )
     for name, row in alone.items():
         print(f"| `{name}` | {row['seconds']:.2f} | {row['peak_above_mib']} MiB | {row['outcome']} |")
     for name, seen in report["outcomes"].items():

@@ -5,6 +5,7 @@ min_short_side (what LandmarkService.predict passes: twice the model's resize si
 
     PYTHONPATH=. .venv/bin/python benchmarks/jpeg_decode.py --size 4000x3000 --min-short-side 512
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photo", type=Path, default=REPO_ROOT / "examples" / "petra.jpg")
     parser.add_argument("--size", default="4000x3000", help="WxH of the generated JPEG (12 MP: a phone photo)")
-    parser.add_argument("--min-short-side", type=int, default=512, help="the served model's 2 x resize size (Lite0: 512)")
+    parser.add_argument(
+        "--min-short-side", type=int, default=512, help="the served model's 2 x resize size (Lite0: 512)"
+    )
     parser.add_argument("--iters", type=int, default=10)
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -39,9 +42,11 @@ def main(argv: list[str] | None = None) -> dict:
             sizes[name] = load_rgb_bytes(data, "photo.jpg", target).size
             times[name].append((time.perf_counter() - start) * 1000)
     result = {name: statistics.median(values[1:]) for name, values in times.items()}
-    print(f"{width}x{height} JPEG ({len(data) / 1e6:.1f} MB): full decode {result['full']:.0f} ms -> {sizes['full']}, "
-          f"with min_short_side={args.min_short_side} {result['reduced']:.0f} ms -> {sizes['reduced']}: "
-          f"{result['full'] / result['reduced']:.1f}x faster (median of {args.iters})")
+    print(
+        f"{width}x{height} JPEG ({len(data) / 1e6:.1f} MB): full decode {result['full']:.0f} ms -> {sizes['full']}, "
+        f"with min_short_side={args.min_short_side} {result['reduced']:.0f} ms -> {sizes['reduced']}: "
+        f"{result['full'] / result['reduced']:.1f}x faster (median of {args.iters})"
+    )
     return {**result, "sizes": sizes}
 
 

@@ -5,6 +5,7 @@ of two such files: run it on two checkouts to show that a change kept every answ
     PYTHONPATH=. .venv/bin/python benchmarks/predictions.py --model models/default --json /tmp/after.json    # checkout B
     .venv/bin/python benchmarks/predictions.py --compare /tmp/before.json /tmp/after.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,12 @@ def predictions(model: Path, photos: list[Path]) -> dict:
         answers = {}
         for photo in photos:
             answer = service.predict(photo)
-            answers[photo.name] = {"top5": [g.name for g in answer.top], "probabilities": [g.probability for g in answer.top],
-                                   "recognised": answer.recognised, "threshold": answer.threshold}
+            answers[photo.name] = {
+                "top5": [g.name for g in answer.top],
+                "probabilities": [g.probability for g in answer.top],
+                "recognised": answer.recognised,
+                "threshold": answer.threshold,
+            }
         out[backend] = answers
     return out
 
@@ -47,18 +52,28 @@ def compare(before: dict, after: dict) -> list[str]:
         a, b = before[backend], after[backend]
         same_top5 = sum(a[p]["top5"] == b[p]["top5"] for p in a if p in b)
         diff = max(abs(x - y) for p in a if p in b for x, y in zip(a[p]["probabilities"], b[p]["probabilities"]))
-        same_answer = sum((a[p]["recognised"], a[p]["threshold"]) == (b[p]["recognised"], b[p]["threshold"]) for p in a if p in b)
-        lines.append(f"{backend}: {len(a)} photos, same top-5 {same_top5}/{len(a)}, max |probability difference| {diff:.2e}, "
-                     f"same recognised/threshold {same_answer}/{len(a)}")
+        same_answer = sum(
+            (a[p]["recognised"], a[p]["threshold"]) == (b[p]["recognised"], b[p]["threshold"]) for p in a if p in b
+        )
+        lines.append(
+            f"{backend}: {len(a)} photos, same top-5 {same_top5}/{len(a)}, max |probability difference| {diff:.2e}, "
+            f"same recognised/threshold {same_answer}/{len(a)}"
+        )
     return lines
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "default", help="export folder")
-    parser.add_argument("--photos", type=Path, default=REPO_ROOT / "examples", help="folder of the fixed photos (*.jpg)")
+    parser.add_argument(
+        "--photos", type=Path, default=REPO_ROOT / "examples", help="folder of the fixed photos (*.jpg)"
+    )
     parser.add_argument("--json", type=Path, help="write the answers here")
-    parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="compare two written files instead")
+    parser.add_argument(
+        "--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="compare two written files instead"
+    )
     args = parser.parse_args(argv)
     if args.compare:
         print("\n".join(compare(*(json.loads(p.read_text()) for p in args.compare))))

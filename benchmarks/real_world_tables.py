@@ -5,6 +5,7 @@
 Prints: the side-by-side summary (landmark top-1, GAP, no-landmark false accepts, coverage, precision), the same per
 source collection, and the per-class table of the last folder (worst first).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,13 +23,21 @@ def load(spec: str) -> tuple[str, dict]:
 
 
 def summary(evals: list[tuple[str, dict]]) -> str:
-    rows = ["| model | photos | landmark top-1 | top-5 (all classes) | GAP | no-landmark named | coverage | precision | threshold |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| model | photos | landmark top-1 | top-5 (all classes) | GAP | no-landmark named | coverage | precision | threshold |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for label, m in evals:
         r = m["recognition"]
-        far = "" if r.get("false_accept_rate") is None else f"{pct(r['false_accept_rate'])} ({r['false_accepts']}/{r['no_landmark_photos']})"
-        rows.append(f"| {label} | {m['n_images']} | {pct(r['landmark_top1'])} | {pct(m['top5'])} | {r['gap']:.4f} | {far} | "
-                    f"{pct(r.get('coverage'))} | {pct(r.get('precision'))} | {r['threshold']} |")
+        far = (
+            ""
+            if r.get("false_accept_rate") is None
+            else f"{pct(r['false_accept_rate'])} ({r['false_accepts']}/{r['no_landmark_photos']})"
+        )
+        rows.append(
+            f"| {label} | {m['n_images']} | {pct(r['landmark_top1'])} | {pct(m['top5'])} | {r['gap']:.4f} | {far} | "
+            f"{pct(r.get('coverage'))} | {pct(r.get('precision'))} | {r['threshold']} |"
+        )
     return "\n".join(rows)
 
 
@@ -44,19 +53,26 @@ def per_source(evals: list[tuple[str, dict]]) -> str:
             cells.append(f"{pct(r.get('landmark_top1')) or '-'} / {pct(named)}")
         n = evals[-1][1]["per_source"][source]["n_images"]
         rows.append(f"| {source} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(rows) + "\n\n(top-1: closest landmark right, on landmark photos; named: coverage on landmark photos, false accepts on no-landmark photos)"
+    return (
+        "\n".join(rows)
+        + "\n\n(top-1: closest landmark right, on landmark photos; named: coverage on landmark photos, false accepts on no-landmark photos)"
+    )
 
 
 def per_class(metrics: dict) -> str:
     rows = ["| class | support | accuracy | precision | F1 |", "| --- | ---: | ---: | ---: | ---: |"]
     for c in sorted((c for c in metrics["per_class"] if c["support"]), key=lambda c: (c["accuracy"], c["name"])):
-        rows.append(f"| {c['display_name']} | {c['support']} | {pct(c['accuracy'])} | {c['precision']:.3f} | {c['f1']:.3f} |")
+        rows.append(
+            f"| {c['display_name']} | {c['support']} | {pct(c['accuracy'])} | {c['precision']:.3f} | {c['f1']:.3f} |"
+        )
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("evals", nargs="+", help="EVAL_DIR[=LABEL], oldest first; the per-class table is the last one's")
+    parser.add_argument(
+        "evals", nargs="+", help="EVAL_DIR[=LABEL], oldest first; the per-class table is the last one's"
+    )
     args = parser.parse_args(argv)
     evals = [load(spec) for spec in args.evals]
     print(summary(evals), "", per_source(evals), "", per_class(evals[-1][1]), sep="\n")

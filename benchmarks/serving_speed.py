@@ -17,6 +17,7 @@ Timing is interleaved (one call of each variant in turn), so a change in machine
     PYTHONPATH=. .venv/bin/python benchmarks/serving_speed.py --run runs/effnet --export-dir exports/effnet \\
         --data ../shared/data/world_landmarks --eval-limit 500 --json serving_speed.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,17 +30,17 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from landmark_lib.bundle import INT8_FILE
 from landmark_lib.data.folder import open_split
 from landmark_lib.data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
-from landmark_lib.bundle import INT8_FILE
 from landmark_lib.export.onnx import quantize_static_int8, to_onnx
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import Preprocess
@@ -92,7 +93,9 @@ def photos(data: str | Path, split: str, class_names: list[str], count: int) -> 
             continue
 
 
-def quantise_onnx(fp32: Path, workdir: Path, preprocess: Preprocess, calibration: list[torch.Tensor], exported_int8: Path) -> None:
+def quantise_onnx(
+    fp32: Path, workdir: Path, preprocess: Preprocess, calibration: list[torch.Tensor], exported_int8: Path
+) -> None:
     """WORKDIR/int8-dynamic.onnx (after ONNX Runtime's recommended pre-processing) and int8-static.onnx from FP32.
 
     The static one is EXPORTED_INT8 when the export has it: the benchmark then times the very file the app serves.
@@ -103,7 +106,9 @@ def quantise_onnx(fp32: Path, workdir: Path, preprocess: Preprocess, calibration
     logging.disable(logging.WARNING)  # the quantisation tools log hints at WARNING on the root logger
     try:
         quant_pre_process(fp32, prepared)  # shape inference + graph optimisation, as the quantisation docs advise
-        quantize_dynamic(prepared, workdir / "int8-dynamic.onnx", weight_type=QuantType.QUInt8)  # ConvInteger needs uint8 weights
+        quantize_dynamic(
+            prepared, workdir / "int8-dynamic.onnx", weight_type=QuantType.QUInt8
+        )  # ConvInteger needs uint8 weights
     finally:
         logging.disable(logging.NOTSET)
     if exported_int8.is_file():
@@ -113,7 +118,9 @@ def quantise_onnx(fp32: Path, workdir: Path, preprocess: Preprocess, calibration
         quantize_static_int8(fp32, workdir / "int8-static.onnx", [preprocess(image) for image in calibration])
 
 
-def build_variants(run_dir: Path, export_dir: Path, workdir: Path, threads: int, calibration: list[torch.Tensor]) -> list[Variant]:
+def build_variants(
+    run_dir: Path, export_dir: Path, workdir: Path, threads: int, calibration: list[torch.Tensor]
+) -> list[Variant]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript and torch.ao quantisation are marked deprecated; both still work
         scripted = torch.jit.load(str(export_dir / "model.pt"), map_location="cpu").eval()
@@ -156,7 +163,9 @@ def time_variants(variants: list[Variant], image: torch.Tensor, batches: list[in
                         variant.latencies_ms.append(elapsed * 1000)
 
 
-def measure_quality(variants: list[Variant], images: Iterator[tuple[torch.Tensor, int]], labelled: bool, chunk: int = 32) -> None:
+def measure_quality(
+    variants: list[Variant], images: Iterator[tuple[torch.Tensor, int]], labelled: bool, chunk: int = 32
+) -> None:
     """Top-1 (with labels), agreement of the top-1 with TorchScript's, and the max |probability difference| to it."""
     stats = {v.name: {"correct": 0, "agree": 0, "max_abs_diff": 0.0} for v in variants}
     total = 0
@@ -213,7 +222,8 @@ def ratios(rows: dict[str, dict], largest: int) -> dict[str, dict]:
     return {
         label: {
             "latency_speedup_b1": rows[slow]["p50_ms"] / rows[fast]["p50_ms"],
-            f"throughput_speedup_b{largest}": rows[fast]["photos_per_s"][str(largest)] / rows[slow]["photos_per_s"][str(largest)],
+            f"throughput_speedup_b{largest}": rows[fast]["photos_per_s"][str(largest)]
+            / rows[slow]["photos_per_s"][str(largest)],
         }
         for label, (fast, slow) in pairs.items()
     }
@@ -222,7 +232,15 @@ def ratios(rows: dict[str, dict], largest: int) -> dict[str, dict]:
 def markdown(report: dict) -> str:
     batches = report["settings"]["batches"]
     m = report["machine"]
-    head = ["variant", "p50 ms (b=1)", "p95 ms (b=1)", *[f"photos/s b={b}" for b in batches], "top-1", "top-1 = TS", "max |Δp| vs TS"]
+    head = [
+        "variant",
+        "p50 ms (b=1)",
+        "p95 ms (b=1)",
+        *[f"photos/s b={b}" for b in batches],
+        "top-1",
+        "top-1 = TS",
+        "max |Δp| vs TS",
+    ]
     lines = [
         f"Machine: {m['cpu']}, {m['usable_cores']}/{m['cores']} cores usable, load avg {m['load_avg_1m']}; "
         f"torch {m['torch']}, onnxruntime {m['onnxruntime']}; {report['settings']['threads']} threads; "
@@ -233,14 +251,29 @@ def markdown(report: dict) -> str:
     ]
     pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
     for row in report["rows"]:
-        cells = [row["name"], f"{row['p50_ms']:.2f}", f"{row['p95_ms']:.2f}", *[f"{row['photos_per_s'][str(b)]:.1f}" for b in batches],
-                 pct(row.get("top1")), pct(row.get("top1_agreement")), f"{row.get('max_abs_diff', float('nan')):.1e}"]
+        cells = [
+            row["name"],
+            f"{row['p50_ms']:.2f}",
+            f"{row['p95_ms']:.2f}",
+            *[f"{row['photos_per_s'][str(b)]:.1f}" for b in batches],
+            pct(row.get("top1")),
+            pct(row.get("top1_agreement")),
+            f"{row.get('max_abs_diff', float('nan')):.1e}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     eager = next(row for row in report["rows"] if row["name"] == "eager fp32")
     if eager.get("max_abs_diff", 0.0) > 1e-3:
-        lines += ["", f"WARNING: model.pt differs from the run's eager network by {eager['max_abs_diff']:.2g}: is --export-dir an export of --run?"]
+        lines += [
+            "",
+            f"WARNING: model.pt differs from the run's eager network by {eager['max_abs_diff']:.2g}: is --export-dir an export of --run?",
+        ]
     n_images = report["rows"][0].get("n_images")
-    lines += ["", f"Quality columns on {n_images} photos: {report['quality_images']}.", "", "Speed-ups (>1: the first is faster):"]
+    lines += [
+        "",
+        f"Quality columns on {n_images} photos: {report['quality_images']}.",
+        "",
+        "Speed-ups (>1: the first is faster):",
+    ]
     for label, values in report["ratios"].items():
         lines.append(f"- {label}: " + ", ".join(f"{k} {v:.2f}x" for k, v in values.items()))
     return "\n".join(lines)
@@ -248,13 +281,24 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="run folder (config.json + model.safetensors): the eager network")
+    parser.add_argument(
+        "--run", type=Path, required=True, help="run folder (config.json + model.safetensors): the eager network"
+    )
     parser.add_argument("--export-dir", type=Path, required=True, help="export folder of the same run (model.pt)")
     parser.add_argument("--iters", type=int, default=50, help="timed calls per variant and batch size")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per variant and batch size first")
-    parser.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes for throughput (1 is always measured)")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for torch and ONNX Runtime (default: all usable cores)")
-    parser.add_argument("--photo-size", default="480x640", help="HxW of the timed uint8 photo (preprocessing cost depends on it)")
+    parser.add_argument(
+        "--batches", default="1,8,32", help="comma-separated batch sizes for throughput (1 is always measured)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for torch and ONNX Runtime (default: all usable cores)",
+    )
+    parser.add_argument(
+        "--photo-size", default="480x640", help="HxW of the timed uint8 photo (preprocessing cost depends on it)"
+    )
     parser.add_argument("--data", type=Path, help="dataset root: top-1 on test photos, calibration on train photos")
     parser.add_argument("--eval-limit", type=int, default=200, help="test photos for the top-1 columns (with --data)")
     parser.add_argument("--calib", type=int, default=32, help="photos to calibrate static int8 quantisation with")
@@ -268,14 +312,22 @@ def main(argv: list[str] | None = None) -> dict:
     measured_on = machine()  # before the run: the load average describes the machine, not this benchmark
     class_names = RunConfig.load(args.run).class_names
     generator = torch.Generator().manual_seed(0)
-    random_photos = lambda n: [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator) for _ in range(n)]  # noqa: E731
+    random_photos = lambda n: [
+        torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator) for _ in range(n)
+    ]  # noqa: E731
 
     if args.data:
         calibration = [image for image, _ in photos(args.data, "train", class_names, args.calib)]
-        quality_images, quality_note = photos(args.data, "test", class_names, args.eval_limit), f"{args.data}/test, up to {args.eval_limit} photos spread over the classes"
+        quality_images, quality_note = (
+            photos(args.data, "test", class_names, args.eval_limit),
+            f"{args.data}/test, up to {args.eval_limit} photos spread over the classes",
+        )
     else:
         calibration = random_photos(args.calib)
-        quality_images, quality_note = ((image, -1) for image in random_photos(8)), "8 random-pixel photos (no --data: no top-1; static int8 calibrated on random pixels)"
+        quality_images, quality_note = (
+            ((image, -1) for image in random_photos(8)),
+            "8 random-pixel photos (no --data: no top-1; static int8 calibrated on random pixels)",
+        )
 
     with tempfile.TemporaryDirectory() as workdir:
         variants = build_variants(args.run, args.export_dir, Path(workdir), threads, calibration)
@@ -285,8 +337,15 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [summary(v) for v in variants]
     report = {
         "machine": measured_on,
-        "settings": {"threads": threads, "batches": batches, "iters": args.iters, "warmup": args.warmup,
-                     "photo_size": f"{height}x{width}", "run": str(args.run), "export_dir": str(args.export_dir)},
+        "settings": {
+            "threads": threads,
+            "batches": batches,
+            "iters": args.iters,
+            "warmup": args.warmup,
+            "photo_size": f"{height}x{width}",
+            "run": str(args.run),
+            "export_dir": str(args.export_dir),
+        },
         "quality_images": quality_note,
         "rows": rows,
         "ratios": ratios({r["name"]: r for r in rows}, batches[-1]),

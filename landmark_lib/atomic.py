@@ -1,5 +1,6 @@
 """Atomic file writes (temp file in the same folder + rename): a kill, a crash or a full disk mid-write leaves the
 previous file intact instead of a truncated one (a 0-byte config.json made a killed run unrecoverable)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -48,7 +49,7 @@ def atomic_path(path: str | Path, replace: bool = True) -> Iterator[Path]:
             os.unlink(tmp)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
-        raise no_space(error, path) or error
+        raise no_space(error, path) or error  # noqa: B904 - ERROR itself, or the NoSpaceError that names the folder
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -58,4 +59,3 @@ def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """PATH's new content is TEXT, or (after any failure) still its old content."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding=encoding)
-

@@ -12,6 +12,7 @@
 export.json stays a plain JSON object (old exports keep loading); this module is the one place that reads its keys
 for serving decisions, so the exporter, the evaluator and the server agree on which file has which threshold.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,9 @@ def require(folder: str | Path, *names: str) -> Path:
     folder = Path(folder)
     missing = [name for name in names or (EXPORT_FILE, LABELS_FILE) if not (folder / name).is_file()]
     if missing:
-        raise NotAnExportError(f"{folder} is not an export folder (no {', '.join(missing)}); write it with `landmark export RUN --out {folder}`.")
+        raise NotAnExportError(
+            f"{folder} is not an export folder (no {', '.join(missing)}); write it with `landmark export RUN --out {folder}`."
+        )
     return folder
 
 

@@ -6,6 +6,7 @@ recorded them (only for files you trust, e.g. the committed models/default):
 
     landmark checksums models/default          (also: python -m landmark_lib.checksums models/default)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,11 @@ def sha256_file(path: str | Path) -> str:
 def record(folder: str | Path, names: tuple[str, ...] = EXPORTED_FILES) -> dict:
     """{name: {sha256, bytes}} for the files of NAMES that exist in FOLDER (what export.json records)."""
     folder = Path(folder)
-    return {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in names if (folder / name).is_file()}
+    return {
+        name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+        for name in names
+        if (folder / name).is_file()
+    }
 
 
 def problem(folder: str | Path, name: str, files: dict | None) -> str | None:
@@ -48,8 +53,10 @@ def problem(folder: str | Path, name: str, files: dict | None) -> str | None:
     if not path.is_file():
         return f"{path} is missing although {EXPORT_FILE} records it; restore the export folder or export it again."
     if path.stat().st_size != entry.get("bytes", path.stat().st_size) or sha256_file(path) != entry.get("sha256"):
-        return (f"{path} is not the file the export wrote (its sha256 differs from {EXPORT_FILE}'s): it is damaged or "
-                "comes from another export; restore the export folder or export it again.")
+        return (
+            f"{path} is not the file the export wrote (its sha256 differs from {EXPORT_FILE}'s): it is damaged or "
+            "comes from another export; restore the export folder or export it again."
+        )
     return None
 
 

@@ -13,11 +13,11 @@
 Only the parsers live here (built from light modules); each command is the `run(args)` function of the module that
 does the job, imported only when it runs, so `landmark serve` never loads training code. Expected failures print `error: ...` (one sentence naming the fix) and exit with 2.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
-
 import sys
 from pathlib import Path
 
@@ -34,7 +34,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or not action.option_strings or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+        if (
+            "default" in text
+            or not action.option_strings
+            or any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        ):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -68,16 +72,28 @@ def tag_output(text: str) -> Path:
 
 
 def _data(commands) -> None:
-    data = commands.add_parser("data", help="download the course dataset or inspect a dataset folder", formatter_class=HelpFormatter)
+    data = commands.add_parser(
+        "data", help="download the course dataset or inspect a dataset folder", formatter_class=HelpFormatter
+    )
     from .data.download import DEFAULT_URL
 
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="{download,inspect}")
-    download = _command(data_commands, "download", "landmark_lib.data.download:run", "download, verify and extract the 50-class course dataset")
+    download = _command(
+        data_commands,
+        "download",
+        "landmark_lib.data.download:run",
+        "download, verify and extract the 50-class course dataset",
+    )
     download.add_argument("--dest", type=Path, default=Path("data"), help="folder to put landmark_images/ in")
     download.add_argument("--url", default=DEFAULT_URL, help="zip URL, mirror, or path of a local landmark_images.zip")
     download.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
     download.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip after extracting it")
-    inspect = _command(data_commands, "inspect", "landmark_lib.data.inspect:run", "counts, unreadable files, train/test duplicates, mean/std, pictures")
+    inspect = _command(
+        data_commands,
+        "inspect",
+        "landmark_lib.data.inspect:run",
+        "counts, unreadable files, train/test duplicates, mean/std, pictures",
+    )
     inspect.add_argument("root", type=Path, help="dataset folder holding train/<class>/ and test/<class>/")
     inspect.add_argument("--out", type=Path, default=None, help="output folder (default: runs/inspect-<root name>)")
     inspect.add_argument("--workers", type=int, default=2, help="decoding processes")
@@ -88,69 +104,152 @@ def _data(commands) -> None:
 def _train(commands) -> None:
     from .train import options
 
-    train = _command(commands, "train", "landmark_lib.train.loop:run", "train a run (scratch CNN or timm backbone) with Accelerate", options.DESCRIPTION)
+    train = _command(
+        commands,
+        "train",
+        "landmark_lib.train.loop:run",
+        "train a run (scratch CNN or timm backbone) with Accelerate",
+        options.DESCRIPTION,
+    )
     options.add_arguments(train)
 
 
 def _evaluate(commands) -> None:
-    p = _command(commands, "evaluate", "landmark_lib.evaluation.evaluate:run", "evaluate a run (or one of its exported files) on a dataset split")
+    p = _command(
+        commands,
+        "evaluate",
+        "landmark_lib.evaluation.evaluate:run",
+        "evaluate a run (or one of its exported files) on a dataset split",
+    )
     p.add_argument("run_dir", nargs="?", help="run folder (config.json + model.safetensors); optional with --exported")
     p.add_argument("--split", default="test", help="split folder, or 'train+test' for both")
     p.add_argument("--data", nargs="+", help="dataset root(s) (default: the run's --data)")
     p.add_argument("--out", help="output folder (default: RUN_DIR/eval-SPLIT)")
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     p.add_argument("--batch-size", type=positive_int, default=32, help="photos per network call")
-    p.add_argument("--exported", help="evaluate this exported file (model.pt, model.onnx or model.int8.onnx) instead of the run's weights (default: the run's weights)")
-    p.add_argument("--threshold", type=threshold_arg, help="recognition threshold (default: the exported file's, from export.json)")
-    p.add_argument("--only-excluded", action="store_true", help="only the photos the run's --exclude held out (the cross-source check)")
+    p.add_argument(
+        "--exported",
+        help="evaluate this exported file (model.pt, model.onnx or model.int8.onnx) instead of the run's weights (default: the run's weights)",
+    )
+    p.add_argument(
+        "--threshold", type=threshold_arg, help="recognition threshold (default: the exported file's, from export.json)"
+    )
+    p.add_argument(
+        "--only-excluded",
+        action="store_true",
+        help="only the photos the run's --exclude held out (the cross-source check)",
+    )
 
 
 def _export(commands) -> None:
-    p = _command(commands, "export", "landmark_lib.export.pipeline:run", "export a run to model.pt (+ ONNX files), labels, metrics, model card",
-                 "Export a run: model.pt (TorchScript, needs only torch), labels.json, export.json, metrics.json, README.md.\n\n"
-                 "    landmark export runs/effnet --out exports/effnet --check-data ../shared/data/world_landmarks\n"
-                 "    landmark export runs/effnet --out exports/effnet --format onnx-int8   # + model.onnx, model.int8.onnx\n"
-                 "    landmark export runs/effnet --out exports/effnet --push-to-hub me/landmark-tagger --revision v1 --private")
+    p = _command(
+        commands,
+        "export",
+        "landmark_lib.export.pipeline:run",
+        "export a run to model.pt (+ ONNX files), labels, metrics, model card",
+        "Export a run: model.pt (TorchScript, needs only torch), labels.json, export.json, metrics.json, README.md.\n\n"
+        "    landmark export runs/effnet --out exports/effnet --check-data ../shared/data/world_landmarks\n"
+        "    landmark export runs/effnet --out exports/effnet --format onnx-int8   # + model.onnx, model.int8.onnx\n"
+        "    landmark export runs/effnet --out exports/effnet --push-to-hub me/landmark-tagger --revision v1 --private",
+    )
     p.add_argument("run_dir", help="run folder (config.json + model.safetensors)")
     p.add_argument("--out", required=True, help="folder for model.pt, labels.json, export.json, metrics.json")
-    p.add_argument("--check-data", nargs="+", help="dataset root(s) for the self-check photos and the evaluation (default: the run's data)")
+    p.add_argument(
+        "--check-data",
+        nargs="+",
+        help="dataset root(s) for the self-check photos and the evaluation (default: the run's data)",
+    )
     p.add_argument("--check-split", default="test", help="split the exported file is evaluated on")
     p.add_argument("--no-eval", action="store_true", help="skip evaluating the exported file on the check split")
     p.add_argument("--batch-size", type=positive_int, default=32, help="photos per network call in the evaluation")
-    p.add_argument("--format", choices=("torchscript", "onnx", "onnx-int8"), default="torchscript",
-                   help="onnx: also write model.onnx (the network, for ONNX Runtime; the app prefers it on CPU); "
-                        "onnx-int8: model.onnx and model.int8.onnx (static int8, calibrated on training photos, kept only "
-                        "within 1 point of fp32 validation top-1; the app prefers it). model.pt is always written")
-    p.add_argument("--calibration-photos", type=positive_int, default=128, help="training photos that calibrate int8 activation ranges")
-    p.add_argument("--threshold", type=threshold_arg, help="confidence below which the app says no landmark was recognised "
-                   "(default: chosen on the run's validation split, see --target-precision)")
-    p.add_argument("--target-precision", type=float, default=0.95, help="precision the named landmarks must reach on validation")
-    p.add_argument("--max-false-accept", type=float, default=0.02, help="share of the validation no-landmark photos that may be named as a landmark")
-    p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the export (with a model card) to this Hub repo (default: no upload)")
+    p.add_argument(
+        "--format",
+        choices=("torchscript", "onnx", "onnx-int8"),
+        default="torchscript",
+        help="onnx: also write model.onnx (the network, for ONNX Runtime; the app prefers it on CPU); "
+        "onnx-int8: model.onnx and model.int8.onnx (static int8, calibrated on training photos, kept only "
+        "within 1 point of fp32 validation top-1; the app prefers it). model.pt is always written",
+    )
+    p.add_argument(
+        "--calibration-photos",
+        type=positive_int,
+        default=128,
+        help="training photos that calibrate int8 activation ranges",
+    )
+    p.add_argument(
+        "--threshold",
+        type=threshold_arg,
+        help="confidence below which the app says no landmark was recognised "
+        "(default: chosen on the run's validation split, see --target-precision)",
+    )
+    p.add_argument(
+        "--target-precision", type=float, default=0.95, help="precision the named landmarks must reach on validation"
+    )
+    p.add_argument(
+        "--max-false-accept",
+        type=float,
+        default=0.02,
+        help="share of the validation no-landmark photos that may be named as a landmark",
+    )
+    p.add_argument(
+        "--push-to-hub",
+        metavar="OWNER/NAME",
+        help="upload the export (with a model card) to this Hub repo (default: no upload)",
+    )
     p.add_argument("--revision", help="Hub branch to push to, created if missing (default: the main branch)")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
 
 
 def _thresholds(commands) -> None:
-    p = _command(commands, "threshold", "landmark_lib.evaluation.threshold:run", "choose a run's recognition threshold on its validation photos; with --export-dir, write it into that export",
-                 "Choose a run's recognition threshold on its validation photos; with --export-dir, write it into that export.\n\n"
-                 "Without --export-dir it only prints the rule for each --target-precision given (to pick one); an export with an\n"
-                 "int8 model gets the int8 file's own threshold re-chosen too, from that file's probabilities.")
+    p = _command(
+        commands,
+        "threshold",
+        "landmark_lib.evaluation.threshold:run",
+        "choose a run's recognition threshold on its validation photos; with --export-dir, write it into that export",
+        "Choose a run's recognition threshold on its validation photos; with --export-dir, write it into that export.\n\n"
+        "Without --export-dir it only prints the rule for each --target-precision given (to pick one); an export with an\n"
+        "int8 model gets the int8 file's own threshold re-chosen too, from that file's probabilities.",
+    )
     p.add_argument("run_dir", help="the run (the export's source run, with --export-dir)")
     p.add_argument("--export-dir", help="folder with export.json to update (default: only print the rule)")
-    p.add_argument("--target-precision", type=float, nargs="+", default=[0.99], help="precision on named landmark photos; several to compare them")
-    p.add_argument("--max-false-accept", type=float, default=0.02, help="share of the validation no-landmark photos that may be named as a landmark")
-    p = _command(commands, "threshold-curve", "landmark_lib.evaluation.threshold_curve:run", "plot coverage against false accepts for every threshold")
+    p.add_argument(
+        "--target-precision",
+        type=float,
+        nargs="+",
+        default=[0.99],
+        help="precision on named landmark photos; several to compare them",
+    )
+    p.add_argument(
+        "--max-false-accept",
+        type=float,
+        default=0.02,
+        help="share of the validation no-landmark photos that may be named as a landmark",
+    )
+    p = _command(
+        commands,
+        "threshold-curve",
+        "landmark_lib.evaluation.threshold_curve:run",
+        "plot coverage against false accepts for every threshold",
+    )
     p.add_argument("evals", nargs="+", help="EVAL_DIR[=LABEL]: folders written by landmark evaluate")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
-    p = _command(commands, "rejection", "landmark_lib.evaluation.rejection:run", "compare rejection scores (background / MSP / energy) on validation")
+    p = _command(
+        commands,
+        "rejection",
+        "landmark_lib.evaluation.rejection:run",
+        "compare rejection scores (background / MSP / energy) on validation",
+    )
     p.add_argument("run_dir", help="a run trained with a no_landmark class")
-    p.add_argument("--max-false-accept", type=float, default=0.02, help="share of no-landmark photos allowed to be named")
+    p.add_argument(
+        "--max-false-accept", type=float, default=0.02, help="share of no-landmark photos allowed to be named"
+    )
     p.add_argument("--json", type=Path, help="also write the table to this file (default: print only)")
 
 
 def _compare(commands) -> None:
-    p = _command(commands, "compare", "landmark_lib.evaluation.compare:run", "compare evaluated runs: a table and a bar chart")
+    p = _command(
+        commands, "compare", "landmark_lib.evaluation.compare:run", "compare evaluated runs: a table and a bar chart"
+    )
     p.add_argument("runs", nargs="+", help="run folders evaluated with landmark evaluate")
     p.add_argument("--split", default="test", help="the evaluation (RUN/eval-SPLIT) to compare")
     p.add_argument("--out", type=Path, required=True, help="PNG chart to write")
@@ -164,29 +263,60 @@ def _serving(commands) -> None:
     p.add_argument("--out", type=tag_output, required=True, help="tags.csv or tags.json")
     p.add_argument("--model", default=None, help=SPEC_HELP)
     p.add_argument("--batch-size", type=positive_int, default=16, help="photos per network call")
-    p.add_argument("--threshold", type=threshold_arg, default=None, help="minimum top probability for 'recognised', 0..1 (default: export.json's, else 0.35)")
+    p.add_argument(
+        "--threshold",
+        type=threshold_arg,
+        default=None,
+        help="minimum top probability for 'recognised', 0..1 (default: export.json's, else 0.35)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (it is kept otherwise)")
-    p = _command(commands, "checksums", "landmark_lib.checksums:run", "record the sha256 of an export folder's files in its export.json (only for files you trust)")
+    p = _command(
+        commands,
+        "checksums",
+        "landmark_lib.checksums:run",
+        "record the sha256 of an export folder's files in its export.json (only for files you trust)",
+    )
     p.add_argument("folder", type=Path, help="export folder holding export.json")
-    p = _command(commands, "serve", "landmark_lib.serve.web:run", "the web app: upload a photo, get the landmark and its place")
+    p = _command(
+        commands, "serve", "landmark_lib.serve.web:run", "the web app: upload a photo, get the landmark and its place"
+    )
     p.add_argument("--model", default=None, help=SPEC_HELP)
-    p.add_argument("--threshold", type=threshold_arg, default=None, help="minimum top probability to name a landmark, 0..1 (default: export.json's, else 0.35)")
-    p.add_argument("--host", default=None, help="interface to listen on (default: $GRADIO_SERVER_NAME, else 0.0.0.0 on a Space, else 127.0.0.1)")
+    p.add_argument(
+        "--threshold",
+        type=threshold_arg,
+        default=None,
+        help="minimum top probability to name a landmark, 0..1 (default: export.json's, else 0.35)",
+    )
+    p.add_argument(
+        "--host",
+        default=None,
+        help="interface to listen on (default: $GRADIO_SERVER_NAME, else 0.0.0.0 on a Space, else 127.0.0.1)",
+    )
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
-    p.add_argument("--backend", choices=bundle.BACKENDS, default="auto",
-                   help="auto: the fastest file the export verified (model.int8.onnx, then model.onnx via ONNX Runtime), else model.pt")
+    p.add_argument(
+        "--backend",
+        choices=bundle.BACKENDS,
+        default="auto",
+        help="auto: the fastest file the export verified (model.int8.onnx, then model.onnx via ONNX Runtime), else model.pt",
+    )
 
 
 def _command(commands, name: str, target: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
-    parser = commands.add_parser(name, help=summary, description=description or summary[0].upper() + summary[1:] + ".",
-                                 formatter_class=HelpFormatter)
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=description or summary[0].upper() + summary[1:] + ".",
+        formatter_class=HelpFormatter,
+    )
     parser.set_defaults(target=target)
     return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="landmark", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="landmark", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_data, _train, _evaluate, _export, _thresholds, _compare, _serving):
         add(commands)
@@ -205,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted; run the command again to continue (downloads resume, training continues with --resume)", file=sys.stderr)
+        print(
+            "error: interrupted; run the command again to continue (downloads resume, training continues with --resume)",
+            file=sys.stderr,
+        )
         return 130
     return 0

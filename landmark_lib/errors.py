@@ -1,4 +1,5 @@
 """The base class of expected failures, so the `landmark` command can tell them from bugs."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """LandmarkPredictor: preprocessing + network + softmax + class metadata in one module, the unit we export."""
+
 from __future__ import annotations
 
 from typing import List

@@ -3,6 +3,7 @@
 A PreprocessConfig flows like timm's data config: the model factory makes it (from the backbone's pretraining, or
 from the training photos for the scratch CNN), the run folder stores it, the transforms and the exported files use it.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -6,6 +6,7 @@ model gives the background class lowers it). The photo is "recognised" when the 
 threshold, chosen on validation photos that include no-landmark photos (landmark_lib.evaluation.threshold).
 Serving, evaluation and threshold choice all call these functions, so they agree on every photo.
 """
+
 from __future__ import annotations
 
 import math

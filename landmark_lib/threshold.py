@@ -4,6 +4,7 @@ A wrong tag costs a photo service more than a missing one, so the threshold is t
 landmarks we name are right at least `target_precision` of the time and at most `max_false_accept` of the
 no-landmark validation photos get a landmark (the rule itself: landmark_lib.recognition.choose_threshold).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -54,8 +55,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="the run (the export's source run, with --export-dir)")
     parser.add_argument("--export-dir", help="folder with export.json to update (default: only print the rule)")
-    parser.add_argument("--target-precision", type=float, nargs="+", default=[0.99], help="precision on named landmark photos (default 0.99)")
-    parser.add_argument("--max-false-accept", type=float, default=0.02, help="share of no-landmark photos named as a landmark (default 0.02)")
+    parser.add_argument(
+        "--target-precision",
+        type=float,
+        nargs="+",
+        default=[0.99],
+        help="precision on named landmark photos (default 0.99)",
+    )
+    parser.add_argument(
+        "--max-false-accept",
+        type=float,
+        default=0.02,
+        help="share of no-landmark photos named as a landmark (default 0.02)",
+    )
     args = parser.parse_args(argv)
     if args.export_dir and len(args.target_precision) > 1:
         parser.error("--export-dir takes one --target-precision")
@@ -66,7 +78,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"threshold {calibration['threshold']:.4f}: {json.dumps(calibration)}")
     if not args.export_dir:
         return
-    rule = {"class_names": config.class_names, "target_precision": args.target_precision[0], "max_false_accept": args.max_false_accept}
+    rule = {
+        "class_names": config.class_names,
+        "target_precision": args.target_precision[0],
+        "max_false_accept": args.max_false_accept,
+    }
     path = Path(args.export_dir) / "export.json"
     info = json.loads(path.read_text(encoding="utf-8"))
     info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
@@ -75,7 +91,9 @@ def main(argv: list[str] | None = None) -> None:
         int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), **rule)
         info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
         print(f"int8 threshold {int8_calibration['threshold']:.4f}: {json.dumps(int8_calibration)}")
-    atomic.write_text(path, json.dumps(info, indent=2, ensure_ascii=False))  # a kill mid-write must not break the export
+    atomic.write_text(
+        path, json.dumps(info, indent=2, ensure_ascii=False)
+    )  # a kill mid-write must not break the export
 
 
 if __name__ == "__main__":

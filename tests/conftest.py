@@ -1,14 +1,16 @@
 """Shared fixtures: a tiny exported model folder (same format as `landmark export` writes), its service, a live app."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
-from helpers import export_tiny_model, free_port
 
 from landmark_lib.serve.service import LandmarkService
+
+from helpers import export_tiny_model, free_port
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,12 @@
 """What tests build on the fly (no network, no ../shared): photos, datasets, run folders, exports, a free port."""
+
 from __future__ import annotations
 
 import contextlib
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ def make_photo(width: int = 120, height: int = 80, seed: int = 0) -> Image.Image
     """An asymmetric RGB 'photo' (gradient + off-centre block): rotating or flipping it changes the prediction."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    pixels = np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256], axis=-1).astype(np.uint8)
+    pixels = np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256], axis=-1).astype(
+        np.uint8
+    )
     pixels[height // 8 : height // 2, width // 10 : width // 3] = rng.integers(0, 256, 3, dtype=np.uint8)
     return Image.fromarray(pixels)
 
@@ -54,8 +57,13 @@ def class_photo(class_index: int, rng: np.random.Generator, size: tuple[int, int
 
 
 def make_dataset(
-    root: Path, classes: int | list[str] = 3, train_per_class: int = 12, test_per_class: int = 4, seed: int = 0,
-    sizes: list[tuple[int, int]] | None = None, suffix: str = ".jpg",
+    root: Path,
+    classes: int | list[str] = 3,
+    train_per_class: int = 12,
+    test_per_class: int = 4,
+    seed: int = 0,
+    sizes: list[tuple[int, int]] | None = None,
+    suffix: str = ".jpg",
 ) -> Path:
     """root/{train,test}/<class>/NNN.jpg of class_photo()s; a split with 0 photos per class is not created.
 
@@ -76,8 +84,12 @@ def make_dataset(
 
 
 def make_run(
-    run_dir: Path, spec: ModelSpec = SMALL_SCRATCH, classes: list[ClassInfo] = CLASSES[:3], input_size: int = 64,
-    args: dict | None = None, weights: bool = True,
+    run_dir: Path,
+    spec: ModelSpec = SMALL_SCRATCH,
+    classes: list[ClassInfo] = CLASSES[:3],
+    input_size: int = 64,
+    args: dict | None = None,
+    weights: bool = True,
 ) -> Path:
     """A run folder as `landmark train` writes it: config.json and model.safetensors (seed 0, with non-trivial
     BatchNorm statistics, so a traced graph that mishandled eval mode would show). WEIGHTS=False: config only."""
@@ -104,7 +116,9 @@ def tiny_net(classes: list[ClassInfo] | None = None, bias_class: int = 0) -> Lan
     return net
 
 
-def export_tiny_model(folder: Path, export_info: dict | None = None, classes: list[ClassInfo] | None = None, bias_class: int = 0) -> Path:
+def export_tiny_model(
+    folder: Path, export_info: dict | None = None, classes: list[ClassInfo] | None = None, bias_class: int = 0
+) -> Path:
     """folder/{model.pt, labels.json, export.json}, the model.pt made by the real exporter (traced net, scripted
     wrapper) without its slow self-check; the net is made confident about class BIAS_CLASS (of CLASSES by default).
     export.json records the files' sha256, as the exporter does."""

@@ -1,21 +1,22 @@
 """The app over real HTTP (gradio_client): every awkward upload gets a top-5 or a clear message, and the server keeps serving."""
+
 from __future__ import annotations
 
 import io
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import ExifTags, Image
 
-from helpers import CLASSES, free_port, make_photo
-
 from landmark_lib.serve.service import LandmarkService
 from landmark_lib.serve.web import build_demo, describe, launch
+
+from helpers import CLASSES, free_port, make_photo
 
 DISPLAY_NAMES = {c.display_name for c in CLASSES}
 ORIENTATION = 0x0112
@@ -43,7 +44,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def bomb_png(path: Path) -> None:
     """A PNG of about 100 bytes that claims 100000 x 100000 pixels: decoding it would need 30 GB."""
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    png = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + _png_chunk(b"IEND", b"")
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 1024))
+        + _png_chunk(b"IEND", b"")
+    )
     path.write_bytes(png)
 
 
@@ -117,7 +123,10 @@ def test_exif_rotated_photo_same_answer_as_upright(client: Client, tmp_path: Pat
     make_photo(120, 80).transpose(Image.Transpose.ROTATE_270).save(tmp_path / "rotated.jpg", quality=90, exif=exif)
     with Image.open(tmp_path / "rotated.jpg") as stored:
         stored.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "upright.png")
-    rotated, upright = confidences(ask(client, tmp_path / "rotated.jpg")[0]), confidences(ask(client, tmp_path / "upright.png")[0])
+    rotated, upright = (
+        confidences(ask(client, tmp_path / "rotated.jpg")[0]),
+        confidences(ask(client, tmp_path / "upright.png")[0]),
+    )
     assert list(rotated) == list(upright)
     assert list(rotated.values()) == pytest.approx(list(upright.values()), abs=1e-6)
 
@@ -133,7 +142,12 @@ def test_photo_gps_shown(client: Client, tmp_path: Path) -> None:
 def test_unrecognised_message(model_dir: Path) -> None:
     strict = LandmarkService(model_dir / "model.pt", threshold=0.99, num_threads=1)
     text = describe(strict.predict(make_photo()))
-    assert text.startswith("### No known landmark recognised") and "below the 99%" in text and "Agra" not in text and "Closest known landmarks: Taj Mahal" in text
+    assert (
+        text.startswith("### No known landmark recognised")
+        and "below the 99%" in text
+        and "Agra" not in text
+        and "Closest known landmarks: Taj Mahal" in text
+    )
 
 
 def test_page_never_headlines_a_landmark_it_did_not_recognise(model_dir: Path, tmp_path: Path) -> None:

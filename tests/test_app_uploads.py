@@ -1,5 +1,6 @@
 """The public app reads only its own uploads, forgets them after answering, bounds what a client may store, never
 fetches a URL, advertises only what it accepts, and starts where GRADIO_SERVER_NAME/PORT say."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import cli_error, make_photo, time_limit
 from gradio_client import Client, handle_file
 
 from landmark_lib.cli import main as landmark
@@ -25,6 +25,8 @@ from landmark_lib.serve.uploads import (
     discard_upload,
     read_upload,
 )
+
+from helpers import cli_error, make_photo, time_limit
 
 FILE_META = {"_type": "gradio.FileData"}
 
@@ -117,12 +119,16 @@ def test_urls_are_neither_fetched_nor_advertised(client: Client, app_url: str, m
     for payload in (
         {"path": "https://example.com/photo.jpg", "meta": FILE_META},
         {"url": "https://example.com/photo.jpg"},
-        {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"},
+        {
+            "url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+        },
     ):
         label, markdown = raw_predict(app_url, payload)
         assert not label and refused(markdown), (payload, markdown)
     assert fetched == []
-    schema = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/predict"]["parameters"][0]["type"]
+    schema = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/predict"]["parameters"][0][
+        "type"
+    ]
     assert "url" not in schema["properties"] and schema["required"] == ["path"]
 
 
@@ -142,9 +148,17 @@ def test_read_upload_only_reads_regular_files_inside_the_upload_folder(tmp_path:
     os.mkfifo(uploads / "abc" / "pipe.jpg")
     (uploads / "abc" / "big.jpg").write_bytes(b"x" * 101)
     assert read_upload(str(uploads / "abc" / "photo.jpg"), uploads, 100) == b"photo bytes"
-    for path in (outside / "secret.jpg", uploads / "abc" / "link.jpg", uploads / "abc" / "dirlink" / "secret.jpg",
-                 uploads / "abc" / ".." / ".." / "outside" / "secret.jpg", uploads / "abc" / "pipe.jpg",
-                 uploads / "abc" / "big.jpg", uploads / "abc" / "missing.jpg", uploads, ""):
+    for path in (
+        outside / "secret.jpg",
+        uploads / "abc" / "link.jpg",
+        uploads / "abc" / "dirlink" / "secret.jpg",
+        uploads / "abc" / ".." / ".." / "outside" / "secret.jpg",
+        uploads / "abc" / "pipe.jpg",
+        uploads / "abc" / "big.jpg",
+        uploads / "abc" / "missing.jpg",
+        uploads,
+        "",
+    ):
         with time_limit(5), pytest.raises(UploadRefused) as error:
             read_upload(str(path), uploads, 100)
         assert str(error.value) == NOT_AN_UPLOAD
@@ -196,7 +210,13 @@ def _post(quota: UploadQuota, client: str, size: int, declare_length: bool = Tru
     """The status a client gets for a SIZE-byte upload through QUOTA, sent in 100-byte chunks."""
     chunks = [b"x" * min(100, size - i) for i in range(0, size, 100)]
     headers = [(b"content-length", str(size).encode())] if declare_length else []
-    scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload", "headers": headers, "client": (client, 1234)}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/gradio_api/upload",
+        "headers": headers,
+        "client": (client, 1234),
+    }
     sent: list[dict] = []
 
     async def receive():
@@ -220,7 +240,9 @@ def test_upload_quota_per_client_and_in_total(monkeypatch: pytest.MonkeyPatch) -
     assert _post(quota, "10.0.0.4", 300) == 429  # over everyone's 2500 bytes
     now[0] += 601
     assert _post(quota, "10.0.0.1", 800) == 200  # the window moved on (Gradio's cleanup deleted those files)
-    assert _post(quota, "10.0.0.5", 1200, declare_length=False) == 400  # no Content-Length: counted as it arrives, cut off
+    assert (
+        _post(quota, "10.0.0.5", 1200, declare_length=False) == 400
+    )  # no Content-Length: counted as it arrives, cut off
 
 
 def test_launch_installs_the_upload_quota(service) -> None:
@@ -232,7 +254,9 @@ def test_launch_installs_the_upload_quota(service) -> None:
         demo.close()
 
 
-def test_gradio_server_name_and_port_are_respected(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_gradio_server_name_and_port_are_respected(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     launched = {}
     monkeypatch.setattr(app.LandmarkService, "from_spec", classmethod(lambda cls, *a, **k: object()))
     monkeypatch.setattr(app, "build_demo", lambda service: "demo")
@@ -248,7 +272,9 @@ def test_gradio_server_name_and_port_are_respected(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "high"])
-def test_threshold_out_of_range_is_a_usage_error(value: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threshold_out_of_range_is_a_usage_error(
+    value: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def never(*args, **kwargs):
         raise AssertionError(f"--threshold {value} was accepted")
 

@@ -1,11 +1,11 @@
 """benchmarks/serving_speed.py end to end on a tiny scratch model: every variant gets a row, the JSON matches the table."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import torch
-from helpers import make_run
 
 from benchmarks import serving_speed
 from landmark_lib.export.torchscript import save, to_torchscript
@@ -13,7 +13,16 @@ from landmark_lib.labels import ClassInfo
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.train.run import load_trained_model
 
-VARIANTS = ["torchscript fp32", "eager fp32", "onnxruntime fp32", "eager int8-dynamic", "onnxruntime int8-dynamic", "onnxruntime int8-static"]
+from helpers import make_run
+
+VARIANTS = [
+    "torchscript fp32",
+    "eager fp32",
+    "onnxruntime fp32",
+    "eager int8-dynamic",
+    "onnxruntime int8-dynamic",
+    "onnxruntime int8-static",
+]
 
 
 def make_run_and_export(tmp_path: Path) -> tuple[Path, Path]:
@@ -30,10 +39,28 @@ def test_serving_speed_table_has_every_variant(tmp_path: Path, capsys) -> None:
     run, out = make_run_and_export(tmp_path)
     threads = torch.get_num_threads()
     try:
-        report = serving_speed.main([
-            "--run", str(run), "--export-dir", str(out), "--iters", "2", "--warmup", "1", "--batches", "1,4",
-            "--threads", "1", "--photo-size", "48x64", "--calib", "2", "--json", str(tmp_path / "speed.json"),
-        ])
+        report = serving_speed.main(
+            [
+                "--run",
+                str(run),
+                "--export-dir",
+                str(out),
+                "--iters",
+                "2",
+                "--warmup",
+                "1",
+                "--batches",
+                "1,4",
+                "--threads",
+                "1",
+                "--photo-size",
+                "48x64",
+                "--calib",
+                "2",
+                "--json",
+                str(tmp_path / "speed.json"),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
 
@@ -52,8 +79,22 @@ def test_serving_speed_table_has_every_variant(tmp_path: Path, capsys) -> None:
 def test_app_startup_reports_the_median_of_repeated_cold_starts(model_dir: Path, tmp_path: Path) -> None:
     from benchmarks import app_startup
 
-    result = app_startup.main(["--model", str(model_dir), "--burst", "2", "--clients", "1", "--repeats", "2",
-                               "--timeout", "240", "--json", str(tmp_path / "startup.json")])
+    result = app_startup.main(
+        [
+            "--model",
+            str(model_dir),
+            "--burst",
+            "2",
+            "--clients",
+            "1",
+            "--repeats",
+            "2",
+            "--timeout",
+            "240",
+            "--json",
+            str(tmp_path / "startup.json"),
+        ]
+    )
     starts = result["cold_starts_seconds"]
     assert len(starts) == 2 and result["cold_start_seconds"] in starts
     assert 0 < result["seconds_to_http"] <= result["cold_start_seconds"] < 240
@@ -73,9 +114,13 @@ def test_jpeg_decode_benchmark_decodes_smaller_and_faster(capsys) -> None:
 def test_hostile_load_benchmark_keeps_the_app_answering(model_dir: Path, tmp_path: Path) -> None:
     from benchmarks import hostile_load
 
-    report = hostile_load.main(["--model", str(model_dir), "--clients", "2", "--rounds", "8", "--json", str(tmp_path / "hostile.json")])
+    report = hostile_load.main(
+        ["--model", str(model_dir), "--clients", "2", "--rounds", "8", "--json", str(tmp_path / "hostile.json")]
+    )
     assert report["errors"] == [] and report["app_alive"] and report["answers_after"]
     assert report["normal"]["count"] == 16 and report["hostile"]["count"] == 16
-    assert report["outcomes"]["deep16_10000x10000.png"] == ["refused"] and report["outcomes"]["strip_1x30000.png"] == ["answered"]
+    assert report["outcomes"]["deep16_10000x10000.png"] == ["refused"] and report["outcomes"]["strip_1x30000.png"] == [
+        "answered"
+    ]
     assert report["rss_peak_above_idle_mib"] < 1536
     assert json.loads((tmp_path / "hostile.json").read_text())["normal"] == report["normal"]

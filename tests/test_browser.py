@@ -1,9 +1,10 @@
 """The page in a real (headless) Chromium: upload an example photo, submit, read the top-5 off the page."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from selenium import webdriver
@@ -30,9 +31,17 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1000",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,1000",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -77,7 +86,9 @@ def shipped_app_url() -> Iterator[str]:
         demo.close()
 
 
-@pytest.mark.parametrize("example, expected", [("taj_mahal.jpg", "Taj Mahal"), ("petra.jpg", "Petra"), ("eiffel_tower.jpg", "Eiffel Tower")])
+@pytest.mark.parametrize(
+    "example, expected", [("taj_mahal.jpg", "Taj Mahal"), ("petra.jpg", "Petra"), ("eiffel_tower.jpg", "Eiffel Tower")]
+)
 def test_shipped_model_names_the_example_landmark_in_the_page(browser, shipped_app_url, tmp_path, example, expected):
     wait = WebDriverWait(browser, 120)
     browser.get(shipped_app_url)

@@ -1,5 +1,6 @@
 """The one `landmark` command: every subcommand has --help that states each default, the thin entry points reach the
 same parsers, and expected failures are one line with status 2."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,14 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import cli_error
 
 from landmark_lib.cli import build_parser, main
+
+from helpers import cli_error
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def subcommands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+def subcommands(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], argparse.ArgumentParser]:
     """Every leaf command ('data download', 'train', ...) and its parser."""
     found = {}
     for action in parser._actions:
@@ -45,19 +49,29 @@ def test_help_states_every_default(name, capsys):
             continue
         flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
         described = " ".join(COMMANDS[name].formatter_class(prog="x")._get_help_string(action).split())
-        assert flag or action.required or "default" in described or "required" in described, f"{' '.join(name)} {action.option_strings[0]} does not state its default"
+        assert flag or action.required or "default" in described or "required" in described, (
+            f"{' '.join(name)} {action.option_strings[0]} does not state its default"
+        )
         assert action.option_strings[0] in text
 
 
-@pytest.mark.parametrize("script, command", [("app.py", "serve"), ("export.py", "export"), ("train_accelerate.py", "train")])
+@pytest.mark.parametrize(
+    "script, command", [("app.py", "serve"), ("export.py", "export"), ("train_accelerate.py", "train")]
+)
 def test_thin_entry_points_are_the_landmark_commands(script, command):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, script, "--help"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, script, "--help"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"usage: landmark {command}")
 
 
 def test_expected_failures_are_one_line_with_status_2(tmp_path, capsys):
     assert "is not a training run folder" in cli_error(capsys, "evaluate", str(tmp_path))
-    assert "takes one --target-precision" in cli_error(capsys, "threshold", str(tmp_path), "--export-dir", str(tmp_path), "--target-precision", "0.9", "0.99")
-    assert "does not exist" in cli_error(capsys, "tag", str(tmp_path), "--out", str(tmp_path / "t.csv"), "--model", str(tmp_path / "none"))
+    assert "takes one --target-precision" in cli_error(
+        capsys, "threshold", str(tmp_path), "--export-dir", str(tmp_path), "--target-precision", "0.9", "0.99"
+    )
+    assert "does not exist" in cli_error(
+        capsys, "tag", str(tmp_path), "--out", str(tmp_path / "t.csv"), "--model", str(tmp_path / "none")
+    )

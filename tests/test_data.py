@@ -1,21 +1,22 @@
 """The data layer: layout checks, decoding of awkward photos, the stratified split and the resized cache."""
+
 from __future__ import annotations
 
 import io
 import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from helpers import make_dataset
 
 from landmark_lib.data.cache import build_cache
 from landmark_lib.data.folder import DatasetError, open_split
 from landmark_lib.data.images import ImageLoadError, load_rgb, load_rgb_bytes
 from landmark_lib.data.split import stratified_split
 from landmark_lib.labels import display_name, load_class_info
+
+from helpers import make_dataset
 
 
 def test_display_names_from_course_and_snake_case_folders():
@@ -24,7 +25,9 @@ def test_display_names_from_course_and_snake_case_folders():
 
 
 def test_classes_json_gives_display_names_and_places(tmp_path):
-    (tmp_path / "classes.json").write_text('[{"name": "taj_mahal", "display_name": "Taj Mahal", "city": "Agra", "country": "India", "lat": 27.175, "lon": 78.042}]')
+    (tmp_path / "classes.json").write_text(
+        '[{"name": "taj_mahal", "display_name": "Taj Mahal", "city": "Agra", "country": "India", "lat": 27.175, "lon": 78.042}]'
+    )
     info = load_class_info(tmp_path, ["taj_mahal", "01.Other_Place"])
     assert (info[0].display_name, info[0].place, info[0].lat) == ("Taj Mahal", "Agra, India", 27.175)
     assert info[1].display_name == "Other Place" and info[1].lat is None

@@ -1,4 +1,5 @@
 """download.py against a local Range-capable HTTP server: full fetch, resume, bad archives, unreachable URL."""
+
 from __future__ import annotations
 
 import io
@@ -13,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import free_port, time_limit
-
 from landmark_lib.cli import main
 from landmark_lib.data.download import DownloadError, ExpectedCounts, download_dataset
+
+from helpers import free_port, time_limit
 
 SMALL = ExpectedCounts(classes=2, train=6, test=4)
 

@@ -1,4 +1,5 @@
 """compute_metrics on hand-made numbers; evaluate_run end to end on a tiny dataset and run folder."""
+
 from __future__ import annotations
 
 import csv
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_dataset, make_run
 
 from landmark_lib.cli import main
 from landmark_lib.data.folder import DatasetError
@@ -17,6 +17,8 @@ from landmark_lib.evaluation.metrics import compute_metrics
 from landmark_lib.labels import ClassInfo
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.train.run import load_trained_model
+
+from helpers import make_dataset, make_run
 
 CLASSES = ["alai_minar", "qutub_minar", "taj_mahal"]
 
@@ -50,7 +52,9 @@ def test_compute_metrics_known_values():
     # F1: a = 2 * (1/3 * 1) / (1/3 + 1) = 0.5, b = 0, c = 1, d = 0; e and f never occur and are left out.
     assert metrics["macro_f1"] == pytest.approx(0.375)
     a, b = metrics["per_class"][0], metrics["per_class"][1]
-    assert (a["precision"], a["recall"], a["f1"], a["accuracy"], a["display_name"]) == pytest.approx((1 / 3, 1.0, 0.5, 1.0, "A"))
+    assert (a["precision"], a["recall"], a["f1"], a["accuracy"], a["display_name"]) == pytest.approx(
+        (1 / 3, 1.0, 0.5, 1.0, "A")
+    )
     assert b["accuracy"] == 0.0 and metrics["per_class"][4]["accuracy"] is None
     assert [(p["true"], p["predicted"], p["count"]) for p in metrics["most_confused"]] == [("b", "a", 1), ("d", "a", 1)]
     assert metrics["confusion_matrix"][3][0] == 1 and metrics["n_images"] == 4
@@ -63,7 +67,13 @@ def test_evaluate_run_writes_report_and_skips_unreadable_files(tmp_path):
     metrics = evaluate_run(run, "test", batch_size=4)
 
     out = run / "eval-test"
-    for name in ("metrics.json", "confusion_matrix.png", "per_class_accuracy.png", "misclassified.png", "predictions.csv"):
+    for name in (
+        "metrics.json",
+        "confusion_matrix.png",
+        "per_class_accuracy.png",
+        "misclassified.png",
+        "predictions.csv",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert metrics["n_images"] == 9 and metrics["n_skipped"] == 2
     assert sorted(s["file"] for s in metrics["skipped"]) == ["test/alai_minar/broken.jpg", "test/qutub_minar/empty.png"]

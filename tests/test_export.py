@@ -1,4 +1,5 @@
 """Export: the TorchScript file runs with torch alone and matches the eager predictor on awkward image sizes."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SMALL_SCRATCH, cli_error, make_dataset, make_run
 
 from landmark_lib.cli import main
 from landmark_lib.data.images import MAX_ASPECT, load_rgb, pil_to_uint8_chw
@@ -20,6 +20,8 @@ from landmark_lib.models import ModelSpec
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import PreprocessConfig
 from landmark_lib.train.run import RunConfig, RunError, build_model, load_trained_model, save_weights
+
+from helpers import SMALL_SCRATCH, cli_error, make_dataset, make_run
 
 CLASSES = [
     ClassInfo("taj_mahal", "Taj Mahal", "Agra", "India", 27.175, 78.042),
@@ -45,10 +47,14 @@ torch.save({"probs": probs, "batch": batch, "names": list(model.class_names), "d
 
 def odd_sized_photos(root: Path) -> Path:
     """test/<class>/ with lossless photos of ODD_SIZES, for each of CLASSES."""
-    return make_dataset(root, [c.name for c in CLASSES], 0, len(ODD_SIZES), sizes=[(w, h) for h, w in ODD_SIZES], suffix=".png")
+    return make_dataset(
+        root, [c.name for c in CLASSES], 0, len(ODD_SIZES), sizes=[(w, h) for h, w in ODD_SIZES], suffix=".png"
+    )
 
 
-def export_run_dir(run_dir: Path, spec: ModelSpec = SMALL_SCRATCH, input_size: int = 64, data: Path | None = None) -> Path:
+def export_run_dir(
+    run_dir: Path, spec: ModelSpec = SMALL_SCRATCH, input_size: int = 64, data: Path | None = None
+) -> Path:
     """A run of CLASSES (one without a place), trained on DATA when given."""
     return make_run(run_dir, spec, CLASSES, input_size, {"data": str(data)} if data else {})
 
@@ -56,8 +62,12 @@ def export_run_dir(run_dir: Path, spec: ModelSpec = SMALL_SCRATCH, input_size: i
 def run_torch_only(model_file: Path, images: list[torch.Tensor], tmp_path: Path) -> dict:
     torch.save(images, tmp_path / "images.pt")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([sys.executable, "-W", "ignore", "-c", TORCH_ONLY, str(model_file), "images.pt", "out.pt"],
-                   cwd=tmp_path, env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", TORCH_ONLY, str(model_file), "images.pt", "out.pt"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    )
     return torch.load(tmp_path / "out.pt")
 
 
@@ -88,8 +98,22 @@ def test_export_scratch_run_via_cli(tmp_path, capsys):
     assert [tuple(image.shape[1:]) for image in images] == [(h, min(w, MAX_ASPECT * min(h, w))) for h, w in ODD_SIZES]
     assert_matches_eager(run, out, images, tmp_path)
     assert json.loads((out / "labels.json").read_text()) == [
-        {"name": "taj_mahal", "display_name": "Taj Mahal", "city": "Agra", "country": "India", "lat": 27.175, "lon": 78.042},
-        {"name": "petra", "display_name": "Petra", "city": "Wadi Musa", "country": "Jordan", "lat": 30.329, "lon": 35.444},
+        {
+            "name": "taj_mahal",
+            "display_name": "Taj Mahal",
+            "city": "Agra",
+            "country": "India",
+            "lat": 27.175,
+            "lon": 78.042,
+        },
+        {
+            "name": "petra",
+            "display_name": "Petra",
+            "city": "Wadi Musa",
+            "country": "Jordan",
+            "lat": 30.329,
+            "lon": 35.444,
+        },
         {"name": "unknown_place", "display_name": "Unknown Place", "city": "", "country": "", "lat": None, "lon": None},
     ]
     info = json.loads((out / "export.json").read_text())

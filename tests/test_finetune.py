@@ -1,4 +1,5 @@
 """Fine-tuning strategies on a real timm backbone: which layers train, what BatchNorm does, layer-wise LR decay."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,11 @@ def lite0() -> torch.nn.Module:
 
 
 def trained_names(model: torch.nn.Module) -> set[str]:
-    return {name.split(".")[0] + ("." + name.split(".")[1] if name.startswith("blocks.") else "")
-            for name, p in model.named_parameters() if p.requires_grad}
+    return {
+        name.split(".")[0] + ("." + name.split(".")[1] if name.startswith("blocks.") else "")
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
 
 
 def test_linear_partial_full_train_the_layers_they_name(lite0):

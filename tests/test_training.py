@@ -1,4 +1,5 @@
 """End-to-end training through train_accelerate.py on tiny generated datasets (CPU, a few seconds each)."""
+
 from __future__ import annotations
 
 import csv
@@ -11,14 +12,30 @@ import time
 from pathlib import Path
 
 import pytest
+
 from helpers import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "ACCELERATE_DISABLE_RICH": "1"}
-TINY = ["--input-size", "48", "--width", "0.25", "--depth", "1", "--batch-size", "8", "--num-workers", "0", "--lr", "3e-3"]
+TINY = [
+    "--input-size",
+    "48",
+    "--width",
+    "0.25",
+    "--depth",
+    "1",
+    "--batch-size",
+    "8",
+    "--num-workers",
+    "0",
+    "--lr",
+    "3e-3",
+]
 
 
-def run_train(args: list[str], cache: Path, launcher: list[str] | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+def run_train(
+    args: list[str], cache: Path, launcher: list[str] | None = None, timeout: int = 240
+) -> subprocess.CompletedProcess:
     command = (launcher or [sys.executable]) + [str(REPO / "train_accelerate.py"), "--cache-dir", str(cache)] + args
     return subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
 
@@ -60,9 +77,26 @@ def test_two_process_launch_gathers_each_valid_image_once(dataset, tmp_path):
     run = tmp_path / "ddp"
     # On a CPU-only machine Accelerate's --cpu starts one process unless MPI is set up; --multi_gpu starts
     # N torchrun processes, which train_accelerate.py runs on CPUs over gloo.
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     # 42 train photos, valid fraction 0.15 -> 2 per class = 6 valid images; batch 4 on 2 processes pads the last batch.
-    result = run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "2", *TINY, "--batch-size", "4"], tmp_path / "cache", launcher)
+    result = run_train(
+        ["--data", str(dataset), "--output-dir", str(run), "--epochs", "2", *TINY, "--batch-size", "4"],
+        tmp_path / "cache",
+        launcher,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = metrics(run)
     assert all(int(r["num_processes"]) == 2 for r in rows)
@@ -75,7 +109,19 @@ def test_killed_run_resumes_without_redoing_finished_epochs(dataset, tmp_path):
     run, cache = tmp_path / "killed", tmp_path / "cache"
     run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY], cache)  # warm the image cache
     run = tmp_path / "killed2"
-    command = [sys.executable, str(REPO / "train_accelerate.py"), "--cache-dir", str(cache), "--data", str(dataset), "--output-dir", str(run), "--epochs", "40", *TINY]
+    command = [
+        sys.executable,
+        str(REPO / "train_accelerate.py"),
+        "--cache-dir",
+        str(cache),
+        "--data",
+        str(dataset),
+        "--output-dir",
+        str(run),
+        "--epochs",
+        "40",
+        *TINY,
+    ]
     process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not list((run / "state").glob("epoch_0002/complete")):
@@ -97,16 +143,32 @@ def test_killed_run_resumes_without_redoing_finished_epochs(dataset, tmp_path):
         (lambda root: None, [], "does not exist"),
         (lambda root: (root / "images").mkdir(parents=True), [], "no train/ folder"),
         (lambda root: (root / "train" / "a").mkdir(parents=True), [], "has no images"),
-        (lambda root: make_dataset(root) and (root / "test" / "99.Unknown").mkdir(), [], "classes that train/ does not have"),
+        (
+            lambda root: make_dataset(root) and (root / "test" / "99.Unknown").mkdir(),
+            [],
+            "classes that train/ does not have",
+        ),
         (lambda root: make_dataset(root), ["--model", "resnet"], "Unknown model 'resnet'"),
-        (lambda root: make_dataset(root), ["--model", "timm:tf_efficientnet_lite9"], "Close matches: tf_efficientnet_lite0"),
-        (lambda root: make_dataset(root), ["--model", "timm:tf_efficientnet_lite0", "--pretrained-file", "/no/such.pth"], "/no/such.pth does not exist"),
+        (
+            lambda root: make_dataset(root),
+            ["--model", "timm:tf_efficientnet_lite9"],
+            "Close matches: tf_efficientnet_lite0",
+        ),
+        (
+            lambda root: make_dataset(root),
+            ["--model", "timm:tf_efficientnet_lite0", "--pretrained-file", "/no/such.pth"],
+            "/no/such.pth does not exist",
+        ),
     ],
 )
 def test_bad_input_stops_with_one_clear_sentence(tmp_path, make, args, message):
     root = tmp_path / "data"
     make(root)
-    result = run_train(["--data", str(root), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY, *args], tmp_path / "cache", timeout=60)
+    result = run_train(
+        ["--data", str(root), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY, *args],
+        tmp_path / "cache",
+        timeout=60,
+    )
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -115,8 +177,15 @@ def test_bad_input_stops_with_one_clear_sentence(tmp_path, make, args, message):
 
 def test_resume_refuses_a_run_of_another_model_or_class_list(dataset, tmp_path):
     run = tmp_path / "run"
-    assert run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY], tmp_path / "cache").returncode == 0
-    other_model = run_train(["--resume", str(run), "--model", "timm:tf_efficientnet_lite0"], tmp_path / "cache", timeout=60)
+    assert (
+        run_train(
+            ["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY], tmp_path / "cache"
+        ).returncode
+        == 0
+    )
+    other_model = run_train(
+        ["--resume", str(run), "--model", "timm:tf_efficientnet_lite0"], tmp_path / "cache", timeout=60
+    )
     assert other_model.returncode == 2 and "is a run of model 'scratch'" in other_model.stderr
     config = json.loads((run / "config.json").read_text())
     config["classes"] = config["classes"][:2]
@@ -127,9 +196,33 @@ def test_resume_refuses_a_run_of_another_model_or_class_list(dataset, tmp_path):
 
 def test_feature_cache_trains_exactly_like_running_frozen_layers_live(dataset, tmp_path):
     """The CPU fast path must be an optimisation only: same data order, same weights, same accuracy."""
-    common = ["--data", str(dataset), "--model", "timm:tf_efficientnet_lite0", "--strategy", "partial", "--train-stages", "1",
-              "--input-size", "64", "--epochs", "3", "--batch-size", "8", "--num-workers", "0", "--no-augment",
-              "--dropout", "0", "--feature-views", "1", "--feature-dtype", "float32", "--lr", "1e-3"]
+    common = [
+        "--data",
+        str(dataset),
+        "--model",
+        "timm:tf_efficientnet_lite0",
+        "--strategy",
+        "partial",
+        "--train-stages",
+        "1",
+        "--input-size",
+        "64",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--num-workers",
+        "0",
+        "--no-augment",
+        "--dropout",
+        "0",
+        "--feature-views",
+        "1",
+        "--feature-dtype",
+        "float32",
+        "--lr",
+        "1e-3",
+    ]
     runs = {}
     for mode in ("on", "off"):
         runs[mode] = tmp_path / mode
@@ -154,8 +247,24 @@ def test_feature_cache_trains_exactly_like_running_frozen_layers_live(dataset, t
 def test_resumed_feature_cache_run_recomputes_features_with_the_trained_frozen_layers(dataset, tmp_path):
     """A resumed CPU fast-path run must not cache features from a randomly initialised backbone."""
     run = tmp_path / "run"
-    common = ["--model", "timm:tf_efficientnet_lite0", "--strategy", "partial", "--train-stages", "1", "--input-size", "64",
-              "--batch-size", "8", "--num-workers", "0", "--feature-views", "1", "--lr", "1e-3"]
+    common = [
+        "--model",
+        "timm:tf_efficientnet_lite0",
+        "--strategy",
+        "partial",
+        "--train-stages",
+        "1",
+        "--input-size",
+        "64",
+        "--batch-size",
+        "8",
+        "--num-workers",
+        "0",
+        "--feature-views",
+        "1",
+        "--lr",
+        "1e-3",
+    ]
     first = run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "3", *common], tmp_path / "cache")
     assert first.returncode == 0, first.stderr[-2000:]
     (run / "state" / "epoch_0003").rename(run / "state" / "later")  # as if killed during epoch 3

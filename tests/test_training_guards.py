@@ -1,5 +1,6 @@
 """Training against broken input: run files written atomically, degenerate data and options stopped in one
 sentence before training, a full disk named, concurrent cache builds safe, damaged or newer run files one line."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,18 +16,19 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import cli_error, make_dataset
-from test_training import ENV, REPO, TINY, run_train
 
+from landmark_lib.cli import main as landmark
 from landmark_lib.data import cache as cache_module
 from landmark_lib.data.cache import build_cache
-from landmark_lib.cli import main as landmark
 from landmark_lib.data.folder import DatasetError, open_split
 from landmark_lib.labels import ClassInfo, load_class_info
 from landmark_lib.models import ModelSpec
 from landmark_lib.preprocess import PreprocessConfig
 from landmark_lib.train.run import RunConfig, RunError, load_trained_model
 from landmark_lib.train.tracking import read_metrics
+
+from helpers import cli_error, make_dataset
+from test_training import ENV, REPO, TINY, run_train
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,9 @@ def dataset(tmp_path_factory) -> Path:
 def trained(dataset, tmp_path_factory) -> Path:
     """A finished one-epoch run (config.json, model.safetensors, metrics.csv, state/epoch_0001)."""
     tmp = tmp_path_factory.mktemp("trained")
-    result = run_train(["--data", str(dataset), "--output-dir", str(tmp / "run"), "--epochs", "1", *TINY], tmp / "cache")
+    result = run_train(
+        ["--data", str(dataset), "--output-dir", str(tmp / "run"), "--epochs", "1", *TINY], tmp / "cache"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return tmp / "run"
 
@@ -47,7 +51,12 @@ def trained(dataset, tmp_path_factory) -> Path:
 def full_disk(path: Path, size: str) -> Iterator[Path]:
     """A SIZE tmpfs at PATH: a real filesystem that fills up (needs root to mount; skipped otherwise)."""
     path.mkdir(parents=True)
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False).returncode:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False
+        ).returncode
+    ):
         pytest.skip("a full disk is simulated with a small tmpfs, which needs root to mount")
     try:
         yield path
@@ -100,7 +109,15 @@ except OSError as error:
 def test_a_write_that_fails_midway_keeps_the_previous_run_file(trained: Path, tmp_path: Path, name: str) -> None:
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     before = (run / name).read_bytes()
-    result = subprocess.run([sys.executable, "-c", WRITE_UNDER_A_SIZE_LIMIT, str(run), name], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", WRITE_UNDER_A_SIZE_LIMIT, str(run), name],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert "write failed" in result.stdout, result.stderr[-2000:]
     assert (run / name).read_bytes() == before
     assert RunConfig.load(run) and load_trained_model(run) and read_metrics(run / "metrics.csv")
@@ -110,10 +127,14 @@ def test_a_write_that_fails_midway_keeps_the_previous_run_file(trained: Path, tm
 def test_killed_while_saving_config_leaves_a_loadable_config(trained: Path, tmp_path: Path) -> None:
     """kill -9 at random moments of a --resume start (which rewrites config.json): the file is old or new, never cut."""
     run = Path(shutil.copytree(trained, tmp_path / "run"))
-    script = ("import sys; from landmark_lib.train.run import RunConfig; c = RunConfig.load(sys.argv[1]); c.args['notes'] = 'z' * 2_000_000\n"
-              "print('ready', flush=True)\nwhile True: c.save(sys.argv[1])")
+    script = (
+        "import sys; from landmark_lib.train.run import RunConfig; c = RunConfig.load(sys.argv[1]); c.args['notes'] = 'z' * 2_000_000\n"
+        "print('ready', flush=True)\nwhile True: c.save(sys.argv[1])"
+    )
     for delay in (0.05, 0.2, 0.35, 0.5):
-        process = subprocess.Popen([sys.executable, "-c", script, str(run)], cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", script, str(run)], cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True
+        )
         assert process.stdout.readline().strip() == "ready"
         time.sleep(delay)
         process.kill()
@@ -123,20 +144,29 @@ def test_killed_while_saving_config_leaves_a_loadable_config(trained: Path, tmp_
 
 # --- 9: degenerate input stops before training -------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (["--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
-    (["--valid-fraction", "0"], "--valid-fraction must be a number in (0, 1): model selection and early stopping need validation photos, got 0.0"),
-    (["--valid-fraction", "1"], "--valid-fraction must be a number in (0, 1)"),
-    (["--lr", "nan"], "--lr must be a number > 0, got nan"),
-    (["--lr=-0.001"], "--lr must be a number > 0"),
-    (["--batch-size", "0"], "--batch-size must be a whole number >= 1"),
-    (["--patience", "0"], "--patience must be a whole number >= 1"),
-    (["--seed", "-1"], "--seed must be a whole number between 0 and 2**32 - 1"),
-    (["--dropout", "1.5"], "--dropout must be a number in [0, 1)"),
-    (["--input-size", "4"], "--input-size must be a crop size between 16 and 1024 pixels"),
-    (["--warmup-epochs", "inf"], "--warmup-epochs must be a number >= 0, got inf"),
-])
-def test_bad_numeric_options_stop_with_one_sentence(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args, message) -> None:
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
+        (
+            ["--valid-fraction", "0"],
+            "--valid-fraction must be a number in (0, 1): model selection and early stopping need validation photos, got 0.0",
+        ),
+        (["--valid-fraction", "1"], "--valid-fraction must be a number in (0, 1)"),
+        (["--lr", "nan"], "--lr must be a number > 0, got nan"),
+        (["--lr=-0.001"], "--lr must be a number > 0"),
+        (["--batch-size", "0"], "--batch-size must be a whole number >= 1"),
+        (["--patience", "0"], "--patience must be a whole number >= 1"),
+        (["--seed", "-1"], "--seed must be a whole number between 0 and 2**32 - 1"),
+        (["--dropout", "1.5"], "--dropout must be a number in [0, 1)"),
+        (["--input-size", "4"], "--input-size must be a crop size between 16 and 1024 pixels"),
+        (["--warmup-epochs", "inf"], "--warmup-epochs must be a number >= 0, got inf"),
+    ],
+)
+def test_bad_numeric_options_stop_with_one_sentence(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args, message
+) -> None:
     assert landmark(["train", "--data", str(dataset), "--output-dir", str(tmp_path / "run"), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1
@@ -152,27 +182,42 @@ def test_a_class_whose_photos_are_all_unreadable_stops_before_training(tmp_path:
     data = make_dataset(tmp_path / "data", classes=3, train_per_class=6, test_per_class=2)
     for photo in (data / "train" / "01.Landmark_B").iterdir():
         photo.write_bytes(b"not a photo")
-    line = one_error_line(run_train(["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY], tmp_path / "cache", timeout=120))
+    line = one_error_line(
+        run_train(
+            ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY],
+            tmp_path / "cache",
+            timeout=120,
+        )
+    )
     assert "None of the photos of class '01.Landmark_B' can be read" in line
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_no_validation_photos_stops_before_training(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", classes=3, train_per_class=1, test_per_class=1)
-    line = one_error_line(run_train(["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY], tmp_path / "cache", timeout=120))
+    line = one_error_line(
+        run_train(
+            ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY],
+            tmp_path / "cache",
+            timeout=120,
+        )
+    )
     assert "leaves no validation photos" in line and not (tmp_path / "run" / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"name": "a"}', "is not a list"),
-    ('[{"display_name": "A"}]', 'every entry needs a "name"'),
-    ('["a"]', 'every entry needs a "name"'),
-    ('[{"name": "a", "lat": "north"}]', '"lat" of \'a\' must be a number of degrees within +-90'),
-    ('[{"name": "a", "lon": 200}]', '"lon" of \'a\' must be a number of degrees within +-180'),
-    ('[{"name": "a", "lat": true}]', '"lat" of \'a\' must be a number'),
-    ('[{"name": "a", "display_name": 7}]', '"display_name" of \'a\' must be text'),
-    ('[{"name": "a", ', "is not a list of {name, display_name"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"name": "a"}', "is not a list"),
+        ('[{"display_name": "A"}]', 'every entry needs a "name"'),
+        ('["a"]', 'every entry needs a "name"'),
+        ('[{"name": "a", "lat": "north"}]', "\"lat\" of 'a' must be a number of degrees within +-90"),
+        ('[{"name": "a", "lon": 200}]', "\"lon\" of 'a' must be a number of degrees within +-180"),
+        ('[{"name": "a", "lat": true}]', "\"lat\" of 'a' must be a number"),
+        ('[{"name": "a", "display_name": 7}]', "\"display_name\" of 'a' must be text"),
+        ('[{"name": "a", ', "is not a list of {name, display_name"),
+    ],
+)
 def test_malformed_classes_json_is_one_sentence(tmp_path: Path, content: str, message: str) -> None:
     (tmp_path / "classes.json").write_text(content)
     with pytest.raises(DatasetError) as error:
@@ -182,10 +227,21 @@ def test_malformed_classes_json_is_one_sentence(tmp_path: Path, content: str, me
 
 # --- 10: a full disk and concurrent cache builds -----------------------------------------------------------------
 
+
 def test_a_full_cache_disk_is_named_and_leaves_no_workers(dataset: Path, tmp_path: Path) -> None:
     with full_disk(tmp_path / "small", "128k") as disk:
         cache = disk / "cache"
-        args = ["--data", str(dataset), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY, "--num-workers", "2"]
+        args = [
+            "--data",
+            str(dataset),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            *TINY,
+            "--num-workers",
+            "2",
+        ]
         line = one_error_line(run_train(args, cache, timeout=120))
         assert line.startswith(f"error: no space left on {cache}")
         time.sleep(1)
@@ -196,7 +252,13 @@ def test_a_full_cache_disk_is_named_and_leaves_no_workers(dataset: Path, tmp_pat
 def test_a_full_run_folder_disk_is_named(dataset: Path, tmp_path: Path) -> None:
     with full_disk(tmp_path / "small", "64k") as disk:
         run = disk / "run"
-        line = one_error_line(run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY], tmp_path / "cache", timeout=120))
+        line = one_error_line(
+            run_train(
+                ["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY],
+                tmp_path / "cache",
+                timeout=120,
+            )
+        )
         assert line.startswith(f"error: no space left on {run}")
 
 
@@ -218,7 +280,9 @@ def _slow_build(data: str, cache: str, queue) -> None:
 def test_two_trainings_building_the_same_cache_at_once(dataset: Path, tmp_path: Path) -> None:
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    builders = [context.Process(target=_slow_build, args=(str(dataset), str(tmp_path / "cache"), queue)) for _ in range(2)]
+    builders = [
+        context.Process(target=_slow_build, args=(str(dataset), str(tmp_path / "cache"), queue)) for _ in range(2)
+    ]
     for builder in builders:
         builder.start()
     results = [queue.get(timeout=120) for _ in builders]
@@ -231,17 +295,28 @@ def test_two_trainings_building_the_same_cache_at_once(dataset: Path, tmp_path: 
 
 # --- 11: damaged or newer run files are one error line -----------------------------------------------------------
 
+
 def _config() -> RunConfig:
-    return RunConfig(ModelSpec("scratch", {"width": 0.25, "depth": 1, "input_size": 48}), [ClassInfo("a", "A"), ClassInfo("b", "B")], PreprocessConfig(48))
+    return RunConfig(
+        ModelSpec("scratch", {"width": 0.25, "depth": 1, "input_size": 48}),
+        [ClassInfo("a", "A"), ClassInfo("b", "B")],
+        PreprocessConfig(48),
+    )
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_bytes(b""), "is damaged"),
-    (lambda p: p.write_text('{"model": {"name": "scr'), "is damaged"),
-    (lambda p: p.write_text("[1, 2]"), "is damaged"),
-    (lambda p: p.write_text('{"format": 1, "model": {"name": "scratch"}}'), "is damaged (missing or malformed"),
-    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "format": 2})), "has run format 2, newer than the 1 this code reads"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(b""), "is damaged"),
+        (lambda p: p.write_text('{"model": {"name": "scr'), "is damaged"),
+        (lambda p: p.write_text("[1, 2]"), "is damaged"),
+        (lambda p: p.write_text('{"format": 1, "model": {"name": "scratch"}}'), "is damaged (missing or malformed"),
+        (
+            lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "format": 2})),
+            "has run format 2, newer than the 1 this code reads",
+        ),
+    ],
+)
 def test_damaged_or_newer_config_is_one_run_error(tmp_path: Path, damage, message: str) -> None:
     _config().save(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["format"] == 1
@@ -252,7 +327,9 @@ def test_damaged_or_newer_config_is_one_run_error(tmp_path: Path, damage, messag
 
 
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors", "metrics.csv"])
-def test_damaged_run_files_give_one_error_line_in_the_clis(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture, name: str) -> None:
+def test_damaged_run_files_give_one_error_line_in_the_clis(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture, name: str
+) -> None:
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     (run / name).write_bytes(b"\x00garbage" if name != "metrics.csv" else b"when,what\nyesterday,something\n")
     if name == "metrics.csv":

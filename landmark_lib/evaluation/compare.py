@@ -1,7 +1,8 @@
 """Compare evaluated runs: one markdown table and one bar chart (test metrics, training time, size, CPU latency).
 
-    landmark compare runs/scratch runs/lite0-linear runs/lite0-partial --out reports/transfer_learning.png
+landmark compare runs/scratch runs/lite0-linear runs/lite0-partial --out reports/transfer_learning.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,10 @@ def summarise(run_dir: str | Path, split: str = "test") -> dict:
         "run": run_dir.name,
         "model": config.model.name,
         "input_size": config.preprocess.input_size,
-        "strategy": "from scratch" if config.model.name == "scratch" else args.get("strategy", "full") + (
-            f" (last {args['train_stages']} stage)" if args.get("strategy") == "partial" else ""
-        ),
+        "strategy": "from scratch"
+        if config.model.name == "scratch"
+        else args.get("strategy", "full")
+        + (f" (last {args['train_stages']} stage)" if args.get("strategy") == "partial" else ""),
         "top1": metrics["top1"],
         "top5": metrics["top5"],
         "macro_f1": metrics["macro_f1"],
@@ -55,7 +57,9 @@ def summarise(run_dir: str | Path, split: str = "test") -> dict:
 
 
 @torch.inference_mode()
-def single_photo_latency(run_dirs: list[str | Path], iters: int = 30, photo_size: tuple[int, int] = (480, 640)) -> dict[str, float]:
+def single_photo_latency(
+    run_dirs: list[str | Path], iters: int = 30, photo_size: tuple[int, int] = (480, 640)
+) -> dict[str, float]:
     """Median ms per photo (uint8 480x640 -> probabilities, eager fp32, all cores) for each distinct architecture.
 
     The networks are called in turn (interleaved), so a change in machine load hits all of them alike. Runs that
@@ -124,8 +128,10 @@ def run(args: argparse.Namespace) -> None:
     latency = single_photo_latency(args.runs, args.latency_iters) if args.latency_iters > 0 else None
     print(markdown(rows, latency))
     if latency:
-        print(f"\nCPU ms / photo: median of {args.latency_iters} single-photo calls (uint8 480x640 -> probabilities, eager fp32, "
-              f"{torch.get_num_threads()} threads, architectures interleaved).")
+        print(
+            f"\nCPU ms / photo: median of {args.latency_iters} single-photo calls (uint8 480x640 -> probabilities, eager fp32, "
+            f"{torch.get_num_threads()} threads, architectures interleaved)."
+        )
     plot(rows, args.out)
     print(f"chart: {args.out}")
     if args.json:

@@ -3,6 +3,7 @@
 Each original file goes through load_rgb -> pil_to_uint8_chw -> the predictor's own preprocessing, exactly the
 path a served photo takes, so the numbers describe the model users get.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,9 @@ def _keep_list(items: list) -> list:
     return items
 
 
-def _load_predictor(run_dir: str | Path | None, exported: str | Path | None, device: str) -> tuple[Classifier, RunConfig | None]:
+def _load_predictor(
+    run_dir: str | Path | None, exported: str | Path | None, device: str
+) -> tuple[Classifier, RunConfig | None]:
     if exported is None:
         if run_dir is None:
             raise RunError("Nothing to evaluate: pass a run folder, or --exported with an exported model file.")
@@ -61,9 +64,13 @@ def _load_predictor(run_dir: str | Path | None, exported: str | Path | None, dev
     if not Path(exported).is_file():
         raise RunError(f"Exported model {exported} does not exist; create it with `landmark export RUN_DIR --out DIR`.")
     config = RunConfig.load(run_dir) if run_dir and (Path(run_dir) / CONFIG_FILE).is_file() else None
-    if Path(exported).suffix == ".onnx":  # model.onnx / model.int8.onnx: the network only, behind the same torch preprocessing
+    if (
+        Path(exported).suffix == ".onnx"
+    ):  # model.onnx / model.int8.onnx: the network only, behind the same torch preprocessing
         if config is None:
-            return OnnxPredictor.from_export_dir(Path(exported).parent, torch.get_num_threads(), Path(exported).name), None
+            return OnnxPredictor.from_export_dir(
+                Path(exported).parent, torch.get_num_threads(), Path(exported).name
+            ), None
         return OnnxPredictor(exported, config.preprocess, config.classes, torch.get_num_threads()), config
     return load_torchscript(exported, device), config
 
@@ -73,7 +80,9 @@ def _predict(
 ) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
     """Probabilities of the readable images, their sample indices, and (index, reason) of the skipped ones."""
     short_side = decode_short_side(int(predictor.preprocess.resize_size))
-    loader = DataLoader(_PhotoFiles(samples, short_side), batch_size=batch_size, num_workers=num_workers, collate_fn=_keep_list)
+    loader = DataLoader(
+        _PhotoFiles(samples, short_side), batch_size=batch_size, num_workers=num_workers, collate_fn=_keep_list
+    )
     probs, kept, skipped = [], [], []
     with torch.no_grad():
         for batch in loader:
@@ -94,7 +103,9 @@ def exported_threshold(exported: str | Path) -> float | None:
     return bundle.threshold(bundle.read_info(Path(exported).parent), bundle.backend_of_file(Path(exported).name))
 
 
-def open_eval_split(data, splits: str, model_classes: list[str], only_excluded: list[str] | None = None) -> tuple[ImageFolderSplit, list[str]]:
+def open_eval_split(
+    data, splits: str, model_classes: list[str], only_excluded: list[str] | None = None
+) -> tuple[ImageFolderSplit, list[str]]:
     """DATA's SPLITS ('test', or 'train+test') with the model's classes first, and each photo's source collection.
 
     Classes the model does not know are appended (it never predicts them, so their photos count as missed, or as
@@ -146,7 +157,9 @@ def evaluate_run(
     exclusions = _exclusions(config, run_dir) if only_excluded else None
     dataset, sources = open_eval_split(data, split, model_classes, exclusions)
     class_names = dataset.class_names
-    display_names = list(predictor.display_names) + [c.display_name for c in load_class_info(data, class_names[len(model_classes) :])]
+    display_names = list(predictor.display_names) + [
+        c.display_name for c in load_class_info(data, class_names[len(model_classes) :])
+    ]
     where = "+".join(str(r) for r in data_roots(data))
     if not dataset.samples:
         raise DatasetError(f"{where} has no {split} images to evaluate.")
@@ -159,17 +172,26 @@ def evaluate_run(
     metrics["recognition"] = recognition_metrics(probs, targets, class_names, threshold)
     metrics["per_source"] = _per_source(probs, targets, class_names, threshold, [sources[i] for i in kept])
     metrics.update(_what_was_evaluated(split, data, run_dir, exported, config))
-    metrics.update(classes_unknown_to_model=class_names[len(model_classes) :], only_excluded=exclusions, tta=tta, n_skipped=len(skipped))
+    metrics.update(
+        classes_unknown_to_model=class_names[len(model_classes) :],
+        only_excluded=exclusions,
+        tta=tta,
+        n_skipped=len(skipped),
+    )
     metrics["skipped"] = [{"file": _relative(dataset.samples[i][0]), "reason": r} for i, r in skipped]
     out = Path(out) if out else default_out(run_dir, exported, split)
     files = [dataset.samples[i][0] for i in kept]
     _write_report(out, metrics, files, [sources[i] for i in kept], probs, targets, class_names, display_names)
     metrics["seconds"] = round(time.time() - start, 2)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")  # last: a report is complete once it exists
+    (out / "metrics.json").write_text(
+        json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8"
+    )  # last: a report is complete once it exists
     return metrics
 
 
-def _what_was_evaluated(split: str, data, run_dir: str | Path | None, exported: str | Path | None, config: RunConfig | None) -> dict:
+def _what_was_evaluated(
+    split: str, data, run_dir: str | Path | None, exported: str | Path | None, config: RunConfig | None
+) -> dict:
     return {
         "split": split,
         "data": [str(r) for r in data_roots(data)],
@@ -183,7 +205,9 @@ def _run_data(config: RunConfig | None, source: str | Path, split: str):
     """The dataset root(s) the run was trained on, when --data is not given."""
     data = config.args.get("data") if config else None
     if not data:
-        raise DatasetError(f"{source} does not record its dataset folder; pass --data ROOT (the folder holding {split}/<class>/).")
+        raise DatasetError(
+            f"{source} does not record its dataset folder; pass --data ROOT (the folder holding {split}/<class>/)."
+        )
     return data
 
 
@@ -201,8 +225,14 @@ def default_out(run_dir: str | Path | None, exported: str | Path | None, split: 
 
 
 def _write_report(
-    out: Path, metrics: dict, files: list[Path], sources: list[str], probs: torch.Tensor, targets: torch.Tensor,
-    class_names: list[str], display_names: list[str],
+    out: Path,
+    metrics: dict,
+    files: list[Path],
+    sources: list[str],
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    class_names: list[str],
+    display_names: list[str],
 ) -> None:
     """OUT/predictions.csv and the three plots (metrics.json is written last, with the evaluation's duration)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -217,36 +247,75 @@ def _relative(path: Path) -> str:
     return str(Path(*path.parts[-3:]))
 
 
-def _per_source(probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], threshold: float | None, sources: list[str]) -> dict:
+def _per_source(
+    probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], threshold: float | None, sources: list[str]
+) -> dict:
     """The recognition metrics and top-1 of each source collection on its own."""
     out = {}
     for source in sorted(set(sources)):
         rows = torch.tensor([s == source for s in sources])
-        out[source] = {"n_images": int(rows.sum()), **recognition_metrics(probs[rows], targets[rows], class_names, threshold)}
+        out[source] = {
+            "n_images": int(rows.sum()),
+            **recognition_metrics(probs[rows], targets[rows], class_names, threshold),
+        }
     return out
 
 
 def _write_predictions(
-    path: Path, files: list[Path], sources: list[str], probs: torch.Tensor, targets: torch.Tensor, class_names: list[str]
+    path: Path,
+    files: list[Path],
+    sources: list[str],
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    class_names: list[str],
 ) -> None:
     """One row per photo: the top-5 over all classes, and the answer the service gives (best landmark, its confidence)."""
     top = probs.topk(min(5, probs.shape[1]), dim=1)
     landmark_conf, landmark_best = (t[:, 0].tolist() for t in best_landmarks(probs, class_names))
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "source", "true", "predicted", "confidence", "correct", "top5", "best_landmark", "landmark_confidence"])
-        rows = zip(files, sources, targets.tolist(), top.values.tolist(), top.indices.tolist(), landmark_best, landmark_conf)
+        writer.writerow(
+            [
+                "file",
+                "source",
+                "true",
+                "predicted",
+                "confidence",
+                "correct",
+                "top5",
+                "best_landmark",
+                "landmark_confidence",
+            ]
+        )
+        rows = zip(
+            files, sources, targets.tolist(), top.values.tolist(), top.indices.tolist(), landmark_best, landmark_conf
+        )
         for file, source, target, values, indices, best, conf in rows:
             top5 = ";".join(f"{class_names[i]}:{v:.4f}" for i, v in zip(indices, values))
             predicted = indices[0]
-            writer.writerow([_relative(file), source, class_names[target], class_names[predicted], f"{values[0]:.4f}",
-                             int(predicted == target), top5, class_names[best], f"{conf:.6f}"])
+            writer.writerow(
+                [
+                    _relative(file),
+                    source,
+                    class_names[target],
+                    class_names[predicted],
+                    f"{values[0]:.4f}",
+                    int(predicted == target),
+                    top5,
+                    class_names[best],
+                    f"{conf:.6f}",
+                ]
+            )
 
 
 def summary(metrics: dict, out: Path) -> str:
     """The one line `landmark evaluate` prints: accuracy, then GAP / false accepts / coverage at the threshold."""
     rec = metrics["recognition"]
-    text = f"GAP {rec['gap']:.4f}  landmark top-1 {rec['landmark_top1']:.2%}" if rec["gap"] is not None else "no landmark photos"
+    text = (
+        f"GAP {rec['gap']:.4f}  landmark top-1 {rec['landmark_top1']:.2%}"
+        if rec["gap"] is not None
+        else "no landmark photos"
+    )
     if rec.get("false_accept_rate") is not None:
         text += f"  no-landmark false accepts {rec['false_accept_rate']:.2%} ({rec['false_accepts']}/{rec['no_landmark_photos']})"
     if rec.get("coverage") is not None:
@@ -259,6 +328,15 @@ def summary(metrics: dict, out: Path) -> str:
 
 def run(args: argparse.Namespace) -> None:
     """`landmark evaluate`: write the report, print its one-line summary."""
-    metrics = evaluate_run(args.run_dir, args.split, args.data, args.out, args.tta, args.batch_size, args.exported,
-                           threshold=args.threshold, only_excluded=args.only_excluded)
+    metrics = evaluate_run(
+        args.run_dir,
+        args.split,
+        args.data,
+        args.out,
+        args.tta,
+        args.batch_size,
+        args.exported,
+        threshold=args.threshold,
+        only_excluded=args.only_excluded,
+    )
     print(summary(metrics, Path(args.out) if args.out else default_out(args.run_dir, args.exported, args.split)))

@@ -3,6 +3,7 @@ recognition metrics of Google Landmark Recognition (GAP, coverage, precision, fa
 
 Training (validation each epoch), export (the int8 check) and evaluation all count top-k here.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,7 +22,10 @@ def top_k_accuracy(scores: torch.Tensor, targets: torch.Tensor, k: int) -> float
 
 
 def compute_metrics(
-    probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], display_names: list[str] | None = None,
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    class_names: list[str],
+    display_names: list[str] | None = None,
     n_confused: int = 10,
 ) -> dict:
     """Top-1/top-5 accuracy, macro-F1, per-class scores, the confusion matrix and the most-confused class pairs.
@@ -37,7 +41,9 @@ def compute_metrics(
     tp, support, n_predicted = cm.diag().double(), cm.sum(dim=1).double(), cm.sum(dim=0).double()
     precision = torch.where(n_predicted > 0, tp / n_predicted.clamp(min=1), torch.zeros_like(tp))
     recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros_like(tp))
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), torch.zeros_like(tp))
+    f1 = torch.where(
+        precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), torch.zeros_like(tp)
+    )
     present = (support > 0) | (n_predicted > 0)
     per_class = [
         {
@@ -72,14 +78,16 @@ def _most_confused(cm: torch.Tensor, class_names: list[str], display_names: list
         if count == 0:
             break
         t, p = divmod(index, len(class_names))
-        confused.append({
-            "true": class_names[t],
-            "true_display_name": display_names[t],
-            "predicted": class_names[p],
-            "predicted_display_name": display_names[p],
-            "count": count,
-            "fraction_of_true": count / float(support[t]),
-        })
+        confused.append(
+            {
+                "true": class_names[t],
+                "true_display_name": display_names[t],
+                "predicted": class_names[p],
+                "predicted_display_name": display_names[p],
+                "count": count,
+                "fraction_of_true": count / float(support[t]),
+            }
+        )
     return confused
 
 
@@ -94,7 +102,9 @@ def gap(confidence: torch.Tensor, correct: torch.Tensor, n_landmark_photos: int)
     return float((precision_at_i * rel).sum() / n_landmark_photos)
 
 
-def recognition_metrics(probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], threshold: float | None) -> dict:
+def recognition_metrics(
+    probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], threshold: float | None
+) -> dict:
     """GAP over all photos; on landmark photos top-1 of the best landmark, coverage (share named) and precision at
     THRESHOLD; on no-landmark photos the false-accept rate (share named as a landmark) at THRESHOLD."""
     confidence, best = (t[:, 0] for t in best_landmarks(probs, class_names))
@@ -112,7 +122,9 @@ def recognition_metrics(probs: torch.Tensor, targets: torch.Tensor, class_names:
         named = confidence >= threshold
         out.update(
             coverage=float(named[landmark].double().mean()) if n_landmark else None,
-            precision=float(correct[named].double().sum() / int((named & landmark).sum())) if (named & landmark).any() else None,
+            precision=float(correct[named].double().sum() / int((named & landmark).sum()))
+            if (named & landmark).any()
+            else None,
             false_accept_rate=float(named[~landmark].double().mean()) if n_other else None,
             false_accepts=int(named[~landmark].sum()),
         )

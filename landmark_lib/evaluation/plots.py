@@ -1,4 +1,5 @@
 """The pictures of an evaluation report: confusion matrix, per-class accuracy, the most confident mistakes."""
+
 from __future__ import annotations
 
 import textwrap
@@ -34,8 +35,15 @@ def plot_confusion(path: Path, metrics: dict, display_names: list[str]) -> None:
     for t in range(n):
         for p in range(n):
             if rates[t, p] >= 0.1:
-                ax.text(p, t, f"{rates[t, p] * 100:.0f}", ha="center", va="center", fontsize=font * 0.8,
-                        color="white" if rates[t, p] > 0.5 else "black")
+                ax.text(
+                    p,
+                    t,
+                    f"{rates[t, p] * 100:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=font * 0.8,
+                    color="white" if rates[t, p] > 0.5 else "black",
+                )
     ax.set_title(f"Confusion matrix ({metrics['split']}, top-1 {metrics['top1']:.1%}); cells: % of the true class")
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     fig.tight_layout()
@@ -44,7 +52,9 @@ def plot_confusion(path: Path, metrics: dict, display_names: list[str]) -> None:
 
 def plot_per_class(path: Path, metrics: dict) -> None:
     """Classes sorted by accuracy, worst at the top, with their test support."""
-    rows = sorted((c for c in metrics["per_class"] if c["accuracy"] is not None), key=lambda c: c["accuracy"], reverse=True)
+    rows = sorted(
+        (c for c in metrics["per_class"] if c["accuracy"] is not None), key=lambda c: c["accuracy"], reverse=True
+    )
     fig = Figure(figsize=(8.0, max(3.0, 0.24 * len(rows) + 1.5)))
     ax = fig.add_subplot()
     ax.barh(range(len(rows)), [c["accuracy"] for c in rows], color="tab:blue")

@@ -11,6 +11,7 @@ target, are compared by the coverage of landmark photos they keep, the precision
 
     landmark rejection runs/NAME --max-false-accept 0.02 --json reports/rejection.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,14 @@ def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
     return float(((diff > 0).double() + 0.5 * (diff == 0).double()).mean())
 
 
-def compare(logits: torch.Tensor, targets: torch.Tensor, class_names: list[str], max_false_accept: float = 0.02) -> dict:
+def compare(
+    logits: torch.Tensor, targets: torch.Tensor, class_names: list[str], max_false_accept: float = 0.02
+) -> dict:
     """Each score's coverage, precision and false accepts at MAX_FALSE_ACCEPT, its GAP and AUROC."""
     if BACKGROUND_CLASS not in class_names or not (targets == class_names.index(BACKGROUND_CLASS)).any():
-        raise DatasetError(f"Comparing rejection scores needs validation photos of a '{BACKGROUND_CLASS}' class; train with one.")
+        raise DatasetError(
+            f"Comparing rejection scores needs validation photos of a '{BACKGROUND_CLASS}' class; train with one."
+        )
     landmark = is_landmark_target(targets, class_names)
     out = {}
     for name, (confidence, best) in scores(logits, class_names).items():
@@ -63,7 +68,12 @@ def compare(logits: torch.Tensor, targets: torch.Tensor, class_names: list[str],
             "gap": gap(confidence, correct, int(landmark.sum())),
             "auroc": auroc(confidence[landmark], confidence[~landmark]),
         }
-    return {"max_false_accept": max_false_accept, "landmark_photos": int(landmark.sum()), "no_landmark_photos": int((~landmark).sum()), "scores": out}
+    return {
+        "max_false_accept": max_false_accept,
+        "landmark_photos": int(landmark.sum()),
+        "no_landmark_photos": int((~landmark).sum()),
+        "scores": out,
+    }
 
 
 def run(args: argparse.Namespace) -> None:
@@ -71,11 +81,15 @@ def run(args: argparse.Namespace) -> None:
     model, config = load_trained_model(args.run_dir)
     result = compare(*validation_logits(config, model), config.class_names, args.max_false_accept)
     result["run"] = str(args.run_dir)
-    print(f"{result['landmark_photos']} landmark / {result['no_landmark_photos']} no-landmark validation photos; "
-          f"rule: at most {args.max_false_accept:.0%} of no-landmark photos named")
+    print(
+        f"{result['landmark_photos']} landmark / {result['no_landmark_photos']} no-landmark validation photos; "
+        f"rule: at most {args.max_false_accept:.0%} of no-landmark photos named"
+    )
     print("| score | coverage | precision | false accepts | GAP | AUROC |\n| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, row in result["scores"].items():
-        print(f"| {name} | {row['coverage']:.2%} | {row['precision']:.2%} | {row['false_accept_rate']:.2%} | {row['gap']:.4f} | {row['auroc']:.4f} |")
+        print(
+            f"| {name} | {row['coverage']:.2%} | {row['precision']:.2%} | {row['false_accept_rate']:.2%} | {row['gap']:.4f} | {row['auroc']:.4f} |"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

@@ -5,13 +5,14 @@ landmarks we name are right at least `target_precision` of the time and at most 
 no-landmark validation photos get a landmark. The confidence is the best landmark's probability
 (landmark_lib.recognition), the same number the server compares with the threshold.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -27,7 +28,10 @@ MIN_THRESHOLD = 0.2  # below this a softmax over ~50 classes says little even wh
 
 
 def choose_threshold(
-    probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], target_precision: float = 0.95,
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    class_names: list[str],
+    target_precision: float = 0.95,
     max_false_accept: float = 0.02,
 ) -> dict:
     """The lowest confidence threshold at which, on these (validation) photos, the landmark photos we name are right
@@ -47,7 +51,9 @@ def choose_threshold(
     ok = (precision_at_k >= target_precision) & (false_accept_at_k <= max_false_accept)
     # the largest prefix of the ranking that meets both conditions (a prefix ends where a threshold can cut)
     k = int(ok.nonzero().max()) + 1 if ok.any() else 1
-    threshold = max(MIN_THRESHOLD, math.floor(float(confidence[order][k - 1]) * 1e4) / 1e4)  # 4 decimals, never above the cut
+    threshold = max(
+        MIN_THRESHOLD, math.floor(float(confidence[order][k - 1]) * 1e4) / 1e4
+    )  # 4 decimals, never above the cut
     chosen = recognition_metrics(probs, targets, class_names, threshold)
     return {
         "threshold": threshold,
@@ -86,14 +92,20 @@ def validation_probabilities(
     return torch.softmax(values, dim=1), targets
 
 
-def choose_for_run(run_dir: str | Path, target_precisions: list[float], max_false_accept: float) -> tuple[RunConfig, list[dict]]:
+def choose_for_run(
+    run_dir: str | Path, target_precisions: list[float], max_false_accept: float
+) -> tuple[RunConfig, list[dict]]:
     """The run's config and the threshold rule for each target precision, on the run's own validation photos."""
     model, config = load_trained_model(run_dir)
     valid = validation_probabilities(config, model)
-    return config, [choose_threshold(*valid, config.class_names, target, max_false_accept) for target in target_precisions]
+    return config, [
+        choose_threshold(*valid, config.class_names, target, max_false_accept) for target in target_precisions
+    ]
 
 
-def write_thresholds(export_dir: str | Path, config: RunConfig, calibration: dict, max_false_accept: float) -> dict | None:
+def write_thresholds(
+    export_dir: str | Path, config: RunConfig, calibration: dict, max_false_accept: float
+) -> dict | None:
     """Put CALIBRATION (chosen on the run's validation photos) into EXPORT_DIR/export.json without re-exporting.
 
     An export with an int8 model gets its own threshold re-chosen with the same rule, from the int8 file's

@@ -3,6 +3,7 @@ every threshold, from evaluation folders (their predictions.csv); the shipped th
 
     landmark threshold-curve runs/new/eval-test=new runs/old/eval-test=old --out curve.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,12 +35,18 @@ def plot(evals: list[tuple[Path, str]], out: Path) -> None:
     ax = fig.add_subplot()
     for eval_dir, label in evals:
         thresholds, coverage, false_accepts = curve(eval_dir)
-        line, = ax.plot(false_accepts * 100, coverage * 100, label=label)
+        (line,) = ax.plot(false_accepts * 100, coverage * 100, label=label)
         shipped = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))["recognition"]
         if shipped.get("coverage") is not None and shipped.get("false_accept_rate") is not None:
             ax.plot(shipped["false_accept_rate"] * 100, shipped["coverage"] * 100, "o", color=line.get_color())
-            ax.annotate(f"threshold {shipped['threshold']:.2f}", (shipped["false_accept_rate"] * 100, shipped["coverage"] * 100),
-                        textcoords="offset points", xytext=(6, -12), fontsize=8, color=line.get_color())
+            ax.annotate(
+                f"threshold {shipped['threshold']:.2f}",
+                (shipped["false_accept_rate"] * 100, shipped["coverage"] * 100),
+                textcoords="offset points",
+                xytext=(6, -12),
+                fontsize=8,
+                color=line.get_color(),
+            )
     ax.axvline(2.0, color="grey", linestyle=":", label="2% false-accept target")
     ax.set_xlabel("no-landmark photos named as a landmark (%)")
     ax.set_ylabel("landmark photos named (coverage, %)")

@@ -1,5 +1,6 @@
 """What every exported file is checked on: a few real photos and generated ones of awkward sizes, and how far its
 probabilities may drift from the eager model's."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Publish an export folder to the Hugging Face Hub with a model card that says what the model can and cannot do."""
+
 from __future__ import annotations
 
 import json
@@ -31,16 +32,31 @@ def _card_data(info: dict, metrics: dict | None, repo_id: str) -> ModelCardData:
     dataset = _dataset_name(info)
     eval_results = None
     if metrics:
-        common = dict(task_type="image-classification", dataset_type=dataset, dataset_name=dataset, dataset_split=metrics["split"])
+        common = dict(
+            task_type="image-classification", dataset_type=dataset, dataset_name=dataset, dataset_split=metrics["split"]
+        )
         eval_results = [
-            EvalResult(metric_type="accuracy", metric_name="Top-1 accuracy", metric_value=round(metrics["top1"], 4), **common),
-            EvalResult(metric_type="top_5_accuracy", metric_name="Top-5 accuracy", metric_value=round(metrics["top5"], 4), **common),
             EvalResult(
-                metric_type="f1", metric_name="Macro F1", metric_config="macro", metric_value=round(metrics["macro_f1"], 4), **common
+                metric_type="accuracy", metric_name="Top-1 accuracy", metric_value=round(metrics["top1"], 4), **common
+            ),
+            EvalResult(
+                metric_type="top_5_accuracy",
+                metric_name="Top-5 accuracy",
+                metric_value=round(metrics["top5"], 4),
+                **common,
+            ),
+            EvalResult(
+                metric_type="f1",
+                metric_name="Macro F1",
+                metric_config="macro",
+                metric_value=round(metrics["macro_f1"], 4),
+                **common,
             ),
         ]
         if metrics.get("gap") is not None:  # Google Landmark Recognition's metric, on landmark and no-landmark photos
-            eval_results.append(EvalResult(metric_type="gap", metric_name="GAP", metric_value=round(metrics["gap"], 4), **common))
+            eval_results.append(
+                EvalResult(metric_type="gap", metric_name="GAP", metric_value=round(metrics["gap"], 4), **common)
+            )
     tags = ["landmark-recognition", "image-classification", "torchscript"]
     if info["model"].startswith("timm:"):
         tags.append("timm")
@@ -98,8 +114,10 @@ def _files_section(info: dict) -> str:
     ]
     if info.get("onnx"):
         onnx = info["onnx"]
-        lines.append(f"- `{onnx['file']}`: the network alone for ONNX Runtime; input {onnx['input']}; output {onnx['output']}. "
-                     f"Matches `model.pt` within {onnx['max_abs_diff']:.0e} in probability.")
+        lines.append(
+            f"- `{onnx['file']}`: the network alone for ONNX Runtime; input {onnx['input']}; output {onnx['output']}. "
+            f"Matches `model.pt` within {onnx['max_abs_diff']:.0e} in probability."
+        )
     if info.get("onnx_int8"):
         q = info["onnx_int8"]
         test = q.get("metrics")
@@ -130,9 +148,12 @@ def _metrics_section(metrics: dict | None) -> str:
         lines += ["", "Weakest classes (F1): " + ", ".join(f"{c['display_name']} {c['f1']:.2f}" for c in weakest) + "."]
     confused = metrics.get("most_confused", [])[:5]
     if confused:
-        lines += ["", "Most confused (true -> predicted, photos): " + "; ".join(
-            f"{p['true_display_name']} -> {p['predicted_display_name']} ({p['count']})" for p in confused
-        ) + "."]
+        lines += [
+            "",
+            "Most confused (true -> predicted, photos): "
+            + "; ".join(f"{p['true_display_name']} -> {p['predicted_display_name']} ({p['count']})" for p in confused)
+            + ".",
+        ]
     return "\n".join(lines)
 
 
@@ -146,20 +167,29 @@ def _limitations_section(labels: list[ClassInfo], dataset: str) -> str:
         "Not for surveillance, locating people, or any decision that matters without review.",
     ]
     if dataset == "world_landmarks":
-        bullets.insert(1, "The classes come from five photo collections with different styles (small Google-Landmarks-like "
-                       "tourist photos vs. web and stock photos with watermarks) and very unequal sizes (32 to 796 training "
-                       "photos); the model can partly learn the collection rather than the landmark, so accuracy on your "
-                       "photos may be lower than the numbers above.")
+        bullets.insert(
+            1,
+            "The classes come from five photo collections with different styles (small Google-Landmarks-like "
+            "tourist photos vs. web and stock photos with watermarks) and very unequal sizes (32 to 796 training "
+            "photos); the model can partly learn the collection rather than the landmark, so accuracy on your "
+            "photos may be lower than the numbers above.",
+        )
     qutb = sorted(names & set(QUTB_COMPLEX))
     if len(qutb) > 1:
         pillar = ""
         if "iron_pillar_of_delhi" in qutb:
             pillar = " `iron_pillar_of_delhi` photos often show the surrounding mosque ruins without the pillar."
-        bullets.insert(1, f"{', '.join(f'`{n}`' for n in qutb)} are in (or next to) the Qutb complex in Delhi and look "
-                       f"alike; expect confusions among them.{pillar}")
+        bullets.insert(
+            1,
+            f"{', '.join(f'`{n}`' for n in qutb)} are in (or next to) the Qutb complex in Delhi and look "
+            f"alike; expect confusions among them.{pillar}",
+        )
     if names & {"sapa_rice_terraces", "ha_long_bay", "haleakala_national_park"}:
-        bullets.insert(1, "Landscape classes (rice terraces, bays, national parks) include close-ups, people and trail "
-                       "shots; expect lower confidence on them.")
+        bullets.insert(
+            1,
+            "Landscape classes (rice terraces, bays, national parks) include close-ups, people and trail "
+            "shots; expect lower confidence on them.",
+        )
     return "\n".join(f"- {b}" for b in bullets)
 
 
@@ -233,7 +263,11 @@ A TorchScript image classifier: give it a photo (uint8 RGB tensor of any size) a
 
 
 def push_to_hub(
-    export_dir: str | Path, repo_id: str, revision: str | None = None, private: bool = False, token: str | None = None,
+    export_dir: str | Path,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool = False,
+    token: str | None = None,
     api: HfApi | None = None,
 ) -> str:
     """Write README.md (the card) into EXPORT_DIR and upload the export; returns the repo URL. Raises HubError."""
@@ -245,8 +279,13 @@ def push_to_hub(
         if revision:
             api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True, token=token)
         api.upload_folder(
-            repo_id=repo_id, folder_path=str(export_dir), repo_type="model", revision=revision, allow_patterns=list(bundle.FILES),
-            commit_message=f"Upload landmark model ({export_dir.name})", token=token,
+            repo_id=repo_id,
+            folder_path=str(export_dir),
+            repo_type="model",
+            revision=revision,
+            allow_patterns=list(bundle.FILES),
+            commit_message=f"Upload landmark model ({export_dir.name})",
+            token=token,
         )
     except (OSError, HTTPError, HFValidationError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

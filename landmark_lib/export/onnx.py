@@ -4,13 +4,14 @@ checked before it is kept; servers run them on ONNX Runtime behind the same torc
 Only the network goes to ONNX (normalised float [N, 3, S, S] -> logits [N, C], dynamic batch): the resize of photos
 of any size stays in the torch Preprocess module, so every file sees identical pixels.
 """
+
 from __future__ import annotations
 
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import nn
@@ -34,10 +35,19 @@ def to_onnx(network: nn.Module, input_size: int, path: str | Path) -> Path:
     example = torch.rand(2, 3, input_size, input_size)  # batch 2: torch.export specialises a batch of 1 to a constant
     batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter is chatty about deprecated internals; the result is verified by callers
+        warnings.simplefilter(
+            "ignore"
+        )  # the exporter is chatty about deprecated internals; the result is verified by callers
         torch.onnx.export(
-            network.eval(), (example,), str(path), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-            dynamic_shapes=({0: batch},), dynamo=True, external_data=False, verbose=False,
+            network.eval(),
+            (example,),
+            str(path),
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
         )
     return path
 
@@ -49,7 +59,13 @@ def quantize_static_int8(fp32: str | Path, out: str | Path, calibration: Iterabl
     on CPU the int8 convolutions run about 1.6x faster than fp32 (benchmarks/serving_speed.py). Callers must check
     accuracy on held-out photos; the ranges are only as good as the calibration photos are typical.
     """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
@@ -65,8 +81,13 @@ def quantize_static_int8(fp32: str | Path, out: str | Path, calibration: Iterabl
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(fp32), str(prepared))
             quantize_static(
-                str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                str(prepared),
+                str(out),
+                Batches(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
             )
     finally:
         logging.disable(logging.NOTSET)
@@ -80,13 +101,20 @@ def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Pat
     max_abs_diff = float((predictor.forward_batch(images) - eager_probabilities(eager, images)).abs().max())
     if max_abs_diff > TOLERANCE:
         path.unlink()
-        raise ExportError(f"model.onnx differs from the eager model by {max_abs_diff:.2e} in probability (tolerance {TOLERANCE:g}); it was removed.")
+        raise ExportError(
+            f"model.onnx differs from the eager model by {max_abs_diff:.2e} in probability (tolerance {TOLERANCE:g}); it was removed."
+        )
     return max_abs_diff
 
 
 def export_onnx_int8(
-    config: RunConfig, out: Path, valid_fp32: tuple[torch.Tensor, torch.Tensor],
-    calibration_photos: int, calibration: dict | None, target_precision: float, max_false_accept: float,
+    config: RunConfig,
+    out: Path,
+    valid_fp32: tuple[torch.Tensor, torch.Tensor],
+    calibration_photos: int,
+    calibration: dict | None,
+    target_precision: float,
+    max_false_accept: float,
 ) -> dict:
     """OUT/model.int8.onnx from OUT/model.onnx; removed again if it loses > 1 point of validation top-1 (the returned
     dict then has 'refused': why, and the rest of the export stays usable).
@@ -100,11 +128,13 @@ def export_onnx_int8(
     fp32_top1, int8_top1 = top_k_accuracy(*valid_fp32, 1), top_k_accuracy(probs, targets, 1)
     if int8_top1 < fp32_top1 - MAX_INT8_TOP1_DROP:
         path.unlink()
-        return {"refused": (
-            f"The int8 model reaches {int8_top1:.2%} top-1 on the run's validation photos against {fp32_top1:.2%} for fp32 "
-            f"(at most {MAX_INT8_TOP1_DROP:.0%} lower is accepted), so {INT8_FILE} was removed; the fp32 files are exported "
-            "and served. Export with --format onnx, or calibrate on more photos (--calibration-photos)."
-        )}
+        return {
+            "refused": (
+                f"The int8 model reaches {int8_top1:.2%} top-1 on the run's validation photos against {fp32_top1:.2%} for fp32 "
+                f"(at most {MAX_INT8_TOP1_DROP:.0%} lower is accepted), so {INT8_FILE} was removed; the fp32 files are exported "
+                "and served. Export with --format onnx, or calibrate on more photos (--calibration-photos)."
+            )
+        }
     import onnxruntime
 
     chosen = calibration or choose_threshold(probs, targets, config.class_names, target_precision, max_false_accept)

@@ -5,6 +5,7 @@ the exported file evaluated on the check split, and the model card.
 Each file is checked against the eager model before it is kept: model.pt in a fresh torch-only process, model.onnx
 on ONNX Runtime, model.int8.onnx by its validation top-1 (within one point of fp32).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,25 +62,40 @@ def export_run(
     eager = LandmarkPredictor(model, config.preprocess, config.classes).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images = check_images(check_data, check_split, config.class_names, min_short_side=decode_short_side(config.preprocess.resize_size))
+    images = check_images(
+        check_data, check_split, config.class_names, min_short_side=decode_short_side(config.preprocess.resize_size)
+    )
     max_abs_diff = _write_torchscript(eager, config, out, images)
-    for stale in (bundle.ONNX_FILE, bundle.INT8_FILE):  # servers prefer ONNX files: a previous export's must not outlive this one
+    for stale in (
+        bundle.ONNX_FILE,
+        bundle.INT8_FILE,
+    ):  # servers prefer ONNX files: a previous export's must not outlive this one
         (out / stale).unlink(missing_ok=True)
     onnx_info = _write_onnx(eager, config, out, images) if onnx or int8 else None
     rule = (threshold, target_precision, max_false_accept)
-    calibration, int8_info, int8_refused = _thresholds_and_int8(config, model, out, rule, calibration_photos if int8 else None)
+    calibration, int8_info, int8_refused = _thresholds_and_int8(
+        config, model, out, rule, calibration_photos if int8 else None
+    )
     (out / bundle.METRICS_FILE).unlink(missing_ok=True)  # a previous export's numbers must not describe this file
     metrics = None
     if evaluate and check_data:
         metrics = _evaluate(run_dir, out, check_data, check_split, batch_size, calibration, int8_info)
-    checks = {"max_abs_diff": max_abs_diff, "check_images": len(images), "onnx": onnx_info, "onnx_int8": int8_info, "onnx_int8_refused": int8_refused}
+    checks = {
+        "max_abs_diff": max_abs_diff,
+        "check_images": len(images),
+        "onnx": onnx_info,
+        "onnx_int8": int8_info,
+        "onnx_int8_refused": int8_refused,
+    }
     info = _record(run_dir, config, calibration, checks, check_data, metrics)
     info[checksums.FILES_KEY] = checksums.record(out)  # servers check every file against these before loading it
     bundle.write_info(out, info)
     return info
 
 
-def _record(run_dir: str | Path, config: RunConfig, calibration: dict | None, checks: dict, check_data, metrics: dict | None) -> dict:
+def _record(
+    run_dir: str | Path, config: RunConfig, calibration: dict | None, checks: dict, check_data, metrics: dict | None
+) -> dict:
     """export.json (see bundle.py): where the files come from, the thresholds, how each file was checked (CHECKS)."""
     return {
         "source_run": str(run_dir),
@@ -140,7 +156,7 @@ def _write_onnx(eager: LandmarkPredictor, config: RunConfig, out: Path, images: 
     return {
         "file": bundle.ONNX_FILE,
         "input": f"'{bundle.ONNX_INPUT}': float32 [N, 3, {size}, {size}], "
-                 "a photo after 'preprocess' (resize, centre crop, normalise: done by the torch Preprocess module)",
+        "a photo after 'preprocess' (resize, centre crop, normalise: done by the torch Preprocess module)",
         "output": f"'{bundle.ONNX_OUTPUT}': float32 [N, num_classes] (softmax not included)",
         "max_abs_diff": export_onnx(eager, config.preprocess, out, images),
         "onnxruntime": onnxruntime.__version__,
@@ -148,33 +164,69 @@ def _write_onnx(eager: LandmarkPredictor, config: RunConfig, out: Path, images: 
 
 
 def _evaluate(
-    run_dir: str | Path, out: Path, check_data, split: str, batch_size: int, calibration: dict | None, int8_info: dict | None
+    run_dir: str | Path,
+    out: Path,
+    check_data,
+    split: str,
+    batch_size: int,
+    calibration: dict | None,
+    int8_info: dict | None,
 ) -> dict:
     """OUT/metrics.json: model.pt on the check split at its threshold (and the int8 file at its own); the summary
     export.json and the model card show."""
     threshold = None if calibration is None else calibration["threshold"]
-    metrics = evaluate_run(run_dir, split, check_data, out / f"eval-{split}", batch_size=batch_size, exported=out / bundle.MODEL_FILE,
-                           threshold=threshold)
+    metrics = evaluate_run(
+        run_dir,
+        split,
+        check_data,
+        out / f"eval-{split}",
+        batch_size=batch_size,
+        exported=out / bundle.MODEL_FILE,
+        threshold=threshold,
+    )
     atomic.write_text(out / bundle.METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
     if int8_info:
-        int8_metrics = evaluate_run(run_dir, split, check_data, out / f"eval-{split}-int8", batch_size=batch_size,
-                                    exported=out / bundle.INT8_FILE, threshold=int8_info["threshold"])
+        int8_metrics = evaluate_run(
+            run_dir,
+            split,
+            check_data,
+            out / f"eval-{split}-int8",
+            batch_size=batch_size,
+            exported=out / bundle.INT8_FILE,
+            threshold=int8_info["threshold"],
+        )
         int8_info["metrics"] = metrics_summary(int8_metrics)
     return metrics_summary(metrics)
 
 
 def metrics_summary(metrics: dict) -> dict:
     """What export.json and the model card show: accuracy, and GAP / false accepts / coverage at the file's threshold."""
-    keys = ("gap", "landmark_top1", "coverage", "precision", "false_accept_rate", "landmark_photos", "no_landmark_photos")
+    keys = (
+        "gap",
+        "landmark_top1",
+        "coverage",
+        "precision",
+        "false_accept_rate",
+        "landmark_photos",
+        "no_landmark_photos",
+    )
     recognition = {k: metrics["recognition"].get(k) for k in keys}
-    return {"split": metrics["split"], **{k: metrics[k] for k in ("top1", "top5", "macro_f1", "n_images", "n_skipped")}, **recognition}
+    return {
+        "split": metrics["split"],
+        **{k: metrics[k] for k in ("top1", "top5", "macro_f1", "n_images", "n_skipped")},
+        **recognition,
+    }
 
 
 def summary_lines(info: dict, out: str | Path, evaluated: bool) -> list[str]:
     """What `landmark export` prints: each file and its check, the threshold, the exported model's test numbers."""
-    lines = [f"wrote {out}/{bundle.MODEL_FILE}; torch-only reload matches eager: max |diff| {info['max_abs_diff']:.2e} <= {TOLERANCE:g}"]
+    lines = [
+        f"wrote {out}/{bundle.MODEL_FILE}; torch-only reload matches eager: max |diff| {info['max_abs_diff']:.2e} <= {TOLERANCE:g}"
+    ]
     if info["onnx"]:
-        lines.append(f"wrote {out}/{bundle.ONNX_FILE}; ONNX Runtime matches eager: max |diff| {info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g}")
+        lines.append(
+            f"wrote {out}/{bundle.ONNX_FILE}; ONNX Runtime matches eager: max |diff| {info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g}"
+        )
     int8 = info.get("onnx_int8")
     if int8:
         lines.append(
@@ -186,12 +238,19 @@ def summary_lines(info: dict, out: str | Path, evaluated: bool) -> list[str]:
         lines.append(f"recognition threshold {info['threshold']:.3f} ({info['threshold_calibration']})")
     metrics = info["metrics"]
     if metrics:
-        lines.append(f"exported model on {metrics['split']}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  "
-                     f"macro-F1 {metrics['macro_f1']:.4f} ({metrics['n_images']} images, {metrics['n_skipped']} skipped)")
+        lines.append(
+            f"exported model on {metrics['split']}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  "
+            f"macro-F1 {metrics['macro_f1']:.4f} ({metrics['n_images']} images, {metrics['n_skipped']} skipped)"
+        )
         if metrics.get("gap") is not None:
-            pct = {k: "n/a" if metrics[k] is None else f"{metrics[k]:.2%}" for k in ("landmark_top1", "coverage", "precision", "false_accept_rate")}
-            lines.append(f"  GAP {metrics['gap']:.4f}; landmark photos: top-1 {pct['landmark_top1']}, coverage {pct['coverage']}, "
-                         f"precision {pct['precision']}; no-landmark photos named: {pct['false_accept_rate']}")
+            pct = {
+                k: "n/a" if metrics[k] is None else f"{metrics[k]:.2%}"
+                for k in ("landmark_top1", "coverage", "precision", "false_accept_rate")
+            }
+            lines.append(
+                f"  GAP {metrics['gap']:.4f}; landmark photos: top-1 {pct['landmark_top1']}, coverage {pct['coverage']}, "
+                f"precision {pct['precision']}; no-landmark photos named: {pct['false_accept_rate']}"
+            )
     elif evaluated:
         lines.append("not evaluated: no dataset found (pass --check-data ROOT)")
     return lines
@@ -199,9 +258,20 @@ def summary_lines(info: dict, out: str | Path, evaluated: bool) -> list[str]:
 
 def run(args: argparse.Namespace) -> None:
     """`landmark export RUN --out DIR`: export, print what was written, write the model card, push if asked."""
-    info = export_run(args.run_dir, args.out, args.check_data, args.check_split, not args.no_eval, args.batch_size, args.threshold,
-                      args.target_precision, args.max_false_accept, onnx=args.format != "torchscript", int8=args.format == "onnx-int8",
-                      calibration_photos=args.calibration_photos)
+    info = export_run(
+        args.run_dir,
+        args.out,
+        args.check_data,
+        args.check_split,
+        not args.no_eval,
+        args.batch_size,
+        args.threshold,
+        args.target_precision,
+        args.max_false_accept,
+        onnx=args.format != "torchscript",
+        int8=args.format == "onnx-int8",
+        calibration_photos=args.calibration_photos,
+    )
     print("\n".join(summary_lines(info, args.out, evaluated=not args.no_eval)))
     # The card travels with the export (committed defaults, Hub uploads); OWNER/NAME is a placeholder until pushed.
     build_model_card(args.out, args.push_to_hub or "OWNER/landmark-tagger").save(Path(args.out) / bundle.CARD_FILE)

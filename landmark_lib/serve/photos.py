@@ -1,5 +1,6 @@
 """A photo as the server sees it: decoded upright (any format, mode or size, with clear errors) and where it was
 taken, from its EXIF GPS block."""
+
 from __future__ import annotations
 
 import io

@@ -1,5 +1,6 @@
 """Which export to serve: a local file or folder, hf://OWNER/NAME[@REVISION] from the Hugging Face Hub (or its offline
 cache), $LANDMARK_MODEL, or the repository's models/default."""
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,9 @@ def resolve_model_path(spec: str | os.PathLike | None) -> Path:
     if path.is_dir():
         path = path / bundle.MODEL_FILE
     if not path.is_file():
-        raise ModelNotFoundError(f"{path} does not exist; pass an export folder holding {bundle.MODEL_FILE}, a .pt file or hf://OWNER/NAME.")
+        raise ModelNotFoundError(
+            f"{path} does not exist; pass an export folder holding {bundle.MODEL_FILE}, a .pt file or hf://OWNER/NAME."
+        )
     return path
 
 
@@ -46,9 +49,14 @@ def _resolve_hf(spec: str) -> Path:
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise ModelNotFoundError(f"{spec} is not a Hub model spec; write hf://OWNER/NAME or hf://OWNER/NAME@REVISION.")
     try:
-        paths = [hf_hub_download(repo_id=repo, filename=name, revision=revision or None) for name in bundle.REQUIRED_FILES]
+        paths = [
+            hf_hub_download(repo_id=repo, filename=name, revision=revision or None) for name in bundle.REQUIRED_FILES
+        ]
         info = bundle.read_info(Path(paths[bundle.REQUIRED_FILES.index(bundle.EXPORT_FILE)]).parent)
-        for key, _ in bundle.ONNX_BACKENDS.values():  # the faster files the export verified, so choose_backend finds them
+        for (
+            key,
+            _,
+        ) in bundle.ONNX_BACKENDS.values():  # the faster files the export verified, so choose_backend finds them
             if info.get(key):
                 hf_hub_download(repo_id=repo, filename=info[key]["file"], revision=revision or None)
     except Exception as error:  # network, auth, missing repo/file, offline without a cached copy: one clear message

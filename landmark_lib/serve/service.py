@@ -2,6 +2,7 @@
 is, and whether it is recognised). The Gradio app, the batch tagger and the benchmarks share it, so all three give
 the same answer for a photo.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,7 +62,13 @@ class LandmarkService:
     agree within 1e-4, int8 within the exporter's validation check (and it brings its own threshold).
     """
 
-    def __init__(self, model_path: str | os.PathLike, threshold: float | None = None, num_threads: int | None = None, backend: str = "auto"):
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        threshold: float | None = None,
+        num_threads: int | None = None,
+        backend: str = "auto",
+    ):
         self.model_path = Path(model_path)
         threads = num_threads or default_num_threads()
         torch.set_num_threads(threads)
@@ -79,7 +86,11 @@ class LandmarkService:
 
     @classmethod
     def from_spec(
-        cls, spec: str | os.PathLike | None, threshold: float | None = None, num_threads: int | None = None, backend: str = "auto"
+        cls,
+        spec: str | os.PathLike | None,
+        threshold: float | None = None,
+        num_threads: int | None = None,
+        backend: str = "auto",
     ) -> LandmarkService:
         """SPEC: an export folder, a model.pt or hf://OWNER/NAME[@REVISION]; None: $LANDMARK_MODEL, else models/default."""
         return cls(resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend)
@@ -99,7 +110,9 @@ class LandmarkService:
         for photo, row_values, row_indices in zip(photos, values.tolist(), indices.tolist()):
             top = [Guess(self.class_names[i], self.display_names[i], float(v)) for v, i in zip(row_values, row_indices)]
             best = self.classes[row_indices[0]]
-            predictions.append(Prediction(top, best, photo.location, top[0].probability >= self.threshold, self.threshold))
+            predictions.append(
+                Prediction(top, best, photo.location, top[0].probability >= self.threshold, self.threshold)
+            )
         return predictions
 
     def predict(self, source: ImageInput, name: str = "image") -> Prediction:

@@ -4,6 +4,7 @@ Every photo (recursively, following symlinked folders once each) gets its top-5 
 unreadable files, broken links and folders that cannot be listed are kept in the output with an error, so the list
 accounts for every file. The output appears complete or not at all, and an existing one is kept unless --overwrite.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,9 @@ def find_photos(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
     def unlistable(error: OSError) -> None:
         reason = "permission denied" if isinstance(error, PermissionError) else error.strerror or type(error).__name__
-        problems.append((Path(error.filename or folder), f"this folder cannot be listed ({reason}); its photos were not tagged."))
+        problems.append(
+            (Path(error.filename or folder), f"this folder cannot be listed ({reason}); its photos were not tagged.")
+        )
 
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=unlistable):
         kept = []
@@ -84,9 +87,18 @@ def row(path: str, prediction: Prediction | None = None, error: str = "") -> dic
         "probability": prediction.best.probability,
         "recognised": prediction.recognised,
         "closest_landmark": prediction.best.display_name,
-        "top5": [{"name": g.name, "display_name": g.display_name, "probability": g.probability} for g in prediction.top],
-        "place": {"city": place.city, "country": place.country, "lat": place.lat, "lon": place.lon, "map_url": place.map_url}
-        if prediction.recognised else None,
+        "top5": [
+            {"name": g.name, "display_name": g.display_name, "probability": g.probability} for g in prediction.top
+        ],
+        "place": {
+            "city": place.city,
+            "country": place.country,
+            "lat": place.lat,
+            "lon": place.lon,
+            "map_url": place.map_url,
+        }
+        if prediction.recognised
+        else None,
         "photo_gps": None if location is None else {"lat": location[0], "lon": location[1]},
         "error": "",
     }
@@ -94,8 +106,13 @@ def row(path: str, prediction: Prediction | None = None, error: str = "") -> dic
 
 def flat(record: dict) -> dict:
     """A CSV row: the nested top-5, place and GPS spread over columns (blank for unreadable files)."""
-    out = {"path": record["path"], "landmark": record.get("landmark", ""), "probability": record.get("probability", ""),
-           "recognised": record.get("recognised", ""), "closest_landmark": record.get("closest_landmark", "")}
+    out = {
+        "path": record["path"],
+        "landmark": record.get("landmark", ""),
+        "probability": record.get("probability", ""),
+        "recognised": record.get("recognised", ""),
+        "closest_landmark": record.get("closest_landmark", ""),
+    }
     top = record.get("top5", [])
     for i in range(TOP_K):
         out[f"top{i + 1}"] = top[i]["display_name"] if i < len(top) else ""
@@ -175,9 +192,10 @@ def run(args: argparse.Namespace) -> None:
     try:
         write(records, args.out, args.overwrite)
     except FileExistsError:
-        raise LandmarkError(f"{args.out} appeared while tagging; nothing was written over it (pass --overwrite to replace it).") from None
+        raise LandmarkError(
+            f"{args.out} appeared while tagging; nothing was written over it (pass --overwrite to replace it)."
+        ) from None
     except OSError as error:  # a full disk (atomic.NoSpaceError names the folder), a read-only folder, ...
         raise LandmarkError(f"could not write {args.out}: {error.strerror or error}.") from None
     failed = sum(1 for r in records if r["error"])
     print(f"Tagged {len(records) - failed} photos ({failed} unreadable, listed with an error) -> {args.out}")
-

@@ -4,6 +4,7 @@ answer, and a bounded amount of uploads per client.
 A REST call can name any server path as the photo (a plain {"path": ...} skips Gradio's own upload-folder check),
 and uploads otherwise stay on disk with their EXIF GPS until the server restarts.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -149,7 +150,11 @@ class UploadQuota:
         return True
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST" or not scope.get("path", "").rstrip("/").endswith("/upload"):
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or not scope.get("path", "").rstrip("/").endswith("/upload")
+        ):
             await self.app(scope, receive, send)
             return
         client = client_key(scope)
@@ -175,8 +180,18 @@ class UploadQuota:
 
 
 async def _too_many(send, per_client: int, window_s: float) -> None:
-    body = json.dumps({"detail": (
-        f"Upload limit reached: at most {per_client // 2**20} MB of photos per {window_s / 60:.0f} minutes; wait and try again."
-    )}).encode()
-    await send({"type": "http.response.start", "status": 429, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        {
+            "detail": (
+                f"Upload limit reached: at most {per_client // 2**20} MB of photos per {window_s / 60:.0f} minutes; wait and try again."
+            )
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -3,6 +3,7 @@
 Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35]
      [--port 7860] [--backend auto|onnx-int8|onnx|torchscript]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,9 @@ def _upload_schema() -> dict:
     schema["properties"].pop("url", None)
     schema.pop("description", None)
     schema["required"] = ["path"]
-    schema["additional_description"] = "A photo uploaded with POST /gradio_api/upload (its returned path); URLs and base64 are not accepted."
+    schema["additional_description"] = (
+        "A photo uploaded with POST /gradio_api/upload (its returned path); URLs and base64 are not accepted."
+    )
     return schema
 
 
@@ -101,7 +104,9 @@ def describe(prediction: Prediction) -> str:
     if prediction.recognised:
         lines = [f"### {best.display_name}" + (f" — {place.place}" if place.place else "")]
         if place.lat is not None and place.lon is not None:
-            lines.append(f"**Location:** {_coordinates(place.lat, place.lon)} · [Open in OpenStreetMap]({place.map_url})")
+            lines.append(
+                f"**Location:** {_coordinates(place.lat, place.lon)} · [Open in OpenStreetMap]({place.map_url})"
+            )
     else:
         closest = ", ".join(f"{g.display_name} ({g.probability:.0%})" for g in prediction.top[:3])
         lines = [
@@ -111,7 +116,9 @@ def describe(prediction: Prediction) -> str:
         ]
     if prediction.photo_location:
         lat, lon = prediction.photo_location
-        lines.append(f"**Where your photo was taken (EXIF GPS):** {_coordinates(lat, lon)} · [Open in OpenStreetMap]({map_url(lat, lon)})")
+        lines.append(
+            f"**Where your photo was taken (EXIF GPS):** {_coordinates(lat, lon)} · [Open in OpenStreetMap]({map_url(lat, lon)})"
+        )
     return "\n\n".join(lines)
 
 
@@ -168,7 +175,12 @@ def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, bl
     """Start the server with the app's upload limits (per file, and per client: UploadQuota); returns the local URL
     (block=False returns at once)."""
     _, local_url, _ = demo.launch(
-        server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, quiet=not block,
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=MAX_FILE_SIZE,
+        prevent_thread_lock=not block,
+        quiet=not block,
         app_kwargs={"middleware": [Middleware(UploadQuota)]},
     )
     return local_url
@@ -179,7 +191,9 @@ def env_port(value: str | None) -> int | None:
     if value is None or value == "":
         return None
     if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise LandmarkError(f"GRADIO_SERVER_PORT must be a port number between 1 and 65535, got {value!r}; fix or unset it.")
+        raise LandmarkError(
+            f"GRADIO_SERVER_PORT must be a port number between 1 and 65535, got {value!r}; fix or unset it."
+        )
     return int(value)
 
 
@@ -192,5 +206,7 @@ def run(args: argparse.Namespace) -> None:
     """`landmark serve`: load the model once, then serve the app until interrupted."""
     host = args.host or default_host()
     port = args.port if args.port is not None else env_port(os.environ.get("GRADIO_SERVER_PORT"))
-    service = LandmarkService.from_spec(args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY), backend=args.backend)
+    service = LandmarkService.from_spec(
+        args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY), backend=args.backend
+    )
     launch(build_demo(service), host, port, share=args.share)

@@ -1,4 +1,5 @@
 """Accelerate checkpoints of a run (state/epoch_NNNN/), written so that a killed run resumes at its last full epoch."""
+
 from __future__ import annotations
 
 import shutil

@@ -7,6 +7,7 @@ eval transform, so any run over the same photos, frozen weights, preprocessing a
 a run that holds some collections out, a resumed run) only trains. Each view is written to a temporary file and
 renamed when complete, so a killed build keeps its finished views and two builds never read a half-written one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,12 @@ def split_for_feature_cache(model: nn.Module, strategy: str, first_group: int) -
     """
     linear = strategy == "linear"
     if not linear:
-        if strategy != "partial" or not all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
-            raise StrategyError("Feature caching needs --strategy linear, or --strategy partial on an EfficientNet/MobileNet-style backbone; use --feature-cache off.")
+        if strategy != "partial" or not all(
+            hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")
+        ):
+            raise StrategyError(
+                "Feature caching needs --strategy linear, or --strategy partial on an EfficientNet/MobileNet-style backbone; use --feature-cache off."
+            )
         first_block = first_group - 1
     else:
         first_block = len(model.blocks) if hasattr(model, "blocks") else 0
@@ -106,7 +111,16 @@ class FeatureStore:
         return torch.from_numpy(np.ascontiguousarray(self.eval[rows]))
 
 
-def _compute(frozen: nn.Module, dataset: CachedImageDataset, batch_size: int, workers: int, seed: int, path: Path, desc: str, dtype: np.dtype) -> None:
+def _compute(
+    frozen: nn.Module,
+    dataset: CachedImageDataset,
+    batch_size: int,
+    workers: int,
+    seed: int,
+    path: Path,
+    desc: str,
+    dtype: np.dtype,
+) -> None:
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, generator=generator)
     out = None
@@ -117,7 +131,9 @@ def _compute(frozen: nn.Module, dataset: CachedImageDataset, batch_size: int, wo
             for images, _ in tqdm(loader, desc=desc, unit="batch"):
                 features = frozen(images).numpy().astype(dtype)
                 if out is None:
-                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(dataset), *features.shape[1:]))
+                    out = np.lib.format.open_memmap(
+                        tmp, mode="w+", dtype=dtype, shape=(len(dataset), *features.shape[1:])
+                    )
                     reserve(tmp, path.parent.parent, desc)  # a full disk: NoSpaceError now, not SIGBUS mid-way
                 out[start : start + len(features)] = features
                 start += len(features)
@@ -130,15 +146,29 @@ def _compute(frozen: nn.Module, dataset: CachedImageDataset, batch_size: int, wo
 
 
 def build_feature_store(
-    frozen: nn.Module, cached: CachedSplit, train_transform, eval_transform, views: int, recipe: dict,
-    cache_dir: str | Path, batch_size: int = 64, workers: int = 2, dtype: str = "float16",
+    frozen: nn.Module,
+    cached: CachedSplit,
+    train_transform,
+    eval_transform,
+    views: int,
+    recipe: dict,
+    cache_dir: str | Path,
+    batch_size: int = 64,
+    workers: int = 2,
+    dtype: str = "float16",
 ) -> FeatureStore:
     """Return the store for these frozen layers, photos and transforms, computing whatever views are missing.
 
     RECIPE: everything besides the weights that changes the outputs (preprocessing, augmentation, seed).
     """
     frozen.eval()
-    key = hashlib.sha1(json.dumps({"frozen": frozen_fingerprint(frozen), "photos": cached.folder.name, "dtype": dtype, **recipe}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = hashlib.sha1(
+        json.dumps(
+            {"frozen": frozen_fingerprint(frozen), "photos": cached.folder.name, "dtype": dtype, **recipe},
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:16]
     folder = Path(cache_dir) / f"features-{cached.folder.name}-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     atomic.write_text(folder / "recipe.json", json.dumps(recipe, indent=2, default=str))
@@ -146,19 +176,44 @@ def build_feature_store(
     np_dtype = np.dtype(dtype)
     eval_path = folder / "eval.npy"
     if not eval_path.is_file():
-        _compute(frozen, CachedImageDataset(cached, rows, eval_transform), batch_size, workers, 0, eval_path, "frozen features (eval view)", np_dtype)
+        _compute(
+            frozen,
+            CachedImageDataset(cached, rows, eval_transform),
+            batch_size,
+            workers,
+            0,
+            eval_path,
+            "frozen features (eval view)",
+            np_dtype,
+        )
     train_paths = [folder / f"train_view{v}.npy" for v in range(views)]
     for v, path in enumerate(train_paths):
         if not path.is_file():
             seed = int(recipe.get("seed", 0)) * 1000 + v
-            _compute(frozen, CachedImageDataset(cached, rows, train_transform), batch_size, workers, seed, path, f"frozen features (train view {v + 1}/{views})", np_dtype)
-    return FeatureStore(folder=folder, train=[np.load(p, mmap_mode="r") for p in train_paths], eval=np.load(eval_path, mmap_mode="r"))
+            _compute(
+                frozen,
+                CachedImageDataset(cached, rows, train_transform),
+                batch_size,
+                workers,
+                seed,
+                path,
+                f"frozen features (train view {v + 1}/{views})",
+                np_dtype,
+            )
+    return FeatureStore(
+        folder=folder, train=[np.load(p, mmap_mode="r") for p in train_paths], eval=np.load(eval_path, mmap_mode="r")
+    )
 
 
 def wanted(args: argparse.Namespace, accelerator: Accelerator) -> bool:
     """Whether this run trains on cached features: a frozen prefix exists, and --feature-cache on (auto: one CPU process)."""
-    return args.model != "scratch" and args.strategy != "full" and (
-        args.feature_cache == "on" or (args.feature_cache == "auto" and accelerator.device.type == "cpu" and accelerator.num_processes == 1)
+    return (
+        args.model != "scratch"
+        and args.strategy != "full"
+        and (
+            args.feature_cache == "on"
+            or (args.feature_cache == "auto" and accelerator.device.type == "cpu" and accelerator.num_processes == 1)
+        )
     )
 
 
@@ -176,8 +231,14 @@ class ViewDataset(Dataset):
 
 
 def feature_datasets(
-    frozen: FrozenPart, cached: CachedSplit, rows: tuple[np.ndarray, np.ndarray], transforms: tuple, recipe: dict,
-    args: argparse.Namespace, accelerator: Accelerator, run_dir: Path,
+    frozen: FrozenPart,
+    cached: CachedSplit,
+    rows: tuple[np.ndarray, np.ndarray],
+    transforms: tuple,
+    recipe: dict,
+    args: argparse.Namespace,
+    accelerator: Accelerator,
+    run_dir: Path,
 ) -> tuple[ViewDataset, TensorDataset]:
     """(train, valid) datasets of the frozen part's outputs for the run's ROWS, building the store first if needed.
 
@@ -188,12 +249,25 @@ def feature_datasets(
     start = time.time()
     with accelerator.main_process_first():
         store = build_feature_store(
-            frozen, cached, *transforms, args.feature_views, recipe, args.cache_dir, args.batch_size, args.num_workers, args.feature_dtype,
+            frozen,
+            cached,
+            *transforms,
+            args.feature_views,
+            recipe,
+            args.cache_dir,
+            args.batch_size,
+            args.num_workers,
+            args.feature_dtype,
         )
     train_features, valid_features = store.train_views(train_rows), store.eval_view(valid_rows)
     if accelerator.is_main_process:
-        timing = {"seconds": round(time.time() - start, 1), "views": args.feature_views, "train_photos": len(train_rows),
-                  "valid_photos": len(valid_rows), "store": str(store.folder)}
+        timing = {
+            "seconds": round(time.time() - start, 1),
+            "views": args.feature_views,
+            "train_photos": len(train_rows),
+            "valid_photos": len(valid_rows),
+            "store": str(store.folder),
+        }
         atomic.write_text(run_dir / FEATURE_CACHE_FILE, json.dumps(timing, indent=2))
     return (
         ViewDataset(train_features, torch.as_tensor(cached.targets[train_rows])),

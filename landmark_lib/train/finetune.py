@@ -1,4 +1,5 @@
 """Fine-tuning strategies for timm backbones: which layers train and what BatchNorm does in the frozen ones."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -29,7 +30,9 @@ def trainable_groups(model: nn.Module, strategy: str, train_stages: int) -> int:
         first = order[-1]
     elif strategy == "partial":
         if not 1 <= train_stages < len(order) - 1:
-            raise StrategyError(f"--train-stages must be between 1 and {len(order) - 2} for this backbone, got {train_stages}.")
+            raise StrategyError(
+                f"--train-stages must be between 1 and {len(order) - 2} for this backbone, got {train_stages}."
+            )
         first = order[-1 - train_stages]
     else:
         raise StrategyError(f"Unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}.")

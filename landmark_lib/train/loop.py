@@ -4,6 +4,7 @@ trains epoch by epoch, keeping the best weights on the validation split and a ch
 The same code runs on a CPU, one or several GPUs and several machines (`accelerate launch train_accelerate.py`);
 the run folder it writes is described in train/run.py, its options in train/options.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,8 @@ from tqdm.auto import tqdm
 from ..atomic import NO_SPACE, NoSpaceError
 from ..data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, CachedSplit, build_cache
 from ..data.folder import DatasetError, ImageFolderSplit, open_split
-from ..errors import LandmarkError
 from ..data.transforms import AugmentConfig, EvalTransform, train_transform
+from ..errors import LandmarkError
 from ..evaluation.metrics import top_k_hits
 from ..labels import ClassInfo, load_class_info
 from ..models import ModelSpec, create_model
@@ -78,22 +79,36 @@ def setup(args: argparse.Namespace) -> Training:
     set_seed(args.seed)
     train_split, classes = _check_inputs(args, run_dir)
     resuming = latest_checkpoint(run_dir) if args.resume else None
-    spec = ModelSpec(args.model, {"width": args.width, "depth": args.depth, "dropout": args.dropout, "input_size": args.input_size})
-    built = create_model(spec, len(classes), pretrained=not args.no_pretrained and not resuming, pretrained_file=args.pretrained_file)
+    spec = ModelSpec(
+        args.model, {"width": args.width, "depth": args.depth, "dropout": args.dropout, "input_size": args.input_size}
+    )
+    built = create_model(
+        spec, len(classes), pretrained=not args.no_pretrained and not resuming, pretrained_file=args.pretrained_file
+    )
     model = built.network
     cached, rows, pre = _photos(args, accelerator, train_split, built.preprocess)
-    aug = AugmentConfig(args.scale_min, args.hflip, args.color_jitter, args.auto_augment, args.random_erasing, args.degrade)
+    aug = AugmentConfig(
+        args.scale_min, args.hflip, args.color_jitter, args.auto_augment, args.random_erasing, args.degrade
+    )
     source = RunConfig.load(run_dir).weights_source if resuming else built.weights_source
     config = RunConfig(model=spec, classes=classes, preprocess=pre, weights_source=source, args=vars(args))
     if accelerator.is_main_process:
         config.save(run_dir)
-    accelerator.print(f"{len(classes)} classes, {len(rows[0])} train / {len(rows[1])} valid photos; model {args.model} ({built.weights_source}); run folder {run_dir}")
+    accelerator.print(
+        f"{len(classes)} classes, {len(rows[0])} train / {len(rows[1])} valid photos; model {args.model} ({built.weights_source}); run folder {run_dir}"
+    )
 
-    net, views, train_loader, valid_loader = _what_trains(args, accelerator, model, cached, rows, pre, aug, resuming is not None)
-    optimizer = build_optimizer(net, args.optimizer, args.lr, args.weight_decay, args.layer_decay if args.model != "scratch" else None)
+    net, views, train_loader, valid_loader = _what_trains(
+        args, accelerator, model, cached, rows, pre, aug, resuming is not None
+    )
+    optimizer = build_optimizer(
+        net, args.optimizer, args.lr, args.weight_decay, args.layer_decay if args.model != "scratch" else None
+    )
     net, optimizer, train_loader, valid_loader = accelerator.prepare(net, optimizer, train_loader, valid_loader)
     steps_per_epoch = -(-len(train_loader) // args.grad_accum) * accelerator.num_processes
-    scheduler = accelerator.prepare(cosine_with_warmup(optimizer, int(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch))
+    scheduler = accelerator.prepare(
+        cosine_with_warmup(optimizer, int(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch)
+    )
     progress = Progress()
     accelerator.register_for_checkpointing(progress)
     accelerator.init_trackers("landmark")
@@ -101,9 +116,13 @@ def setup(args: argparse.Namespace) -> Training:
         try:
             accelerator.load_state(str(resuming))
         except Exception as error:  # noqa: BLE001 - torch, safetensors and pickle each raise their own errors
-            raise RunError(f"The checkpoint {resuming} is damaged ({type(error).__name__}); delete that folder to resume from the one before it, or start a new run.") from None
+            raise RunError(
+                f"The checkpoint {resuming} is damaged ({type(error).__name__}); delete that folder to resume from the one before it, or start a new run."
+            ) from None
         accelerator.print(f"Resumed from {resuming}: {progress.epoch} epochs done, best {args.monitor} {progress.best}")
-    return Training(args, run_dir, accelerator, model, net, optimizer, scheduler, train_loader, valid_loader, progress, views)
+    return Training(
+        args, run_dir, accelerator, model, net, optimizer, scheduler, train_loader, valid_loader, progress, views
+    )
 
 
 def _check_inputs(args: argparse.Namespace, run_dir: Path) -> tuple[ImageFolderSplit, list[ClassInfo]]:
@@ -115,7 +134,9 @@ def _check_inputs(args: argparse.Namespace, run_dir: Path) -> tuple[ImageFolderS
     if args.resume:
         saved = RunConfig.load(run_dir)
         if saved.class_names != train_split.class_names:
-            raise RunError(f"--resume {run_dir} was trained on other classes ({len(saved.class_names)} vs {len(train_split.class_names)} now in {args.data}); start a new run.")
+            raise RunError(
+                f"--resume {run_dir} was trained on other classes ({len(saved.class_names)} vs {len(train_split.class_names)} now in {args.data}); start a new run."
+            )
     return train_split, classes
 
 
@@ -132,8 +153,10 @@ def _photos(
     check_readable_classes(train_split, cached)
     train_rows, valid_rows = run_split(train_split, cached, vars(args))
     if not len(valid_rows):
-        raise DatasetError(f"The split leaves no validation photos (--valid-fraction {args.valid_fraction}); model selection needs them: "
-                           "raise --valid-fraction or add photos (a class needs at least 2 to give one to validation).")
+        raise DatasetError(
+            f"The split leaves no validation photos (--valid-fraction {args.valid_fraction}); model selection needs them: "
+            "raise --valid-fraction or add photos (a class needs at least 2 to give one to validation)."
+        )
     if pre is None:
         sample = cached.images[np.sort(train_rows[:: max(1, len(train_rows) // 2000)])].astype(np.float32) / 255.0
         mean, std = (tuple(v.round(4).tolist()) for v in (sample.mean((0, 1, 2)), sample.std((0, 1, 2))))
@@ -147,13 +170,21 @@ def check_readable_classes(split: ImageFolderSplit, cached: CachedSplit) -> None
     empty = [name for name, count in zip(split.class_names, readable) if count == 0]
     if empty:
         more = f" (nor of {len(empty) - 1} more classes)" if len(empty) > 1 else ""
-        raise DatasetError(f"None of the photos of class '{empty[0]}' can be read{more}; replace them with readable photos "
-                           "or remove the class folder (the skipped images are listed above).")
+        raise DatasetError(
+            f"None of the photos of class '{empty[0]}' can be read{more}; replace them with readable photos "
+            "or remove the class folder (the skipped images are listed above)."
+        )
 
 
 def _what_trains(
-    args: argparse.Namespace, accelerator: Accelerator, model: nn.Module, cached: CachedSplit, rows: tuple[np.ndarray, np.ndarray],
-    pre: PreprocessConfig, aug: AugmentConfig, resuming: bool,
+    args: argparse.Namespace,
+    accelerator: Accelerator,
+    model: nn.Module,
+    cached: CachedSplit,
+    rows: tuple[np.ndarray, np.ndarray],
+    pre: PreprocessConfig,
+    aug: AugmentConfig,
+    resuming: bool,
 ) -> tuple[nn.Module, features.ViewDataset | None, DataLoader, DataLoader]:
     """(the module that trains, the cached-feature dataset or None, train loader, valid loader): the model on the
     cached photos, or with cached features (the CPU fast path) its trainable part on the frozen part's outputs."""
@@ -168,12 +199,21 @@ def _what_trains(
         if resuming:  # frozen layers never change: take them from the run's weights before computing features
             model.load_state_dict(load_file(str(run_dir / WEIGHTS_FILE)))
         recipe = {"preprocess": pre.to_dict(), "augment": None if args.no_augment else vars(aug), "seed": args.seed}
-        views, valid_set = features.feature_datasets(frozen, cached, rows, transforms, recipe, args, accelerator, run_dir)
+        views, valid_set = features.feature_datasets(
+            frozen, cached, rows, transforms, recipe, args, accelerator, run_dir
+        )
         train_set = views
     workers = 0 if views is not None else args.num_workers  # cached features are in memory: workers only add overhead
     generator = torch.Generator().manual_seed(args.seed)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size,
-                              num_workers=workers, generator=generator, persistent_workers=False)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=len(train_set) > args.batch_size,
+        num_workers=workers,
+        generator=generator,
+        persistent_workers=False,
+    )
     return net, views, train_loader, DataLoader(valid_set, batch_size=args.batch_size, num_workers=workers)
 
 
@@ -190,7 +230,11 @@ def fit(t: Training) -> Path:
         if better and accelerator.is_main_process:
             save_weights(t.model, t.run_dir)  # the full model: shares its parameters with the prepared `net`
         accelerator.log(metrics, step=epoch + 1)
-        accelerator.print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()) + (" (best)" if better else ""))
+        accelerator.print(
+            f"epoch {epoch + 1}: "
+            + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+            + (" (best)" if better else "")
+        )
         save_checkpoint(accelerator, t.run_dir, epoch + 1)
     accelerator.end_training()
     if accelerator.is_main_process:
@@ -207,7 +251,12 @@ def _train_epoch(t: Training, epoch: int) -> dict:
     net.train()
     set_frozen_bn_eval(t.model, args.freeze_bn)
     start, total_loss, seen = time.time(), 0.0, 0
-    bar = tqdm(t.train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not accelerator.is_local_main_process, unit="batch")
+    bar = tqdm(
+        t.train_loader,
+        desc=f"epoch {epoch + 1}/{args.epochs}",
+        disable=not accelerator.is_local_main_process,
+        unit="batch",
+    )
     for inputs, targets in bar:
         with accelerator.accumulate(net):
             loss = F.cross_entropy(net(inputs).float(), targets, label_smoothing=args.label_smoothing)
@@ -222,7 +271,9 @@ def _train_epoch(t: Training, epoch: int) -> dict:
         bar.set_postfix(loss=f"{total_loss / seen:.3f}")
     seconds = time.time() - start
     return {
-        "train_loss": accelerator.reduce(torch.tensor(total_loss / max(seen, 1), device=accelerator.device), "mean").item(),
+        "train_loss": accelerator.reduce(
+            torch.tensor(total_loss / max(seen, 1), device=accelerator.device), "mean"
+        ).item(),
         "train_samples": accelerator.reduce(torch.tensor(seen, device=accelerator.device), "sum").item(),
         "num_processes": accelerator.num_processes,
         "epoch_seconds": round(seconds, 1),
@@ -253,18 +304,26 @@ def run(args: argparse.Namespace) -> None:
         train(args)
     except LandmarkError:
         raise
-    except Exception as error:  # torch.save and safetensors report a full disk without errno; anything else is re-raised
+    except (
+        Exception
+    ) as error:  # torch.save and safetensors report a full disk without errno; anything else is re-raised
         folder = full_disk(error, args)
         if folder is None:
             raise
-        raise LandmarkError(f"no space left on {folder}; free some space there, or pass --output-dir / --cache-dir on a bigger disk.") from None
+        raise LandmarkError(
+            f"no space left on {folder}; free some space there, or pass --output-dir / --cache-dir on a bigger disk."
+        ) from None
 
 
 def full_disk(error: BaseException, args: argparse.Namespace) -> str | None:
     """The folder that ran out of space if ERROR comes from a full disk (errno, or a write folder left with < 4 MiB)."""
     if isinstance(error, NoSpaceError):
         return str(error.folder)
-    folders = [str(f) for f in (args.output_dir, getattr(args, "resume", None), getattr(args, "cache_dir", None), DEFAULT_CACHE_DIR) if f]
+    folders = [
+        str(f)
+        for f in (args.output_dir, getattr(args, "resume", None), getattr(args, "cache_dir", None), DEFAULT_CACHE_DIR)
+        if f
+    ]
     folders = [f for f in folders if Path(f).exists()]
     if isinstance(error, OSError) and error.errno in NO_SPACE:
         return str(Path(error.filename).parent) if error.filename else (folders[0] if folders else ".")

@@ -1,4 +1,5 @@
 """Optimizer (timm's factory: AdamW/SGD, layer-wise LR decay, no decay on norms/biases) and cosine-with-warmup."""
+
 from __future__ import annotations
 
 import math
@@ -8,14 +9,18 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, layer_decay: float | None = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, name: str, lr: float, weight_decay: float, layer_decay: float | None = None
+) -> torch.optim.Optimizer:
     """Only parameters with requires_grad are optimised, so frozen layers stay frozen.
 
     With LAYER_DECAY, timm groups the parameters by depth and records each group's 'lr_scale', which only timm's own
     schedulers apply; we use a torch LambdaLR, so the scale goes into each group's base lr here.
     """
     kwargs = {"momentum": 0.9} if name == "sgd" else {}  # timm's "sgd" is Nesterov SGD
-    optimizer = create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, **kwargs)
+    optimizer = create_optimizer_v2(
+        model, opt=name, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, **kwargs
+    )
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     return optimizer

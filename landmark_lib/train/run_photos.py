@@ -3,6 +3,7 @@
 The recognition threshold is chosen on the validation rows and int8 quantisation is calibrated on training rows;
 both go through split_rows with the run's seed, so neither ever sees a test photo or mixes the two parts up.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,9 @@ def run_split(train_split: ImageFolderSplit, cached: CachedSplit, args: dict) ->
         missing = sorted(set(range(len(train_split.class_names))) - set(cached.targets[rows].tolist()))
         if missing:
             names = ", ".join(train_split.class_names[i] for i in missing[:5])
-            raise DatasetError(f"--exclude leaves no training photo of {names}; hold out only collections whose classes have photos elsewhere.")
+            raise DatasetError(
+                f"--exclude leaves no training photo of {names}; hold out only collections whose classes have photos elsewhere."
+            )
     groups = np.asarray(train_split.sample_roots) if len(train_split.roots) > 1 else None
     return split_rows(rows, cached.targets, args["valid_fraction"], args["seed"], groups)
 
@@ -46,7 +49,9 @@ def run_photos_loader(config: RunConfig, part: str, limit: int | None = None, ba
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, not {part!r}")
     if not has_run_photos(config):
-        raise DatasetError(f"The run's dataset ({config.args.get('data')}) is not on disk; its train/ photos are needed here.")
+        raise DatasetError(
+            f"The run's dataset ({config.args.get('data')}) is not on disk; its train/ photos are needed here."
+        )
     args = config.args
     train_split = open_split(args["data"], "train", class_names=config.class_names)
     cached = build_cache(train_split, config.preprocess.resize_size, args["cache_dir"])
@@ -54,4 +59,6 @@ def run_photos_loader(config: RunConfig, part: str, limit: int | None = None, ba
     if limit is not None and limit < len(rows):
         rows = rows[np.argsort(cached.targets[rows], kind="stable")]  # sorted by class, then evenly spaced picks
         rows = rows[np.linspace(0, len(rows) - 1, limit).round().astype(np.int64)]
-    return DataLoader(CachedImageDataset(cached, rows, EvalTransform(config.preprocess)), batch_size=batch_size, num_workers=2)
+    return DataLoader(
+        CachedImageDataset(cached, rows, EvalTransform(config.preprocess)), batch_size=batch_size, num_workers=2
+    )

@@ -1,4 +1,5 @@
 """Per-epoch metrics as an Accelerate tracker (metrics.csv in the run folder) and the training-curve PNG."""
+
 from __future__ import annotations
 
 import csv
@@ -47,7 +48,9 @@ def read_metrics(path: str | Path) -> list[dict]:
         for r in rows:
             int(r["epoch"])
     except (KeyError, TypeError, ValueError, csv.Error) as error:
-        raise RunError(f"{path} is damaged ({type(error).__name__}: {error}); restore it, or delete it (training goes on without the curve of the earlier epochs).") from None
+        raise RunError(
+            f"{path} is damaged ({type(error).__name__}: {error}); restore it, or delete it (training goes on without the curve of the earlier epochs)."
+        ) from None
     return rows
 
 
@@ -61,7 +64,13 @@ def plot_curves(run_dir: str | Path) -> Path:
     rows = read_metrics(Path(run_dir) / METRICS_CSV)
     epochs = [int(r["epoch"]) for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, ax in (("train_loss", ax_loss), ("valid_loss", ax_loss), ("train_acc", ax_acc), ("valid_acc", ax_acc), ("valid_top5", ax_acc)):
+    for key, ax in (
+        ("train_loss", ax_loss),
+        ("valid_loss", ax_loss),
+        ("train_acc", ax_acc),
+        ("valid_acc", ax_acc),
+        ("valid_top5", ax_acc),
+    ):
         if rows and key in rows[0]:
             ax.plot(epochs, [float(r[key]) for r in rows], marker="o", label=key)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
