@@ -87,14 +87,19 @@ def export_run(
         "onnx_int8": int8_info,
         "onnx_int8_refused": int8_refused,
     }
-    info = _record(run_dir, config, calibration, checks, check_data, metrics)
-    info[checksums.FILES_KEY] = checksums.record(out)  # servers check every file against these before loading it
+    info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
     bundle.write_info(out, info)
     return info
 
 
 def _record(
-    run_dir: str | Path, config: RunConfig, calibration: dict | None, checks: dict, check_data, metrics: dict | None
+    run_dir: str | Path,
+    config: RunConfig,
+    calibration: dict | None,
+    checks: dict,
+    check_data,
+    metrics: dict | None,
+    out: Path,
 ) -> dict:
     """export.json (see bundle.py): where the files come from, the thresholds, how each file was checked (CHECKS)."""
     return {
@@ -113,6 +118,7 @@ def _record(
         "metrics": metrics,
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        checksums.FILES_KEY: checksums.record(out),  # servers check every file against these before loading it
     }
 
 
