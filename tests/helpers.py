@@ -164,3 +164,22 @@ def cli_error(capsys, *argv: str) -> str:
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
     return err
+
+
+# A pretrained Lite0 with only its last stage training, at 64 px and batch 8: the smallest real fast-path run.
+TINY_LITE0_PARTIAL = [
+    "--model",
+    "timm:tf_efficientnet_lite0",
+    "--strategy",
+    "partial",
+    "--train-stages",
+    "1",
+    "--input-size",
+    "64",
+    "--batch-size",
+    "8",
+    "--num-workers",
+    "0",
+    "--feature-views",
+    "1",
+]

@@ -21,7 +21,7 @@ from landmark_lib.recognition import best_landmarks
 from landmark_lib.serve.service import LandmarkService
 from landmark_lib.train.run_photos import run_split
 
-from helpers import CLASSES, export_tiny_model, make_dataset, make_photo
+from helpers import CLASSES, TINY_LITE0_PARTIAL, export_tiny_model, make_dataset, make_photo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,26 +137,7 @@ def test_service_says_no_known_landmark_when_the_background_class_wins(tmp_path)
 def test_two_root_training_and_a_held_out_run_share_the_frozen_features(two_roots, tmp_path):
     """The second run holds a collection out, reuses the stored features (no second frozen pass) and is evaluated
     on exactly the photos it never saw."""
-    common = [
-        "--model",
-        "timm:tf_efficientnet_lite0",
-        "--strategy",
-        "partial",
-        "--train-stages",
-        "1",
-        "--input-size",
-        "64",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--num-workers",
-        "0",
-        "--feature-views",
-        "1",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    ]
+    common = [*TINY_LITE0_PARTIAL, "--epochs", "1", "--cache-dir", str(tmp_path / "cache")]
     env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     runs = {}
     for name, extra in (("all", []), ("held_out", ["--exclude", "collection_two:01.Landmark_B"])):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_dataset
+from helpers import TINY_LITE0_PARTIAL, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "ACCELERATE_DISABLE_RICH": "1"}
@@ -197,32 +197,9 @@ def test_resume_refuses_a_run_of_another_model_or_class_list(dataset, tmp_path):
 def test_feature_cache_trains_exactly_like_running_frozen_layers_live(dataset, tmp_path):
     """The CPU fast path must be an optimisation only: same data order, same weights, same accuracy."""
     common = [
-        "--data",
-        str(dataset),
-        "--model",
-        "timm:tf_efficientnet_lite0",
-        "--strategy",
-        "partial",
-        "--train-stages",
-        "1",
-        "--input-size",
-        "64",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "8",
-        "--num-workers",
-        "0",
-        "--no-augment",
-        "--dropout",
-        "0",
-        "--feature-views",
-        "1",
-        "--feature-dtype",
-        "float32",
-        "--lr",
-        "1e-3",
-    ]
+        "--data", str(dataset), *TINY_LITE0_PARTIAL, "--epochs", "3", "--no-augment", "--dropout", "0",
+        "--feature-dtype", "float32", "--lr", "1e-3",
+    ]  # fmt: skip
     runs = {}
     for mode in ("on", "off"):
         runs[mode] = tmp_path / mode
@@ -247,24 +224,7 @@ def test_feature_cache_trains_exactly_like_running_frozen_layers_live(dataset, t
 def test_resumed_feature_cache_run_recomputes_features_with_the_trained_frozen_layers(dataset, tmp_path):
     """A resumed CPU fast-path run must not cache features from a randomly initialised backbone."""
     run = tmp_path / "run"
-    common = [
-        "--model",
-        "timm:tf_efficientnet_lite0",
-        "--strategy",
-        "partial",
-        "--train-stages",
-        "1",
-        "--input-size",
-        "64",
-        "--batch-size",
-        "8",
-        "--num-workers",
-        "0",
-        "--feature-views",
-        "1",
-        "--lr",
-        "1e-3",
-    ]
+    common = [*TINY_LITE0_PARTIAL, "--lr", "1e-3"]
     first = run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "3", *common], tmp_path / "cache")
     assert first.returncode == 0, first.stderr[-2000:]
     (run / "state" / "epoch_0003").rename(run / "state" / "later")  # as if killed during epoch 3
