@@ -6,7 +6,7 @@
     landmark export RUN --out DIR                    the files a server needs (also: python export.py ...)
     landmark threshold RUN [--export-dir DIR]        choose (and write) the "no known landmark" threshold
     landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
-    landmark tag PHOTO_DIR --out tags.csv            tag a folder of photos
+    landmark tag PHOTO_DIR --out tags.jsonl          tag a folder of photos (resumable; --engine ray)
     landmark checksums DIR                           record the sha256 of an export folder's files
     landmark serve                                   the web app (also: python app.py)
 
@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
 from . import bundle
 from .errors import LandmarkError
 
-TAG_FORMATS = (".csv", ".json")
+TAG_FORMATS = (".jsonl", ".csv", ".parquet")
 SPEC_HELP = "export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)"
 
 
@@ -67,8 +68,17 @@ def existing_dir(text: str) -> Path:
 
 def tag_output(text: str) -> Path:
     if Path(text).suffix.lower() not in TAG_FORMATS:
-        raise argparse.ArgumentTypeError(f"must end in {' or '.join(TAG_FORMATS)}, got {Path(text).name}")
+        raise argparse.ArgumentTypeError(f"must end in {', '.join(TAG_FORMATS)}, got {Path(text).name}")
     return Path(text)
+
+
+def photo_source(text: str) -> str | Path:
+    """A local folder, or an object-storage URI (s3://, gs://, ...) that pyarrow reads (for --engine ray)."""
+    return text if "://" in text else existing_dir(text)
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _data(commands) -> None:
@@ -257,10 +267,15 @@ def _compare(commands) -> None:
     p.add_argument("--json", type=Path, help="also write the rows and latencies here (default: print only)")
 
 
-def _serving(commands) -> None:
-    p = _command(commands, "tag", "landmark_lib.serve.tag:run", "tag a folder of photos (CSV or JSON)")
-    p.add_argument("photo_dir", type=existing_dir, help="folder of photos (searched recursively)")
-    p.add_argument("--out", type=tag_output, required=True, help="tags.csv or tags.json")
+def _tag(commands) -> None:
+    p = _command(commands, "tag", "landmark_lib.serve.tag:run", "tag a folder of photos (JSONL, CSV or Parquet)")
+    p.add_argument("photo_dir", type=photo_source, help="folder of photos (searched recursively); a URI: --engine ray")
+    p.add_argument(
+        "--out",
+        type=tag_output,
+        required=True,
+        help="tags.jsonl, tags.csv or tags.parquet (a folder of part files); rerunning resumes it",
+    )
     p.add_argument("--model", default=None, help=SPEC_HELP)
     p.add_argument("--batch-size", type=positive_int, default=16, help="photos per network call")
     p.add_argument(
@@ -269,7 +284,20 @@ def _serving(commands) -> None:
         default=None,
         help="minimum top probability for 'recognised', 0..1 (default: export.json's, else 0.35)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (it is kept otherwise)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out instead of resuming it")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=cores(),
+        help="decoding threads (local engine) or model actors (ray engine)",
+    )
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="run here, or as a Ray Data pipeline")
+    p.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join, e.g. ray://HEAD:10001 (default: local Ray)"
+    )
+
+
+def _serving(commands) -> None:
     p = _command(
         commands,
         "checksums",
@@ -318,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="landmark", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_data, _train, _evaluate, _export, _thresholds, _compare, _serving):
+    for add in (_data, _train, _evaluate, _export, _thresholds, _compare, _tag, _serving):
         add(commands)
     return parser
 

@@ -60,14 +60,18 @@ def test_tag_csv(photo_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytes
     assert "skipped trip/broken.jpg" in output.out + output.err and "Tagged 3 photos (2 unreadable" in output.out
 
 
-def test_tag_json_matches_single_predictions(photo_dir: Path, model_dir: Path, service, tmp_path: Path) -> None:
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_tag_jsonl_matches_single_predictions(photo_dir: Path, model_dir: Path, service, tmp_path: Path) -> None:
     assert (
         main(
             [
                 "tag",
                 str(photo_dir),
                 "--out",
-                str(tmp_path / "tags.json"),
+                str(tmp_path / "tags.jsonl"),
                 "--model",
                 str(model_dir / "model.pt"),
                 "--batch-size",
@@ -76,7 +80,7 @@ def test_tag_json_matches_single_predictions(photo_dir: Path, model_dir: Path, s
         )
         == 0
     )
-    records = {r["path"]: r for r in json.loads((tmp_path / "tags.json").read_text(encoding="utf-8"))}
+    records = {r["path"]: r for r in read_jsonl(tmp_path / "tags.jsonl")}
     assert len(records) == 5 and records["trip/broken.jpg"]["error"]
     single = service.predict(photo_dir / "trip" / "b.png")
     batched = records["trip/b.png"]
@@ -86,9 +90,10 @@ def test_tag_json_matches_single_predictions(photo_dir: Path, model_dir: Path, s
     assert records["trip/day2/c.jpg"]["photo_gps"]["lon"] == pytest.approx(-72.545, abs=1e-3)
 
 
-def test_tag_rejects_unknown_output_format(photo_dir: Path, model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["tags.xlsx", "tags.json"])
+def test_tag_rejects_unknown_output_format(photo_dir: Path, model_dir: Path, tmp_path: Path, name: str) -> None:
     with pytest.raises(SystemExit):
-        main(["tag", str(photo_dir), "--out", str(tmp_path / "tags.xlsx"), "--model", str(model_dir)])
+        main(["tag", str(photo_dir), "--out", str(tmp_path / name), "--model", str(model_dir)])
 
 
 def tag_cli(argv: list[str]) -> None:
@@ -139,11 +144,11 @@ def test_non_utf8_names_symlink_loops_and_broken_links(model_dir: Path, tmp_path
     (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     with time_limit(120):
         tag_cli([str(folder), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir)])
-        tag_cli([str(folder), "--out", str(tmp_path / "tags.json"), "--model", str(model_dir)])
+        tag_cli([str(folder), "--out", str(tmp_path / "tags.jsonl"), "--model", str(model_dir)])
     rows = _csv_rows(tmp_path / "tags.csv")
     assert sorted(rows) == ["gone.jpg", "linked/a.jpg", "linked/caf\\xe9.jpg"]
     assert rows["linked/caf\\xe9.jpg"]["top1"] and "broken symbolic link" in rows["gone.jpg"]["error"]
-    assert [r["path"] for r in json.loads((tmp_path / "tags.json").read_text(encoding="utf-8"))] == list(rows)
+    assert [r["path"] for r in read_jsonl(tmp_path / "tags.jsonl")] == list(rows)
 
 
 def test_unreadable_files_and_folders_say_permission_denied(
@@ -188,30 +193,36 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(model_dir: Path, tmp
     assert float(rows["'-2.jpg"]["top1_probability"]) > 0  # numbers are left as numbers
 
 
-def test_existing_output_is_kept_and_never_half_written(
+def test_a_full_disk_keeps_the_whole_rows_and_a_rerun_finishes(
     photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "tags.csv"
-    out.write_text("previous results\n")
-    with pytest.raises(SystemExit):
-        tag_cli([str(photo_dir), "--out", str(out), "--model", str(model_dir)])
-    assert out.read_text() == "previous results\n"
+    """The disk fills while the second batch is being written: the error names the folder, the file keeps the header
+    and the first batch (the half-written one is cut back), and the same command then tags the rest."""
+    from landmark_lib.serve import tag_writers
 
-    from landmark_lib.serve import tag
+    out, calls = tmp_path / "tags.csv", []
+    real_fsync = os.fsync
 
-    def fail_midway(record):
-        raise OSError(28, "No space left on device")
+    def fsync_full(fd):
+        calls.append(fd)
+        if len(calls) == 4:  # the sidecar, the header, the first batch, then the second batch fails
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
 
-    monkeypatch.setattr(tag, "flat", fail_midway)
-    with pytest.raises(SystemExit, match=f"no space left on {tmp_path}"):
-        tag_cli([str(photo_dir), "--out", str(out), "--model", str(model_dir), "--overwrite"])
-    assert out.read_text() == "previous results\n" and sorted(p.name for p in tmp_path.iterdir()) == [
-        "photos",
-        "tags.csv",
-    ]
+    monkeypatch.setattr(tag_writers.os, "fsync", fsync_full)
+    argv = [str(photo_dir), "--out", str(out), "--model", str(model_dir), "--batch-size", "2"]
+    with pytest.raises(SystemExit, match=f"no space left on {tmp_path}.*rerun the same command"):
+        tag_cli(argv)
+    assert list(_csv_rows(out)) == ["a.jpg", "trip/b.png"]
     monkeypatch.undo()
-    tag_cli([str(photo_dir), "--out", str(out), "--model", str(model_dir), "--overwrite"])
-    assert len(_csv_rows(out)) == 5
+    tag_cli(argv)
+    assert sorted(_csv_rows(out)) == [
+        "a.jpg",
+        "trip/b.png",
+        "trip/broken.jpg",
+        "trip/day2/c.jpg",
+        "trip/day2/empty.png",
+    ]
 
 
 def test_threshold_must_be_a_probability(

@@ -1,0 +1,66 @@
+"""Whose tags an output holds: a small sidecar (`tags.csv.tagging.json` beside a file, `_tagging.json` inside a
+Parquet or Ray output folder) records the photo folder, the model (sha256 of its model.pt) and the threshold, so
+a rerun resumes only its own output and never mixes in rows of another folder or model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .. import atomic, bundle, checksums
+from ..errors import LandmarkError
+from .service import LandmarkService
+
+IDENTITY_KEYS = ("folder", "model_sha256", "threshold")
+
+
+def sidecar(out: Path, folder: bool) -> Path:
+    """Where OUT's record of its folder and model is kept (inside OUT when OUT is a FOLDER of part files)."""
+    return out / "_tagging.json" if folder else out.with_name(f"{out.name}.tagging.json")
+
+
+def identity(folder: str, service: LandmarkService) -> dict:
+    """What a resumed run must share with the run that started OUT: the folder, the model's weights, the threshold."""
+    export = service.model_path if service.model_path.is_dir() else service.model_path.parent
+    return {
+        "folder": folder,
+        "model_sha256": checksums.sha256_file(export / bundle.MODEL_FILE),
+        "threshold": service.threshold,
+        "model": str(export),
+        "backend": service.backend,
+    }
+
+
+def remove(out: Path, folder: bool) -> None:
+    """--overwrite: OUT and its sidecar go."""
+    if out.is_dir():
+        shutil.rmtree(out)
+    else:
+        out.unlink(missing_ok=True)
+    sidecar(out, folder).unlink(missing_ok=True)
+
+
+def claim(out: Path, wanted: dict, overwrite: bool, folder: bool = False) -> bool:
+    """Make OUT (a file, or a FOLDER of part files) this run's output; True when it already holds rows of the same
+    folder, model and threshold (resume them). Any other existing output is refused unless OVERWRITE."""
+    if overwrite:
+        remove(out, folder)
+    recorded_path = sidecar(out, folder)
+    if folder and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # a kill before the sidecar was written left the folder empty
+    if out.exists() and not recorded_path.exists():
+        raise LandmarkError(
+            f"{out} exists and was not written by landmark tag; pass --overwrite to replace it, or choose another --out."
+        )
+    if recorded_path.exists():
+        recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
+        differ = [k for k in IDENTITY_KEYS if recorded.get(k) != wanted[k]]
+        if differ:
+            raise LandmarkError(
+                f"{out} holds tags of {recorded.get('folder')} by model {recorded.get('model')} "
+                f"(another {' and '.join(differ)}); pass --overwrite to replace it, or choose another --out."
+            )
+        return out.exists()
+    atomic.write_text(recorded_path, json.dumps(wanted, indent=2) + "\n")
+    return False
