@@ -29,10 +29,13 @@ from .tag_writers import WRITERS, stored_key
 Decoded = tuple[Found, Photo | str]  # a file and its decoded photo, or why it cannot be tagged
 
 
-def decode(service: LandmarkService, path: Path) -> Photo | str:
-    """The decoded photo, or why it cannot be tagged: one odd file (even one that breaks the decoder) never stops a run."""
+def decode(service: LandmarkService, path: Path, data: bytes | None = None) -> Photo | str:
+    """The decoded photo (from PATH, or from its bytes DATA already read), or why it cannot be tagged: one odd file
+    (even one that breaks the decoder) never stops a run."""
     try:
-        return read_photo(path, min_short_side=service.max_short_side)
+        return read_photo(
+            path if data is None else data, name=display(path.name), min_short_side=service.max_short_side
+        )
     except ImageLoadError as error:
         return display(str(error).replace(str(path), path.name))
     except Exception as error:  # noqa: BLE001 - a decoder bug on one file must not lose the tags of all the others

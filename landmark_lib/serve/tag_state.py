@@ -62,5 +62,10 @@ def claim(out: Path, wanted: dict, overwrite: bool, folder: bool = False) -> boo
                 f"(another {' and '.join(differ)}); pass --overwrite to replace it, or choose another --out."
             )
         return out.exists()
-    atomic.write_text(recorded_path, json.dumps(wanted, indent=2) + "\n")
+    record(out, wanted, folder)
     return False
+
+
+def record(out: Path, wanted: dict, folder: bool) -> None:
+    """Write OUT's sidecar (atomically: it is whole or absent)."""
+    atomic.write_text(sidecar(out, folder), json.dumps(wanted, indent=2) + "\n")
