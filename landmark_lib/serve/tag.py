@@ -113,10 +113,10 @@ def not_done(files: Iterable[Found], folder: Path, out: Path, done: set, counts:
 def tag_to(service: LandmarkService, args: argparse.Namespace, resume: bool) -> dict:
     """Tag ARGS.photo_dir into ARGS.out batch by batch, skipping what a previous run wrote; the counts of rows."""
     folder, out, kind = args.photo_dir, args.out, WRITERS[args.out.suffix.lower()]
-    done = kind.done(out) if resume and out.exists() else set()
+    writer = kind(out)  # first: it cuts off a line torn by a kill
+    done = kind.done(out) if resume else set()
     counts = {"tagged": 0, "unreadable": 0, "already": 0}
     files = not_done(walk_photos(folder), folder, out, done, counts)
-    writer = kind(out)
     try:
         with tqdm(unit="photo", desc="Tagging") as progress:
             for rows in tag_files(service, folder, files, args.batch_size, args.workers):
