@@ -92,7 +92,10 @@ def run_ray(args: argparse.Namespace) -> None:
     started = start_ray(args)
     try:
         rows = pipeline(args, source)
-        (rows.write_parquet if out.suffix.lower() == ".parquet" else rows.write_json)(str(out.resolve()))
+        if out.suffix.lower() == ".parquet":
+            rows.write_parquet(str(out.resolve()))
+        else:
+            rows.write_json(str(out.resolve()), double_precision=15)  # pandas' default rounds to 10 digits
     finally:
         if started:
             ray.shutdown()

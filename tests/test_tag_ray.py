@@ -1,0 +1,62 @@
+"""--engine ray: the Ray Data pipeline on a local Ray gives the local engine's rows (one Ray start for the module)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.dataset
+import pytest
+
+from landmark_lib.cli import main
+
+from helpers import make_photo, time_limit
+
+
+def by_path(rows: list[dict]) -> dict[str, dict]:
+    return {r["path"]: r for r in rows}
+
+
+def test_ray_engine_writes_the_local_engines_rows(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import ray
+
+    from landmark_lib.serve import service
+
+    monkeypatch.setattr(service, "default_num_threads", lambda *_: 1)
+    folder = tmp_path / "photos"
+    (folder / "trip").mkdir(parents=True)
+    for i in range(5):
+        make_photo(64, 48, seed=i).save(folder / ("trip" if i % 2 else ".") / f"p{i}.jpg")
+    make_photo(seed=7).save(folder / "trip" / "q.png")
+    (folder / "trip" / "broken.jpg").write_text("not a photo")
+    common = ["--model", str(model_dir), "--batch-size", "2"]
+    assert main(["tag", str(folder), "--out", str(tmp_path / "local.parquet"), *common]) == 0
+    local = by_path(pyarrow.dataset.dataset(tmp_path / "local.parquet").to_table().to_pylist())
+
+    with time_limit(150):
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            for name in ("ray.parquet", "ray.jsonl"):
+                out = tmp_path / name
+                assert main(["tag", str(folder), "--out", str(out), *common, "--engine", "ray", "--workers", "1"]) == 0
+            assert main(["tag", str(folder), "--out", str(out), *common, "--engine", "ray"]) == 2
+        finally:
+            ray.shutdown()
+    assert "the Ray engine does not resume; pass --overwrite" in capsys.readouterr().err
+
+    on_ray = by_path(pyarrow.dataset.dataset(tmp_path / "ray.parquet").to_table().to_pylist())
+    assert on_ray == local and len(local) == 7 and "not an image file" in local["trip/broken.jpg"]["error"]
+    lines = [json.loads(line) for part in sorted((tmp_path / "ray.jsonl").glob("[!_]*.json")) for line in part.open()]
+    assert by_path(lines).keys() == local.keys()
+    for path, row in by_path(lines).items():  # JSON numbers carry 15 significant digits (pandas' to_json)
+        want = local[path]
+        assert (row["size"], row["mtime_ns"], row["error"]) == (want["size"], want["mtime_ns"], want["error"])
+        if want["error"]:
+            assert row["top5"] is None and row["probability"] is None
+        else:
+            assert [g["name"] for g in row["top5"]] == [g["name"] for g in want["top5"]]
+            assert row["probability"] == pytest.approx(want["probability"], rel=1e-12)
+    sidecar = json.loads((tmp_path / "ray.parquet" / "_tagging.json").read_text())
+    assert sidecar["folder"] == str(folder.resolve()) and sidecar["backend"] == "torchscript"
