@@ -118,16 +118,16 @@ def test_one_odd_photo_never_aborts_the_run(
     photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A decoder bug on one file (any exception, not only ImageLoadError) is that file's error row."""
-    from landmark_lib.serve import tag
+    from landmark_lib.serve import tagging
 
-    real = tag.read_photo
+    real = tagging.read_photo
 
     def flaky(path, **kwargs):
         if path.name == "b.png":
             raise RuntimeError("decoder exploded")
         return real(path, **kwargs)
 
-    monkeypatch.setattr(tag, "read_photo", flaky)
+    monkeypatch.setattr(tagging, "read_photo", flaky)
     tag_cli([str(photo_dir), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir)])
     rows = _csv_rows(tmp_path / "tags.csv")
     assert "could not be decoded (RuntimeError: decoder exploded)" in rows["trip/b.png"]["error"]

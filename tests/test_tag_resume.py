@@ -26,7 +26,7 @@ SLOW_TAGGER = """
 import sys, time
 from landmark_lib.serve import service, tag
 service.default_num_threads = lambda *_: 1
-real = tag.tag_batch
+real = tag.tag_batch  # as the local engine calls it
 def slow(*args):
     time.sleep(0.2)
     return real(*args)

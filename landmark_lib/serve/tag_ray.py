@@ -20,8 +20,8 @@ from ..errors import LandmarkError
 from . import tag_state
 from .photo_walk import Found
 from .service import LandmarkService
-from .tag import decode, tag_batch
 from .tag_writers import table
+from .tagging import decode, tag_batch
 
 
 class TagPhotos:
