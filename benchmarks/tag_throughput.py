@@ -42,7 +42,7 @@ def end_to_end_rate(service: LandmarkService, folder: Path, batch_size: int, wor
     return (counts["tagged"] + counts["unreadable"]) / elapsed
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=Path, required=True, help="a folder of a few hundred real photos")
     parser.add_argument("--model", default=None, help="export folder (default: $LANDMARK_MODEL, then models/default)")
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="decoding threads to time, comma-separated")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     load_before = os.getloadavg()
     service = LandmarkService.from_spec(args.model)
@@ -84,6 +84,7 @@ def main() -> None:
         print(f"  {name:>10}: {rate:7.1f} photos/s{share}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

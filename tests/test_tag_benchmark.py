@@ -1,0 +1,30 @@
+"""benchmarks/tag_throughput.py on a tiny model: the tagger's rate and the model's own, from one run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import make_photo
+
+
+def test_tag_throughput_reports_the_tagger_against_the_model(
+    model_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from benchmarks import tag_throughput
+    from landmark_lib.serve import service
+
+    monkeypatch.setattr(service, "default_num_threads", lambda *_: 1)  # a tiny model: one thread on shared cores
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(8):
+        make_photo(64, 48, seed=i).save(folder / f"p{i}.jpg")
+    (folder / "broken.jpg").write_text("not a photo")
+    argv = ["--photos", str(folder), "--model", str(model_dir), "--batch-size", "4", "--workers", "1,2"]
+    result = tag_throughput.main([*argv, "--repeats", "1", "--json", str(tmp_path / "tag.json")])
+    assert result["photos"] == 8 and set(result["photos_per_s"]) == {"raw", "workers=1", "workers=2"}
+    assert all(rate > 0 for rate in result["photos_per_s"].values())
+    assert result["share_of_raw"]["workers=1"] == result["photos_per_s"]["workers=1"] / result["photos_per_s"]["raw"]
+    assert json.loads((tmp_path / "tag.json").read_text())["photos_per_s"] == result["photos_per_s"]
+    assert "of raw" in capsys.readouterr().out
