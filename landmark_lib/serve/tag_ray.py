@@ -88,7 +88,7 @@ def run_ray(args: argparse.Namespace) -> None:
         raise LandmarkError(
             f"{out} exists and the Ray engine does not resume; pass --overwrite to replace it, or choose another --out."
         )
-    tag_state.remove(out, folder=True)
+    tag_state.remove(out)
     started = start_ray(args)
     try:
         rows = pipeline(args, source)

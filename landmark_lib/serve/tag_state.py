@@ -32,20 +32,20 @@ def identity(folder: str, service: LandmarkService) -> dict:
     }
 
 
-def remove(out: Path, folder: bool) -> None:
-    """--overwrite: OUT and its sidecar go."""
+def remove(out: Path) -> None:
+    """--overwrite: OUT (a file, or a folder with its sidecar inside) and a sidecar beside it go."""
     if out.is_dir():
         shutil.rmtree(out)
     else:
         out.unlink(missing_ok=True)
-    sidecar(out, folder).unlink(missing_ok=True)
+    sidecar(out, folder=False).unlink(missing_ok=True)
 
 
 def claim(out: Path, wanted: dict, overwrite: bool, folder: bool = False) -> bool:
     """Make OUT (a file, or a FOLDER of part files) this run's output; True when it already holds rows of the same
     folder, model and threshold (resume them). Any other existing output is refused unless OVERWRITE."""
     if overwrite:
-        remove(out, folder)
+        remove(out)
     recorded_path = sidecar(out, folder)
     if folder and out.is_dir() and not any(out.iterdir()):
         out.rmdir()  # a kill before the sidecar was written left the folder empty
