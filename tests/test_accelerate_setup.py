@@ -40,7 +40,9 @@ def test_precision_and_device_are_unset_by_default():
         (("--mixed-precision", "no"), "bf16", "no"),  # an explicit option still wins
     ],
 )
-def test_mixed_precision_follows_the_launcher_unless_given(fresh_state, monkeypatch, tmp_path, argv, launcher, expected):
+def test_mixed_precision_follows_the_launcher_unless_given(
+    fresh_state, monkeypatch, tmp_path, argv, launcher, expected
+):
     if launcher:
         monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)  # what accelerate launch sets for its processes
     else:
