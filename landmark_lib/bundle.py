@@ -7,6 +7,7 @@
     metrics.json      the exported model.pt evaluated on the check split
     model.onnx        the network alone (normalised float [N, 3, S, S] -> logits), for ONNX Runtime
     model.int8.onnx   the same, statically quantised to int8, with its own threshold
+    model.pt2         torch.export ExportedProgram of model.pt's forward (dynamic height/width), labels inside
     README.md         the model card
 
 export.json stays a plain JSON object (old exports keep loading); this module is the one place that reads its keys
@@ -26,8 +27,9 @@ EXPORT_FILE = "export.json"
 METRICS_FILE = "metrics.json"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+PT2_FILE = "model.pt2"
 CARD_FILE = "README.md"
-FILES = (MODEL_FILE, ONNX_FILE, INT8_FILE, LABELS_FILE, EXPORT_FILE, METRICS_FILE, CARD_FILE)
+FILES = (MODEL_FILE, ONNX_FILE, INT8_FILE, PT2_FILE, LABELS_FILE, EXPORT_FILE, METRICS_FILE, CARD_FILE)
 REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE)  # what every export has, whatever its format
 
 ONNX_INPUT = "input"  # float32 [N, 3, S, S], a photo after the torch preprocessing
