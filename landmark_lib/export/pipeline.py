@@ -28,6 +28,7 @@ from .checks import TOLERANCE, ExportError, check_images
 from .hub import build_model_card, push_to_hub
 from .onnx import export_onnx, export_onnx_int8
 from .pt2 import export_pt2
+from .timm_files import write_timm_files
 from .torchscript import save, to_torchscript, verify
 
 
@@ -68,9 +69,7 @@ def export_run(
         check_data, check_split, config.class_names, min_short_side=decode_short_side(config.preprocess.resize_size)
     )
     max_abs_diff = _write_torchscript(eager, config, out, images)
-    for stale in (bundle.ONNX_FILE, bundle.INT8_FILE, bundle.PT2_FILE):  # a previous export's must not outlive this one
-        (out / stale).unlink(missing_ok=True)
-    pt2_info = export_pt2(eager, out, images) if pt2 else None
+    formats = _write_other_formats(eager, config, out, images, pt2)
     onnx_info = _write_onnx(eager, config, out, images) if onnx or int8 else None
     rule = (threshold, target_precision, max_false_accept)
     calibration, int8_info, int8_refused = _thresholds_and_int8(
@@ -86,11 +85,25 @@ def export_run(
         "onnx": onnx_info,
         "onnx_int8": int8_info,
         "onnx_int8_refused": int8_refused,
-        "pt2": pt2_info,
+        **formats,
     }
     info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
     bundle.write_info(out, info)
     return info
+
+
+def _write_other_formats(
+    eager: LandmarkPredictor, config: RunConfig, out: Path, images: list[torch.Tensor], pt2: bool
+) -> dict:
+    """model.pt2 (with PT2) and, for timm runs, timm's config.json + model.safetensors; export.json's entries."""
+    stale = (bundle.ONNX_FILE, bundle.INT8_FILE, bundle.PT2_FILE, bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE)
+    for name in stale:  # a previous export's files must not outlive this one (servers prefer ONNX files)
+        (out / name).unlink(missing_ok=True)
+    timm = config.model.name.startswith("timm:")
+    return {
+        "pt2": export_pt2(eager, out, images) if pt2 else None,
+        "timm": write_timm_files(eager.model, config.classes, config.preprocess, out) if timm else None,
+    }
 
 
 def _record(
