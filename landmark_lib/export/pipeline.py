@@ -304,5 +304,7 @@ def run(args: argparse.Namespace) -> None:
     if info.get("onnx_int8_refused"):
         raise ExportError(info["onnx_int8_refused"])
     if args.push_to_hub:
-        url = push_to_hub(args.out, args.push_to_hub, revision=args.revision, private=args.private)
-        print(f"pushed to {url}")
+        pushed = push_to_hub(args.out, args.push_to_hub, revision=args.revision, private=args.private)
+        print(f"pushed to {pushed.url} at commit {pushed.commit}")
+        print(f"serve it pinned: LANDMARK_MODEL=hf://{pushed.repo_id}@{pushed.commit}; Space front matter:")
+        print(f"preload_from_hub:\n  - {pushed.preload_entry()}")
