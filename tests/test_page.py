@@ -4,12 +4,21 @@ the map's iframe shows). The browser test (test_browser.py) sees them rendered."
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from gradio_client import Client, handle_file
 
 from landmark_lib.labels import ClassInfo
-from landmark_lib.serve.page import example_labels, landmark_table, map_embed, model_footer
+from landmark_lib.serve.page import (
+    example_labels,
+    landmark_table,
+    map_embed,
+    model_footer,
+    model_key,
+    use_examples_cache,
+)
 from landmark_lib.serve.web import EXAMPLES_DIR, describe
 
 from helpers import CLASSES, make_photo
@@ -68,3 +77,16 @@ def test_a_hostile_file_name_stays_text(app_url, tmp_path):
         client.close()
     assert "Cannot read this photo" in markdown and "<img" not in markdown
     assert "rock&amp;roll" in markdown  # shown as typed, never read as HTML
+
+
+def test_cached_example_answers_belong_to_one_model(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", "unchanged")  # restored after the test
+    other = shutil.copytree(model_dir, tmp_path / "other")
+    folders = {
+        use_examples_cache(model_key(model_dir / "model.pt", "torchscript", 0.35)),
+        use_examples_cache(model_key(other / "model.pt", "torchscript", 0.35)),  # another export
+        use_examples_cache(model_key(model_dir / "model.pt", "onnx", 0.35)),  # another backend
+        use_examples_cache(model_key(model_dir / "model.pt", "torchscript", 0.5)),  # another threshold
+    }
+    assert len(folders) == 4 and os.environ["GRADIO_EXAMPLES_CACHE"] in {str(f) for f in folders}
+    assert use_examples_cache(model_key(model_dir / "model.pt", "onnx", 0.35)) in folders  # the same model: its cache

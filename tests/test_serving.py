@@ -77,7 +77,7 @@ def _populate_hf_cache(cache: Path, repo_id: str, commit: str, source: Path) -> 
 
 
 def test_resolve_hf_from_offline_cache(model_dir: Path, tmp_path: Path) -> None:
-    """The real hf_hub_download, HF_HUB_OFFLINE=1 (read at import, hence a fresh process), no network."""
+    """The real snapshot_download, HF_HUB_OFFLINE=1 (read at import, hence a fresh process), no network."""
     commit = "0123456789abcdef0123456789abcdef01234567"
     _populate_hf_cache(tmp_path / "hub", "someone/landmarks", commit, model_dir)
     script = (

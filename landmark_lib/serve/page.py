@@ -3,13 +3,11 @@ landmarks and the footer naming the model that answers. Plain HTML/Markdown stri
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
 import os
 import re
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..labels import BACKGROUND_CLASS, ClassInfo
@@ -67,20 +65,13 @@ def model_footer(hub_source: tuple[str, str] | None, model_path: Path, backend: 
     return f"Model: {where} ({backend})."
 
 
-@contextlib.contextmanager
-def examples_cache(key: str) -> Iterator[None]:
-    """Gradio caches example answers in one folder per component id: keyed by the model here as well, so another model
-    (or a new export) never shows an old model's cached answers. Gradio reads the folder when the Interface is built."""
+def use_examples_cache(key: str) -> Path:
+    """Gradio caches example answers in one folder per component id, under $GRADIO_EXAMPLES_CACHE as it is when the
+    Interface is built: point it at a folder of this model's own (KEY: model_key), so another model or a new export
+    never shows an old model's cached answers. Call it right before building the Interface."""
     folder = Path(tempfile.gettempdir()) / "landmark-tagger-examples" / hashlib.sha256(key.encode()).hexdigest()[:16]
-    previous = os.environ.get("GRADIO_EXAMPLES_CACHE")
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(folder)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("GRADIO_EXAMPLES_CACHE", None)
-        else:
-            os.environ["GRADIO_EXAMPLES_CACHE"] = previous
+    return folder
 
 
 def model_key(model_path: Path, backend: str, threshold: float) -> str:

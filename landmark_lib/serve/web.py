@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from ..data.images import ImageLoadError, release_memory
 from ..errors import LandmarkError
 from ..labels import map_url
-from .page import example_labels, examples_cache, landmark_table, map_embed, model_footer, model_key
+from .page import example_labels, landmark_table, map_embed, model_footer, model_key, use_examples_cache
 from .service import LandmarkService, Prediction, default_num_threads
 from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
 
@@ -161,29 +161,29 @@ def build_demo(service: LandmarkService) -> gr.Interface:
 
     example_files = sorted(EXAMPLES_DIR.glob("*.jpg"))
     photo = photo_input()
-    with examples_cache(model_key(service.model_path, service.backend, service.threshold)):
-        demo = gr.Interface(
-            fn=tag_photo,
-            inputs=photo,
-            outputs=[landmark_label(), result_markdown()],
-            title="Landmark Tagger",
-            description=(
-                "Upload a photo, or click an example: if it shows one of the landmarks listed below, the model names it "
-                "and shows it on a map; otherwise it says that no known landmark was recognised and lists the closest "
-                "ones. If your photo carries a GPS position (EXIF), it is shown too."
-            ),
-            article=f"{landmark_table(service.classes)}\n\n{model_footer(service.hub_source, service.model_path, service.backend)}",
-            examples=[[str(path)] for path in example_files] or None,
-            example_labels=example_labels(example_files) or None,
-            cache_examples=bool(example_files),
-            cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
-            preload_example=False,
-            examples_per_page=16,
-            api_name="predict",
-            flagging_mode="never",
-            analytics_enabled=False,
-            delete_cache=DELETE_CACHE,
-        )
+    use_examples_cache(model_key(service.model_path, service.backend, service.threshold))
+    demo = gr.Interface(
+        fn=tag_photo,
+        inputs=photo,
+        outputs=[landmark_label(), result_markdown()],
+        title="Landmark Tagger",
+        description=(
+            "Upload a photo, or click an example: if it shows one of the landmarks listed below, the model names it "
+            "and shows it on a map; otherwise it says that no known landmark was recognised and lists the closest "
+            "ones. If your photo carries a GPS position (EXIF), it is shown too."
+        ),
+        article=f"{landmark_table(service.classes)}\n\n{model_footer(service.hub_source, service.model_path, service.backend)}",
+        examples=[[str(path)] for path in example_files] or None,
+        example_labels=example_labels(example_files) or None,
+        cache_examples=bool(example_files),
+        cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
+        preload_example=False,
+        examples_per_page=16,
+        api_name="predict",
+        flagging_mode="never",
+        analytics_enabled=False,
+        delete_cache=DELETE_CACHE,
+    )
     deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
     deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
