@@ -227,4 +227,6 @@ def run(args: argparse.Namespace) -> None:
     service = LandmarkService.from_spec(
         args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY), backend=args.backend
     )
+    if service.hub_source:  # the commit actually served, whatever branch or tag was asked for
+        print("serving {} at commit {}".format(*service.hub_source))
     launch(build_demo(service), host, port, share=args.share)
