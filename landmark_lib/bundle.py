@@ -7,6 +7,9 @@
     metrics.json      the exported model.pt evaluated on the check split
     model.onnx        the network alone (normalised float [N, 3, S, S] -> logits), for ONNX Runtime
     model.int8.onnx   the same, statically quantised to int8, with its own threshold
+    config.json       timm runs: timm's own config (architecture, num_classes, label_names, pretrained_cfg) ...
+    model.safetensors ... and weights, so timm.create_model("hf-hub:OWNER/NAME", pretrained=True) loads them
+    model.pt2         torch.export ExportedProgram of model.pt's forward (dynamic height/width), labels inside
     README.md         the model card
 
 export.json stays a plain JSON object (old exports keep loading); this module is the one place that reads its keys
@@ -26,9 +29,24 @@ EXPORT_FILE = "export.json"
 METRICS_FILE = "metrics.json"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+PT2_FILE = "model.pt2"
+TIMM_CONFIG_FILE = "config.json"
+TIMM_WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
-FILES = (MODEL_FILE, ONNX_FILE, INT8_FILE, LABELS_FILE, EXPORT_FILE, METRICS_FILE, CARD_FILE)
+FILES = (
+    MODEL_FILE,
+    ONNX_FILE,
+    INT8_FILE,
+    PT2_FILE,
+    TIMM_CONFIG_FILE,
+    TIMM_WEIGHTS_FILE,
+    LABELS_FILE,
+    EXPORT_FILE,
+    METRICS_FILE,
+    CARD_FILE,
+)
 REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE)  # what every export has, whatever its format
+SERVE_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE, ONNX_FILE, INT8_FILE)  # what a server downloads from the Hub
 
 ONNX_INPUT = "input"  # float32 [N, 3, S, S], a photo after the torch preprocessing
 ONNX_OUTPUT = "logits"  # float32 [N, num_classes], softmax not included

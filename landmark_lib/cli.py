@@ -181,6 +181,11 @@ def _export(commands) -> None:
         "within 1 point of fp32 validation top-1; the app prefers it). model.pt is always written",
     )
     p.add_argument(
+        "--pt2",
+        action="store_true",
+        help="also write model.pt2: the same model as a torch.export ExportedProgram (any photo size; torch.export.load)",
+    )
+    p.add_argument(
         "--calibration-photos",
         type=positive_int,
         default=128,
@@ -201,10 +206,14 @@ def _export(commands) -> None:
         default=0.02,
         help="share of the validation no-landmark photos that may be named as a landmark",
     )
+    _export_hub_arguments(p)
+
+
+def _export_hub_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--push-to-hub",
         metavar="OWNER/NAME",
-        help="upload the export (with a model card) to this Hub repo (default: no upload)",
+        help="upload the export (with a model card; timm runs also as timm weights) to this Hub repo (default: no upload)",
     )
     p.add_argument("--revision", help="Hub branch to push to, created if missing (default: the main branch)")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")

@@ -12,7 +12,10 @@ from .preprocess import Preprocess, PreprocessConfig
 
 
 class LandmarkPredictor(nn.Module):
-    """uint8 RGB image [3, H, W] of any size -> class probabilities [num_classes].
+    """uint8 RGB image [3, H, W] of any size -> class probabilities [num_classes] (the main contract).
+
+    Also what torchvision-based code passes: a float batch [N, 3, H, W] in 0..1 (ToTensor()(photo).unsqueeze(0))
+    -> probabilities [N, num_classes].
 
     The class names, display names and places are attributes, so a TorchScript file of this module
     is all a server needs.
@@ -31,6 +34,8 @@ class LandmarkPredictor(nn.Module):
         self.longitudes: List[float] = columns.longitudes
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if image.dim() == 4:  # a batch [N, 3, H, W]: torchvision's ToTensor()(photo).unsqueeze(0) -> [N, num_classes]
+            return self.forward_batch(unit_range_batch_to_images(image))
         return torch.softmax(self.model(self.preprocess(image)).float(), dim=-1)[0]
 
     @torch.jit.export
@@ -38,3 +43,9 @@ class LandmarkPredictor(nn.Module):
         """Several photos at once -> probabilities [N, num_classes] (one network call: faster per photo)."""
         batch = torch.cat([self.preprocess(image) for image in images], dim=0)
         return torch.softmax(self.model(batch).float(), dim=-1)
+
+
+def unit_range_batch_to_images(batch: torch.Tensor) -> List[torch.Tensor]:
+    """[N, 3, H, W] -> N images on the uint8 scale: floats (torchvision's ToTensor) are 0..1, so they are scaled by 255."""
+    scale = 255.0 if batch.is_floating_point() else 1.0
+    return [image * scale for image in batch.unbind(0)]

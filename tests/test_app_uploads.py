@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -258,7 +259,9 @@ def test_gradio_server_name_and_port_are_respected(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     launched = {}
-    monkeypatch.setattr(app.LandmarkService, "from_spec", classmethod(lambda cls, *a, **k: object()))
+    monkeypatch.setattr(
+        app.LandmarkService, "from_spec", classmethod(lambda cls, *a, **k: SimpleNamespace(hub_source=None))
+    )
     monkeypatch.setattr(app, "build_demo", lambda service: "demo")
     monkeypatch.setattr(app, "launch", lambda demo, host, port, share=False: launched.update(host=host, port=port))
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")

@@ -64,6 +64,8 @@ def test_upload_example_and_read_top5(browser: webdriver.Chrome, app_url: str, t
     names = wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "button.confidence-set dt")] or None)
     assert len(names) == 5 and set(names) <= {c.display_name for c in CLASSES}
     wait.until(lambda d: "Open in OpenStreetMap" in d.find_element(By.TAG_NAME, "body").text)
+    best = next(c for c in CLASSES if c.display_name == names[0])
+    assert_map_marks(browser, best.lat, best.lon)  # the embedded map shows the landmark the answer names
     assert browser.save_screenshot(str(Path(SCREENSHOT_DIR or tmp_path) / "app_screenshot_test_model.png"))
 
     (tmp_path / "notes.jpg").write_text("not a photo")
@@ -71,6 +73,12 @@ def test_upload_example_and_read_top5(browser: webdriver.Chrome, app_url: str, t
     _submit(browser, tmp_path / "notes.jpg")
     wait.until(lambda d: "Cannot read this photo" in d.find_element(By.TAG_NAME, "body").text)
     assert "notes.jpg is not an image file" in browser.find_element(By.TAG_NAME, "body").text
+
+
+def assert_map_marks(driver: webdriver.Chrome, lat: float, lon: float) -> None:
+    (frame,) = driver.find_elements(By.CSS_SELECTOR, "iframe.landmark-map")
+    src = frame.get_attribute("src")
+    assert src.startswith("https://www.openstreetmap.org/export/embed.html?") and f"marker={lat:.5f}%2C{lon:.5f}" in src
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +119,44 @@ def test_shipped_model_says_no_known_landmark_for_an_everyday_photo(browser, shi
     heading = browser.find_elements(By.CSS_SELECTOR, "[data-testid=label-output-value]")
     assert not heading or heading[0].text == "No known landmark"
     assert browser.save_screenshot(str(Path(SCREENSHOT_DIR or tmp_path) / "app_everyday_photo.png"))
+
+
+def _click_example(driver: webdriver.Chrome, label: str) -> None:
+    """Examples are buttons labelled with their landmark's name (not the file name)."""
+    (button,) = [b for b in driver.find_elements(By.CSS_SELECTOR, "button.gallery-item") if b.text == label]
+    button.click()
+
+
+def test_examples_table_footer_and_phone_width(browser, shipped_app_url, tmp_path):
+    """An example shows its landmark's name and, clicked, its answer and map; the known landmarks fold into a table
+    with their places; the footer names the model; the page fits a 420 px phone (screenshots at both widths)."""
+    wait = WebDriverWait(browser, 120)
+    browser.get(shipped_app_url)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button.gallery-item"))
+    labels = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "button.gallery-item")]
+    assert "Eiffel Tower" in labels and "No landmark (a park bench)" in labels and len(labels) == 16
+    _click_example(browser, "Eiffel Tower")
+    heading = "[data-testid=label-output-value]"
+    wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, heading)] == ["Eiffel Tower"])
+    wait.until(lambda d: "Eiffel Tower — Paris, France" in d.find_element(By.TAG_NAME, "body").text)
+    assert_map_marks(browser, 48.858, 2.294)
+    screenshots = Path(SCREENSHOT_DIR or tmp_path)
+    browser.execute_script("window.scrollTo(0, 0)")
+    assert browser.save_screenshot(str(screenshots / "app_desktop.png"))  # the README's picture
+    summary = browser.find_element(By.CSS_SELECTOR, "details summary")
+    assert summary.text == "The 66 landmarks the model knows"
+    summary.click()
+    rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "details table tbody tr")]
+    assert len(rows) == 66 and "Eiffel Tower Paris, France" in rows
+    assert "Model: the local export default (" in " ".join(browser.find_element(By.TAG_NAME, "body").text.split())
+
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": True}
+    )
+    browser.get(shipped_app_url)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button.gallery-item"))
+    _click_example(browser, "Taj Mahal")
+    wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, heading)] == ["Taj Mahal"])
+    width, inner = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert inner == 420 and width <= inner  # nothing wider than the phone: no sideways scrolling
+    assert browser.save_screenshot(str(screenshots / "app_phone.png"))

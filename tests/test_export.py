@@ -135,6 +135,24 @@ def test_export_timm_run_without_data(tmp_path):
     assert info["model"] == "timm:mobilenetv3_small_050"
     images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8) for h, w in ODD_SIZES]
     assert_matches_eager(run, out, images, tmp_path)
+    assert_timm_loads_the_export(run, out, images[-1])
+
+
+def assert_timm_loads_the_export(run: Path, out: Path, image: torch.Tensor) -> None:
+    """timm.create_model("hf-hub:OWNER/NAME", pretrained=True) works on the pushed folder: the same files, read offline
+    from the export folder ("local-dir:"), rebuild the fine-tuned network with its labels and preprocessing."""
+    import timm
+
+    model, config = load_trained_model(run)
+    loaded = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    assert loaded.pretrained_cfg["label_names"] == [c.name for c in CLASSES]
+    assert loaded.pretrained_cfg["input_size"] == (3, 96, 96) and loaded.num_classes == len(CLASSES)
+    data = timm.data.resolve_model_data_config(loaded)
+    assert tuple(data["mean"]) == config.preprocess.mean and data["crop_pct"] == config.preprocess.crop_pct
+    eager = LandmarkPredictor(model, config.preprocess, config.classes).eval()
+    with torch.no_grad():
+        crop = eager.preprocess(image)
+        assert (loaded(crop) - model.eval()(crop)).abs().max() < 1e-5
 
 
 def test_weights_of_another_model_give_run_error(tmp_path, capsys):

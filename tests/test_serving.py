@@ -19,7 +19,7 @@ from PIL.TiffImagePlugin import IFDRational
 from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
 from landmark_lib.serve import resolve
 from landmark_lib.serve.photos import Photo, gps_from_exif, read_photo
-from landmark_lib.serve.resolve import ModelNotFoundError, resolve_model_path
+from landmark_lib.serve.resolve import ModelNotFoundError, hub_source, resolve_model_path
 from landmark_lib.serve.service import DEFAULT_THRESHOLD, LandmarkService
 
 from helpers import CLASSES, make_photo
@@ -44,21 +44,23 @@ def test_resolve_env_then_repo_default(model_dir: Path, monkeypatch: pytest.Monk
         resolve_model_path(None)
 
 
-def test_resolve_hf_calls_hub_with_repo_revision_and_files(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_hf_downloads_one_snapshot_of_the_serving_files(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One snapshot_download (one commit for every file); the real client against a server: tests/test_hub.py."""
     import huggingface_hub
 
     calls = []
 
-    def fake_download(repo_id: str, filename: str, revision: str | None = None) -> str:
-        calls.append((repo_id, filename, revision))
-        return str(model_dir / filename)
+    def fake_snapshot(repo_id: str, revision: str | None = None, allow_patterns: list[str] | None = None) -> str:
+        calls.append((repo_id, revision, allow_patterns))
+        return str(model_dir)
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
     assert resolve_model_path("hf://someone/landmarks@v2") == model_dir / "model.pt"
-    assert calls == [("someone/landmarks", name, "v2") for name in ("model.pt", "labels.json", "export.json")]
-    calls.clear()
-    resolve_model_path("hf://someone/landmarks")
-    assert {revision for _, _, revision in calls} == {None}
+    assert resolve_model_path("hf://someone/landmarks") == model_dir / "model.pt"
+    serving = ["model.pt", "labels.json", "export.json", "model.onnx", "model.int8.onnx"]
+    assert calls == [("someone/landmarks", "v2", serving), ("someone/landmarks", None, serving)]
     with pytest.raises(ModelNotFoundError, match="hf://OWNER/NAME"):
         resolve_model_path("hf://no-owner")
 
@@ -75,7 +77,7 @@ def _populate_hf_cache(cache: Path, repo_id: str, commit: str, source: Path) -> 
 
 
 def test_resolve_hf_from_offline_cache(model_dir: Path, tmp_path: Path) -> None:
-    """The real hf_hub_download, HF_HUB_OFFLINE=1 (read at import, hence a fresh process), no network."""
+    """The real snapshot_download, HF_HUB_OFFLINE=1 (read at import, hence a fresh process), no network."""
     commit = "0123456789abcdef0123456789abcdef01234567"
     _populate_hf_cache(tmp_path / "hub", "someone/landmarks", commit, model_dir)
     script = (
@@ -91,6 +93,7 @@ def test_resolve_hf_from_offline_cache(model_dir: Path, tmp_path: Path) -> None:
     main, pinned, error = result.stdout.strip().splitlines()
     expected = tmp_path / "hub" / "models--someone--landmarks" / "snapshots" / commit / "model.pt"
     assert Path(main) == Path(pinned) == expected
+    assert hub_source(main) == ("someone/landmarks", commit)  # the resolved commit, shown on the page
     assert error.startswith("ERR Could not get") and "HF_HUB_OFFLINE" in error
     LandmarkService(main, num_threads=1)  # the cached file is a loadable model
 

@@ -52,9 +52,13 @@ def dataset(tmp_path_factory) -> Path:
 
 def test_scratch_run_learns_and_writes_run_folder(dataset, tmp_path):
     run = tmp_path / "run"
-    result = run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "6", *TINY], tmp_path / "cache")
+    argv = ["--data", str(dataset), "--output-dir", str(run), "--epochs", "6", *TINY, "--report-to", "tensorboard"]
+    result = run_train(argv, tmp_path / "cache")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = metrics(run)
+    # Accelerate's tracker writes into the run folder and gets the run's options (tests/test_accelerate_setup.py)
+    (hparams,) = (run / "logs" / "landmark").glob("*/hparams.yml")
+    assert "model: scratch" in hparams.read_text() and "mixed_precision: 'no'" in hparams.read_text()
     assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
     assert float(rows[-1]["valid_acc"]) >= 0.8  # colour blocks are easy: a working loop must learn them
     config = json.loads((run / "config.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
@@ -13,14 +14,32 @@ from ..errors import LandmarkError
 from ..labels import ClassInfo, read_labels
 
 QUTB_COMPLEX = ("qutub_minar", "alai_darwaza", "alai_minar", "iron_pillar_of_delhi", "jamali_kamali_tomb")
+LICENSE = "apache-2.0"  # the EfficientNet-Lite ImageNet weights the shipped models start from are Apache-2.0
 LICENSE_NOTE = (
-    "The training photos come from public repositories that state no license for the images, so these weights are "
-    "shared for research and evaluation only (`license: other`)."
+    "The weights are released under Apache-2.0, the licence of the EfficientNet-Lite ImageNet weights they were "
+    "fine-tuned from (and of this project's code). The training and evaluation photos are not part of this release: "
+    "they come from public repositories that state no licence for the images (one small set of everyday photos is "
+    "CC0), so they were used as third-party material for research and evaluation only; check that your use of the "
+    "model fits your own situation."
 )
+EVAL_DATASET_TYPE = "imagefolder"  # local ImageFolder trees, not Hub datasets: no Hub dataset id is claimed
 
 
 class HubError(LandmarkError, RuntimeError):
     """A push that failed (offline, no token, no permission); the export files stay on disk."""
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """Where a push went: the repo URL and the commit it made (or found, when nothing changed)."""
+
+    url: str
+    repo_id: str
+    commit: str
+
+    def preload_entry(self) -> str:
+        """The Space front matter's preload_from_hub entry for this commit: repo, files, commit."""
+        return f"{self.repo_id} {','.join(bundle.SERVE_FILES)} {self.commit}"
 
 
 def _dataset_name(info: dict) -> str:
@@ -28,51 +47,52 @@ def _dataset_name(info: dict) -> str:
     return "+".join(Path(d).name for d in ([data] if isinstance(data, str) else data))
 
 
+def base_model(info: dict) -> str | None:
+    """The Hub repo of the ImageNet weights a timm run started from (timm's own pretrained_cfg), None otherwise."""
+    if not info["model"].startswith("timm:") or info.get("weights_source") in (None, "random"):
+        return None
+    from timm.models import get_pretrained_cfg  # only timm runs pay for importing timm
+
+    cfg = get_pretrained_cfg(info["model"][len("timm:") :])
+    return getattr(cfg, "hf_hub_id", None) if cfg else None
+
+
+def _eval_results(metrics: dict, dataset: str) -> list[EvalResult]:
+    common = dict(
+        task_type="image-classification",
+        dataset_type=EVAL_DATASET_TYPE,
+        dataset_name=dataset,
+        dataset_split=metrics["split"],
+    )
+    values = [
+        ("accuracy", "Top-1 accuracy", None, metrics["top1"]),
+        ("top_5_accuracy", "Top-5 accuracy", None, metrics["top5"]),
+        ("f1", "Macro F1", "macro", metrics["macro_f1"]),
+        # Google Landmark Recognition's metric, on landmark and no-landmark photos (metrics.json keeps it per file)
+        ("gap", "GAP", None, metrics.get("gap", (metrics.get("recognition") or {}).get("gap"))),
+    ]
+    return [
+        EvalResult(metric_type=kind, metric_name=name, metric_config=config, metric_value=round(value, 4), **common)
+        for kind, name, config, value in values
+        if value is not None
+    ]
+
+
 def _card_data(info: dict, metrics: dict | None, repo_id: str) -> ModelCardData:
-    dataset = _dataset_name(info)
-    eval_results = None
-    if metrics:
-        common = dict(
-            task_type="image-classification", dataset_type=dataset, dataset_name=dataset, dataset_split=metrics["split"]
-        )
-        eval_results = [
-            EvalResult(
-                metric_type="accuracy", metric_name="Top-1 accuracy", metric_value=round(metrics["top1"], 4), **common
-            ),
-            EvalResult(
-                metric_type="top_5_accuracy",
-                metric_name="Top-5 accuracy",
-                metric_value=round(metrics["top5"], 4),
-                **common,
-            ),
-            EvalResult(
-                metric_type="f1",
-                metric_name="Macro F1",
-                metric_config="macro",
-                metric_value=round(metrics["macro_f1"], 4),
-                **common,
-            ),
-        ]
-        if metrics.get("gap") is not None:  # Google Landmark Recognition's metric, on landmark and no-landmark photos
-            eval_results.append(
-                EvalResult(metric_type="gap", metric_name="GAP", metric_value=round(metrics["gap"], 4), **common)
-            )
     tags = ["landmark-recognition", "image-classification", "torchscript"]
     if info["model"].startswith("timm:"):
         tags.append("timm")
-    if info.get("onnx"):
-        tags.append("onnx")
-    # library_name stays 'pytorch' even for timm backbones: the file is TorchScript, which timm.create_model cannot load.
+    tags += [tag for key, tag in (("onnx", "onnx"), ("pt2", "torch-export")) if info.get(key)]
     return ModelCardData(
-        library_name="pytorch",
+        # timm runs carry timm's own config.json + model.safetensors (timm.create_model("hf-hub:...") loads them)
+        library_name="timm" if info.get("timm") else "pytorch",
         pipeline_tag="image-classification",
+        base_model=base_model(info),
         tags=tags,
-        datasets=[dataset],
         metrics=["accuracy", "f1"],
-        license="other",
-        license_name="research-only",
+        license=LICENSE,
         model_name=repo_id.split("/")[-1],
-        eval_results=eval_results,
+        eval_results=_eval_results(metrics, _dataset_name(info)) if metrics else None,
     )
 
 
@@ -108,7 +128,8 @@ def _training_section(info: dict) -> str:
 def _files_section(info: dict) -> str:
     """What each file is, so a server can pick: TorchScript for torch only, ONNX (fp32 or int8) for ONNX Runtime."""
     lines = [
-        "- `model.pt`: TorchScript with preprocessing and softmax inside; needs only `torch`.",
+        "- `model.pt`: TorchScript with preprocessing and softmax inside; needs only `torch`. Takes a uint8 RGB tensor "
+        "[3, H, W] (-> [classes]) or torchvision's `ToTensor()(photo).unsqueeze_(0)` (float [1, 3, H, W], 0..1 -> [1, classes]).",
         "- `labels.json`: index -> class name, display name, city, country, coordinates. `export.json`: how the files "
         "were made and checked, and the recognition threshold.",
     ]
@@ -117,6 +138,16 @@ def _files_section(info: dict) -> str:
         lines.append(
             f"- `{onnx['file']}`: the network alone for ONNX Runtime; input {onnx['input']}; output {onnx['output']}. "
             f"Matches `model.pt` within {onnx['max_abs_diff']:.0e} in probability."
+        )
+    if info.get("pt2"):
+        lines.append(
+            f"- `model.pt2`: the same model as a `torch.export` ExportedProgram (input {info['pt2']['input']}; "
+            f"`torch.export.load`, labels in its extra file `labels.json`); matches within {info['pt2']['max_abs_diff']:.0e}."
+        )
+    if info.get("timm"):
+        lines.append(
+            "- `config.json` + `model.safetensors`: the fine-tuned network in timm's own format "
+            "(architecture, `label_names`, preprocessing in `pretrained_cfg`); returns logits, no softmax."
         )
     if info.get("onnx_int8"):
         q = info["onnx_int8"]
@@ -217,6 +248,20 @@ The file needs only `torch` (no project code, no timm); the class names and plac
 module (`model.class_names`, `model.display_names`, `model.cities`, `model.countries`, `model.latitudes`, `model.longitudes`)."""
 
 
+def _timm_usage(repo_id: str) -> str:
+    return f"""
+
+With timm (the network alone; the preprocessing is in its `pretrained_cfg`):
+
+```python
+import timm
+
+model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()
+transform = timm.data.create_transform(**timm.data.resolve_model_data_config(model))
+probs = model(transform(photo).unsqueeze(0)).softmax(-1)  # names: model.pretrained_cfg["label_names"]
+```"""
+
+
 def build_model_card(export_dir: str | Path, repo_id: str) -> ModelCard:
     """The card for an export folder (labels.json, export.json, metrics.json; landmark_lib/bundle.py)."""
     export_dir = bundle.require(export_dir)
@@ -253,7 +298,7 @@ A TorchScript image classifier: give it a photo (uint8 RGB tensor of any size) a
 
 ## How to use
 
-{_usage_section(repo_id)}
+{_usage_section(repo_id)}{_timm_usage(repo_id) if info.get("timm") else ""}
 
 ## License
 
@@ -268,29 +313,33 @@ def push_to_hub(
     revision: str | None = None,
     private: bool = False,
     token: str | None = None,
-    api: HfApi | None = None,
-) -> str:
-    """Write README.md (the card) into EXPORT_DIR and upload the export; returns the repo URL. Raises HubError."""
-    export_dir = Path(export_dir)
+) -> Pushed:
+    """Write README.md (the card) into EXPORT_DIR and upload the export in one commit. Pushing the same files again
+    makes no new commit (the Hub's pre-upload says they are there). Raises HubError in one sentence."""
+    export_dir = bundle.require(export_dir)
     build_model_card(export_dir, repo_id).save(export_dir / bundle.CARD_FILE)
-    api = api or HfApi(token=token)
+    api = HfApi(token=token)
     try:
-        url = api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private, token=token)
+        url = api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
         if revision:
-            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True, token=token)
-        api.upload_folder(
+            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+        commit = api.upload_folder(
             repo_id=repo_id,
             folder_path=str(export_dir),
             repo_type="model",
             revision=revision,
             allow_patterns=list(bundle.FILES),
             commit_message=f"Upload landmark model ({export_dir.name})",
-            token=token,
         )
-    except (OSError, HTTPError, HFValidationError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except (OSError, HTTPError, HFValidationError, ValueError) as error:
         raise HubError(
-            f"Could not push to the Hugging Face Hub repo {repo_id} ({reason}); check the network and your token "
+            f"Could not push to the Hugging Face Hub repo {repo_id} ({_reason(error)}); check the network and your token "
             f"(`hf auth login`); the export files are still in {export_dir}."
         ) from error
-    return str(url)
+    return Pushed(str(url), repo_id, commit.oid)
+
+
+def _reason(error: Exception) -> str:
+    """The server's own words when it sent some (e.g. "You don't have the rights ..."), else the error's first line."""
+    text = getattr(error, "server_message", None) or str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

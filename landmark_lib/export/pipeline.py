@@ -27,6 +27,8 @@ from ..train.run_photos import has_run_photos
 from .checks import TOLERANCE, ExportError, check_images
 from .hub import build_model_card, push_to_hub
 from .onnx import export_onnx, export_onnx_int8
+from .pt2 import export_pt2
+from .timm_files import write_timm_files
 from .torchscript import save, to_torchscript, verify
 
 
@@ -43,6 +45,7 @@ def export_run(
     onnx: bool = False,
     int8: bool = False,
     calibration_photos: int = 128,
+    pt2: bool = False,
 ) -> dict:
     """Write OUT/model.pt, labels.json and export.json (+ metrics.json, + model.onnx with ONNX, + model.int8.onnx with
     INT8); raise ExportError if a file drifts. Returns what export.json holds.
@@ -66,11 +69,7 @@ def export_run(
         check_data, check_split, config.class_names, min_short_side=decode_short_side(config.preprocess.resize_size)
     )
     max_abs_diff = _write_torchscript(eager, config, out, images)
-    for stale in (
-        bundle.ONNX_FILE,
-        bundle.INT8_FILE,
-    ):  # servers prefer ONNX files: a previous export's must not outlive this one
-        (out / stale).unlink(missing_ok=True)
+    formats = _write_other_formats(eager, config, out, images, pt2)
     onnx_info = _write_onnx(eager, config, out, images) if onnx or int8 else None
     rule = (threshold, target_precision, max_false_accept)
     calibration, int8_info, int8_refused = _thresholds_and_int8(
@@ -86,10 +85,25 @@ def export_run(
         "onnx": onnx_info,
         "onnx_int8": int8_info,
         "onnx_int8_refused": int8_refused,
+        **formats,
     }
     info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
     bundle.write_info(out, info)
     return info
+
+
+def _write_other_formats(
+    eager: LandmarkPredictor, config: RunConfig, out: Path, images: list[torch.Tensor], pt2: bool
+) -> dict:
+    """model.pt2 (with PT2) and, for timm runs, timm's config.json + model.safetensors; export.json's entries."""
+    stale = (bundle.ONNX_FILE, bundle.INT8_FILE, bundle.PT2_FILE, bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE)
+    for name in stale:  # a previous export's files must not outlive this one (servers prefer ONNX files)
+        (out / name).unlink(missing_ok=True)
+    timm = config.model.name.startswith("timm:")
+    return {
+        "pt2": export_pt2(eager, out, images) if pt2 else None,
+        "timm": write_timm_files(eager.model, config.classes, config.preprocess, out) if timm else None,
+    }
 
 
 def _record(
@@ -111,7 +125,8 @@ def _record(
         "weights_source": config.weights_source,
         "num_classes": len(config.classes),
         "preprocess": config.preprocess.to_dict(),
-        "input": "uint8 RGB tensor [3, H, W] of any size (forward) or a list of them (forward_batch)",
+        "input": "uint8 RGB tensor [3, H, W] of any size (forward) or a list of them (forward_batch); "
+        "also a float batch [N, 3, H, W] in 0..1 as torchvision's ToTensor makes it (forward -> [N, num_classes])",
         **checks,
         "check_data": [str(r) for r in data_roots(check_data)] if check_data else None,
         "train_args": config.args,
@@ -233,6 +248,10 @@ def summary_lines(info: dict, out: str | Path, evaluated: bool) -> list[str]:
         lines.append(
             f"wrote {out}/{bundle.ONNX_FILE}; ONNX Runtime matches eager: max |diff| {info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g}"
         )
+    if info.get("pt2"):
+        lines.append(
+            f"wrote {out}/{bundle.PT2_FILE}; torch.export.load matches eager: max |diff| {info['pt2']['max_abs_diff']:.2e} <= {TOLERANCE:g}"
+        )
     int8 = info.get("onnx_int8")
     if int8:
         lines.append(
@@ -277,6 +296,7 @@ def run(args: argparse.Namespace) -> None:
         onnx=args.format != "torchscript",
         int8=args.format == "onnx-int8",
         calibration_photos=args.calibration_photos,
+        pt2=args.pt2,
     )
     print("\n".join(summary_lines(info, args.out, evaluated=not args.no_eval)))
     # The card travels with the export (committed defaults, Hub uploads); OWNER/NAME is a placeholder until pushed.
@@ -284,5 +304,7 @@ def run(args: argparse.Namespace) -> None:
     if info.get("onnx_int8_refused"):
         raise ExportError(info["onnx_int8_refused"])
     if args.push_to_hub:
-        url = push_to_hub(args.out, args.push_to_hub, revision=args.revision, private=args.private)
-        print(f"pushed to {url}")
+        pushed = push_to_hub(args.out, args.push_to_hub, revision=args.revision, private=args.private)
+        print(f"pushed to {pushed.url} at commit {pushed.commit}")
+        print(f"serve it pinned: LANDMARK_MODEL=hf://{pushed.repo_id}@{pushed.commit}; Space front matter:")
+        print(f"preload_from_hub:\n  - {pushed.preload_entry()}")

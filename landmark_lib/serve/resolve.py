@@ -42,26 +42,35 @@ def resolve_model_path(spec: str | os.PathLike | None) -> Path:
 
 
 def _resolve_hf(spec: str) -> Path:
-    """hf://OWNER/NAME[@REVISION] -> local model.pt, downloading the export folder (or reading the HF cache offline)."""
-    from huggingface_hub import hf_hub_download  # only needed for hf:// specs
+    """hf://OWNER/NAME[@REVISION] -> local model.pt: the serving files of one commit in one snapshot_download (or the
+    Hub cache, offline with HF_HUB_OFFLINE=1)."""
+    from huggingface_hub import snapshot_download  # only needed for hf:// specs
 
     repo, _, revision = spec[len("hf://") :].partition("@")
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise ModelNotFoundError(f"{spec} is not a Hub model spec; write hf://OWNER/NAME or hf://OWNER/NAME@REVISION.")
     try:
-        paths = [
-            hf_hub_download(repo_id=repo, filename=name, revision=revision or None) for name in bundle.REQUIRED_FILES
-        ]
-        info = bundle.read_info(Path(paths[bundle.REQUIRED_FILES.index(bundle.EXPORT_FILE)]).parent)
-        for (
-            key,
-            _,
-        ) in bundle.ONNX_BACKENDS.values():  # the faster files the export verified, so choose_backend finds them
-            if info.get(key):
-                hf_hub_download(repo_id=repo, filename=info[key]["file"], revision=revision or None)
-    except Exception as error:  # network, auth, missing repo/file, offline without a cached copy: one clear message
+        folder = Path(
+            snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=list(bundle.SERVE_FILES))
+        )
+    except Exception as error:  # network, auth, missing repo/revision, offline without a cached copy: one clear message
         raise ModelNotFoundError(
             f"Could not get {', '.join(bundle.REQUIRED_FILES)} of {spec} from the Hugging Face Hub ({type(error).__name__}: {error}). "
             "Check the repository name and revision, the network or HF_TOKEN, or pre-download it and set HF_HUB_OFFLINE=1."
         ) from error
-    return Path(paths[0])
+    missing = [name for name in bundle.REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ModelNotFoundError(
+            f"{spec} has no {', '.join(missing)}; push an export folder there (`landmark export RUN --out DIR --push-to-hub {repo}`)."
+        )
+    return folder / bundle.MODEL_FILE
+
+
+def hub_source(model_path: str | os.PathLike) -> tuple[str, str] | None:
+    """(OWNER/NAME, commit) of a model served from the Hub cache (…/models--OWNER--NAME/snapshots/COMMIT/model.pt);
+    None for a local export. The commit is what was actually resolved, whatever branch or tag was asked for."""
+    parts = Path(model_path).parts
+    if len(parts) < 4 or parts[-3] != "snapshots" or not parts[-4].startswith("models--"):
+        return None
+    owner_name = parts[-4][len("models--") :].split("--", 1)
+    return ("/".join(owner_name), parts[-2]) if len(owner_name) == 2 else None

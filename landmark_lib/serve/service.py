@@ -18,7 +18,7 @@ from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns
 from ..recognition import best_landmarks, check_threshold
 from . import backends
 from .photos import ImageInput, Photo, read_photo
-from .resolve import resolve_model_path
+from .resolve import hub_source, resolve_model_path
 
 DEFAULT_THRESHOLD = 0.35
 TOP_K = 5
@@ -70,6 +70,8 @@ class LandmarkService:
         backend: str = "auto",
     ):
         self.model_path = Path(model_path)
+        # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
+        self.hub_source = hub_source(self.model_path)
         threads = num_threads or default_num_threads()
         torch.set_num_threads(threads)
         self.backend, self.model = backends.load_verified(self.model_path, backend, threads)

@@ -7,6 +7,7 @@ Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWN
 from __future__ import annotations
 
 import argparse
+import html
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from starlette.middleware import Middleware
 from ..data.images import ImageLoadError, release_memory
 from ..errors import LandmarkError
 from ..labels import map_url
+from .page import example_labels, landmark_table, map_embed, model_footer, model_key, use_examples_cache
 from .service import LandmarkService, Prediction, default_num_threads
 from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
 
@@ -102,13 +104,19 @@ def describe(prediction: Prediction) -> str:
     """The Markdown under the labels: the place of the best guess, or a plain 'not recognised', and the photo's GPS."""
     best, place = prediction.best, prediction.landmark
     if prediction.recognised:
-        lines = [f"### {best.display_name}" + (f" — {place.place}" if place.place else "")]
+        lines = [
+            f"### {html.escape(best.display_name, quote=False)}"
+            + (f" — {html.escape(place.place, quote=False)}" if place.place else "")
+        ]
         if place.lat is not None and place.lon is not None:
             lines.append(
                 f"**Location:** {_coordinates(place.lat, place.lon)} · [Open in OpenStreetMap]({place.map_url})"
             )
+            lines.append(map_embed(best.display_name, place.lat, place.lon))
     else:
-        closest = ", ".join(f"{g.display_name} ({g.probability:.0%})" for g in prediction.top[:3])
+        closest = ", ".join(
+            f"{html.escape(g.display_name, quote=False)} ({g.probability:.0%})" for g in prediction.top[:3]
+        )
         lines = [
             "### No known landmark recognised",
             f"Closest known landmarks: {closest}. The best is below the {prediction.threshold:.0%} confidence needed to "
@@ -122,6 +130,12 @@ def describe(prediction: Prediction) -> str:
     return "\n\n".join(lines)
 
 
+def result_markdown() -> gr.Markdown:
+    """The answer's text and map. HTML is not sanitised so the map's iframe shows: every text that does not come from
+    this module (names, file names, error messages) is html.escape'd before it goes in."""
+    return gr.Markdown(sanitize_html=False)
+
+
 def build_demo(service: LandmarkService) -> gr.Interface:
     """The Interface around SERVICE, queued for a small CPU machine (tests and benchmarks build it the same way)."""
 
@@ -132,35 +146,39 @@ def build_demo(service: LandmarkService) -> gr.Interface:
         try:
             data = read_upload(path, photo.GRADIO_CACHE, MAX_FILE_BYTES)
         except UploadRefused as error:
-            return None, f"### Cannot read this photo\n\n{error}"
+            return None, f"### Cannot read this photo\n\n{html.escape(str(error), quote=False)}"
         finally:  # the photo and its EXIF GPS leave the server shortly after the answer
             deletion.schedule(path, UPLOAD_GRACE_S)
         try:
             # Bytes + the file's own name: error messages name the user's file, not the server's temp path.
             prediction = service.predict(data, name=Path(path).name)
         except ImageLoadError as error:
-            return None, f"### Cannot read this photo\n\n{error}"
+            return None, f"### Cannot read this photo\n\n{html.escape(str(error), quote=False)}"
         finally:  # the upload's bytes and the decoded pixels go back to the OS, not only to the heap
             del data
             release_memory()
         return label_value(prediction), describe(prediction)
 
-    examples = [[str(path)] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))]
+    example_files = sorted(EXAMPLES_DIR.glob("*.jpg"))
     photo = photo_input()
+    use_examples_cache(model_key(service.model_path, service.backend, service.threshold))
     demo = gr.Interface(
         fn=tag_photo,
         inputs=photo,
-        outputs=[landmark_label(), gr.Markdown()],
+        outputs=[landmark_label(), result_markdown()],
         title="Landmark Tagger",
         description=(
-            "Upload a photo: if it shows one of the landmarks below, the model names it and shows where it is on a map; "
-            "otherwise it says that no known landmark was recognised and lists the closest ones. If your photo carries "
-            "a GPS position (EXIF), it is shown too."
+            "Upload a photo, or click an example: if it shows one of the landmarks listed below, the model names it "
+            "and shows it on a map; otherwise it says that no known landmark was recognised and lists the closest "
+            "ones. If your photo carries a GPS position (EXIF), it is shown too."
         ),
-        article=f"The model knows {len(service.landmark_names)} landmarks: {', '.join(sorted(service.landmark_names))}.",
-        examples=examples or None,
-        cache_examples=False,
-        examples_per_page=12,
+        article=f"{landmark_table(service.classes)}\n\n{model_footer(service.hub_source, service.model_path, service.backend)}",
+        examples=[[str(path)] for path in example_files] or None,
+        example_labels=example_labels(example_files) or None,
+        cache_examples=bool(example_files),
+        cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
+        preload_example=False,
+        examples_per_page=16,
         api_name="predict",
         flagging_mode="never",
         analytics_enabled=False,
@@ -209,4 +227,6 @@ def run(args: argparse.Namespace) -> None:
     service = LandmarkService.from_spec(
         args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY), backend=args.backend
     )
+    if service.hub_source:  # the commit actually served, whatever branch or tag was asked for
+        print("serving {} at commit {}".format(*service.hub_source))
     launch(build_demo(service), host, port, share=args.share)

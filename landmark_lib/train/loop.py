@@ -8,7 +8,6 @@ the run folder it writes is described in train/run.py, its options in train/opti
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -35,12 +34,13 @@ from ..labels import ClassInfo, load_class_info
 from ..models import ModelSpec, create_model
 from ..preprocess import PreprocessConfig
 from . import features, options
+from .accelerator import PROJECT_NAME, make_accelerator, tracker_config
 from .checkpoints import Progress, latest_checkpoint, save_checkpoint
 from .finetune import set_frozen_bn_eval, trainable_groups
 from .optim import build_optimizer, cosine_with_warmup
 from .run import WEIGHTS_FILE, RunConfig, RunError, save_weights
 from .run_photos import run_split
-from .tracking import CSVTracker, plot_curves
+from .tracking import plot_curves
 
 
 @dataclass
@@ -69,13 +69,7 @@ def setup(args: argparse.Namespace) -> Training:
     """Everything that can be wrong with the inputs is checked before any training starts; a resumed run continues
     from its last complete checkpoint. The order of the steps fixes the seeded random state, so keep it."""
     run_dir = Path(args.output_dir)
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
-        gradient_accumulation_steps=args.grad_accum,
-        # Processes started by torchrun (accelerate launch --multi_gpu) on a machine without GPUs train on CPUs over gloo.
-        cpu=args.cpu or (not torch.cuda.is_available() and "LOCAL_RANK" in os.environ),
-        log_with=[CSVTracker(run_dir)] + list(args.report_to or []),
-    )
+    accelerator = make_accelerator(args, run_dir)
     set_seed(args.seed)
     train_split, classes = _check_inputs(args, run_dir)
     resuming = latest_checkpoint(run_dir) if args.resume else None
@@ -111,7 +105,7 @@ def setup(args: argparse.Namespace) -> Training:
     )
     progress = Progress()
     accelerator.register_for_checkpointing(progress)
-    accelerator.init_trackers("landmark")
+    accelerator.init_trackers(PROJECT_NAME, config=tracker_config(args, accelerator))
     if resuming:
         try:
             accelerator.load_state(str(resuming))

@@ -99,8 +99,17 @@ def _optimisation_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing")
     g.add_argument("--clip-grad", type=float, default=5.0, help="gradient norm clipping (0: off)")
     g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    g.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no", help="Accelerate mixed precision")
-    g.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    g.add_argument(
+        "--mixed-precision",
+        choices=("no", "bf16", "fp16"),
+        help="Accelerate mixed precision (default: not set, so `accelerate config` / `accelerate launch --mixed_precision` decide, else no)",
+    )
+    g.add_argument(
+        "--cpu",
+        action="store_const",
+        const=True,
+        help="train on the CPU even when a GPU is present (default: not set, so `accelerate launch --cpu` decides)",
+    )
     g.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default: 10)")
     g.add_argument(
         "--monitor",
@@ -133,7 +142,9 @@ def _data_arguments(g: argparse._ArgumentGroup) -> None:
         "--degrade", type=float, default=0.3, help="probability of each camera degradation (low-res, blur, JPEG)"
     )
     g.add_argument(
-        "--report-to", nargs="*", help="extra Accelerate trackers, e.g. tensorboard wandb (default: metrics.csv only)"
+        "--report-to",
+        nargs="*",
+        help="extra Accelerate trackers, e.g. tensorboard wandb; file-based ones write to RUN/logs (default: metrics.csv only)",
     )
 
 

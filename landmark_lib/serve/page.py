@@ -1,0 +1,80 @@
+"""The page around the answer: the map of the recognised landmark, the labelled examples, the table of known
+landmarks and the footer naming the model that answers. Plain HTML/Markdown strings, so web.py stays the layout."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from ..labels import BACKGROUND_CLASS, ClassInfo
+
+MAP_SPAN_DEG = 0.01  # half the side of the embedded map's box: about 1 km around the marker
+MAP_HEIGHT_PX = 320
+
+
+def map_embed(name: str, lat: float, lon: float) -> str:
+    """An OpenStreetMap iframe centred on (LAT, LON) with a marker there (OpenStreetMap's own embed URL)."""
+    bbox = f"{lon - MAP_SPAN_DEG:.5f}%2C{lat - MAP_SPAN_DEG:.5f}%2C{lon + MAP_SPAN_DEG:.5f}%2C{lat + MAP_SPAN_DEG:.5f}"
+    src = f"https://www.openstreetmap.org/export/embed.html?bbox={bbox}&layer=mapnik&marker={lat:.5f}%2C{lon:.5f}"
+    return (
+        f'<iframe class="landmark-map" title="Map of {html.escape(name)}" src="{src}" width="100%" '
+        f'height="{MAP_HEIGHT_PX}" style="border: 1px solid #ccc; max-width: 100%" loading="lazy"></iframe>'
+    )
+
+
+def example_labels(examples: list[Path]) -> list[str]:
+    """Each example's landmark, as examples/SOURCES.md names it (the everyday photo: "No landmark (...)")."""
+    sources = examples[0].parent / "SOURCES.md" if examples else None
+    names = {}
+    if sources and sources.is_file():
+        for file, landmark in re.findall(r"^\| `([^`]+)` \| ([^|]+?) \|", sources.read_text(encoding="utf-8"), re.M):
+            names[file] = landmark
+    labels = []
+    for path in examples:
+        name = names.get(path.name) or path.stem.replace("_", " ").capitalize()
+        everyday = re.fullmatch(r"none \(everyday photo: (.+)\)", name)
+        labels.append(f"No landmark ({everyday[1]})" if everyday else name)
+    return labels
+
+
+def landmark_table(classes: list[ClassInfo]) -> str:
+    """The known landmarks and their places, folded away under one line (a long list would push everything down)."""
+    landmarks = sorted((c for c in classes if c.name != BACKGROUND_CLASS), key=lambda c: c.display_name)
+    rows = "\n".join(f"| {_cell(c.display_name)} | {_cell(c.place) or '—'} |" for c in landmarks)
+    return (
+        f"<details><summary>The {len(landmarks)} landmarks the model knows</summary>\n\n"
+        f"| landmark | place |\n| --- | --- |\n{rows}\n\n</details>"
+    )
+
+
+def _cell(text: str) -> str:
+    return html.escape(text).replace("|", "\\|")
+
+
+def model_footer(hub_source: tuple[str, str] | None, model_path: Path, backend: str) -> str:
+    """Which model answers: the Hub repo and the commit actually served, or the local export folder."""
+    if hub_source:
+        repo, commit = hub_source
+        where = f"[{repo}](https://huggingface.co/{repo}/tree/{commit}) at commit `{commit[:12]}`"
+    else:
+        where = f"the local export `{model_path.parent.name}`"
+    return f"Model: {where} ({backend})."
+
+
+def use_examples_cache(key: str) -> Path:
+    """Gradio caches example answers in one folder per component id, under $GRADIO_EXAMPLES_CACHE as it is when the
+    Interface is built: point it at a folder of this model's own (KEY: model_key), so another model or a new export
+    never shows an old model's cached answers. Call it right before building the Interface."""
+    folder = Path(tempfile.gettempdir()) / "landmark-tagger-examples" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(folder)
+    return folder
+
+
+def model_key(model_path: Path, backend: str, threshold: float) -> str:
+    """What decides the examples' answers: the model file (path, size, time), the backend and the threshold."""
+    stat = model_path.stat()
+    return f"{model_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{backend}|{threshold}"

@@ -1,0 +1,92 @@
+"""The page's parts: the map of the recognised landmark, labelled examples, the folded table of known landmarks,
+the footer naming the model, and text from outside that cannot become HTML (the answer's Markdown is unsanitised so
+the map's iframe shows). The browser test (test_browser.py) sees them rendered."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from gradio_client import Client, handle_file
+
+from landmark_lib.labels import ClassInfo
+from landmark_lib.serve.page import (
+    example_labels,
+    landmark_table,
+    map_embed,
+    model_footer,
+    model_key,
+    use_examples_cache,
+)
+from landmark_lib.serve.web import EXAMPLES_DIR, describe
+
+from helpers import CLASSES, make_photo
+
+
+def test_recognised_answer_embeds_a_map_marking_that_landmark(service):
+    text = describe(service.predict(make_photo()))
+    assert text.startswith("### Taj Mahal — Agra, India")
+    assert 'src="https://www.openstreetmap.org/export/embed.html?bbox=78.03200%2C27.16500%2C78.05200%2C27.18500' in text
+    assert "&marker=27.17500%2C78.04200" in text and 'title="Map of Taj Mahal"' in text
+
+
+def test_unrecognised_answer_has_no_map(model_dir):
+    from landmark_lib.serve.service import LandmarkService
+
+    strict = LandmarkService(model_dir / "model.pt", threshold=0.99, num_threads=1)
+    assert "<iframe" not in describe(strict.predict(make_photo()))
+    assert "<iframe" in map_embed('A "quoted" <b>name</b>', 1.0, 2.0) and "<b>" not in map_embed("<b>", 1.0, 2.0)
+
+
+def test_examples_are_labelled_with_their_landmark():
+    files = sorted(EXAMPLES_DIR.glob("*.jpg"))
+    labels = dict(zip([f.name for f in files], example_labels(files)))
+    assert (
+        labels["eiffel_tower.jpg"] == "Eiffel Tower"
+        and labels["golden_temple.jpg"] == "Golden Temple (Harmandir Sahib)"
+    )
+    assert labels["everyday_park_bench.jpg"] == "No landmark (a park bench)"
+
+
+def test_known_landmarks_fold_into_a_table_with_places():
+    table = landmark_table([*CLASSES, ClassInfo("no_landmark", "No landmark"), ClassInfo("a|b", "Pipe | Place")])
+    assert table.startswith("<details><summary>The 7 landmarks the model knows</summary>")
+    assert "| Machu Picchu | Aguas Calientes, Peru |" in table and "| Mystery Place | — |" in table
+    assert "Pipe \\| Place" in table and "No landmark" not in table.split("</summary>")[1]
+
+
+def test_footer_names_the_hub_commit_or_the_local_export(tmp_path):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    hub = model_footer(("someone/landmarks", commit), Path("x/model.pt"), "onnx")
+    assert hub == (
+        f"Model: [someone/landmarks](https://huggingface.co/someone/landmarks/tree/{commit}) at commit `0123456789ab` (onnx)."
+    )
+    assert model_footer(None, Path("models/default/model.pt"), "torchscript") == (
+        "Model: the local export `default` (torchscript)."
+    )
+
+
+def test_a_hostile_file_name_stays_text(app_url, tmp_path):
+    hostile = tmp_path / "rock&roll <img src=x onerror=alert(1)>.jpg"
+    hostile.write_text("not a photo")
+    client = Client(app_url, verbose=False)
+    try:
+        _, markdown = client.predict(handle_file(str(hostile)), api_name="/predict")
+    finally:
+        client.close()
+    assert "Cannot read this photo" in markdown and "<img" not in markdown
+    assert "rock&amp;roll" in markdown  # shown as typed, never read as HTML
+
+
+def test_cached_example_answers_belong_to_one_model(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", "unchanged")  # restored after the test
+    other = shutil.copytree(model_dir, tmp_path / "other")
+    folders = {
+        use_examples_cache(model_key(model_dir / "model.pt", "torchscript", 0.35)),
+        use_examples_cache(model_key(other / "model.pt", "torchscript", 0.35)),  # another export
+        use_examples_cache(model_key(model_dir / "model.pt", "onnx", 0.35)),  # another backend
+        use_examples_cache(model_key(model_dir / "model.pt", "torchscript", 0.5)),  # another threshold
+    }
+    assert len(folders) == 4 and os.environ["GRADIO_EXAMPLES_CACHE"] in {str(f) for f in folders}
+    assert use_examples_cache(model_key(model_dir / "model.pt", "onnx", 0.35)) in folders  # the same model: its cache
