@@ -6,7 +6,6 @@ the same answer for a photo.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,9 +13,10 @@ from PIL import Image
 
 from .. import bundle
 from ..data.images import decode_short_side, pil_to_uint8_chw
-from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns
+from ..labels import BACKGROUND_CLASS, from_columns
 from ..recognition import best_landmarks, check_threshold
 from . import backends
+from .answer import Guess, Prediction, model_id
 from .photos import ImageInput, Photo, read_photo
 from .resolve import resolve_model_path
 
@@ -24,28 +24,7 @@ DEFAULT_THRESHOLD = 0.35
 TOP_K = 5
 
 
-@dataclass(frozen=True)
-class Guess:
-    name: str
-    display_name: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The answer for one photo: the five closest landmarks, the best one's metadata (where it is), where the photo was
-    taken, and whether it is recognised (the best landmark's probability reaches the threshold; else "no known
-    landmark")."""
-
-    top: list[Guess]
-    landmark: ClassInfo
-    photo_location: tuple[float, float] | None
-    recognised: bool
-    threshold: float
-
-    @property
-    def best(self) -> Guess:
-        return self.top[0]
+__all__ = ["Guess", "LandmarkService", "Prediction", "default_num_threads"]  # the answer types live in answer.py
 
 
 def default_num_threads(concurrent_requests: int = 1) -> int:
@@ -73,8 +52,10 @@ class LandmarkService:
         threads = num_threads or default_num_threads()
         torch.set_num_threads(threads)
         self.backend, self.model = backends.load_verified(self.model_path, backend, threads)
+        info = bundle.read_info(self.model_path.parent)
+        self.model_id = model_id(self.model_path, self.backend, info)
         if threshold is None:
-            threshold = bundle.threshold(bundle.read_info(self.model_path.parent), self.backend)
+            threshold = bundle.threshold(info, self.backend)
         self.threshold = DEFAULT_THRESHOLD if threshold is None else check_threshold(threshold)
         self.classes = from_columns(self.model)
         self.class_names = [c.name for c in self.classes]
@@ -111,7 +92,9 @@ class LandmarkService:
             top = [Guess(self.class_names[i], self.display_names[i], float(v)) for v, i in zip(row_values, row_indices)]
             best = self.classes[row_indices[0]]
             predictions.append(
-                Prediction(top, best, photo.location, top[0].probability >= self.threshold, self.threshold)
+                Prediction(
+                    top, best, photo.location, top[0].probability >= self.threshold, self.threshold, self.model_id
+                )
             )
         return predictions
 
