@@ -278,7 +278,10 @@ def _serving(commands) -> None:
     )
     p.add_argument("folder", type=Path, help="export folder holding export.json")
     p = _command(
-        commands, "serve", "landmark_lib.serve.web:run", "the web app: upload a photo, get the landmark and its place"
+        commands,
+        "serve",
+        "landmark_lib.serve.web:run",
+        "the web app and the REST API (/v1/tag, docs at /docs): a photo in, the landmark and its place out",
     )
     p.add_argument("--model", default=None, help=SPEC_HELP)
     p.add_argument(
@@ -293,7 +296,11 @@ def _serving(commands) -> None:
         help="interface to listen on (default: $GRADIO_SERVER_NAME, else 0.0.0.0 on a Space, else 127.0.0.1)",
     )
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
-    p.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="serve the page alone (no REST API) on Gradio's own server, through a temporary public gradio.live link",
+    )
     p.add_argument(
         "--backend",
         choices=bundle.BACKENDS,
