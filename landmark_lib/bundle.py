@@ -7,6 +7,8 @@
     metrics.json      the exported model.pt evaluated on the check split
     model.onnx        the network alone (normalised float [N, 3, S, S] -> logits), for ONNX Runtime
     model.int8.onnx   the same, statically quantised to int8, with its own threshold
+    preprocess.onnx   the preprocessing (uint8 [3, H, W] of any size -> [1, 3, S, S]), exported from the Preprocess
+                      module model.pt scripts: with it the ONNX files serve on ONNX Runtime, PIL and numpy alone
     README.md         the model card
 
 export.json stays a plain JSON object (old exports keep loading); this module is the one place that reads its keys
@@ -26,12 +28,16 @@ EXPORT_FILE = "export.json"
 METRICS_FILE = "metrics.json"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+PREPROCESS_FILE = "preprocess.onnx"
 CARD_FILE = "README.md"
-FILES = (MODEL_FILE, ONNX_FILE, INT8_FILE, LABELS_FILE, EXPORT_FILE, METRICS_FILE, CARD_FILE)
+FILES = (MODEL_FILE, ONNX_FILE, INT8_FILE, PREPROCESS_FILE, LABELS_FILE, EXPORT_FILE, METRICS_FILE, CARD_FILE)
 REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE)  # what every export has, whatever its format
 
 ONNX_INPUT = "input"  # float32 [N, 3, S, S], a photo after the torch preprocessing
 ONNX_OUTPUT = "logits"  # float32 [N, num_classes], softmax not included
+PREPROCESS_INPUT = "image"  # preprocess.onnx: uint8 RGB [3, H, W], any size
+PREPROCESS_OUTPUT = "pixels"  # float32 [1, 3, S, S], the input of the network files
+SPEED_KEY = "speed"  # export.json: each verified file's time for one photo at batch 1, and which is served
 
 BACKENDS = ("auto", "onnx-int8", "onnx", "torchscript")
 # backend (= export --format) -> (export.json key recording its check, file); fastest first
@@ -75,6 +81,17 @@ def threshold(info: dict, backend: str) -> float | None:
     """The recognition threshold export.json records for BACKEND's file (int8 probabilities differ slightly from fp32)."""
     value = (info.get("onnx_int8") or {}).get("threshold") if backend == "onnx-int8" else info.get("threshold")
     return None if value is None else float(value)
+
+
+def fastest(info: dict) -> list[str]:
+    """The backends export.json measured at batch 1 (SPEED_KEY), fastest first; [] for exports that measured none."""
+    times = (info.get(SPEED_KEY) or {}).get("ms_per_photo") or {}
+    return sorted(times, key=times.get)
+
+
+def preprocess_file(info: dict) -> str | None:
+    """The ONNX preprocessing graph export.json records for the ONNX files (None: old exports, torch preprocesses)."""
+    return (info.get("onnx") or {}).get("preprocess_file")
 
 
 def has_verified(folder: str | Path, backend: str, info: dict | None = None) -> bool:

@@ -26,8 +26,11 @@ from ..train.run import RunConfig, load_trained_model
 from ..train.run_photos import has_run_photos
 from .checks import TOLERANCE, ExportError, check_images
 from .hub import build_model_card, push_to_hub
-from .onnx import export_onnx, export_onnx_int8
+from .onnx import PIXEL_TOLERANCE, export_onnx, export_onnx_int8
+from .speed import measure
 from .torchscript import save, to_torchscript, verify
+
+ONNX_FILES = (bundle.ONNX_FILE, bundle.INT8_FILE, bundle.PREPROCESS_FILE)
 
 
 def export_run(
@@ -66,10 +69,7 @@ def export_run(
         check_data, check_split, config.class_names, min_short_side=decode_short_side(config.preprocess.resize_size)
     )
     max_abs_diff = _write_torchscript(eager, config, out, images)
-    for stale in (
-        bundle.ONNX_FILE,
-        bundle.INT8_FILE,
-    ):  # servers prefer ONNX files: a previous export's must not outlive this one
+    for stale in ONNX_FILES:  # servers prefer ONNX files: a previous export's must not outlive this one
         (out / stale).unlink(missing_ok=True)
     onnx_info = _write_onnx(eager, config, out, images) if onnx or int8 else None
     rule = (threshold, target_precision, max_false_accept)
@@ -86,6 +86,7 @@ def export_run(
         "onnx": onnx_info,
         "onnx_int8": int8_info,
         "onnx_int8_refused": int8_refused,
+        bundle.SPEED_KEY: measure(out, config.preprocess) if onnx_info else None,
     }
     info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
     bundle.write_info(out, info)
@@ -155,16 +156,19 @@ def _thresholds_and_int8(
 
 
 def _write_onnx(eager: LandmarkPredictor, config: RunConfig, out: Path, images: list[torch.Tensor]) -> dict:
-    """OUT/model.onnx, checked against EAGER; what export.json records about it."""
+    """OUT/model.onnx and preprocess.onnx, checked against EAGER; what export.json records about them."""
     import onnxruntime
 
     size = config.preprocess.input_size
     return {
         "file": bundle.ONNX_FILE,
-        "input": f"'{bundle.ONNX_INPUT}': float32 [N, 3, {size}, {size}], "
-        "a photo after 'preprocess' (resize, centre crop, normalise: done by the torch Preprocess module)",
+        "input": f"'{bundle.ONNX_INPUT}': float32 [N, 3, {size}, {size}], the output of {bundle.PREPROCESS_FILE}",
         "output": f"'{bundle.ONNX_OUTPUT}': float32 [N, num_classes] (softmax not included)",
-        "max_abs_diff": export_onnx(eager, config.preprocess, out, images),
+        "preprocess_file": bundle.PREPROCESS_FILE,
+        "preprocess": f"'{bundle.PREPROCESS_INPUT}': uint8 RGB [3, H, W] of any size -> '{bundle.PREPROCESS_OUTPUT}': "
+        f"float32 [1, 3, {size}, {size}] (resize, centre crop, normalise: exported from the Preprocess module model.pt scripts)",
+        **export_onnx(eager, config.preprocess, out, images),
+        "tolerance": {"probability": TOLERANCE, "normalised_pixels": PIXEL_TOLERANCE},
         "onnxruntime": onnxruntime.__version__,
     }
 
@@ -231,8 +235,13 @@ def summary_lines(info: dict, out: str | Path, evaluated: bool) -> list[str]:
     ]
     if info["onnx"]:
         lines.append(
-            f"wrote {out}/{bundle.ONNX_FILE}; ONNX Runtime matches eager: max |diff| {info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g}"
+            f"wrote {out}/{bundle.ONNX_FILE} and {bundle.PREPROCESS_FILE}; ONNX Runtime matches eager: max |diff| "
+            f"{info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g} (pixels {info['onnx']['preprocess_max_abs_diff']:.2e} <= {PIXEL_TOLERANCE:g})"
         )
+    if info.get(bundle.SPEED_KEY):
+        speed = info[bundle.SPEED_KEY]
+        times = ", ".join(f"{b} {ms:.1f} ms" for b, ms in speed["ms_per_photo"].items())
+        lines.append(f"one photo at batch 1: {times}; 'auto' serves {speed['served']}")
     int8 = info.get("onnx_int8")
     if int8:
         lines.append(

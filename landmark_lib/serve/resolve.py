@@ -59,6 +59,8 @@ def _resolve_hf(spec: str) -> Path:
         ) in bundle.ONNX_BACKENDS.values():  # the faster files the export verified, so choose_backend finds them
             if info.get(key):
                 hf_hub_download(repo_id=repo, filename=info[key]["file"], revision=revision or None)
+        if bundle.preprocess_file(info):  # the ONNX files' preprocessing graph
+            hf_hub_download(repo_id=repo, filename=bundle.preprocess_file(info), revision=revision or None)
     except Exception as error:  # network, auth, missing repo/file, offline without a cached copy: one clear message
         raise ModelNotFoundError(
             f"Could not get {', '.join(bundle.REQUIRED_FILES)} of {spec} from the Hugging Face Hub ({type(error).__name__}: {error}). "
