@@ -99,7 +99,13 @@ async def _read_photos(request: Request) -> list[tuple[str, bytes]]:
         raise Refused(
             status, f"{error.detail} Send 1 to {MAX_PHOTOS} photos, each in a `{PHOTO_FIELD}` file field."
         ) from None
-    files = form.getlist(PHOTO_FIELD)
+    try:  # the parts are closed (spooled parts deleted) as soon as their bytes are read
+        return await _photo_bytes(form.getlist(PHOTO_FIELD))
+    finally:
+        await form.close()
+
+
+async def _photo_bytes(files: list) -> list[tuple[str, bytes]]:
     if not files or not all(isinstance(f, UploadFile) for f in files):
         raise Refused(422, f"No photo: send 1 to {MAX_PHOTOS} files, each in a multipart field named `{PHOTO_FIELD}`.")
     photos = []
