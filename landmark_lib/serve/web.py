@@ -1,4 +1,5 @@
-"""The Landmark Tagger web app (Gradio): upload a photo, get the 5 most likely landmarks and where the best one is.
+"""The Landmark Tagger web app (Gradio): upload a photo, get the 5 most likely landmarks and where the best one is;
+served with the REST API (rest.py) in one process by build_app.
 
 Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35]
      [--port 7860] [--backend auto|onnx-int8|onnx|torchscript]
