@@ -18,13 +18,16 @@ from test_training import ENV, REPO
 SERVE_WITHOUT_TORCH = """
 import io, json, sys
 from starlette.testclient import TestClient
-from landmark_lib.serve.service import LandmarkService
-from landmark_lib.serve.web import build_app
+from landmark_lib.cli import main
+from landmark_lib.serve import web
 
-service = LandmarkService.from_spec(sys.argv[1], num_threads=1, backend="onnx")
+started = {}  # `landmark serve` as app.py runs it, up to the server itself
+web.serve = lambda service, host, port, share=False: started.update(service=service)
+assert main(["serve", "--model", sys.argv[1], "--backend", "onnx"]) == 0
+service = started["service"]
 photos = sys.argv[2:]
 direct = [service.predict(path).to_dict() for path in photos]
-with TestClient(build_app(service)) as client:
+with TestClient(web.build_app(service)) as client:
     rest = client.post("/v1/tag", files=[("photo", (p, open(p, "rb").read(), "image/jpeg")) for p in photos]).json()
 imported = [m for m in ("torch", "timm", "accelerate") if m in sys.modules]
 print(json.dumps({"backend": service.backend, "imported": imported, "direct": direct, "rest": rest}))
