@@ -217,7 +217,7 @@ def release_memory() -> None:
 
 def pil_to_uint8_array(image: Image.Image) -> np.ndarray:
     """RGB PIL image -> contiguous uint8 array [3, H, W], what every backend takes (serving needs no torch)."""
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()  # a writable copy (torch.from_numpy wants one)
 
 
 def pil_to_uint8_chw(image: Image.Image) -> torch.Tensor:
