@@ -10,6 +10,8 @@
     config.json       timm runs: timm's own config (architecture, num_classes, label_names, pretrained_cfg) ...
     model.safetensors ... and weights, so timm.create_model("hf-hub:OWNER/NAME", pretrained=True) loads them
     model.pt2         torch.export ExportedProgram of model.pt's forward (dynamic height/width), labels inside
+    preprocess.onnx   the preprocessing (uint8 [3, H, W] of any size -> [1, 3, S, S]), exported from the Preprocess
+                      module model.pt scripts: with it the ONNX files serve on ONNX Runtime, PIL and numpy alone
     README.md         the model card
 
 export.json stays a plain JSON object (old exports keep loading); this module is the one place that reads its keys
@@ -32,11 +34,13 @@ INT8_FILE = "model.int8.onnx"
 PT2_FILE = "model.pt2"
 TIMM_CONFIG_FILE = "config.json"
 TIMM_WEIGHTS_FILE = "model.safetensors"
+PREPROCESS_FILE = "preprocess.onnx"
 CARD_FILE = "README.md"
 FILES = (
     MODEL_FILE,
     ONNX_FILE,
     INT8_FILE,
+    PREPROCESS_FILE,
     PT2_FILE,
     TIMM_CONFIG_FILE,
     TIMM_WEIGHTS_FILE,
@@ -46,10 +50,13 @@ FILES = (
     CARD_FILE,
 )
 REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE)  # what every export has, whatever its format
-SERVE_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE, ONNX_FILE, INT8_FILE)  # what a server downloads from the Hub
+SERVE_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE, ONNX_FILE, INT8_FILE, PREPROCESS_FILE)  # what a server downloads from the Hub
 
 ONNX_INPUT = "input"  # float32 [N, 3, S, S], a photo after the torch preprocessing
 ONNX_OUTPUT = "logits"  # float32 [N, num_classes], softmax not included
+PREPROCESS_INPUT = "image"  # preprocess.onnx: uint8 RGB [3, H, W], any size
+PREPROCESS_OUTPUT = "pixels"  # float32 [1, 3, S, S], the input of the network files
+SPEED_KEY = "speed"  # export.json: each verified file's time for one photo at batch 1, and which is served
 
 BACKENDS = ("auto", "onnx-int8", "onnx", "torchscript")
 # backend (= export --format) -> (export.json key recording its check, file); fastest first
@@ -93,6 +100,17 @@ def threshold(info: dict, backend: str) -> float | None:
     """The recognition threshold export.json records for BACKEND's file (int8 probabilities differ slightly from fp32)."""
     value = (info.get("onnx_int8") or {}).get("threshold") if backend == "onnx-int8" else info.get("threshold")
     return None if value is None else float(value)
+
+
+def fastest(info: dict) -> list[str]:
+    """The backends export.json measured at batch 1 (SPEED_KEY), fastest first; [] for exports that measured none."""
+    times = (info.get(SPEED_KEY) or {}).get("ms_per_photo") or {}
+    return sorted(times, key=times.get)
+
+
+def preprocess_file(info: dict) -> str | None:
+    """The ONNX preprocessing graph export.json records for the ONNX files (None: old exports, torch preprocesses)."""
+    return (info.get("onnx") or {}).get("preprocess_file")
 
 
 def has_verified(folder: str | Path, backend: str, info: dict | None = None) -> bool:

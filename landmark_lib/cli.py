@@ -111,16 +111,18 @@ def _data(commands) -> None:
     inspect.add_argument("--max-classes", type=int, default=50, help="classes shown in samples.png")
 
 
-def _train(commands) -> None:
+TRAIN_SUMMARY = "train a run (scratch CNN or timm backbone) with Accelerate"
+
+
+def _train(commands, arguments: bool = True) -> None:
+    """The train command; without ARGUMENTS (another command runs) only listed: its options' module imports torch,
+    which `landmark serve` on an ONNX file must not load."""
+    if not arguments:
+        _command(commands, "train", "landmark_lib.train.loop:run", TRAIN_SUMMARY)
+        return
     from .train import options
 
-    train = _command(
-        commands,
-        "train",
-        "landmark_lib.train.loop:run",
-        "train a run (scratch CNN or timm backbone) with Accelerate",
-        options.DESCRIPTION,
-    )
+    train = _command(commands, "train", "landmark_lib.train.loop:run", TRAIN_SUMMARY, options.DESCRIPTION)
     options.add_arguments(train)
 
 
@@ -315,7 +317,10 @@ def _serving(commands) -> None:
     )
     p.add_argument("folder", type=Path, help="export folder holding export.json")
     p = _command(
-        commands, "serve", "landmark_lib.serve.web:run", "the web app: upload a photo, get the landmark and its place"
+        commands,
+        "serve",
+        "landmark_lib.serve.web:run",
+        "the web app and the REST API (/v1/tag, docs at /docs): a photo in, the landmark and its place out",
     )
     p.add_argument("--model", default=None, help=SPEC_HELP)
     p.add_argument(
@@ -330,7 +335,11 @@ def _serving(commands) -> None:
         help="interface to listen on (default: $GRADIO_SERVER_NAME, else 0.0.0.0 on a Space, else 127.0.0.1)",
     )
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
-    p.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="serve the page alone (no REST API) on Gradio's own server, through a temporary public gradio.live link",
+    )
     p.add_argument(
         "--backend",
         choices=bundle.BACKENDS,
@@ -350,19 +359,22 @@ def _command(commands, name: str, target: str, summary: str, description: str | 
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_arguments: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="landmark", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_data, _train, _evaluate, _export, _thresholds, _compare, _tag, _serving):
+    _data(commands)
+    _train(commands, train_arguments)
+    for add in (_evaluate, _export, _thresholds, _compare, _tag, _serving):
         add(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (0, 2 for an expected failure, 130 when interrupted)."""
-    args = build_parser().parse_args(argv)
+    command = (sys.argv[1:] if argv is None else argv)[:1]
+    args = build_parser(train_arguments=command in (["train"], [])).parse_args(argv)
     module, _, function = vars(args).pop("target").partition(":")
     for key in ("command", "data_command"):  # the command's own options are what it records (e.g. a run's config.json)
         vars(args).pop(key, None)

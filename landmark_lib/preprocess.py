@@ -1,59 +1,26 @@
 """The one eval-time preprocessing (resize, centre crop, normalise), used by evaluation, export and the app.
 
-A PreprocessConfig flows like timm's data config: the model factory makes it (from the backbone's pretraining, or
-from the training photos for the scratch CNN), the run folder stores it, the transforms and the exported files use it.
+A PreprocessConfig (preprocess_config.py, torch-free so a server can read it without torch) flows like timm's data
+config: the model factory makes it (from the backbone's pretraining, or from the training photos for the scratch
+CNN), the run folder stores it, the transforms and the exported files use it. The Preprocess module below is the one
+definition of the pixels a model sees: model.pt scripts it and preprocess.onnx is exported from it.
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .preprocess_config import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocess", "PreprocessConfig"]
 
 
-@dataclass
-class PreprocessConfig:
-    """What a model expects: crop size, the shorter side to resize to before the crop, normalisation."""
-
-    input_size: int = 128
-    crop_pct: float = 0.875
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"
-
-    @property
-    def resize_size(self) -> int:
-        return int(round(self.input_size / self.crop_pct))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_timm(cls, data_config: dict, input_size: int | None = None) -> PreprocessConfig:
-        """The preprocessing a timm backbone was pretrained with (timm's resolve_model_data_config), at INPUT_SIZE."""
-        _, height, _ = data_config["input_size"]
-        return cls(
-            input_size=int(input_size or height),
-            crop_pct=float(data_config.get("crop_pct", 0.875)),
-            mean=tuple(data_config["mean"]),
-            std=tuple(data_config["std"]),
-            interpolation=str(data_config.get("interpolation", "bilinear")),
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PreprocessConfig:
-        return cls(
-            input_size=int(data["input_size"]),
-            crop_pct=float(data["crop_pct"]),
-            mean=tuple(data["mean"]),
-            std=tuple(data["std"]),
-            interpolation=str(data["interpolation"]),
-        )
+@torch.jit.unused
+def _symbolic_min(a: int, b: int) -> int:
+    """min() that torch.export keeps symbolic (the builtin would fix the graph to the example photo's shape)."""
+    return torch.sym_min(a, b)
 
 
 class Preprocess(nn.Module):
@@ -73,11 +40,12 @@ class Preprocess(nn.Module):
             raise ValueError("expected an RGB image tensor of shape [3, H, W]")
         x = image.unsqueeze(0).to(torch.float32)
         height, width = x.shape[-2], x.shape[-1]
-        scale = float(self.resize_size) / float(min(height, width))
-        new_h = max(self.input_size, int(round(height * scale)))
-        new_w = max(self.input_size, int(round(width * scale)))
-        if new_h != height or new_w != width:
-            x = F.interpolate(x, size=[new_h, new_w], mode=self.mode, align_corners=False, antialias=True)
+        # Integer arithmetic on the shape (round half up) and no shape-dependent branch, so that torch.export keeps
+        # the sizes symbolic and the ONNX graph exported from this module resizes photos of any size like model.pt.
+        short = min(height, width) if torch.jit.is_scripting() else _symbolic_min(height, width)
+        new_h = (height * self.resize_size + short // 2) // short  # >= resize_size >= input_size (crop_pct <= 1)
+        new_w = (width * self.resize_size + short // 2) // short
+        x = F.interpolate(x, size=[new_h, new_w], mode=self.mode, align_corners=False, antialias=True)
         top = (new_h - self.input_size) // 2
         left = (new_w - self.input_size) // 2
         x = x[:, :, top : top + self.input_size, left : left + self.input_size].clamp(0.0, 255.0)

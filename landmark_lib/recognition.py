@@ -10,10 +10,14 @@ Serving, evaluation and threshold choice all call these functions, so they agree
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from .labels import BACKGROUND_CLASS
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_threshold(value: float) -> float:
@@ -23,9 +27,16 @@ def check_threshold(value: float) -> float:
     return float(value)
 
 
-def landmark_columns(class_names: list[str]) -> torch.Tensor:
+def landmark_indices(class_names: list[str]) -> list[int]:
     """Indices of the classes that are landmarks (every class but the background class)."""
-    return torch.tensor([i for i, name in enumerate(class_names) if name != BACKGROUND_CLASS], dtype=torch.long)
+    return [i for i, name in enumerate(class_names) if name != BACKGROUND_CLASS]
+
+
+def landmark_columns(class_names: list[str]) -> torch.Tensor:
+    """landmark_indices as a tensor."""
+    import torch
+
+    return torch.tensor(landmark_indices(class_names), dtype=torch.long)
 
 
 def best_landmarks(probs: torch.Tensor, class_names: list[str], k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,8 +46,18 @@ def best_landmarks(probs: torch.Tensor, class_names: list[str], k: int = 1) -> t
     return values, columns[positions]
 
 
+def top_landmarks(probs: np.ndarray, class_names: list[str], k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """best_landmarks in numpy (what a server without torch calls): (probabilities [N, k], class indices [N, k]),
+    most probable first (equal probabilities: the lower class index first)."""
+    columns = np.asarray(landmark_indices(class_names))
+    order = np.argsort(-probs[:, columns], axis=1, kind="stable")[:, : min(k, len(columns))]
+    return np.take_along_axis(probs[:, columns], order, axis=1), columns[order]
+
+
 def is_landmark_target(targets: torch.Tensor, class_names: list[str]) -> torch.Tensor:
     """True for photos whose true class is a landmark (not the background class)."""
+    import torch
+
     if BACKGROUND_CLASS not in class_names:
         return torch.ones_like(targets, dtype=torch.bool)
     return targets != class_names.index(BACKGROUND_CLASS)

@@ -10,7 +10,7 @@ import torch
 
 from landmark_lib.serve.service import LandmarkService
 
-from helpers import export_tiny_model, free_port
+from helpers import export_tiny_model, free_port, make_run
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +25,20 @@ def one_thread():
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_tiny_model(tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run exported by `landmark export --format onnx`: model.pt, model.onnx and preprocess.onnx, verified."""
+    from landmark_lib.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("onnx")
+    out = tmp / "export"
+    assert main(["export", str(make_run(tmp / "run")), "--out", str(out), "--format", "onnx", "--no-eval"]) == 0
+    torch.set_num_threads(threads)
+    return out
 
 
 @pytest.fixture(scope="session")

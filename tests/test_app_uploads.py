@@ -262,8 +262,7 @@ def test_gradio_server_name_and_port_are_respected(
     monkeypatch.setattr(
         app.LandmarkService, "from_spec", classmethod(lambda cls, *a, **k: SimpleNamespace(hub_source=None))
     )
-    monkeypatch.setattr(app, "build_demo", lambda service: "demo")
-    monkeypatch.setattr(app, "launch", lambda demo, host, port, share=False: launched.update(host=host, port=port))
+    monkeypatch.setattr(app, "serve", lambda service, host, port, share=False: launched.update(host=host, port=port))
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
     assert landmark(["serve"]) == 0

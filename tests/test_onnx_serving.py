@@ -23,21 +23,19 @@ from helpers import cli_error, make_dataset, make_photo, make_run
 from test_training import TINY, run_train
 
 
-@pytest.fixture(scope="module")
-def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
-    tmp = tmp_path_factory.mktemp("onnx")
-    out = tmp / "export"
-    assert main(["export", str(make_run(tmp / "run")), "--out", str(out), "--format", "onnx", "--no-eval"]) == 0
-    return out
-
-
 def test_export_writes_verified_onnx(onnx_export: Path) -> None:
     info = json.loads((onnx_export / "export.json").read_text())
     assert (onnx_export / "model.pt").is_file() and (onnx_export / "model.onnx").is_file()
     assert info["onnx"]["file"] == "model.onnx" and info["onnx"]["max_abs_diff"] < 1e-4
     assert info["preprocess"]["input_size"] == 64
-    assert sorted(info["files"]) == ["labels.json", "model.onnx", "model.pt"]  # the exporter records each file's sha256
+    assert info["onnx"]["preprocess_file"] == "preprocess.onnx" and info["onnx"]["preprocess_max_abs_diff"] < 1e-3
+    # the exporter records each file's sha256
+    assert sorted(info["files"]) == ["labels.json", "model.onnx", "model.pt", "preprocess.onnx"]
+    speed = info["speed"]  # each verified file timed at batch 1; 'auto' serves the fastest
+    assert set(speed["ms_per_photo"]) == {"onnx", "torchscript"} and all(
+        ms > 0 for ms in speed["ms_per_photo"].values()
+    )
+    assert speed["served"] == min(speed["ms_per_photo"], key=speed["ms_per_photo"].get)
     assert all(info["files"][name]["sha256"] == sha256_file(onnx_export / name) for name in info["files"])
 
 
@@ -116,11 +114,12 @@ def test_int8_export_is_quantised_checked_on_validation_and_evaluated(int8_expor
     assert b"QuantizeLinear" in (int8_export / "model.int8.onnx").read_bytes()
 
 
-def test_service_prefers_int8_with_its_own_threshold_and_same_answers(int8_export: Path) -> None:
+def test_service_serves_the_measured_fastest_and_int8_has_its_own_threshold(int8_export: Path) -> None:
     info = json.loads((int8_export / "export.json").read_text())
-    int8 = LandmarkService(int8_export / "model.pt", num_threads=1)
+    assert set(info["speed"]["ms_per_photo"]) == {"onnx-int8", "onnx", "torchscript"}
+    assert LandmarkService(int8_export / "model.pt", num_threads=1).backend == info["speed"]["served"]
+    int8 = LandmarkService(int8_export / "model.pt", num_threads=1, backend="onnx-int8")
     fp32 = LandmarkService(int8_export / "model.pt", num_threads=1, backend="onnx")
-    assert (int8.backend, fp32.backend) == ("onnx-int8", "onnx")
     assert int8.threshold == info["onnx_int8"]["threshold"] and fp32.threshold == info["threshold"]
 
     photos = [read_photo(path) for path in sorted(Path(info["check_data"][0], "test").rglob("*.jpg"))]
@@ -181,8 +180,8 @@ def test_hub_spec_fetches_the_onnx_files_the_export_verified(
         lambda repo_id, revision=None, allow_patterns=None: fetched.extend(allow_patterns) or str(int8_export),
     )
     service = LandmarkService.from_spec("hf://someone/landmarks", num_threads=1)
-    assert {"model.pt", "labels.json", "export.json", "model.int8.onnx", "model.onnx"} <= set(fetched)
-    assert service.backend == "onnx-int8"
+    assert {"model.pt", "labels.json", "export.json", "model.int8.onnx", "model.onnx", "preprocess.onnx"} <= set(fetched)
+    assert service.backend == json.loads((int8_export / "export.json").read_text())["speed"]["served"]
     card = build_model_card(int8_export, "someone/landmarks").text
     assert "`model.int8.onnx`: the same interface, statically quantised" in card and "validation top-1" in card
 
@@ -201,4 +200,7 @@ def test_threshold_cli_rechooses_both_thresholds_on_validation(int8_export: Path
     for calibration in (info["threshold_calibration"], info["onnx_int8"]["threshold_calibration"]):
         assert calibration["target_precision"] == 0.5 and calibration["valid_images"] == 6
     assert info["onnx_int8"]["threshold"] == info["onnx_int8"]["threshold_calibration"]["threshold"]
-    assert LandmarkService(out / "model.pt", num_threads=1).threshold == info["onnx_int8"]["threshold"]
+    assert (
+        LandmarkService(out / "model.pt", num_threads=1, backend="onnx-int8").threshold
+        == info["onnx_int8"]["threshold"]
+    )

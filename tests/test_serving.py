@@ -220,7 +220,7 @@ def test_unusable_inputs_raise_clear_errors(service: LandmarkService, tmp_path: 
 
 def test_huge_photo_is_shrunk_before_the_model(service: LandmarkService) -> None:
     big = make_photo(3000, 2000)
-    tensor = service._to_tensor(big)
+    tensor = service._to_array(big)
     assert service.model.preprocess.resize_size <= tensor.shape[1] < 400
     with torch.inference_mode():
         full = service.model(pil_to_uint8_chw(big))  # what the model alone gives for the full-size photo

@@ -11,13 +11,15 @@ import io
 import math
 import os
 import stat
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import LandmarkError
+
+if TYPE_CHECKING:
+    import torch
 
 # Larger than any real photo (a 200 MP phone image is 2e8 px), smaller than a decompression bomb.
 MAX_PIXELS = 200_000_000
@@ -213,6 +215,13 @@ def release_memory() -> None:
         pass
 
 
+def pil_to_uint8_array(image: Image.Image) -> np.ndarray:
+    """RGB PIL image -> contiguous uint8 array [3, H, W], what every backend takes (serving needs no torch)."""
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()  # a writable copy (torch.from_numpy wants one)
+
+
 def pil_to_uint8_chw(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> uint8 tensor [3, H, W], the input format of the exported predictor."""
-    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+    import torch  # training, evaluation and export; serving uses pil_to_uint8_array
+
+    return torch.from_numpy(pil_to_uint8_array(image))

@@ -66,12 +66,15 @@ def _load_predictor(
     config = RunConfig.load(run_dir) if run_dir and (Path(run_dir) / CONFIG_FILE).is_file() else None
     if (
         Path(exported).suffix == ".onnx"
-    ):  # model.onnx / model.int8.onnx: the network only, behind the same torch preprocessing
+    ):  # model.onnx / model.int8.onnx: the network, behind preprocess.onnx (or the torch Preprocess for old exports)
         if config is None:
             return OnnxPredictor.from_export_dir(
                 Path(exported).parent, torch.get_num_threads(), Path(exported).name
             ), None
-        return OnnxPredictor(exported, config.preprocess, config.classes, torch.get_num_threads()), config
+        graph = Path(exported).with_name(bundle.PREPROCESS_FILE)  # the served preprocessing graph, when exported
+        return OnnxPredictor(
+            exported, config.preprocess, config.classes, torch.get_num_threads(), graph if graph.is_file() else None
+        ), config
     return load_torchscript(exported, device), config
 
 

@@ -139,6 +139,11 @@ def _files_section(info: dict) -> str:
             f"- `{onnx['file']}`: the network alone for ONNX Runtime; input {onnx['input']}; output {onnx['output']}. "
             f"Matches `model.pt` within {onnx['max_abs_diff']:.0e} in probability."
         )
+        if onnx.get("preprocess_file"):
+            lines.append(
+                f"- `{onnx['preprocess_file']}`: the preprocessing for the ONNX files, {onnx['preprocess']}; with it "
+                "they serve on ONNX Runtime, PIL and numpy alone (no torch)."
+            )
     if info.get("pt2"):
         lines.append(
             f"- `model.pt2`: the same model as a `torch.export` ExportedProgram (input {info['pt2']['input']}; "

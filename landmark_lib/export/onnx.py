@@ -1,8 +1,10 @@
-"""The optional ONNX files: the network alone (model.onnx), and statically quantised to int8 (model.int8.onnx), each
-checked before it is kept; servers run them on ONNX Runtime behind the same torch preprocessing (serve/backends.py).
+"""The optional ONNX files: the network (model.onnx), the same statically quantised to int8 (model.int8.onnx), and
+the preprocessing graph in front of both (preprocess.onnx), each checked before it is kept; servers run them on ONNX
+Runtime, PIL and numpy alone (serve/backends.py).
 
-Only the network goes to ONNX (normalised float [N, 3, S, S] -> logits [N, C], dynamic batch): the resize of photos
-of any size stays in the torch Preprocess module, so every file sees identical pixels.
+The network files take normalised float [N, 3, S, S] (dynamic batch) -> logits [N, C]. preprocess.onnx is exported
+from the Preprocess module model.pt scripts (one definition): uint8 [3, H, W] of any size -> [1, 3, S, S], so a
+batch of photos of different sizes is preprocessed one by one and classified in one network call.
 """
 
 from __future__ import annotations
@@ -13,19 +15,23 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..bundle import INT8_FILE, ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT
+from ..bundle import INT8_FILE, ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, PREPROCESS_FILE, PREPROCESS_INPUT, PREPROCESS_OUTPUT
 from ..evaluation.metrics import top_k_accuracy
 from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..predictor import LandmarkPredictor
-from ..preprocess import PreprocessConfig
+from ..preprocess import Preprocess, PreprocessConfig
 from ..serve.backends import OnnxPredictor
 from ..train.run import RunConfig
 from ..train.run_photos import run_photos_loader
 from .checks import TOLERANCE, ExportError, eager_probabilities
 
+PIXEL_TOLERANCE = 1e-3  # max |difference| of preprocess.onnx's normalised pixels to Preprocess (ONNX Runtime's
+# antialiased resize rounds differently in the last bits; 1e-3 is 1/8 of one 8-bit grey level at std 0.5)
+MAX_SIDE = 2**15  # the largest photo side the preprocessing graph is exported for (decoding keeps photos far smaller)
 MAX_INT8_TOP1_DROP = 0.01  # int8 is worth its speed only if it stays within one point of fp32 top-1 on validation
 
 
@@ -45,6 +51,27 @@ def to_onnx(network: nn.Module, input_size: int, path: str | Path) -> Path:
             input_names=[ONNX_INPUT],
             output_names=[ONNX_OUTPUT],
             dynamic_shapes=({0: batch},),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    return path
+
+
+def preprocess_to_onnx(preprocess: Preprocess, path: str | Path) -> Path:
+    """Write PREPROCESS as an ONNX graph for photos of any size (torch.export with symbolic height and width)."""
+    path = Path(path)
+    example = torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8)
+    height, width = torch.export.Dim("height", min=1, max=MAX_SIDE), torch.export.Dim("width", min=1, max=MAX_SIDE)
+    program = torch.export.export(preprocess.eval(), (example,), dynamic_shapes=({1: height, 2: width},))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            program,
+            (example,),
+            str(path),
+            input_names=[PREPROCESS_INPUT],
+            output_names=[PREPROCESS_OUTPUT],
             dynamo=True,
             external_data=False,
             verbose=False,
@@ -94,17 +121,28 @@ def quantize_static_int8(fp32: str | Path, out: str | Path, calibration: Iterabl
     return Path(out)
 
 
-def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Path, images: list[torch.Tensor]) -> float:
-    """OUT/model.onnx (the network only); returns its max probability diff to EAGER, removing the file if it drifts."""
-    path = to_onnx(eager.model, preprocess.input_size, out / ONNX_FILE)
-    predictor = OnnxPredictor(path, preprocess)
-    max_abs_diff = float((predictor.forward_batch(images) - eager_probabilities(eager, images)).abs().max())
-    if max_abs_diff > TOLERANCE:
-        path.unlink()
+def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Path, images: list[torch.Tensor]) -> dict:
+    """OUT/model.onnx (the network) and OUT/preprocess.onnx (eager's own Preprocess module), checked together
+    against EAGER on IMAGES; both are removed if they drift. Returns their max probability and pixel differences."""
+    network, graph = to_onnx(eager.model, preprocess.input_size, out / ONNX_FILE), out / PREPROCESS_FILE
+    try:
+        preprocess_to_onnx(eager.preprocess, graph)
+        predictor = OnnxPredictor(network, preprocess, preprocess_path=graph)
+        with torch.no_grad():
+            pixels = max(float(np.abs(predictor.pixels(i.numpy()) - eager.preprocess(i).numpy()).max()) for i in images)
+        probs = float((predictor.forward_batch(images) - eager_probabilities(eager, images)).abs().max())
+    except Exception:
+        network.unlink(missing_ok=True)
+        graph.unlink(missing_ok=True)
+        raise
+    if probs > TOLERANCE or pixels > PIXEL_TOLERANCE:
+        network.unlink()
+        graph.unlink()
         raise ExportError(
-            f"model.onnx differs from the eager model by {max_abs_diff:.2e} in probability (tolerance {TOLERANCE:g}); it was removed."
+            f"model.onnx behind preprocess.onnx differs from the eager model by {probs:.2e} in probability (tolerance "
+            f"{TOLERANCE:g}) and {pixels:.2e} in normalised pixels (tolerance {PIXEL_TOLERANCE:g}); both were removed."
         )
-    return max_abs_diff
+    return {"max_abs_diff": probs, "preprocess_max_abs_diff": pixels}
 
 
 def export_onnx_int8(

@@ -26,10 +26,13 @@ from ..train.run import RunConfig, load_trained_model
 from ..train.run_photos import has_run_photos
 from .checks import TOLERANCE, ExportError, check_images
 from .hub import build_model_card, push_to_hub
-from .onnx import export_onnx, export_onnx_int8
+from .onnx import PIXEL_TOLERANCE, export_onnx, export_onnx_int8
 from .pt2 import export_pt2
+from .speed import measure
 from .timm_files import write_timm_files
 from .torchscript import save, to_torchscript, verify
+
+ONNX_FILES = (bundle.ONNX_FILE, bundle.INT8_FILE, bundle.PREPROCESS_FILE)
 
 
 def export_run(
@@ -86,6 +89,7 @@ def export_run(
         "onnx_int8": int8_info,
         "onnx_int8_refused": int8_refused,
         **formats,
+        bundle.SPEED_KEY: measure(out, config.preprocess) if onnx_info else None,
     }
     info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
     bundle.write_info(out, info)
@@ -96,7 +100,7 @@ def _write_other_formats(
     eager: LandmarkPredictor, config: RunConfig, out: Path, images: list[torch.Tensor], pt2: bool
 ) -> dict:
     """model.pt2 (with PT2) and, for timm runs, timm's config.json + model.safetensors; export.json's entries."""
-    stale = (bundle.ONNX_FILE, bundle.INT8_FILE, bundle.PT2_FILE, bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE)
+    stale = (*ONNX_FILES, bundle.PT2_FILE, bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE)
     for name in stale:  # a previous export's files must not outlive this one (servers prefer ONNX files)
         (out / name).unlink(missing_ok=True)
     timm = config.model.name.startswith("timm:")
@@ -170,16 +174,19 @@ def _thresholds_and_int8(
 
 
 def _write_onnx(eager: LandmarkPredictor, config: RunConfig, out: Path, images: list[torch.Tensor]) -> dict:
-    """OUT/model.onnx, checked against EAGER; what export.json records about it."""
+    """OUT/model.onnx and preprocess.onnx, checked against EAGER; what export.json records about them."""
     import onnxruntime
 
     size = config.preprocess.input_size
     return {
         "file": bundle.ONNX_FILE,
-        "input": f"'{bundle.ONNX_INPUT}': float32 [N, 3, {size}, {size}], "
-        "a photo after 'preprocess' (resize, centre crop, normalise: done by the torch Preprocess module)",
+        "input": f"'{bundle.ONNX_INPUT}': float32 [N, 3, {size}, {size}], the output of {bundle.PREPROCESS_FILE}",
         "output": f"'{bundle.ONNX_OUTPUT}': float32 [N, num_classes] (softmax not included)",
-        "max_abs_diff": export_onnx(eager, config.preprocess, out, images),
+        "preprocess_file": bundle.PREPROCESS_FILE,
+        "preprocess": f"'{bundle.PREPROCESS_INPUT}': uint8 RGB [3, H, W] of any size -> '{bundle.PREPROCESS_OUTPUT}': "
+        f"float32 [1, 3, {size}, {size}] (resize, centre crop, normalise: exported from the Preprocess module model.pt scripts)",
+        **export_onnx(eager, config.preprocess, out, images),
+        "tolerance": {"probability": TOLERANCE, "normalised_pixels": PIXEL_TOLERANCE},
         "onnxruntime": onnxruntime.__version__,
     }
 
@@ -246,12 +253,17 @@ def summary_lines(info: dict, out: str | Path, evaluated: bool) -> list[str]:
     ]
     if info["onnx"]:
         lines.append(
-            f"wrote {out}/{bundle.ONNX_FILE}; ONNX Runtime matches eager: max |diff| {info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g}"
+            f"wrote {out}/{bundle.ONNX_FILE} and {bundle.PREPROCESS_FILE}; ONNX Runtime matches eager: max |diff| "
+            f"{info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g} (pixels {info['onnx']['preprocess_max_abs_diff']:.2e} <= {PIXEL_TOLERANCE:g})"
         )
     if info.get("pt2"):
         lines.append(
             f"wrote {out}/{bundle.PT2_FILE}; torch.export.load matches eager: max |diff| {info['pt2']['max_abs_diff']:.2e} <= {TOLERANCE:g}"
         )
+    if info.get(bundle.SPEED_KEY):
+        speed = info[bundle.SPEED_KEY]
+        times = ", ".join(f"{b} {ms:.1f} ms" for b, ms in speed["ms_per_photo"].items())
+        lines.append(f"one photo at batch 1: {times}; 'auto' serves {speed['served']}")
     int8 = info.get("onnx_int8")
     if int8:
         lines.append(

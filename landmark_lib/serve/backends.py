@@ -1,9 +1,10 @@
 """The two runtimes a server runs an export with, behind one interface (Classifier): TorchScript (model.pt) and
 ONNX Runtime (model.onnx, model.int8.onnx), and the choice between them.
 
-Only the network goes to ONNX: the resize of photos of any size stays in the torch Preprocess module, so every
-backend sees identical pixels. On CPU, ONNX Runtime answers about 1.7x faster than TorchScript and int8 another 1.6x
-(benchmarks/serving_speed.py), which is why 'auto' prefers them.
+The ONNX files run behind preprocess.onnx, the preprocessing graph exported from the same Preprocess module model.pt
+scripts (checked against it at export), so serving them needs only ONNX Runtime, PIL and numpy: torch is imported
+only for TorchScript (and for old exports without that graph). 'auto' serves the verified file the export measured
+fastest at batch 1 (export.json 'speed').
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import torch
+import numpy as np
 
 from .. import bundle, checksums
 from ..labels import ClassInfo, Columns, read_labels, to_columns
-from ..preprocess import Preprocess, PreprocessConfig
+from ..preprocess_config import PreprocessConfig
 from .resolve import ModelNotFoundError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +38,21 @@ class Classifier(Protocol):
     names (class_names, display_names, cities, countries, latitudes, longitudes; labels.from_columns reads them)."""
 
     class_names: list[str]
-    preprocess: Preprocess
+    preprocess: PreprocessConfig  # or the Preprocess module (model.pt): both have input_size and resize_size
 
     def forward_batch(self, images: list[torch.Tensor]) -> torch.Tensor: ...
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor: ...
 
 
-def load_torchscript(path: str | Path, device: str = "cpu") -> Classifier:
-    """model.pt: preprocessing, network, softmax and class metadata in one file that needs only torch."""
+def load_torchscript(path: str | Path, device: str = "cpu", num_threads: int | None = None) -> Classifier:
+    """model.pt: preprocessing, network, softmax and class metadata in one file that needs only torch (NUM_THREADS:
+    torch's intra-op threads for this process, when given)."""
+    import torch  # only the TorchScript backend needs it
+
+    if num_threads:
+        torch.set_num_threads(num_threads)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated; it is our export format
         return torch.jit.load(str(path), map_location=device).eval()
@@ -63,7 +73,11 @@ def ort_session(path: str | Path, num_threads: int = 1):
 
 
 class OnnxPredictor:
-    """A Classifier on ONNX Runtime: uint8 RGB images [3, H, W] -> torch Preprocess -> ONNX network -> softmax."""
+    """A Classifier on ONNX Runtime: uint8 RGB images [3, H, W] -> preprocess.onnx -> ONNX network -> softmax, in numpy
+    (`probabilities`); forward_batch and logits take torch tensors for evaluation and export (torch imported then).
+
+    Without PREPROCESS_PATH (exports made before preprocess.onnx) the torch Preprocess module preprocesses instead.
+    """
 
     def __init__(
         self,
@@ -71,10 +85,13 @@ class OnnxPredictor:
         preprocess: PreprocessConfig,
         classes: list[ClassInfo] | None = None,
         num_threads: int = 1,
+        preprocess_path: str | Path | None = None,
     ):
         self.onnx_path = Path(onnx_path)
         self.session = ort_session(self.onnx_path, num_threads)
-        self.preprocess = Preprocess(preprocess).eval()
+        self.preprocess = preprocess
+        self.preprocess_session = ort_session(preprocess_path, num_threads) if preprocess_path else None
+        self.torch_preprocess = None if preprocess_path else _torch_preprocess(preprocess)
         for field, values in zip(Columns._fields, to_columns(classes or [])):  # the attributes model.pt carries
             setattr(self, field, values)
 
@@ -83,33 +100,74 @@ class OnnxPredictor:
         """FOLDER/FILE (model.onnx or model.int8.onnx) with the preprocessing from export.json and the classes from labels.json."""
         folder = Path(folder)
         info = bundle.read_info(folder)
+        graph = bundle.preprocess_file(info)
         return cls(
             folder / file,
             PreprocessConfig.from_dict(info["preprocess"]),
             read_labels(folder / bundle.LABELS_FILE),
             num_threads,
+            folder / graph if graph else None,
         )
+
+    def pixels(self, image: np.ndarray) -> np.ndarray:
+        """uint8 [3, H, W] -> the network's input [1, 3, S, S] (float32)."""
+        if self.preprocess_session is not None:
+            return self.preprocess_session.run([bundle.PREPROCESS_OUTPUT], {bundle.PREPROCESS_INPUT: image})[0]
+        import torch
+
+        with torch.inference_mode():
+            return self.torch_preprocess(torch.from_numpy(image)).numpy()
+
+    def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
+        """uint8 RGB images [3, H, W] of any size -> class probabilities [N, C] (float32), one network call."""
+        batch = np.concatenate([self.pixels(np.ascontiguousarray(image)) for image in images], axis=0)
+        (logits,) = self.session.run([bundle.ONNX_OUTPUT], {bundle.ONNX_INPUT: batch})
+        logits = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised float batch [N, 3, S, S] -> logits [N, C] from ONNX Runtime."""
+        import torch
+
         (output,) = self.session.run([bundle.ONNX_OUTPUT], {bundle.ONNX_INPUT: batch.contiguous().numpy()})
         return torch.from_numpy(output)
 
     def forward_batch(self, images: list[torch.Tensor]) -> torch.Tensor:
-        with torch.inference_mode():
-            batch = torch.cat([self.preprocess(image) for image in images], dim=0)
-            return torch.softmax(self.logits(batch).float(), dim=-1)
+        import torch
+
+        return torch.from_numpy(self.probabilities([image.numpy() for image in images]))
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_batch([image])[0]
 
 
-def choose_backend(model_path: Path, backend: str = "auto") -> str:
-    """'onnx-int8', 'onnx' or 'torchscript' for the export holding MODEL_PATH.
+def _torch_preprocess(config: PreprocessConfig):
+    from ..preprocess import Preprocess
 
-    auto picks the fastest file the exporter wrote and verified: the int8 ONNX model (kept by the exporter only within
-    one point of fp32 validation top-1), else the fp32 ONNX model, else TorchScript.
-    """
+    return Preprocess(config).eval()
+
+
+def probabilities(model: Classifier, images: list[np.ndarray]) -> np.ndarray:
+    """MODEL's class probabilities [N, C] for uint8 RGB arrays [3, H, W]: numpy in and out, whatever the backend."""
+    if isinstance(model, OnnxPredictor):
+        return model.probabilities(images)
+    import torch
+
+    with torch.inference_mode():
+        return model.forward_batch([torch.from_numpy(np.ascontiguousarray(image)) for image in images]).numpy()
+
+
+def serving_order(folder: Path, info: dict) -> list[str]:
+    """The backends 'auto' tries, best first: the verified files by the time the export measured for each at batch 1
+    (export.json 'speed'), then verified ones it did not measure (int8, fp32 ONNX), TorchScript always among them."""
+    verified = [b for b in bundle.ONNX_BACKENDS if bundle.has_verified(folder, b, info)] + ["torchscript"]
+    measured = [b for b in bundle.fastest(info) if b in verified]
+    return measured + [b for b in verified if b not in measured]
+
+
+def choose_backend(model_path: Path, backend: str = "auto") -> str:
+    """'onnx-int8', 'onnx' or 'torchscript' for the export holding MODEL_PATH ('auto': serving_order's first)."""
     if backend not in bundle.BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(bundle.BACKENDS)}, not {backend!r}")
     folder = model_path.parent
@@ -121,7 +179,7 @@ def choose_backend(model_path: Path, backend: str = "auto") -> str:
             )
         return backend
     if backend == "auto":
-        return next((name for name in bundle.ONNX_BACKENDS if bundle.has_verified(folder, name)), "torchscript")
+        return serving_order(folder, bundle.read_info(folder))[0]
     return "torchscript"
 
 
@@ -192,8 +250,7 @@ def _check_fits(model: Classifier, file: Path, info: dict, labels: list[ClassInf
         )
     size = int(model.preprocess.input_size)
     try:
-        with torch.inference_mode():
-            outputs = model.forward_batch([torch.zeros(3, size, size, dtype=torch.uint8)]).shape[-1]
+        outputs = probabilities(model, [np.zeros((3, size, size), dtype=np.uint8)]).shape[-1]
     except Exception as error:  # noqa: BLE001 - wrong input size, broken graph: whatever the runtime says, in one line
         raise ModelFolderError(
             f"{file} does not run on a {size}x{size} photo ({type(error).__name__}); export it again."
@@ -217,8 +274,11 @@ def _load_backend(model_path: Path, backend: str, threads: int, info: dict) -> C
             raise ModelFolderError(
                 f"{folder / bundle.EXPORT_FILE} records no preprocessing for {file.name}; export it again."
             )
+        graph = bundle.preprocess_file(info)
+        if graph:
+            _check_file(folder, graph, info)
         try:
-            model = OnnxPredictor(file, preprocess, labels, threads)
+            model = OnnxPredictor(file, preprocess, labels, threads, folder / graph if graph else None)
         except Exception as error:  # noqa: BLE001 - ONNX Runtime's own errors (invalid protobuf, ...) have no common base class
             raise ModelFolderError(
                 f"{file} cannot be loaded by ONNX Runtime ({type(error).__name__}); export it again."
@@ -228,7 +288,7 @@ def _load_backend(model_path: Path, backend: str, threads: int, info: dict) -> C
         if model_path.name == bundle.MODEL_FILE:
             _check_file(folder, bundle.MODEL_FILE, info)
         try:
-            model = load_torchscript(model_path)
+            model = load_torchscript(model_path, num_threads=threads)
         except Exception as error:  # noqa: BLE001 - a truncated or foreign file: torch raises RuntimeError, pickle errors, ...
             raise ModelFolderError(
                 f"{model_path} is not a loadable TorchScript model ({type(error).__name__}); restore it or export it again."
@@ -250,16 +310,8 @@ def load_verified(model_path: Path, backend: str = "auto", num_threads: int = 1)
             f"{model_path.parent / bundle.EXPORT_FILE} records no checksums (an export from before they were recorded), "
             "so its files are not verified; export it again or run `landmark checksums FOLDER`."
         )
-    first, order = choose_backend(model_path, backend), [*bundle.ONNX_BACKENDS, "torchscript"]
-    candidates = (
-        [first]
-        if backend != "auto"
-        else [
-            b
-            for b in order[order.index(first) :]
-            if b == "torchscript" or bundle.has_verified(model_path.parent, b, info)
-        ]
-    )
+    first = choose_backend(model_path, backend)
+    candidates = serving_order(model_path.parent, info) if backend == "auto" else [first]
     for candidate in candidates:
         try:
             return candidate, _load_backend(model_path, candidate, num_threads, info)

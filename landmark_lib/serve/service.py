@@ -6,17 +6,17 @@ the same answer for a photo.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 from PIL import Image
 
 from .. import bundle
-from ..data.images import decode_short_side, pil_to_uint8_chw
-from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns
-from ..recognition import best_landmarks, check_threshold
+from ..data.images import decode_short_side, pil_to_uint8_array
+from ..labels import BACKGROUND_CLASS, from_columns
+from ..recognition import check_threshold, top_landmarks
 from . import backends
+from .answer import Guess, Prediction, model_id
 from .photos import ImageInput, Photo, read_photo
 from .resolve import hub_source, resolve_model_path
 
@@ -24,28 +24,7 @@ DEFAULT_THRESHOLD = 0.35
 TOP_K = 5
 
 
-@dataclass(frozen=True)
-class Guess:
-    name: str
-    display_name: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The answer for one photo: the five closest landmarks, the best one's metadata (where it is), where the photo was
-    taken, and whether it is recognised (the best landmark's probability reaches the threshold; else "no known
-    landmark")."""
-
-    top: list[Guess]
-    landmark: ClassInfo
-    photo_location: tuple[float, float] | None
-    recognised: bool
-    threshold: float
-
-    @property
-    def best(self) -> Guess:
-        return self.top[0]
+__all__ = ["Guess", "LandmarkService", "Prediction", "default_num_threads"]  # the answer types live in answer.py
 
 
 def default_num_threads(concurrent_requests: int = 1) -> int:
@@ -57,9 +36,10 @@ def default_num_threads(concurrent_requests: int = 1) -> int:
 class LandmarkService:
     """The exported model, loaded once; thread-safe predictions for the app, the tagger and benchmarks.
 
-    BACKEND: 'auto' (the fastest verified file of the export, see backends.choose_backend), 'onnx-int8', 'onnx' or
-    'torchscript'. All run the same torch preprocessing and expose the same class metadata; fp32 ONNX and TorchScript
-    agree within 1e-4, int8 within the exporter's validation check (and it brings its own threshold).
+    BACKEND: 'auto' (the verified file the export measured fastest, see backends.serving_order), 'onnx-int8', 'onnx'
+    or 'torchscript'. All run the one Preprocess definition (scripted in model.pt, exported as preprocess.onnx) and
+    expose the same class metadata; fp32 ONNX and TorchScript agree within 1e-4, int8 within the exporter's
+    validation check (and it brings its own threshold). With an ONNX backend nothing here imports torch.
     """
 
     def __init__(
@@ -73,10 +53,11 @@ class LandmarkService:
         # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
         self.hub_source = hub_source(self.model_path)
         threads = num_threads or default_num_threads()
-        torch.set_num_threads(threads)
         self.backend, self.model = backends.load_verified(self.model_path, backend, threads)
+        info = bundle.read_info(self.model_path.parent)
+        self.model_id = model_id(self.model_path, self.backend, info)
         if threshold is None:
-            threshold = bundle.threshold(bundle.read_info(self.model_path.parent), self.backend)
+            threshold = bundle.threshold(info, self.backend)
         self.threshold = DEFAULT_THRESHOLD if threshold is None else check_threshold(threshold)
         self.classes = from_columns(self.model)
         self.class_names = [c.name for c in self.classes]
@@ -97,23 +78,24 @@ class LandmarkService:
         """SPEC: an export folder, a model.pt or hf://OWNER/NAME[@REVISION]; None: $LANDMARK_MODEL, else models/default."""
         return cls(resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend)
 
-    def _to_tensor(self, image: Image.Image) -> torch.Tensor:
+    def _to_array(self, image: Image.Image) -> np.ndarray:
         factor = min(image.size) // self.max_short_side
-        return pil_to_uint8_chw(image.reduce(factor) if factor >= 2 else image)
+        return pil_to_uint8_array(image.reduce(factor) if factor >= 2 else image)
 
     def predict_photos(self, photos: list[Photo]) -> list[Prediction]:
         """Several decoded photos in one network call (forward_batch)."""
         if not photos:
             return []
-        with torch.inference_mode():
-            probs = self.model.forward_batch([self._to_tensor(p.image) for p in photos])
-        values, indices = best_landmarks(probs, self.class_names, TOP_K)  # the background class is never an answer
+        probs = backends.probabilities(self.model, [self._to_array(p.image) for p in photos])
+        values, indices = top_landmarks(probs, self.class_names, TOP_K)  # the background class is never an answer
         predictions = []
         for photo, row_values, row_indices in zip(photos, values.tolist(), indices.tolist()):
             top = [Guess(self.class_names[i], self.display_names[i], float(v)) for v, i in zip(row_values, row_indices)]
             best = self.classes[row_indices[0]]
             predictions.append(
-                Prediction(top, best, photo.location, top[0].probability >= self.threshold, self.threshold)
+                Prediction(
+                    top, best, photo.location, top[0].probability >= self.threshold, self.threshold, self.model_id
+                )
             )
         return predictions
 

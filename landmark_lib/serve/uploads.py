@@ -23,6 +23,7 @@ NOT_AN_UPLOAD = (
 )
 PER_CLIENT_BYTES = 500 * 2**20  # uploads one client may send per window: ~50 big phone photos in 10 minutes
 TOTAL_BYTES = 4 * 2**30  # all clients together per window, so many addresses cannot fill the disk either
+QUOTA_PATHS = ("/upload", "/v1/tag")  # Gradio's upload route and the REST API's: both carry photos
 WINDOW_S = 600  # equal to the age after which Gradio's cache cleanup deletes unanswered uploads (app.DELETE_CACHE)
 
 
@@ -153,7 +154,7 @@ class UploadQuota:
         if (
             scope["type"] != "http"
             or scope.get("method") != "POST"
-            or not scope.get("path", "").rstrip("/").endswith("/upload")
+            or not scope.get("path", "").rstrip("/").endswith(QUOTA_PATHS)
         ):
             await self.app(scope, receive, send)
             return

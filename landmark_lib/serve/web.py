@@ -1,4 +1,5 @@
-"""The Landmark Tagger web app (Gradio): upload a photo, get the 5 most likely landmarks and where the best one is.
+"""The Landmark Tagger web app (Gradio): upload a photo, get the 5 most likely landmarks and where the best one is;
+served with the REST API (rest.py) in one process by build_app.
 
 Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35]
      [--port 7860] [--backend auto|onnx-int8|onnx|torchscript]
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 import html
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
+from fastapi import FastAPI
 from gradio.components.label import LabelConfidence, LabelData
 from gradio.data_classes import ImageData
 from gradio_client import utils as client_utils
@@ -21,6 +24,7 @@ from ..data.images import ImageLoadError, release_memory
 from ..errors import LandmarkError
 from ..labels import map_url
 from .page import example_labels, landmark_table, map_embed, model_footer, model_key, use_examples_cache
+from .rest import build_api
 from .service import LandmarkService, Prediction, default_num_threads
 from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
 
@@ -136,27 +140,63 @@ def result_markdown() -> gr.Markdown:
     return gr.Markdown(sanitize_html=False)
 
 
-def build_demo(service: LandmarkService) -> gr.Interface:
-    """The Interface around SERVICE, queued for a small CPU machine (tests and benchmarks build it the same way)."""
 
-    def tag_photo(path: str | None) -> tuple[LabelData | None, str]:
-        # Bad input is answered in the result area (not a toast), so no earlier result is left on screen beside it.
+def add_tag_endpoint(demo: gr.Blocks, photo: gr.Image, answer: Callable[[str | None], Prediction]) -> None:
+    """The API endpoint /tag on DEMO's photo input: the structured answer as JSON (nothing visible on the page)."""
+
+    def tag(path: str | None) -> dict:
+        """Tag one photo and return the structured answer (the same JSON as one item of the REST API's POST /v1/tag).
+
+        Args:
+            path: the photo, uploaded with POST /gradio_api/upload (pass its returned path); URLs are not accepted.
+
+        Returns:
+            {landmark, display_name, probability, recognised, threshold, top5: [{name, display_name, probability}],
+            place: {city, country, lat, lon, map_url}, photo_gps: {lat, lon, map_url} or null, model: {id, revision,
+            backend}}. `landmark` is the closest landmark; name it only when `recognised` is true.
+        """
+        try:
+            return answer(path).to_dict()
+        except (NoPhoto, UploadRefused, ImageLoadError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+
+    with demo:
+        gr.Button(visible=False).click(
+            tag, inputs=photo, outputs=gr.JSON(visible=False, label="answer"), api_name="tag"
+        )
+
+
+class NoPhoto(ValueError):
+    """A request without a photo."""
+
+
+def build_demo(service: LandmarkService) -> gr.Interface:
+    """The Interface around SERVICE, queued for a small CPU machine (tests and benchmarks build it the same way), with
+    two API endpoints: /predict (what the page shows) and /tag (the structured answer as JSON)."""
+
+    def answer(path: str | None) -> Prediction:
+        """The answer for an uploaded photo; NoPhoto, UploadRefused or ImageLoadError with a clear message if none."""
         if path is None:
-            return None, "### No photo\n\nUpload a photo first (JPEG, PNG, WebP, GIF, BMP or TIFF)."
+            raise NoPhoto("Upload a photo first (JPEG, PNG, WebP, GIF, BMP or TIFF).")
         try:
             data = read_upload(path, photo.GRADIO_CACHE, MAX_FILE_BYTES)
-        except UploadRefused as error:
-            return None, f"### Cannot read this photo\n\n{html.escape(str(error), quote=False)}"
         finally:  # the photo and its EXIF GPS leave the server shortly after the answer
             deletion.schedule(path, UPLOAD_GRACE_S)
         try:
             # Bytes + the file's own name: error messages name the user's file, not the server's temp path.
-            prediction = service.predict(data, name=Path(path).name)
-        except ImageLoadError as error:
-            return None, f"### Cannot read this photo\n\n{html.escape(str(error), quote=False)}"
+            return service.predict(data, name=Path(path).name)
         finally:  # the upload's bytes and the decoded pixels go back to the OS, not only to the heap
             del data
             release_memory()
+
+    def tag_photo(path: str | None) -> tuple[LabelData | None, str]:
+        # Bad input is answered in the result area (not a toast), so no earlier result is left on screen beside it.
+        try:
+            prediction = answer(path)
+        except NoPhoto as error:
+            return None, f"### No photo\n\n{error}"
+        except (UploadRefused, ImageLoadError) as error:
+            return None, f"### Cannot read this photo\n\n{html.escape(str(error), quote=False)}"
         return label_value(prediction), describe(prediction)
 
     example_files = sorted(EXAMPLES_DIR.glob("*.jpg"))
@@ -184,6 +224,7 @@ def build_demo(service: LandmarkService) -> gr.Interface:
         analytics_enabled=False,
         delete_cache=DELETE_CACHE,
     )
+    add_tag_endpoint(demo, photo, answer)
     deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
     deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
@@ -220,8 +261,29 @@ def default_host() -> str:
     return os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
 
 
+def build_app(service: LandmarkService) -> FastAPI:
+    """One ASGI app: the REST API (/v1/..., docs at /docs) with the Gradio page mounted at /, under the upload quota
+    (which counts REST photos too)."""
+    api = build_api(service, concurrency=CONCURRENCY, waiting=MAX_QUEUE)
+    api.add_middleware(UploadQuota)
+    return gr.mount_gradio_app(api, build_demo(service), path="", max_file_size=MAX_FILE_SIZE)
+
+
+def serve(service: LandmarkService, host: str, port: int | None, share: bool = False) -> None:
+    """Serve the page and the REST API on HOST:PORT until interrupted (with SHARE, Gradio's own server, which can
+    open a gradio.live link, serves the page alone)."""
+    if share:
+        launch(build_demo(service), host, port, share=True)
+        return
+    import uvicorn
+
+    port = port or 7860
+    print(f"Serving the page on http://{host}:{port} and the REST API under /v1 (docs: /docs)", flush=True)
+    uvicorn.run(build_app(service), host=host, port=port, log_level="warning")
+
+
 def run(args: argparse.Namespace) -> None:
-    """`landmark serve`: load the model once, then serve the app until interrupted."""
+    """`landmark serve`: load the model once, then serve the page and the REST API until interrupted."""
     host = args.host or default_host()
     port = args.port if args.port is not None else env_port(os.environ.get("GRADIO_SERVER_PORT"))
     service = LandmarkService.from_spec(
@@ -229,4 +291,4 @@ def run(args: argparse.Namespace) -> None:
     )
     if service.hub_source:  # the commit actually served, whatever branch or tag was asked for
         print("serving {} at commit {}".format(*service.hub_source))
-    launch(build_demo(service), host, port, share=args.share)
+    serve(service, host, port, share=args.share)

@@ -1,0 +1,188 @@
+"""The REST API for photo services (FastAPI), served in the same process as the page: POST /v1/tag, GET /v1/landmarks,
+GET /v1/health, OpenAPI docs at /docs.
+
+Every answer is Prediction.to_dict() (serve/answer.py, ANSWER_SCHEMA). Bad input is answered with a JSON
+{"detail": one sentence} and its status (413 too large, 415 not an image, 422 no or too many photos, 503 when the
+bounded queue is full); never a 500. Uploads stay in memory (or in the multipart parser's anonymous spool file for
+parts over 1 MB) only until their answer, and are decoded with the app's bounded decoder (load_rgb).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from ..data.images import ImageLoadError, release_memory
+from ..labels import BACKGROUND_CLASS
+from .answer import ANSWER_SCHEMA, place_dict
+from .photos import read_photo
+from .service import LandmarkService
+
+MAX_PHOTOS = 32  # per request: a batch the model answers in one call without holding much memory
+MAX_FILE_BYTES = 50 * 1024**2  # the page's limit (web.MAX_FILE_BYTES): larger than any phone photo
+MAX_REQUEST_BYTES = 256 * 1024**2  # all photos of one request together
+PHOTO_FIELD = "photo"
+
+_TAG_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [PHOTO_FIELD],
+                "properties": {
+                    PHOTO_FIELD: {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "maxItems": MAX_PHOTOS,
+                        "description": f"1 to {MAX_PHOTOS} photos (JPEG, PNG, WebP, GIF, BMP, TIFF), each a `photo` field",
+                    }
+                },
+            }
+        }
+    },
+}
+_ERROR = {"content": {"application/json": {"example": {"detail": "one sentence saying what to fix"}}}}
+_TAG_RESPONSES = {
+    200: {"content": {"application/json": {"schema": {"type": "array", "items": ANSWER_SCHEMA}}}},
+    413: {"description": "a photo or the request is too large", **_ERROR},
+    415: {"description": "not multipart, or a file that is not a usable photo", **_ERROR},
+    422: {"description": f"no `{PHOTO_FIELD}` file, or more than {MAX_PHOTOS}", **_ERROR},
+    503: {"description": "the server is busy (its queue is full): retry later", **_ERROR},
+}
+
+
+class Refused(Exception):
+    """A request answered with STATUS and a one-sentence MESSAGE (JSON {"detail": MESSAGE})."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Gate:
+    """A bounded queue: at most CONCURRENCY requests work at once and WAITING more wait; beyond that, 503 at once
+    (before the body is read), so a burst cannot pile up memory or latency."""
+
+    def __init__(self, concurrency: int, waiting: int):
+        self.capacity, self.inside = concurrency + waiting, 0
+        self.working = asyncio.Semaphore(concurrency)
+
+    def enter(self) -> None:
+        if self.inside >= self.capacity:
+            raise Refused(503, "The server is busy (its queue is full); retry in a few seconds.")
+        self.inside += 1
+
+    def leave(self) -> None:
+        self.inside -= 1
+
+
+async def _read_photos(request: Request) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each `photo` file of a multipart request, after the size and count checks."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise Refused(415, f"Send the photos as multipart/form-data, each in a `{PHOTO_FIELD}` file field.") from None
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        raise Refused(
+            413, f"The request is larger than {MAX_REQUEST_BYTES // 2**20} MB; send fewer photos per request."
+        )
+    try:
+        form = await request.form(max_files=MAX_PHOTOS, max_fields=MAX_PHOTOS)
+    except HTTPException as error:  # the multipart parser's own refusals (too many files, malformed body)
+        status = 422 if "Too many" in str(error.detail) else 400
+        raise Refused(
+            status, f"{error.detail} Send 1 to {MAX_PHOTOS} photos, each in a `{PHOTO_FIELD}` file field."
+        ) from None
+    try:  # the parts are closed (spooled parts deleted) as soon as their bytes are read
+        return await _photo_bytes(form.getlist(PHOTO_FIELD))
+    finally:
+        await form.close()
+
+
+async def _photo_bytes(files: list) -> list[tuple[str, bytes]]:
+    if not files or not all(isinstance(f, UploadFile) for f in files):
+        raise Refused(422, f"No photo: send 1 to {MAX_PHOTOS} files, each in a multipart field named `{PHOTO_FIELD}`.")
+    photos = []
+    for index, upload in enumerate(files):
+        name = upload.filename or f"photo {index + 1}"
+        if (upload.size or 0) > MAX_FILE_BYTES:
+            raise Refused(413, f"{name} is larger than {MAX_FILE_BYTES // 2**20} MB; send a smaller photo.")
+        photos.append((name, await upload.read()))
+    return photos
+
+
+def _answer(service: LandmarkService, photos: list[tuple[str, bytes]]) -> list[dict]:
+    """Decode every photo (bounded decoder), then one network call for all of them."""
+    try:
+        decoded = []
+        for name, data in photos:
+            try:
+                decoded.append(read_photo(data, name, service.max_short_side))
+            except ImageLoadError as error:
+                raise Refused(415, str(error)) from None
+        return [prediction.to_dict() for prediction in service.predict_photos(decoded)]
+    finally:
+        del photos
+        release_memory()
+
+
+def landmarks(service: LandmarkService) -> list[dict]:
+    """Every landmark the model knows (not the background class), with its place."""
+    return [
+        {"name": c.name, "display_name": c.display_name, "place": place_dict(c)}
+        for c in service.classes
+        if c.name != BACKGROUND_CLASS
+    ]
+
+
+def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64) -> FastAPI:
+    """The FastAPI app of SERVICE; the Gradio page is mounted on it by web.build_app."""
+    api = FastAPI(
+        title="Landmark Tagger API",
+        description="Photo -> the most likely landmarks and where they are. Answers follow the `Answer` schema.",
+        version="1",
+    )
+    gate, started = Gate(concurrency, waiting), time.monotonic()
+
+    @api.exception_handler(Refused)
+    async def refused(_: Request, error: Refused) -> JSONResponse:
+        headers = {"Retry-After": "2"} if error.status == 503 else None
+        return JSONResponse({"detail": error.message}, status_code=error.status, headers=headers)
+
+    @api.post("/v1/tag", openapi_extra={"requestBody": _TAG_BODY}, responses=_TAG_RESPONSES)
+    async def tag(request: Request) -> list[dict]:
+        """Tag 1 to 32 photos (multipart `photo` fields): one answer per photo, in the order sent.
+
+        A request with any unusable photo is refused as a whole, naming the file."""
+        gate.enter()
+        try:
+            photos = await _read_photos(request)
+            async with gate.working:
+                return await run_in_threadpool(_answer, service, photos)
+        finally:
+            gate.leave()
+
+    @api.get("/v1/landmarks")
+    def known_landmarks() -> list[dict]:
+        """Every landmark the model can name, with its city, country, coordinates and map link."""
+        return landmarks(service)
+
+    @api.get("/v1/health")
+    def health() -> dict:
+        """The model served (id, revision, backend), its recognition threshold and the server's uptime."""
+        return {
+            "status": "ok",
+            "model": service.model_id.to_dict(),
+            "backend": service.backend,
+            "threshold": service.threshold,
+            "landmarks": len(service.landmark_names),
+            "uptime_s": round(time.monotonic() - started, 1),
+        }
+
+    return api
