@@ -50,7 +50,14 @@ FILES = (
     CARD_FILE,
 )
 REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE)  # what every export has, whatever its format
-SERVE_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE, ONNX_FILE, INT8_FILE, PREPROCESS_FILE)  # what a server downloads from the Hub
+SERVE_FILES = (
+    MODEL_FILE,
+    LABELS_FILE,
+    EXPORT_FILE,
+    ONNX_FILE,
+    INT8_FILE,
+    PREPROCESS_FILE,
+)  # what a server downloads from the Hub
 
 ONNX_INPUT = "input"  # float32 [N, 3, S, S], a photo after the torch preprocessing
 ONNX_OUTPUT = "logits"  # float32 [N, num_classes], softmax not included

@@ -180,7 +180,9 @@ def test_hub_spec_fetches_the_onnx_files_the_export_verified(
         lambda repo_id, revision=None, allow_patterns=None: fetched.extend(allow_patterns) or str(int8_export),
     )
     service = LandmarkService.from_spec("hf://someone/landmarks", num_threads=1)
-    assert {"model.pt", "labels.json", "export.json", "model.int8.onnx", "model.onnx", "preprocess.onnx"} <= set(fetched)
+    assert {"model.pt", "labels.json", "export.json", "model.int8.onnx", "model.onnx", "preprocess.onnx"} <= set(
+        fetched
+    )
     assert service.backend == json.loads((int8_export / "export.json").read_text())["speed"]["served"]
     card = build_model_card(int8_export, "someone/landmarks").text
     assert "`model.int8.onnx`: the same interface, statically quantised" in card and "validation top-1" in card

@@ -140,7 +140,6 @@ def result_markdown() -> gr.Markdown:
     return gr.Markdown(sanitize_html=False)
 
 
-
 def add_tag_endpoint(demo: gr.Blocks, photo: gr.Image, answer: Callable[[str | None], Prediction]) -> None:
     """The API endpoint /tag on DEMO's photo input: the structured answer as JSON (nothing visible on the page)."""
 
