@@ -32,6 +32,7 @@ REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, EXPORT_FILE)  # what every export has
 
 ONNX_INPUT = "input"  # float32 [N, 3, S, S], a photo after the torch preprocessing
 ONNX_OUTPUT = "logits"  # float32 [N, num_classes], softmax not included
+ONNX_EMBEDDING = "embedding"  # float32 [N, D]: the pooled features, L2-normalised (landmark_lib/embedding.py)
 
 BACKENDS = ("auto", "onnx-int8", "onnx", "torchscript")
 # backend (= export --format) -> (export.json key recording its check, file); fastest first

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..bundle import INT8_FILE, ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT
+from ..bundle import INT8_FILE, ONNX_EMBEDDING, ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT
+from ..embedding import WithEmbedding
 from ..evaluation.metrics import top_k_accuracy
 from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..predictor import LandmarkPredictor
@@ -24,13 +25,15 @@ from ..preprocess import PreprocessConfig
 from ..serve.backends import OnnxPredictor
 from ..train.run import RunConfig
 from ..train.run_photos import run_photos_loader
-from .checks import TOLERANCE, ExportError, eager_probabilities
+from .checks import TOLERANCE, ExportError, eager_embeddings, eager_probabilities
 
 MAX_INT8_TOP1_DROP = 0.01  # int8 is worth its speed only if it stays within one point of fp32 top-1 on validation
+MIN_INT8_EMBEDDING_COSINE = 0.95  # mean cosine of int8 to fp32 embeddings on validation photos: gallery search needs it
 
 
 def to_onnx(network: nn.Module, input_size: int, path: str | Path) -> Path:
-    """Write NETWORK (eval mode) as one self-contained .onnx file with a dynamic batch dimension."""
+    """Write NETWORK (eval mode) as one self-contained .onnx file with a dynamic batch dimension and two outputs: the
+    logits and the L2-normalised embedding (landmark_lib/embedding.py)."""
     path = Path(path)
     example = torch.rand(2, 3, input_size, input_size)  # batch 2: torch.export specialises a batch of 1 to a constant
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -39,11 +42,11 @@ def to_onnx(network: nn.Module, input_size: int, path: str | Path) -> Path:
             "ignore"
         )  # the exporter is chatty about deprecated internals; the result is verified by callers
         torch.onnx.export(
-            network.eval(),
+            WithEmbedding(network).eval(),
             (example,),
             str(path),
             input_names=[ONNX_INPUT],
-            output_names=[ONNX_OUTPUT],
+            output_names=[ONNX_OUTPUT, ONNX_EMBEDDING],
             dynamic_shapes=({0: batch},),
             dynamo=True,
             external_data=False,
@@ -95,14 +98,20 @@ def quantize_static_int8(fp32: str | Path, out: str | Path, calibration: Iterabl
 
 
 def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Path, images: list[torch.Tensor]) -> float:
-    """OUT/model.onnx (the network only); returns its max probability diff to EAGER, removing the file if it drifts."""
+    """OUT/model.onnx (the network only); returns its max probability or embedding diff to EAGER, removing the file
+    if it drifts."""
     path = to_onnx(eager.model, preprocess.input_size, out / ONNX_FILE)
-    predictor = OnnxPredictor(path, preprocess)
-    max_abs_diff = float((predictor.forward_batch(images) - eager_probabilities(eager, images)).abs().max())
+    probs, embedding = OnnxPredictor(path, preprocess).forward_batch_with_embedding(images)
+    max_abs_diff = float(
+        max(
+            (probs - eager_probabilities(eager, images)).abs().max(),
+            (embedding - eager_embeddings(eager, images)).abs().max(),
+        )
+    )
     if max_abs_diff > TOLERANCE:
         path.unlink()
         raise ExportError(
-            f"model.onnx differs from the eager model by {max_abs_diff:.2e} in probability (tolerance {TOLERANCE:g}); it was removed."
+            f"model.onnx differs from the eager model by {max_abs_diff:.2e} in probability or embedding (tolerance {TOLERANCE:g}); it was removed."
         )
     return max_abs_diff
 
@@ -126,6 +135,16 @@ def export_onnx_int8(
     path = quantize_static_int8(out / ONNX_FILE, out / INT8_FILE, (images for images, _ in loader))
     probs, targets = validation_probabilities(config, OnnxPredictor(path, config.preprocess).logits)
     fp32_top1, int8_top1 = top_k_accuracy(*valid_fp32, 1), top_k_accuracy(probs, targets, 1)
+    cosine = int8_embedding_cosine(config, out)
+    if cosine < MIN_INT8_EMBEDDING_COSINE:
+        path.unlink()
+        return {
+            "refused": (
+                f"The int8 model's embeddings agree with fp32 at mean cosine {cosine:.3f} on validation photos (at least "
+                f"{MIN_INT8_EMBEDDING_COSINE} is needed for gallery search), so {INT8_FILE} was removed; the fp32 files are "
+                "exported and served. Calibrate on more photos (--calibration-photos) or export with --format onnx."
+            )
+        }
     if int8_top1 < fp32_top1 - MAX_INT8_TOP1_DROP:
         path.unlink()
         return {
@@ -146,7 +165,19 @@ def export_onnx_int8(
         "valid_top1_fp32": fp32_top1,
         "valid_top1_int8": int8_top1,
         "valid_agreement_with_fp32": float((probs.argmax(dim=1) == valid_fp32[0].argmax(dim=1)).float().mean()),
+        "valid_embedding_cosine_to_fp32": cosine,
         "threshold": chosen["threshold"],
         "threshold_calibration": chosen,
         "onnxruntime": onnxruntime.__version__,
     }
+
+
+def int8_embedding_cosine(config: RunConfig, out: Path, photos: int = 64) -> float:
+    """Mean cosine between OUT's int8 and fp32 ONNX embeddings on PHOTOS of the run's validation photos."""
+    fp32, int8 = (OnnxPredictor(out / name, config.preprocess).session for name in (ONNX_FILE, INT8_FILE))
+    cosines = []
+    for images, _ in run_photos_loader(config, "valid", limit=photos, batch_size=16):
+        feed = {ONNX_INPUT: images.contiguous().numpy()}
+        a, b = (torch.from_numpy(s.run([ONNX_EMBEDDING], feed)[0]) for s in (fp32, int8))
+        cosines.append((a * b).sum(dim=1))
+    return float(torch.cat(cosines).mean())

@@ -18,6 +18,7 @@ import torch
 from .. import atomic, bundle, checksums
 from ..data.folder import data_roots
 from ..data.images import decode_short_side
+from ..embedding import embedding_dim
 from ..evaluation.evaluate import evaluate_run
 from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..labels import write_labels
@@ -86,6 +87,7 @@ def export_run(
         "onnx": onnx_info,
         "onnx_int8": int8_info,
         "onnx_int8_refused": int8_refused,
+        "embedding": embedding_record(model),
     }
     info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
     bundle.write_info(out, info)
@@ -119,6 +121,16 @@ def _record(
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         checksums.FILES_KEY: checksums.record(out),  # servers check every file against these before loading it
+    }
+
+
+def embedding_record(network: torch.nn.Module) -> dict:
+    """export.json's 'embedding': what galleries (landmark_lib/gallery/) compare photos by."""
+    return {
+        "dim": embedding_dim(network),
+        "what": "the network's pooled features (the classifier's input), L2-normalised",
+        "torchscript": "model.pt forward_batch_with_embedding(images) -> (probabilities, embeddings)",
+        "onnx": f"second output '{bundle.ONNX_EMBEDDING}'",
     }
 
 
@@ -164,6 +176,7 @@ def _write_onnx(eager: LandmarkPredictor, config: RunConfig, out: Path, images: 
         "input": f"'{bundle.ONNX_INPUT}': float32 [N, 3, {size}, {size}], "
         "a photo after 'preprocess' (resize, centre crop, normalise: done by the torch Preprocess module)",
         "output": f"'{bundle.ONNX_OUTPUT}': float32 [N, num_classes] (softmax not included)",
+        "embedding_output": f"'{bundle.ONNX_EMBEDDING}': float32 [N, {embedding_dim(eager.model)}], L2-normalised pooled features",
         "max_abs_diff": export_onnx(eager, config.preprocess, out, images),
         "onnxruntime": onnxruntime.__version__,
     }

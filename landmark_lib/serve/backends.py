@@ -103,6 +103,20 @@ class OnnxPredictor:
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_batch([image])[0]
 
+    def forward_batch_with_embedding(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(probabilities [N, C], L2-normalised embeddings [N, D]), like model.pt's method of the same name."""
+        outputs = [o.name for o in self.session.get_outputs()]
+        if bundle.ONNX_EMBEDDING not in outputs:
+            raise ModelFolderError(
+                f"{self.onnx_path} has no '{bundle.ONNX_EMBEDDING}' output (an export from before embeddings); export the model again."
+            )
+        with torch.inference_mode():
+            batch = torch.cat([self.preprocess(image) for image in images], dim=0)
+            logits, embedding = self.session.run(
+                [bundle.ONNX_OUTPUT, bundle.ONNX_EMBEDDING], {bundle.ONNX_INPUT: batch.contiguous().numpy()}
+            )
+            return torch.softmax(torch.from_numpy(logits).float(), dim=-1), torch.from_numpy(embedding)
+
 
 def choose_backend(model_path: Path, backend: str = "auto") -> str:
     """'onnx-int8', 'onnx' or 'torchscript' for the export holding MODEL_PATH.
