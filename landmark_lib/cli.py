@@ -8,6 +8,7 @@
     landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
     landmark tag PHOTO_DIR --out tags.csv            tag a folder of photos
     landmark checksums DIR                           record the sha256 of an export folder's files
+    landmark gallery add | list | remove | evaluate  teach landmarks from a few photos (no retraining)
     landmark serve                                   the web app (also: python app.py)
 
 Only the parsers live here (built from light modules); each command is the `run(args)` function of the module that
@@ -25,6 +26,7 @@ from . import bundle
 from .errors import LandmarkError
 
 TAG_FORMATS = (".csv", ".json")
+GALLERY_HELP = "gallery folder (`landmark gallery add`) whose landmarks rank beside the model's (default: $LANDMARK_GALLERY, else none)"
 SPEC_HELP = "export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)"
 
 
@@ -270,6 +272,7 @@ def _serving(commands) -> None:
         help="minimum top probability for 'recognised', 0..1 (default: export.json's, else 0.35)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (it is kept otherwise)")
+    p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     p = _command(
         commands,
         "checksums",
@@ -294,11 +297,23 @@ def _serving(commands) -> None:
     )
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
+    p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     p.add_argument(
         "--backend",
         choices=bundle.BACKENDS,
         default="auto",
         help="auto: the fastest file the export verified (model.int8.onnx, then model.onnx via ONNX Runtime), else model.pt",
+    )
+
+
+def _gallery(commands) -> None:
+    from .gallery.commands import add_arguments
+
+    gallery = commands.add_parser(
+        "gallery", help="teach landmarks from a few photos, without retraining", formatter_class=HelpFormatter
+    )
+    add_arguments(
+        gallery.add_subparsers(dest="gallery_command", required=True, metavar="{add,list,remove,evaluate}"), _command
     )
 
 
@@ -318,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="landmark", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_data, _train, _evaluate, _export, _thresholds, _compare, _serving):
+    for add in (_data, _train, _evaluate, _export, _thresholds, _compare, _serving, _gallery):
         add(commands)
     return parser
 
@@ -327,7 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (0, 2 for an expected failure, 130 when interrupted)."""
     args = build_parser().parse_args(argv)
     module, _, function = vars(args).pop("target").partition(":")
-    for key in ("command", "data_command"):  # the command's own options are what it records (e.g. a run's config.json)
+    for key in (
+        "command",
+        "data_command",
+        "gallery_command",
+    ):  # the command's own options are what it records (e.g. a run's config.json)
         vars(args).pop(key, None)
     try:
         getattr(importlib.import_module(module), function)(args)

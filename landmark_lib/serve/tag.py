@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> None:
     """`landmark tag PHOTO_DIR --out FILE [--overwrite]`: every photo's record, then one summary line."""
     if args.out.exists() and not args.overwrite:
         raise LandmarkError(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out")
-    service = LandmarkService.from_spec(args.model, threshold=args.threshold)
+    service = LandmarkService.from_spec(args.model, threshold=args.threshold, gallery=getattr(args, "gallery", None))
     records = tag_folder(service, args.photo_dir, args.batch_size)
     try:
         write(records, args.out, args.overwrite)

@@ -207,6 +207,10 @@ def run(args: argparse.Namespace) -> None:
     host = args.host or default_host()
     port = args.port if args.port is not None else env_port(os.environ.get("GRADIO_SERVER_PORT"))
     service = LandmarkService.from_spec(
-        args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY), backend=args.backend
+        args.model,
+        threshold=args.threshold,
+        num_threads=default_num_threads(CONCURRENCY),
+        backend=args.backend,
+        gallery=getattr(args, "gallery", None),
     )
     launch(build_demo(service), host, port, share=args.share)

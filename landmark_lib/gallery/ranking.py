@@ -1,0 +1,44 @@
+"""Model classes and gallery landmarks in one ranking: each gallery landmark's similarity is put on the probability
+scale so that the gallery's similarity rule lands exactly on the model's recognition threshold.
+
+A gallery landmark therefore counts as "recognised" only when a photo is at least `similarity` (cosine, chosen on
+validation: reports/gallery.md) from one of its photos, and otherwise ranks among the classes by how close it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..labels import ClassInfo
+from .search import build_index, landmark_scores
+from .store import Gallery
+
+
+def confidence(similarity: np.ndarray, rule: float, threshold: float) -> np.ndarray:
+    """Similarity -> score in [0, 1], monotone and continuous: RULE maps to THRESHOLD, 1 to 1, 0 (or less) to 0."""
+    s = np.clip(similarity, 0.0, 1.0)
+    below = threshold * s / rule
+    above = threshold + (1.0 - threshold) * (s - rule) / (1.0 - rule)
+    return np.where(s < rule, below, above).astype(np.float32)
+
+
+class GalleryRanker:
+    """A loaded gallery with its search index; scores() gives [N, classes + gallery landmarks] for one ranking."""
+
+    def __init__(self, gallery: Gallery, threshold: float, index_kind: str = "auto"):
+        self.gallery, self.threshold = gallery, threshold
+        self.index = build_index(gallery.embeddings, index_kind)
+        self.rows = gallery.row_landmarks
+        self.classes: list[ClassInfo] = [lm.info for lm in gallery.landmarks]
+
+    def landmark_confidence(self, embeddings: np.ndarray) -> np.ndarray:
+        """[N, gallery landmarks] on the probability scale."""
+        similarity = landmark_scores(self.index, self.rows, embeddings, len(self.classes))
+        return confidence(similarity, self.gallery.similarity, self.threshold)
+
+    def scores(self, model, images: list[torch.Tensor]) -> torch.Tensor:
+        """MODEL's probabilities beside the gallery landmarks' confidences, from one network call."""
+        probs, embeddings = model.forward_batch_with_embedding(images)
+        extra = torch.from_numpy(self.landmark_confidence(embeddings.numpy()))
+        return torch.cat([probs.float(), extra], dim=1)
