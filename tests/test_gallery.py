@@ -14,7 +14,7 @@ from landmark_lib.gallery.search import ExactIndex, FaissIndex
 from landmark_lib.serve.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 
-from helpers import class_photo, cli_error, export_tiny_model, make_photo
+from helpers import class_photo, cli_error, export_tiny_model, make_dataset, make_photo
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,10 @@ def test_serving_recognises_a_taught_landmark_and_rejects_an_unrelated_photo(tau
     service = LandmarkService(model_dir / "model.pt", num_threads=1, gallery=taught)
     plain = LandmarkService(model_dir / "model.pt", num_threads=1)
     seen, unrelated = service.predict_photos(
-        [read_photo(make_photo(120, 80, seed=7).resize((140, 93))), read_photo(class_photo(4, np.random.default_rng(1)))]
+        [
+            read_photo(make_photo(120, 80, seed=7).resize((140, 93))),
+            read_photo(class_photo(4, np.random.default_rng(1))),
+        ]
     )
     assert seen.recognised and seen.best.name == "old_tower" and seen.landmark.city == "Porto"
     assert seen.landmark.lat == pytest.approx(41.1) and seen.best.display_name == "Old Tower"
@@ -117,3 +120,55 @@ def test_serving_recognises_a_taught_landmark_and_rejects_an_unrelated_photo(tau
     before = plain.predict_photos([read_photo(class_photo(4, np.random.default_rng(1)))])[0]
     assert unrelated.best.name == before.best.name and unrelated.recognised == before.recognised
     assert "old_tower" in [g.name for g in unrelated.top] or len(unrelated.top) == 5
+
+
+def test_evaluate_protocol_on_a_tiny_holdout_run(tmp_path: Path, capsys) -> None:
+    """A run trained without 'c_gate' (--holdout-classes), exported; the protocol enrolls its train photos."""
+    from landmark_lib.labels import ClassInfo
+    from landmark_lib.preprocess import PreprocessConfig
+
+    data = make_dataset(
+        tmp_path / "data", ["a_tower", "b_bridge", "c_gate", "no_landmark"], train_per_class=8, test_per_class=3
+    )
+    classes = [
+        ClassInfo("a_tower", "A Tower"),
+        ClassInfo("b_bridge", "B Bridge"),
+        ClassInfo("no_landmark", "No landmark"),
+    ]
+    args = {
+        "data": [str(data)],
+        "holdout_classes": ["c_gate"],
+        "cache_dir": str(tmp_path / "cache"),
+        "seed": 0,
+        "valid_fraction": 0.25,
+    }
+    export = export_tiny_model(
+        tmp_path / "export",
+        export_info={"train_args": args, "num_classes": 3, "preprocess": PreprocessConfig(64).to_dict()},
+        classes=classes,
+    )
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "gallery",
+                "evaluate",
+                str(tmp_path / "export"),
+                "--shots",
+                "1",
+                "5",
+                "--out",
+                str(out),
+                "--max-false-accept",
+                "0.2",
+            ]
+        )
+        == 0
+    )
+    result = json.loads((out / "results.json").read_text())
+    assert sorted(result["shots"]) == ["1", "5"] and (out / "top1_vs_n.png").stat().st_size > 1000
+    row = result["shots"]["5"]
+    assert (row["heldout_photos"], row["known_photos"], row["no_landmark_photos"]) == (3, 6, 3)
+    assert 0 < row["similarity_rule"] < 1 and 0 <= row["heldout_top1"] <= 1
+    assert row["heldout_top1"] > 0  # before enrolling, c_gate could never be an answer
+    assert "| 5 |" in capsys.readouterr().out

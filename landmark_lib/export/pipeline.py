@@ -63,8 +63,9 @@ def export_run(
     eager = LandmarkPredictor(model, config.preprocess, config.classes).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    folders = config.class_names + list(config.args.get("holdout_classes") or [])  # every class folder of the data
     images = check_images(
-        check_data, check_split, config.class_names, min_short_side=decode_short_side(config.preprocess.resize_size)
+        check_data, check_split, folders, min_short_side=decode_short_side(config.preprocess.resize_size)
     )
     max_abs_diff = _write_torchscript(eager, config, out, images)
     for stale in (

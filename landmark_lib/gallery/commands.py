@@ -53,7 +53,6 @@ def add_arguments(commands, command) -> None:
         help="share of validation photos of other things a gallery landmark may claim",
     )
     p.add_argument("--backend", default="auto", help="auto, onnx-int8, onnx or torchscript")
-    p.add_argument("--batch-size", type=int, default=32, help="photos per network call")
 
 
 def _service(args: argparse.Namespace):

@@ -44,25 +44,29 @@ def photo_files(sources: list[Path]) -> list[Path]:
     return files
 
 
-def embed_images(model, images: list[torch.Tensor]) -> np.ndarray:
-    """[N, D] embeddings of decoded uint8 images, BATCH at a time."""
-    rows = []
+def run_model(model, images: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities [N, C], embeddings [N, D]) of decoded uint8 images, BATCH at a time."""
+    probs, rows = [], []
     with torch.inference_mode():
         for start in range(0, len(images), BATCH):
-            rows.append(model.forward_batch_with_embedding(images[start : start + BATCH])[1].numpy())
-    return np.concatenate(rows).astype(np.float32)
+            p, e = model.forward_batch_with_embedding(images[start : start + BATCH])
+            probs.append(p.numpy())
+            rows.append(e.numpy())
+    return np.concatenate(probs), np.concatenate(rows).astype(np.float32)
+
+
+def decode(service, path: Path) -> torch.Tensor:
+    """PATH as the service feeds it to the model; a file that is not a usable photo is an error naming it."""
+    from ..serve.photos import read_photo
+
+    try:
+        return pil_to_uint8_chw(read_photo(path, path.name, service.max_short_side).image)
+    except ImageLoadError as error:
+        raise GalleryError(f"{path} is not a usable photo ({error}); remove it from the list.") from None
 
 
 def embed_files(service, files: list[Path]) -> tuple[list[dict], np.ndarray]:
-    """({source, sha256} per photo, their embeddings); a file that is not a usable photo is an error naming it."""
-    from ..serve.photos import read_photo
-
-    images, photos = [], []
-    for path in files:
-        try:
-            photo = read_photo(path, path.name, service.max_short_side)
-        except ImageLoadError as error:
-            raise GalleryError(f"{path} is not a usable photo ({error}); remove it from the list.") from None
-        images.append(pil_to_uint8_chw(photo.image))
-        photos.append({"source": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
-    return photos, embed_images(service.model, images)
+    """({source, sha256} per photo, their embeddings)."""
+    images = [decode(service, path) for path in files]
+    photos = [{"source": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in files]
+    return photos, run_model(service.model, images)[1]

@@ -16,7 +16,6 @@ from ..data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
 from ..data.holdout import without_holdout
 from ..data.provenance import excluded_mask
 from ..data.split import split_rows
-from ..data.transforms import EvalTransform
 from .run import RunConfig
 
 PARTS = ("train", "valid")
@@ -55,6 +54,8 @@ def run_photos_loader(config: RunConfig, part: str, limit: int | None = None, ba
         raise DatasetError(
             f"The run's dataset ({config.args.get('data')}) is not on disk; its train/ photos are needed here."
         )
+    from ..data.transforms import EvalTransform  # timm: only when photos are loaded, not for run_split
+
     args = config.args
     holdout = args.get("holdout_classes")
     train_split = open_split(args["data"], "train", class_names=None if holdout else config.class_names)
