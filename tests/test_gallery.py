@@ -142,7 +142,7 @@ def test_evaluate_protocol_on_a_tiny_holdout_run(tmp_path: Path, capsys) -> None
         "seed": 0,
         "valid_fraction": 0.25,
     }
-    export = export_tiny_model(
+    export_tiny_model(
         tmp_path / "export",
         export_info={"train_args": args, "num_classes": 3, "preprocess": PreprocessConfig(64).to_dict()},
         classes=classes,

@@ -115,7 +115,10 @@ class OnnxPredictor:
             logits, embedding = self.session.run(
                 [bundle.ONNX_OUTPUT, bundle.ONNX_EMBEDDING], {bundle.ONNX_INPUT: batch.contiguous().numpy()}
             )
-            return torch.softmax(torch.from_numpy(logits).float(), dim=-1), torch.from_numpy(embedding)
+            embedding = torch.from_numpy(embedding).float()  # int8 output: re-normalised (its quantised length drifts)
+            return torch.softmax(torch.from_numpy(logits).float(), dim=-1), torch.nn.functional.normalize(
+                embedding, dim=1
+            )
 
 
 def choose_backend(model_path: Path, backend: str = "auto") -> str:
