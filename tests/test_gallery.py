@@ -172,3 +172,37 @@ def test_evaluate_protocol_on_a_tiny_holdout_run(tmp_path: Path, capsys) -> None
     assert 0 < row["similarity_rule"] < 1 and 0 <= row["heldout_top1"] <= 1
     assert row["heldout_top1"] > 0  # before enrolling, c_gate could never be an answer
     assert "| 5 |" in capsys.readouterr().out
+
+
+class _NoDeletion:
+    def __init__(self) -> None:
+        self.scheduled: list[str] = []
+
+    def schedule(self, path: str, delay: float) -> None:
+        self.scheduled.append(path)
+
+
+def test_teach_tab_keeps_a_taught_landmark_in_the_visitors_session_only(
+    service: LandmarkService, tmp_path: Path
+) -> None:
+    from landmark_lib.serve.web_teach import teach, try_photo
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    paths = []
+    for i, size in enumerate([(120, 80), (150, 100), (96, 64)]):
+        paths.append(str(uploads / f"{i}.jpg"))
+        make_photo(120, 80, seed=7).resize(size).save(paths[-1], quality=95)
+    trial = str(uploads / "trial.jpg")
+    make_photo(120, 80, seed=7).resize((140, 93)).save(trial, quality=95)
+    deletion, limits = _NoDeletion(), (10**7, 60.0)
+    state, message = teach(service, None, "Old Tower", paths, str(uploads), limits, deletion)
+    assert "Taught 'Old Tower' from 3 photos" in message and deletion.scheduled == paths
+    state["gallery"].similarity = 0.9
+    show = lambda p: (p.recognised, p.best.display_name)  # noqa: E731
+    assert try_photo(service, state, trial, str(uploads), limits, deletion, show) == (True, "Old Tower")
+    assert try_photo(service, None, trial, str(uploads), limits, deletion, show)[1] != "Old Tower"  # another visitor
+    outside = tmp_path / "secret.jpg"
+    make_photo().save(outside)
+    assert "Cannot read" in teach(service, state, "X", [str(outside)], str(uploads), limits, deletion)[1]
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".jpg") == []  # nothing written

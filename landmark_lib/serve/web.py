@@ -21,6 +21,7 @@ from ..errors import LandmarkError
 from ..labels import map_url
 from .service import LandmarkService, Prediction, default_num_threads
 from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
+from .web_teach import add_teach_tab
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 CONCURRENCY = 2  # a CPU Space has 2 vCPUs: more parallel requests only slow each other down
@@ -167,6 +168,9 @@ def build_demo(service: LandmarkService) -> gr.Interface:
         delete_cache=DELETE_CACHE,
     )
     deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
+    add_teach_tab(
+        demo, service, photo_input, landmark_label, photo.GRADIO_CACHE, (MAX_FILE_BYTES, UPLOAD_GRACE_S), deletion
+    )
     deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
 
