@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,6 +67,17 @@ def embed_all(service, model, photos: dict, out: Path) -> dict[str, dict]:
     with atomic.atomic_path(cache) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
     return result
+
+
+def first_per_class(items: list[tuple[Path, str]], n: int) -> list[tuple[Path, str]]:
+    """The first N items of every class, in order."""
+    taken: Counter = Counter()
+    out = []
+    for path, name in items:
+        if taken[name] < n:
+            out.append((path, name))
+            taken[name] += 1
+    return out
 
 
 def enrolled_gallery(pool: list[tuple[Path, str]], pool_emb: np.ndarray, n: int, model, classes: dict):
@@ -125,6 +137,7 @@ def evaluate(export: Path, shots: list[int], out: Path, max_false_accept: float,
     service = LandmarkService(export / bundle.MODEL_FILE, backend=backend)
     train_args = bundle.read_info(export).get("train_args") or {}
     photos = protocol_photos(train_args, service.model.preprocess.resize_size)
+    photos["pool"] = first_per_class(photos["pool"], max(shots))  # only what some n enrolls is embedded
     out.mkdir(parents=True, exist_ok=True)
     model = model_id(service)
     data = embed_all(service, model, photos, out)
