@@ -63,10 +63,7 @@ def export_run(
     eager = LandmarkPredictor(model, config.preprocess, config.classes).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    folders = config.class_names + list(config.args.get("holdout_classes") or [])  # every class folder of the data
-    images = check_images(
-        check_data, check_split, folders, min_short_side=decode_short_side(config.preprocess.resize_size)
-    )
+    images = _check_images(config, check_data, check_split)
     max_abs_diff = _write_torchscript(eager, config, out, images)
     for stale in (
         bundle.ONNX_FILE,
@@ -123,6 +120,14 @@ def _record(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         checksums.FILES_KEY: checksums.record(out),  # servers check every file against these before loading it
     }
+
+
+def _check_images(config: RunConfig, check_data, check_split: str) -> list[torch.Tensor]:
+    """The photos every file is checked on, from every class folder of the data (held-out classes' too)."""
+    folders = config.class_names + list(config.args.get("holdout_classes") or [])
+    return check_images(
+        check_data, check_split, folders, min_short_side=decode_short_side(config.preprocess.resize_size)
+    )
 
 
 def embedding_record(network: torch.nn.Module) -> dict:
