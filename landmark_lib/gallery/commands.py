@@ -52,6 +52,9 @@ def add_arguments(commands, command) -> None:
         default=0.01,
         help="share of validation photos of other things a gallery landmark may claim",
     )
+    p.add_argument(
+        "--known-photos", type=int, help="known-class test photos used, spread over the classes (default: all)"
+    )
     p.add_argument("--backend", default="auto", help="auto, onnx-int8, onnx or torchscript")
 
 

@@ -129,7 +129,24 @@ def shot_metrics(service, data: dict, labels: np.ndarray, holdout: set, gallery,
     }
 
 
-def evaluate(export: Path, shots: list[int], out: Path, max_false_accept: float, backend: str = "auto") -> dict:
+def spread_known(test: list[tuple[Path, str]], holdout: set, limit: int | None) -> list[tuple[Path, str]]:
+    """TEST with at most LIMIT known-class photos, evenly spread over the (class-sorted) list; the held-out and
+    no-landmark photos all stay."""
+    known = [i for i, (_, c) in enumerate(test) if c not in holdout and c != BACKGROUND_CLASS]
+    if limit is None or limit >= len(known):
+        return test
+    dropped = set(known) - set(np.array(known)[np.linspace(0, len(known) - 1, limit).round().astype(int)].tolist())
+    return [item for i, item in enumerate(test) if i not in dropped]
+
+
+def evaluate(
+    export: Path,
+    shots: list[int],
+    out: Path,
+    max_false_accept: float,
+    backend: str = "auto",
+    known_photos: int | None = None,
+) -> dict:
     """results.json's content: the model alone, then one row per n."""
     from .. import bundle
     from ..serve.service import LandmarkService
@@ -138,6 +155,7 @@ def evaluate(export: Path, shots: list[int], out: Path, max_false_accept: float,
     train_args = bundle.read_info(export).get("train_args") or {}
     photos = protocol_photos(train_args, service.model.preprocess.resize_size)
     photos["pool"] = first_per_class(photos["pool"], max(shots))  # only what some n enrolls is embedded
+    photos["test"] = spread_known(photos["test"], set(train_args["holdout_classes"]), known_photos)
     out.mkdir(parents=True, exist_ok=True)
     model = model_id(service)
     data = embed_all(service, model, photos, out)
@@ -206,7 +224,7 @@ def table(result: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    result = evaluate(args.export, args.shots, args.out, args.max_false_accept, args.backend)
+    result = evaluate(args.export, args.shots, args.out, args.max_false_accept, args.backend, args.known_photos)
     chart(result, args.out / "top1_vs_n.png")
     print("\n".join(table(result)))
     print(f"wrote {args.out / 'results.json'} and {args.out / 'top1_vs_n.png'}")
