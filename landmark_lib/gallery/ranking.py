@@ -2,7 +2,8 @@
 scale so that the gallery's similarity rule lands exactly on the model's recognition threshold.
 
 A gallery landmark therefore counts as "recognised" only when a photo is at least `similarity` (cosine, chosen on
-validation: reports/gallery.md) from one of its photos, and otherwise ranks among the classes by how close it is.
+validation: reports/gallery.md) from one of its photos; below that its score falls off quickly (`softness`), so it
+outranks the model's own classes only when it is nearly as close as the rule.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from .search import build_index, landmark_scores
 from .store import Gallery
 
 
-def confidence(similarity: np.ndarray, rule: float, threshold: float) -> np.ndarray:
-    """Similarity -> score in [0, 1], monotone and continuous: RULE maps to THRESHOLD, 1 to 1, 0 (or less) to 0."""
-    s = np.clip(similarity, 0.0, 1.0)
-    below = threshold * s / rule
+def confidence(similarity: np.ndarray, rule: float, softness: float, threshold: float) -> np.ndarray:
+    """Similarity -> score in [0, 1], monotone and continuous: RULE maps to THRESHOLD and 1 to 1 (linearly); below
+    RULE the score falls off as exp((s - RULE) / SOFTNESS), so a landmark that is merely somewhat similar does not
+    outrank the model's own guess (SOFTNESS is chosen on validation: gallery/evaluate.py)."""
+    s = np.clip(similarity, -1.0, 1.0)
+    below = threshold * np.exp(np.minimum(s - rule, 0.0) / softness)
     above = threshold + (1.0 - threshold) * (s - rule) / (1.0 - rule)
     return np.where(s < rule, below, above).astype(np.float32)
 
@@ -35,7 +38,7 @@ class GalleryRanker:
     def landmark_confidence(self, embeddings: np.ndarray) -> np.ndarray:
         """[N, gallery landmarks] on the probability scale."""
         similarity = landmark_scores(self.index, self.rows, embeddings, len(self.classes))
-        return confidence(similarity, self.gallery.similarity, self.threshold)
+        return confidence(similarity, self.gallery.similarity, self.gallery.softness, self.threshold)
 
     def scores(self, model, images: list[torch.Tensor]) -> torch.Tensor:
         """MODEL's probabilities beside the gallery landmarks' confidences, from one network call."""

@@ -20,7 +20,8 @@ from ..labels import ClassInfo
 
 GALLERY_FILE = "gallery.json"
 FORMAT_VERSION = 1
-DEFAULT_SIMILARITY = 0.75  # cosine a photo must reach to be recognised as a gallery landmark (reports/gallery.md)
+DEFAULT_SIMILARITY = 0.66  # cosine a photo must reach to be recognised as a gallery landmark (reports/gallery.md, n=10)
+DEFAULT_SOFTNESS = 0.05  # how fast a gallery landmark's score falls below the rule (gallery/ranking.py; reports/gallery.md)
 
 
 class GalleryError(LandmarkError, ValueError):
@@ -56,6 +57,7 @@ class Gallery:
     folder: Path
     model: ModelId
     similarity: float = DEFAULT_SIMILARITY
+    softness: float = DEFAULT_SOFTNESS
     landmarks: list[Landmark] = field(default_factory=list)
     embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
@@ -120,6 +122,7 @@ def load(folder: str | Path, model: ModelId | None = None) -> Gallery:
             folder,
             ModelId(**data["model"]),
             float(data["similarity"]),
+            float(data.get("softness", DEFAULT_SOFTNESS)),
             [Landmark(ClassInfo(**lm["info"]), lm["photos"]) for lm in data["landmarks"]],
             np.load(folder / data["embeddings"])
             if data["landmarks"]
@@ -155,6 +158,7 @@ def save(gallery: Gallery) -> None:
         "format": FORMAT_VERSION,
         "model": asdict(gallery.model),
         "similarity": gallery.similarity,
+        "softness": gallery.softness,
         "embeddings": name,
         "landmarks": [{"info": lm.info.to_dict(), "photos": lm.photos} for lm in gallery.landmarks],
     }
