@@ -111,7 +111,9 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=1280, help="embedding size (Lite0's pooled features: 1280)")
     p.add_argument("--queries", type=int, default=20, help="timed single-photo searches per size")
     p.add_argument("--photos", type=Path, help="folder of photos for the add-a-landmark timing (default: skip)")
-    p.add_argument("--model", default="models/default", help="served model for the add timing (an export with embeddings)")
+    p.add_argument(
+        "--model", default="models/default", help="served model for the add timing (an export with embeddings)"
+    )
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
     rows = [search_row(n, args.dim, args.queries) for n in args.sizes]
