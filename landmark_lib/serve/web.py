@@ -168,9 +168,8 @@ def build_demo(service: LandmarkService) -> gr.Interface:
         delete_cache=DELETE_CACHE,
     )
     deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
-    add_teach_tab(
-        demo, service, photo_input, landmark_label, photo.GRADIO_CACHE, (MAX_FILE_BYTES, UPLOAD_GRACE_S), deletion
-    )
+    shown = (photo_input, landmark_label, lambda prediction: (label_value(prediction), describe(prediction)))
+    add_teach_tab(demo, service, shown, photo.GRADIO_CACHE, (MAX_FILE_BYTES, UPLOAD_GRACE_S), deletion)
     deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
 
