@@ -28,7 +28,7 @@ def add_arguments(commands, command) -> None:
     p.add_argument(
         "--similarity",
         type=float,
-        help="cosine a photo must reach to be recognised as a gallery landmark (default: the gallery's, else 0.66: reports/gallery.md)",
+        help="cosine a photo must reach to be recognised as a gallery landmark (default: the gallery's, else 0.63: reports/gallery.md)",
     )
     p.add_argument("--model", default=None, help=SPEC_HELP)
     p.add_argument("--backend", default="auto", help="auto, onnx-int8, onnx or torchscript")

@@ -20,7 +20,7 @@ from ..labels import ClassInfo
 
 GALLERY_FILE = "gallery.json"
 FORMAT_VERSION = 1
-DEFAULT_SIMILARITY = 0.66  # cosine a photo must reach to be recognised as a gallery landmark (reports/gallery.md, n=10)
+DEFAULT_SIMILARITY = 0.63  # cosine a photo must reach to be recognised as a gallery landmark (reports/gallery.md, n=10)
 DEFAULT_SOFTNESS = (
     0.05  # how fast a gallery landmark's score falls below the rule (gallery/ranking.py; reports/gallery.md)
 )
