@@ -11,7 +11,9 @@ import math
 
 import numpy as np
 
-FAISS_MIN_ROWS = 200_000  # 'auto' switches to FAISS (IVF) here: below, one matrix product is faster (reports/gallery.md)
+FAISS_MIN_ROWS = (
+    200_000  # 'auto' switches to FAISS (IVF) here: below, one matrix product is faster (reports/gallery.md)
+)
 IVF_MIN_ROWS = 200_000  # FAISS switches from exhaustive to an inverted-file index here
 
 
