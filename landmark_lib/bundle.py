@@ -64,6 +64,7 @@ ONNX_OUTPUT = "logits"  # float32 [N, num_classes], softmax not included
 PREPROCESS_INPUT = "image"  # preprocess.onnx: uint8 RGB [3, H, W], any size
 PREPROCESS_OUTPUT = "pixels"  # float32 [1, 3, S, S], the input of the network files
 SPEED_KEY = "speed"  # export.json: each verified file's time for one photo at batch 1, and which is served
+ONNX_EMBEDDING = "embedding"  # float32 [N, D]: the pooled features, L2-normalised (landmark_lib/embedding.py)
 
 BACKENDS = ("auto", "onnx-int8", "onnx", "torchscript")
 # backend (= export --format) -> (export.json key recording its check, file); fastest first

@@ -8,6 +8,7 @@
     landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
     landmark tag PHOTO_DIR --out tags.jsonl          tag a folder of photos (resumable; --engine ray)
     landmark checksums DIR                           record the sha256 of an export folder's files
+    landmark gallery add | list | remove | evaluate  teach landmarks from a few photos (no retraining)
     landmark serve                                   the web app (also: python app.py)
 
 Only the parsers live here (built from light modules); each command is the `run(args)` function of the module that
@@ -26,6 +27,7 @@ from . import bundle
 from .errors import LandmarkError
 
 TAG_FORMATS = (".jsonl", ".csv", ".parquet")
+GALLERY_HELP = "gallery folder (`landmark gallery add`) whose landmarks rank beside the model's (default: $LANDMARK_GALLERY, else none)"
 SPEC_HELP = "export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)"
 
 
@@ -306,6 +308,7 @@ def _tag(commands) -> None:
     p.add_argument(
         "--ray-address", default=None, help="Ray cluster to join, e.g. ray://HEAD:10001 (default: local Ray)"
     )
+    p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
 
 
 def _serving(commands) -> None:
@@ -340,11 +343,23 @@ def _serving(commands) -> None:
         action="store_true",
         help="serve the page alone (no REST API) on Gradio's own server, through a temporary public gradio.live link",
     )
+    p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     p.add_argument(
         "--backend",
         choices=bundle.BACKENDS,
         default="auto",
         help="auto: the fastest file the export verified (model.int8.onnx, then model.onnx via ONNX Runtime), else model.pt",
+    )
+
+
+def _gallery(commands) -> None:
+    from .gallery.commands import add_arguments
+
+    gallery = commands.add_parser(
+        "gallery", help="teach landmarks from a few photos, without retraining", formatter_class=HelpFormatter
+    )
+    add_arguments(
+        gallery.add_subparsers(dest="gallery_command", required=True, metavar="{add,list,remove,evaluate}"), _command
     )
 
 
@@ -366,7 +381,7 @@ def build_parser(train_arguments: bool = True) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _data(commands)
     _train(commands, train_arguments)
-    for add in (_evaluate, _export, _thresholds, _compare, _tag, _serving):
+    for add in (_evaluate, _export, _thresholds, _compare, _tag, _serving, _gallery):
         add(commands)
     return parser
 
@@ -376,7 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     command = (sys.argv[1:] if argv is None else argv)[:1]
     args = build_parser(train_arguments=command in (["train"], [])).parse_args(argv)
     module, _, function = vars(args).pop("target").partition(":")
-    for key in ("command", "data_command"):  # the command's own options are what it records (e.g. a run's config.json)
+    for key in (
+        "command",
+        "data_command",
+        "gallery_command",
+    ):  # the command's own options are what it records (e.g. a run's config.json)
         vars(args).pop(key, None)
     try:
         getattr(importlib.import_module(module), function)(args)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 import torch
 from torch import nn
 
+from .embedding import WithEmbedding
 from .labels import ClassInfo, to_columns
 from .preprocess import Preprocess, PreprocessConfig
 
@@ -25,6 +26,7 @@ class LandmarkPredictor(nn.Module):
         super().__init__()
         self.preprocess = Preprocess(preprocess)
         self.model = model
+        self.with_embedding = WithEmbedding(model)  # the same weights, with the pooled features as a second output
         columns = to_columns(classes)  # TorchScript attributes: plain lists (labels.Columns)
         self.class_names: List[str] = columns.class_names
         self.display_names: List[str] = columns.display_names
@@ -43,6 +45,14 @@ class LandmarkPredictor(nn.Module):
         """Several photos at once -> probabilities [N, num_classes] (one network call: faster per photo)."""
         batch = torch.cat([self.preprocess(image) for image in images], dim=0)
         return torch.softmax(self.model(batch).float(), dim=-1)
+
+    @torch.jit.export
+    def forward_batch_with_embedding(self, images: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Several photos -> (probabilities [N, num_classes], L2-normalised embeddings [N, D]) in one network call:
+        the gallery (landmark_lib/gallery/) compares photos by the embeddings."""
+        batch = torch.cat([self.preprocess(image) for image in images], dim=0)
+        logits, embedding = self.with_embedding(batch)
+        return torch.softmax(logits.float(), dim=-1), embedding
 
 
 def unit_range_batch_to_images(batch: torch.Tensor) -> List[torch.Tensor]:

@@ -206,3 +206,25 @@ def test_threshold_cli_rechooses_both_thresholds_on_validation(int8_export: Path
         LandmarkService(out / "model.pt", num_threads=1, backend="onnx-int8").threshold
         == info["onnx_int8"]["threshold"]
     )
+
+
+def test_embedding_output_is_normalised_and_agrees_across_backends(int8_export: Path) -> None:
+    """model.pt's forward_batch_with_embedding, model.onnx's and model.int8.onnx's second output: one embedding."""
+    info = json.loads((int8_export / "export.json").read_text())
+    dim = info["embedding"]["dim"]
+    images = [pil_to_uint8_chw(make_photo(w, h, seed)) for seed, (w, h) in enumerate([(120, 80), (37, 500), (64, 64)])]
+    models = {
+        b: LandmarkService(int8_export / "model.pt", num_threads=1, backend=b).model
+        for b in ("torchscript", "onnx", "onnx-int8")
+    }
+    with torch.inference_mode():
+        out = {b: m.forward_batch_with_embedding(images) for b, m in models.items()}
+        assert (
+            out["torchscript"][0] - models["torchscript"].forward_batch(images)
+        ).abs().max() < 1e-6  # same probabilities
+    for probs, embedding in out.values():
+        assert probs.shape == (3, 3) and embedding.shape == (3, dim)
+        assert torch.allclose(embedding.norm(dim=1), torch.ones(3), atol=1e-4)
+    assert (out["onnx"][1] - out["torchscript"][1]).abs().max() < 1e-4
+    assert (out["onnx-int8"][1] * out["onnx"][1]).sum(dim=1).min() > 0.95
+    assert info["onnx_int8"]["valid_embedding_cosine_to_fp32"] > 0.95

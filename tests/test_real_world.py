@@ -140,7 +140,9 @@ def test_two_root_training_and_a_held_out_run_share_the_frozen_features(two_root
     common = [*TINY_LITE0_PARTIAL, "--epochs", "1", "--cache-dir", str(tmp_path / "cache")]
     env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     runs = {}
-    for name, extra in (("all", []), ("held_out", ["--exclude", "collection_two:01.Landmark_B"])):
+    variants = [("all", []), ("held_out", ["--exclude", "collection_two:01.Landmark_B"])]
+    variants.append(("no_d", ["--holdout-classes", "03.Landmark_D"]))  # a class left out entirely (gallery protocol)
+    for name, extra in variants:
         runs[name] = tmp_path / name
         result = subprocess.run(
             [
@@ -161,7 +163,11 @@ def test_two_root_training_and_a_held_out_run_share_the_frozen_features(two_root
         )
         assert result.returncode == 0, result.stderr[-2000:]
     timing = {n: json.loads((r / "feature_cache.json").read_text()) for n, r in runs.items()}
-    assert timing["all"]["store"] == timing["held_out"]["store"]
+    assert timing["all"]["store"] == timing["held_out"]["store"] == timing["no_d"]["store"]
+    assert timing["no_d"]["train_photos"] + timing["no_d"]["valid_photos"] == 62 - 8
+    no_d = json.loads((runs["no_d"] / "config.json").read_text())
+    assert [c["name"] for c in no_d["classes"]] == ["00.Landmark_A", "01.Landmark_B", "02.Landmark_C"]
+    assert no_d["args"]["holdout_classes"] == ["03.Landmark_D"]
     assert timing["held_out"]["seconds"] < timing["all"]["seconds"] / 2  # read, not recomputed
     assert timing["held_out"]["train_photos"] + timing["held_out"]["valid_photos"] == 62 - 8
     config = json.loads((runs["held_out"] / "config.json").read_text())

@@ -45,3 +45,9 @@ def eager_probabilities(eager: torch.nn.Module, images: list[torch.Tensor]) -> t
     """[len(images), num_classes]: the eager predictor on each photo on its own (the reference for every file)."""
     with torch.no_grad():
         return torch.stack([eager(image) for image in images])
+
+
+def eager_embeddings(eager: torch.nn.Module, images: list[torch.Tensor]) -> torch.Tensor:
+    """[len(images), D]: the eager predictor's embedding of each photo on its own (the reference for every file)."""
+    with torch.no_grad():
+        return torch.cat([eager.forward_batch_with_embedding([image])[1] for image in images])

@@ -19,7 +19,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..bundle import INT8_FILE, ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, PREPROCESS_FILE, PREPROCESS_INPUT, PREPROCESS_OUTPUT
+from ..bundle import (
+    INT8_FILE,
+    ONNX_EMBEDDING,
+    ONNX_FILE,
+    ONNX_INPUT,
+    ONNX_OUTPUT,
+    PREPROCESS_FILE,
+    PREPROCESS_INPUT,
+    PREPROCESS_OUTPUT,
+)
+from ..embedding import WithEmbedding
 from ..evaluation.metrics import top_k_accuracy
 from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..predictor import LandmarkPredictor
@@ -27,16 +37,18 @@ from ..preprocess import Preprocess, PreprocessConfig
 from ..serve.backends import OnnxPredictor
 from ..train.run import RunConfig
 from ..train.run_photos import run_photos_loader
-from .checks import TOLERANCE, ExportError, eager_probabilities
+from .checks import TOLERANCE, ExportError, eager_embeddings, eager_probabilities
 
 PIXEL_TOLERANCE = 1e-3  # max |difference| of preprocess.onnx's normalised pixels to Preprocess (ONNX Runtime's
 # antialiased resize rounds differently in the last bits; 1e-3 is 1/8 of one 8-bit grey level at std 0.5)
 MAX_SIDE = 2**15  # the largest photo side the preprocessing graph is exported for (decoding keeps photos far smaller)
 MAX_INT8_TOP1_DROP = 0.01  # int8 is worth its speed only if it stays within one point of fp32 top-1 on validation
+MIN_INT8_EMBEDDING_COSINE = 0.95  # mean cosine of int8 to fp32 embeddings on validation photos: gallery search needs it
 
 
 def to_onnx(network: nn.Module, input_size: int, path: str | Path) -> Path:
-    """Write NETWORK (eval mode) as one self-contained .onnx file with a dynamic batch dimension."""
+    """Write NETWORK (eval mode) as one self-contained .onnx file with a dynamic batch dimension and two outputs: the
+    logits and the L2-normalised embedding (landmark_lib/embedding.py)."""
     path = Path(path)
     example = torch.rand(2, 3, input_size, input_size)  # batch 2: torch.export specialises a batch of 1 to a constant
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -45,11 +57,11 @@ def to_onnx(network: nn.Module, input_size: int, path: str | Path) -> Path:
             "ignore"
         )  # the exporter is chatty about deprecated internals; the result is verified by callers
         torch.onnx.export(
-            network.eval(),
+            WithEmbedding(network).eval(),
             (example,),
             str(path),
             input_names=[ONNX_INPUT],
-            output_names=[ONNX_OUTPUT],
+            output_names=[ONNX_OUTPUT, ONNX_EMBEDDING],
             dynamic_shapes=({0: batch},),
             dynamo=True,
             external_data=False,
@@ -122,15 +134,22 @@ def quantize_static_int8(fp32: str | Path, out: str | Path, calibration: Iterabl
 
 
 def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Path, images: list[torch.Tensor]) -> dict:
-    """OUT/model.onnx (the network) and OUT/preprocess.onnx (eager's own Preprocess module), checked together
-    against EAGER on IMAGES; both are removed if they drift. Returns their max probability and pixel differences."""
+    """OUT/model.onnx (the network, with the embedding as a second output) and OUT/preprocess.onnx (eager's own
+    Preprocess module), checked together against EAGER on IMAGES; both are removed if they drift. Returns their max
+    probability-or-embedding and pixel differences."""
     network, graph = to_onnx(eager.model, preprocess.input_size, out / ONNX_FILE), out / PREPROCESS_FILE
     try:
         preprocess_to_onnx(eager.preprocess, graph)
         predictor = OnnxPredictor(network, preprocess, preprocess_path=graph)
         with torch.no_grad():
             pixels = max(float(np.abs(predictor.pixels(i.numpy()) - eager.preprocess(i).numpy()).max()) for i in images)
-        probs = float((predictor.forward_batch(images) - eager_probabilities(eager, images)).abs().max())
+        probs, embedding = predictor.forward_batch_with_embedding(images)
+        probs = float(
+            max(
+                (probs - eager_probabilities(eager, images)).abs().max(),
+                (embedding - eager_embeddings(eager, images)).abs().max(),
+            )
+        )
     except Exception:
         network.unlink(missing_ok=True)
         graph.unlink(missing_ok=True)
@@ -139,8 +158,8 @@ def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Pat
         network.unlink()
         graph.unlink()
         raise ExportError(
-            f"model.onnx behind preprocess.onnx differs from the eager model by {probs:.2e} in probability (tolerance "
-            f"{TOLERANCE:g}) and {pixels:.2e} in normalised pixels (tolerance {PIXEL_TOLERANCE:g}); both were removed."
+            f"model.onnx behind preprocess.onnx differs from the eager model by {probs:.2e} in probability or embedding "
+            f"(tolerance {TOLERANCE:g}) and {pixels:.2e} in normalised pixels (tolerance {PIXEL_TOLERANCE:g}); both were removed."
         )
     return {"max_abs_diff": probs, "preprocess_max_abs_diff": pixels}
 
@@ -164,6 +183,16 @@ def export_onnx_int8(
     path = quantize_static_int8(out / ONNX_FILE, out / INT8_FILE, (images for images, _ in loader))
     probs, targets = validation_probabilities(config, OnnxPredictor(path, config.preprocess).logits)
     fp32_top1, int8_top1 = top_k_accuracy(*valid_fp32, 1), top_k_accuracy(probs, targets, 1)
+    cosine = int8_embedding_cosine(config, out)
+    if cosine < MIN_INT8_EMBEDDING_COSINE:
+        path.unlink()
+        return {
+            "refused": (
+                f"The int8 model's embeddings agree with fp32 at mean cosine {cosine:.3f} on validation photos (at least "
+                f"{MIN_INT8_EMBEDDING_COSINE} is needed for gallery search), so {INT8_FILE} was removed; the fp32 files are "
+                "exported and served. Calibrate on more photos (--calibration-photos) or export with --format onnx."
+            )
+        }
     if int8_top1 < fp32_top1 - MAX_INT8_TOP1_DROP:
         path.unlink()
         return {
@@ -184,7 +213,19 @@ def export_onnx_int8(
         "valid_top1_fp32": fp32_top1,
         "valid_top1_int8": int8_top1,
         "valid_agreement_with_fp32": float((probs.argmax(dim=1) == valid_fp32[0].argmax(dim=1)).float().mean()),
+        "valid_embedding_cosine_to_fp32": cosine,
         "threshold": chosen["threshold"],
         "threshold_calibration": chosen,
         "onnxruntime": onnxruntime.__version__,
     }
+
+
+def int8_embedding_cosine(config: RunConfig, out: Path, photos: int = 64) -> float:
+    """Mean cosine between OUT's int8 and fp32 ONNX embeddings on PHOTOS of the run's validation photos."""
+    fp32, int8 = (OnnxPredictor(out / name, config.preprocess).session for name in (ONNX_FILE, INT8_FILE))
+    cosines = []
+    for images, _ in run_photos_loader(config, "valid", limit=photos, batch_size=16):
+        feed = {ONNX_INPUT: images.contiguous().numpy()}
+        a, b = (torch.from_numpy(s.run([ONNX_EMBEDDING], feed)[0]) for s in (fp32, int8))
+        cosines.append((a * b).sum(dim=1))
+    return float(torch.cat(cosines).mean())

@@ -18,6 +18,7 @@ import torch
 from .. import atomic, bundle, checksums
 from ..data.folder import data_roots
 from ..data.images import decode_short_side
+from ..embedding import embedding_dim
 from ..evaluation.evaluate import evaluate_run
 from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..labels import write_labels
@@ -68,9 +69,7 @@ def export_run(
     eager = LandmarkPredictor(model, config.preprocess, config.classes).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images = check_images(
-        check_data, check_split, config.class_names, min_short_side=decode_short_side(config.preprocess.resize_size)
-    )
+    images = _check_images(config, check_data, check_split)
     max_abs_diff = _write_torchscript(eager, config, out, images)
     formats = _write_other_formats(eager, config, out, images, pt2)
     onnx_info = _write_onnx(eager, config, out, images) if onnx or int8 else None
@@ -90,6 +89,7 @@ def export_run(
         "onnx_int8_refused": int8_refused,
         **formats,
         bundle.SPEED_KEY: measure(out, config.preprocess) if onnx_info else None,
+        "embedding": embedding_record(model),
     }
     info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
     bundle.write_info(out, info)
@@ -141,6 +141,24 @@ def _record(
     }
 
 
+def _check_images(config: RunConfig, check_data, check_split: str) -> list[torch.Tensor]:
+    """The photos every file is checked on, from every class folder of the data (held-out classes' too)."""
+    folders = config.class_names + list(config.args.get("holdout_classes") or [])
+    return check_images(
+        check_data, check_split, folders, min_short_side=decode_short_side(config.preprocess.resize_size)
+    )
+
+
+def embedding_record(network: torch.nn.Module) -> dict:
+    """export.json's 'embedding': what galleries (landmark_lib/gallery/) compare photos by."""
+    return {
+        "dim": embedding_dim(network),
+        "what": "the network's pooled features (the classifier's input), L2-normalised",
+        "torchscript": "model.pt forward_batch_with_embedding(images) -> (probabilities, embeddings)",
+        "onnx": f"second output '{bundle.ONNX_EMBEDDING}'",
+    }
+
+
 def _write_torchscript(eager: LandmarkPredictor, config: RunConfig, out: Path, images: list[torch.Tensor]) -> float:
     """OUT/model.pt and labels.json; model.pt is removed again if it does not reproduce EAGER on IMAGES."""
     scripted = to_torchscript(eager)
@@ -182,6 +200,7 @@ def _write_onnx(eager: LandmarkPredictor, config: RunConfig, out: Path, images: 
         "file": bundle.ONNX_FILE,
         "input": f"'{bundle.ONNX_INPUT}': float32 [N, 3, {size}, {size}], the output of {bundle.PREPROCESS_FILE}",
         "output": f"'{bundle.ONNX_OUTPUT}': float32 [N, num_classes] (softmax not included)",
+        "embedding_output": f"'{bundle.ONNX_EMBEDDING}': float32 [N, {embedding_dim(eager.model)}], L2-normalised pooled features",
         "preprocess_file": bundle.PREPROCESS_FILE,
         "preprocess": f"'{bundle.PREPROCESS_INPUT}': uint8 RGB [3, H, W] of any size -> '{bundle.PREPROCESS_OUTPUT}': "
         f"float32 [1, 3, {size}, {size}] (resize, centre crop, normalise: exported from the Preprocess module model.pt scripts)",

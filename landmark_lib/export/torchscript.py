@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..predictor import LandmarkPredictor
-from .checks import TOLERANCE, ExportError, eager_probabilities
+from .checks import TOLERANCE, ExportError, eager_embeddings, eager_probabilities
 
 # Runs in a fresh interpreter without the project on the path: proves a server needs nothing but torch.
 _TORCH_ONLY_CHECK = """
@@ -29,9 +29,11 @@ images = torch.load(sys.argv[2])
 with torch.no_grad():
     single = torch.stack([model(image) for image in images])
     batch = model.forward_batch(images)
+    with_embedding = model.forward_batch_with_embedding(images)
 extra = sorted(m for m in ("landmark_lib", "timm") if m in sys.modules)
 assert not extra, f"the exported model imported {extra}"
-torch.save({"single": single, "batch": batch, "class_names": list(model.class_names)}, sys.argv[3])
+torch.save({"single": single, "batch": batch, "probs2": with_embedding[0], "embedding": with_embedding[1],
+            "class_names": list(model.class_names)}, sys.argv[3])
 """
 
 
@@ -44,12 +46,15 @@ def to_torchscript(predictor: LandmarkPredictor) -> torch.jit.ScriptModule:
             "ignore", FutureWarning
         )  # torch marks TorchScript deprecated; it is still the format servers load
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # verified below on other batch sizes
-        scripted_copy.model = torch.jit.trace(scripted_copy.model, torch.rand(1, 3, size, size), check_trace=False)
+        example = torch.rand(1, 3, size, size)
+        scripted_copy.model = torch.jit.trace(scripted_copy.model, example, check_trace=False)
+        scripted_copy.with_embedding = torch.jit.trace(scripted_copy.with_embedding, example, check_trace=False)
         return torch.jit.script(scripted_copy)
 
 
 def compare_in_fresh_process(model_file: str | Path, eager: LandmarkPredictor, images: list[torch.Tensor]) -> float:
-    """Max |probability difference| between the file (run by a torch-only interpreter) and the eager predictor."""
+    """Max |difference| between the file (run by a torch-only interpreter) and the eager predictor, over the
+    probabilities of forward, forward_batch and forward_batch_with_embedding and the embeddings."""
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         torch.save(images, Path(tmp) / "images.pt")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -77,7 +82,9 @@ def compare_in_fresh_process(model_file: str | Path, eager: LandmarkPredictor, i
         if outputs["class_names"] != eager.class_names:
             raise ExportError(f"{model_file} carries different class names than the run.")
         expected = eager_probabilities(eager, images)
-        return max(float((outputs["single"] - expected).abs().max()), float((outputs["batch"] - expected).abs().max()))
+        embedding = eager_embeddings(eager, images)
+        diffs = [(outputs[k] - expected).abs().max() for k in ("single", "batch", "probs2")]
+        return float(max(*diffs, (outputs["embedding"] - embedding).abs().max()))
 
 
 def verify(

@@ -118,13 +118,24 @@ class OnnxPredictor:
         with torch.inference_mode():
             return self.torch_preprocess(torch.from_numpy(image)).numpy()
 
+    def _run(self, images: list[np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        batch = np.concatenate([self.pixels(np.ascontiguousarray(image)) for image in images], axis=0)
+        return self.session.run(outputs, {bundle.ONNX_INPUT: batch})
+
     def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         """uint8 RGB images [3, H, W] of any size -> class probabilities [N, C] (float32), one network call."""
-        batch = np.concatenate([self.pixels(np.ascontiguousarray(image)) for image in images], axis=0)
-        (logits,) = self.session.run([bundle.ONNX_OUTPUT], {bundle.ONNX_INPUT: batch})
-        logits = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return _softmax(self._run(images, [bundle.ONNX_OUTPUT])[0])
+
+    def probabilities_with_embedding(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities [N, C], L2-normalised embeddings [N, D]) in one call, like model.pt's
+        forward_batch_with_embedding (the int8 file's embedding is re-normalised: its quantised length drifts)."""
+        if bundle.ONNX_EMBEDDING not in [o.name for o in self.session.get_outputs()]:
+            raise ModelFolderError(
+                f"{self.onnx_path} has no '{bundle.ONNX_EMBEDDING}' output (an export from before embeddings); export the model again."
+            )
+        logits, embedding = self._run(images, [bundle.ONNX_OUTPUT, bundle.ONNX_EMBEDDING])
+        embedding = embedding.astype(np.float32)
+        return _softmax(logits), embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised float batch [N, 3, S, S] -> logits [N, C] from ONNX Runtime."""
@@ -141,6 +152,18 @@ class OnnxPredictor:
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward_batch([image])[0]
 
+    def forward_batch_with_embedding(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        probs, embedding = self.probabilities_with_embedding([image.numpy() for image in images])
+        return torch.from_numpy(probs), torch.from_numpy(embedding)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
 
 def _torch_preprocess(config: PreprocessConfig):
     from ..preprocess import Preprocess
@@ -156,6 +179,20 @@ def probabilities(model: Classifier, images: list[np.ndarray]) -> np.ndarray:
 
     with torch.inference_mode():
         return model.forward_batch([torch.from_numpy(np.ascontiguousarray(image)) for image in images]).numpy()
+
+
+def probabilities_with_embedding(model: Classifier, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """MODEL's (probabilities [N, C], L2-normalised embeddings [N, D]) for uint8 RGB arrays [3, H, W], numpy in and
+    out whatever the backend (the gallery compares photos by the embeddings)."""
+    if isinstance(model, OnnxPredictor):
+        return model.probabilities_with_embedding(images)
+    import torch
+
+    with torch.inference_mode():
+        probs, embedding = model.forward_batch_with_embedding(
+            [torch.from_numpy(np.ascontiguousarray(image)) for image in images]
+        )
+    return probs.numpy(), embedding.numpy()
 
 
 def serving_order(folder: Path, info: dict) -> list[str]:

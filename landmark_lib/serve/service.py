@@ -17,6 +17,7 @@ from ..labels import BACKGROUND_CLASS, from_columns
 from ..recognition import check_threshold, top_landmarks
 from . import backends
 from .answer import Guess, Prediction, model_id
+from .gallery import open_gallery
 from .photos import ImageInput, Photo, read_photo
 from .resolve import hub_source, resolve_model_path
 
@@ -48,6 +49,7 @@ class LandmarkService:
         threshold: float | None = None,
         num_threads: int | None = None,
         backend: str = "auto",
+        gallery: str | os.PathLike | None = None,
     ):
         self.model_path = Path(model_path)
         # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
@@ -66,6 +68,7 @@ class LandmarkService:
         # Big photos are decoded (JPEG: DCT scaling) or shrunk in PIL to about this short side first, which bounds memory
         # and time; the model's own antialiased resize then works as usual.
         self.max_short_side = decode_short_side(self.model.preprocess.resize_size)
+        self.gallery = open_gallery(self, gallery or os.environ.get("LANDMARK_GALLERY"))
 
     @classmethod
     def from_spec(
@@ -74,24 +77,32 @@ class LandmarkService:
         threshold: float | None = None,
         num_threads: int | None = None,
         backend: str = "auto",
+        gallery: str | os.PathLike | None = None,
     ) -> LandmarkService:
-        """SPEC: an export folder, a model.pt or hf://OWNER/NAME[@REVISION]; None: $LANDMARK_MODEL, else models/default."""
-        return cls(resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend)
+        """SPEC: an export folder, a model.pt or hf://OWNER/NAME[@REVISION]; None: $LANDMARK_MODEL, else models/default.
+        GALLERY: a gallery folder (landmark_lib/gallery/) whose landmarks rank beside the classes; None: $LANDMARK_GALLERY."""
+        return cls(
+            resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend, gallery=gallery
+        )
 
     def _to_array(self, image: Image.Image) -> np.ndarray:
         factor = min(image.size) // self.max_short_side
         return pil_to_uint8_array(image.reduce(factor) if factor >= 2 else image)
 
-    def predict_photos(self, photos: list[Photo]) -> list[Prediction]:
-        """Several decoded photos in one network call (forward_batch)."""
+    def predict_photos(self, photos: list[Photo], gallery=None) -> list[Prediction]:
+        """Several decoded photos in one network call (forward_batch); GALLERY (a GalleryRanker, e.g. a visitor's own
+        in the Teach tab) instead of the service's."""
         if not photos:
             return []
-        probs = backends.probabilities(self.model, [self._to_array(p.image) for p in photos])
-        values, indices = top_landmarks(probs, self.class_names, TOP_K)  # the background class is never an answer
+        gallery = gallery or self.gallery
+        arrays = [self._to_array(p.image) for p in photos]
+        probs = backends.probabilities(self.model, arrays) if gallery is None else gallery.scores(self.model, arrays)
+        classes = self.classes + (gallery.classes if gallery else [])  # the model's, then the taught landmarks
+        values, indices = top_landmarks(probs, [c.name for c in classes], TOP_K)  # never the background class
         predictions = []
         for photo, row_values, row_indices in zip(photos, values.tolist(), indices.tolist()):
-            top = [Guess(self.class_names[i], self.display_names[i], float(v)) for v, i in zip(row_values, row_indices)]
-            best = self.classes[row_indices[0]]
+            top = [Guess(classes[i].name, classes[i].display_name, float(v)) for v, i in zip(row_values, row_indices)]
+            best = classes[row_indices[0]]
             predictions.append(
                 Prediction(
                     top, best, photo.location, top[0].probability >= self.threshold, self.threshold, self.model_id

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> None:
     if "://" in str(args.photo_dir):
         raise LandmarkError(f"{args.photo_dir} is an object-storage URI; tag it with --engine ray.")
     args.photo_dir = Path(args.photo_dir)
-    service = LandmarkService.from_spec(args.model, threshold=args.threshold)
+    service = LandmarkService.from_spec(args.model, threshold=args.threshold, gallery=args.gallery)
     wanted = tag_state.identity(str(args.photo_dir.resolve()), service)
     try:
         resume = tag_state.claim(args.out, wanted, args.overwrite, folder=args.out.suffix.lower() == ".parquet")

@@ -27,8 +27,8 @@ from .tagging import decode, tag_batch
 class TagPhotos:
     """The map_batches UDF: one service per actor (loaded once), a batch of files in, their rows out."""
 
-    def __init__(self, model: str | None, threshold: float | None, source: str):
-        self.service = LandmarkService.from_spec(model, threshold=threshold, num_threads=1)
+    def __init__(self, model: str | None, threshold: float | None, source: str, gallery: str | None = None):
+        self.service = LandmarkService.from_spec(model, threshold=threshold, num_threads=1, gallery=gallery)
         self.filesystem, root = pyarrow.fs.FileSystem.from_uri(source)
         self.root = Path(root)
 
@@ -68,7 +68,12 @@ def pipeline(args: argparse.Namespace, source: str):
     files = ray.data.read_binary_files(source, include_paths=True, file_extensions=extensions)
     return files.map_batches(
         TagPhotos,
-        fn_constructor_kwargs={"model": args.model, "threshold": args.threshold, "source": source},
+        fn_constructor_kwargs={
+            "model": args.model,
+            "threshold": args.threshold,
+            "source": source,
+            "gallery": str(args.gallery) if args.gallery else None,
+        },
         batch_size=args.batch_size,
         batch_format="pyarrow",
         concurrency=args.workers,

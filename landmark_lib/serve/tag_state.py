@@ -10,9 +10,10 @@ from pathlib import Path
 
 from .. import atomic, bundle, checksums
 from ..errors import LandmarkError
+from ..gallery.store import GALLERY_FILE
 from .service import LandmarkService
 
-IDENTITY_KEYS = ("folder", "model_sha256", "threshold")
+IDENTITY_KEYS = ("folder", "model_sha256", "threshold", "gallery")
 
 
 def sidecar(out: Path, folder: bool) -> Path:
@@ -21,12 +22,15 @@ def sidecar(out: Path, folder: bool) -> Path:
 
 
 def identity(folder: str, service: LandmarkService) -> dict:
-    """What a resumed run must share with the run that started OUT: the folder, the model's weights, the threshold."""
+    """What a resumed run must share with the run that started OUT: the folder, the model's weights, the threshold
+    and the gallery (sha256 of its gallery.json: teaching or removing a landmark changes the answers)."""
     export = service.model_path if service.model_path.is_dir() else service.model_path.parent
+    gallery = service.gallery.gallery.folder / GALLERY_FILE if service.gallery else None
     return {
         "folder": folder,
         "model_sha256": checksums.sha256_file(export / bundle.MODEL_FILE),
         "threshold": service.threshold,
+        "gallery": checksums.sha256_file(gallery) if gallery else None,
         "model": str(export),
         "backend": service.backend,
     }

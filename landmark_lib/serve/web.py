@@ -27,6 +27,7 @@ from .page import example_labels, landmark_table, map_embed, model_footer, model
 from .rest import build_api
 from .service import LandmarkService, Prediction, default_num_threads
 from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
+from .web_teach import add_teach_tab
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 CONCURRENCY = 2  # a CPU Space has 2 vCPUs: more parallel requests only slow each other down
@@ -225,6 +226,8 @@ def build_demo(service: LandmarkService) -> gr.Interface:
     )
     add_tag_endpoint(demo, photo, answer)
     deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
+    shown = (photo_input, landmark_label, lambda prediction: (label_value(prediction), describe(prediction)))
+    add_teach_tab(demo, service, shown, photo.GRADIO_CACHE, (MAX_FILE_BYTES, UPLOAD_GRACE_S), deletion)
     deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
 
@@ -286,7 +289,11 @@ def run(args: argparse.Namespace) -> None:
     host = args.host or default_host()
     port = args.port if args.port is not None else env_port(os.environ.get("GRADIO_SERVER_PORT"))
     service = LandmarkService.from_spec(
-        args.model, threshold=args.threshold, num_threads=default_num_threads(CONCURRENCY), backend=args.backend
+        args.model,
+        threshold=args.threshold,
+        num_threads=default_num_threads(CONCURRENCY),
+        backend=args.backend,
+        gallery=getattr(args, "gallery", None),
     )
     if service.hub_source:  # the commit actually served, whatever branch or tag was asked for
         print("serving {} at commit {}".format(*service.hub_source))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..atomic import NO_SPACE, NoSpaceError
 from ..data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, CachedSplit, build_cache
 from ..data.folder import DatasetError, ImageFolderSplit, open_split
+from ..data.holdout import kept_classes, without_holdout
 from ..data.transforms import AugmentConfig, EvalTransform, train_transform
 from ..errors import LandmarkError
 from ..evaluation.metrics import top_k_hits
@@ -120,16 +121,18 @@ def setup(args: argparse.Namespace) -> Training:
 
 
 def _check_inputs(args: argparse.Namespace, run_dir: Path) -> tuple[ImageFolderSplit, list[ClassInfo]]:
-    """The train split (and that the test split fits it), the classes, and that a resumed run has the same ones."""
+    """The train split (and that the test split fits it), the classes the model learns (all but --holdout-classes),
+    and that a resumed run has the same ones."""
     train_split = open_split(args.data, "train")
     if any((root / "test").is_dir() for root in train_split.roots):
         open_split(args.data, "test", class_names=train_split.class_names)
-    classes = load_class_info(args.data, train_split.class_names)
+    names = kept_classes(train_split.class_names, getattr(args, "holdout_classes", None))
+    classes = load_class_info(args.data, names)
     if args.resume:
         saved = RunConfig.load(run_dir)
-        if saved.class_names != train_split.class_names:
+        if saved.class_names != names:
             raise RunError(
-                f"--resume {run_dir} was trained on other classes ({len(saved.class_names)} vs {len(train_split.class_names)} now in {args.data}); start a new run."
+                f"--resume {run_dir} was trained on other classes ({len(saved.class_names)} vs {len(names)} now in {args.data}); start a new run."
             )
     return train_split, classes
 
@@ -144,6 +147,9 @@ def _photos(
         cached = build_cache(train_split, cache_size, args.cache_dir)
     if cached.skipped:
         accelerator.print(f"Skipped {len(cached.skipped)} unreadable images, e.g.: {cached.skipped[0]}")
+    holdout = getattr(args, "holdout_classes", None)
+    cached = without_holdout(cached, train_split.class_names, holdout)
+    train_split = replace(train_split, class_names=kept_classes(train_split.class_names, holdout))
     check_readable_classes(train_split, cached)
     train_rows, valid_rows = run_split(train_split, cached, vars(args))
     if not len(valid_rows):

@@ -41,6 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SOURCE[:CLASS]",
         help="leave these collections (provenance.csv source_set) out of training, e.g. for the cross-source check (default: none)",
     )
+    p.add_argument(
+        "--holdout-classes",
+        nargs="*",
+        metavar="NAME",
+        help="train without these classes at all (the model has only the others; the photo and feature caches are still shared), e.g. for `landmark gallery evaluate` (default: none)",
+    )
     p.add_argument("--output-dir", help="run folder (default: runs/<model>-<time>)")
     p.add_argument(
         "--resume",

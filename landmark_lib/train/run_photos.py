@@ -6,14 +6,16 @@ both go through split_rows with the run's seed, so neither ever sees a test phot
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from torch.utils.data import DataLoader
 
 from ..data.cache import CachedImageDataset, CachedSplit, build_cache
 from ..data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
+from ..data.holdout import without_holdout
 from ..data.provenance import excluded_mask
 from ..data.split import split_rows
-from ..data.transforms import EvalTransform
 from .run import RunConfig
 
 PARTS = ("train", "valid")
@@ -52,9 +54,15 @@ def run_photos_loader(config: RunConfig, part: str, limit: int | None = None, ba
         raise DatasetError(
             f"The run's dataset ({config.args.get('data')}) is not on disk; its train/ photos are needed here."
         )
+    from ..data.transforms import EvalTransform  # timm: only when photos are loaded, not for run_split
+
     args = config.args
-    train_split = open_split(args["data"], "train", class_names=config.class_names)
+    holdout = args.get("holdout_classes")
+    train_split = open_split(args["data"], "train", class_names=None if holdout else config.class_names)
     cached = build_cache(train_split, config.preprocess.resize_size, args["cache_dir"])
+    if holdout:
+        cached = without_holdout(cached, train_split.class_names, holdout)
+        train_split = replace(train_split, class_names=config.class_names)
     rows = dict(zip(PARTS, run_split(train_split, cached, args)))[part]
     if limit is not None and limit < len(rows):
         rows = rows[np.argsort(cached.targets[rows], kind="stable")]  # sorted by class, then evenly spaced picks

@@ -1,0 +1,66 @@
+"""Embedding photos with the served model for a gallery: which model that is (ModelId), the photo files a user named,
+and their embeddings and sha256."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .. import bundle, checksums
+from ..data.folder import IMAGE_EXTENSIONS
+from ..data.images import ImageLoadError, pil_to_uint8_array
+from ..serve.backends import probabilities_with_embedding
+from .store import GalleryError, ModelId
+
+BATCH = 16
+
+
+def model_id(service) -> ModelId:
+    """The served export's identity: model.pt's sha256 as export.json records it (else the file's own), and D."""
+    path = Path(service.model_path)
+    recorded = (bundle.read_info(path.parent).get(checksums.FILES_KEY) or {}).get(path.name, {}).get("sha256")
+    size = int(service.model.preprocess.input_size)
+    dim = probabilities_with_embedding(service.model, [np.zeros((3, size, size), np.uint8)])[1].shape[1]
+    return ModelId(recorded or checksums.sha256_file(path), int(dim))
+
+
+def photo_files(sources: list[Path]) -> list[Path]:
+    """The photos of SOURCES (files, and folders searched recursively), in a stable order; nothing found is an error."""
+    files: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            files.extend(sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise GalleryError(f"{source} does not exist; pass photo files or folders of photos.")
+    if not files:
+        raise GalleryError(
+            f"no photos ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, sources))}; pass photo files or folders."
+        )
+    return files
+
+
+def run_model(model, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities [N, C], embeddings [N, D]) of decoded uint8 images [3, H, W], BATCH at a time."""
+    parts = [probabilities_with_embedding(model, images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
+    return np.concatenate([p for p, _ in parts]), np.concatenate([e for _, e in parts]).astype(np.float32)
+
+
+def decode(service, path: Path) -> np.ndarray:
+    """PATH as the service feeds it to the model; a file that is not a usable photo is an error naming it."""
+    from ..serve.photos import read_photo
+
+    try:
+        return pil_to_uint8_array(read_photo(path, path.name, service.max_short_side).image)
+    except ImageLoadError as error:
+        raise GalleryError(f"{path} is not a usable photo ({error}); remove it from the list.") from None
+
+
+def embed_files(service, files: list[Path]) -> tuple[list[dict], np.ndarray]:
+    """({source, sha256} per photo, their embeddings)."""
+    images = [decode(service, path) for path in files]
+    photos = [{"source": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in files]
+    return photos, run_model(service.model, images)[1]

@@ -1,0 +1,47 @@
+"""Model classes and gallery landmarks in one ranking: each gallery landmark's similarity is put on the probability
+scale so that the gallery's similarity rule lands exactly on the model's recognition threshold.
+
+A gallery landmark therefore counts as "recognised" only when a photo is at least `similarity` (cosine, chosen on
+validation: reports/gallery.md) from one of its photos; below that its score falls off quickly (`softness`), so it
+outranks the model's own classes only when it is nearly as close as the rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..labels import ClassInfo
+from ..serve.backends import probabilities_with_embedding
+from .search import build_index, landmark_scores
+from .store import Gallery
+
+
+def confidence(similarity: np.ndarray, rule: float, softness: float, threshold: float) -> np.ndarray:
+    """Similarity -> score in [0, 1], monotone and continuous: RULE maps to THRESHOLD and 1 to 1 (linearly); below
+    RULE the score falls off as exp((s - RULE) / SOFTNESS), so a landmark that is merely somewhat similar does not
+    outrank the model's own guess (SOFTNESS is chosen on validation: gallery/evaluate.py)."""
+    s = np.clip(similarity, -1.0, 1.0)
+    below = threshold * np.exp(np.minimum(s - rule, 0.0) / softness)
+    above = threshold + (1.0 - threshold) * (s - rule) / (1.0 - rule)
+    return np.where(s < rule, below, above).astype(np.float32)
+
+
+class GalleryRanker:
+    """A loaded gallery with its search index; scores() gives [N, classes + gallery landmarks] for one ranking."""
+
+    def __init__(self, gallery: Gallery, threshold: float, index_kind: str = "auto"):
+        self.gallery, self.threshold = gallery, threshold
+        self.index = build_index(gallery.embeddings, index_kind)
+        self.rows = gallery.row_landmarks
+        self.classes: list[ClassInfo] = [lm.info for lm in gallery.landmarks]
+
+    def landmark_confidence(self, embeddings: np.ndarray) -> np.ndarray:
+        """[N, gallery landmarks] on the probability scale."""
+        similarity = landmark_scores(self.index, self.rows, embeddings, len(self.classes))
+        return confidence(similarity, self.gallery.similarity, self.gallery.softness, self.threshold)
+
+    def scores(self, model, images: list[np.ndarray]) -> np.ndarray:
+        """MODEL's probabilities beside the gallery landmarks' confidences, from one network call (uint8 RGB
+        arrays [3, H, W] in, numpy out: serving an ONNX file needs no torch)."""
+        probs, embeddings = probabilities_with_embedding(model, images)
+        return np.concatenate([probs.astype(np.float32), self.landmark_confidence(embeddings)], axis=1)
