@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from pathlib import Path
 
 from . import bundle
+from .cli_args import cores, photo_source, positive_int, tag_output, threshold_arg
 from .errors import LandmarkError
 
-TAG_FORMATS = (".jsonl", ".csv", ".parquet")
 GALLERY_HELP = "gallery folder (`landmark gallery add`) whose landmarks rank beside the model's (default: $LANDMARK_GALLERY, else none)"
 SPEC_HELP = "export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)"
 
@@ -44,43 +43,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         ):
             return text
         return f"{text} (default: %(default)s)"
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
-def threshold_arg(text: str) -> float:
-    """--threshold: a probability in [0, 1], else a one-line usage error (outside it every or no landmark is named)."""
-    from .recognition import check_threshold
-
-    try:
-        return check_threshold(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a probability between 0 and 1 (e.g. 0.35), got {text!r}") from None
-
-
-def existing_dir(text: str) -> Path:
-    if not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is not a folder")
-    return Path(text)
-
-
-def tag_output(text: str) -> Path:
-    if Path(text).suffix.lower() not in TAG_FORMATS:
-        raise argparse.ArgumentTypeError(f"must end in {', '.join(TAG_FORMATS)}, got {Path(text).name}")
-    return Path(text)
-
-
-def photo_source(text: str) -> str | Path:
-    """A local folder, or an object-storage URI (s3://, gs://, ...) that pyarrow reads (for --engine ray)."""
-    return text if "://" in text else existing_dir(text)
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _data(commands) -> None:

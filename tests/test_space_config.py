@@ -77,7 +77,14 @@ def test_readme_preload_example_is_one_pinned_entry():
     (entry,) = example["preload_from_hub"]
     repo, files, commit = entry.split(" ")
     assert repo == "OWNER/NAME" and example["models"] == [repo]
-    assert files.split(",") == ["model.pt", "labels.json", "export.json", "model.onnx", "model.int8.onnx"]
+    assert files.split(",") == [
+        "model.pt",
+        "labels.json",
+        "export.json",
+        "model.onnx",
+        "model.int8.onnx",
+        "preprocess.onnx",
+    ]
     assert re.fullmatch(r"[0-9a-f]{40}", commit)
     assert f"LANDMARK_MODEL=hf://{repo}@{commit}" in text  # the app serves the same commit it preloads
 
