@@ -15,33 +15,12 @@ import json
 from pathlib import Path
 
 from . import atomic
-from .bundle import (
-    EXPORT_FILE,
-    INT8_FILE,
-    LABELS_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    ONNX_FILE,
-    PREPROCESS_FILE,
-    PT2_FILE,
-    TIMM_CONFIG_FILE,
-    TIMM_WEIGHTS_FILE,
-)
+from .bundle import CARD_FILE, EXPORT_FILE, FILES
 from .errors import LandmarkError
 
 FILES_KEY = "files"  # export.json: {file name: {"sha256": hex digest, "bytes": size}}
 # What an export folder may hold besides export.json itself (the model card and eval folders are documentation).
-EXPORTED_FILES = (
-    MODEL_FILE,
-    LABELS_FILE,
-    METRICS_FILE,
-    ONNX_FILE,
-    INT8_FILE,
-    PREPROCESS_FILE,
-    PT2_FILE,
-    TIMM_CONFIG_FILE,
-    TIMM_WEIGHTS_FILE,
-)
+EXPORTED_FILES = tuple(name for name in FILES if name not in (EXPORT_FILE, CARD_FILE))
 
 
 def sha256_file(path: str | Path) -> str:
