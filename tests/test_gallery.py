@@ -205,4 +205,7 @@ def test_teach_tab_keeps_a_taught_landmark_in_the_visitors_session_only(
     outside = tmp_path / "secret.jpg"
     make_photo().save(outside)
     assert "Cannot read" in teach(service, state, "X", [str(outside)], str(uploads), limits, deletion)[1]
+    deletion.scheduled.clear()  # a refused photo first: the uploads after it are never read, but still deleted
+    assert "Cannot read" in teach(service, state, "X", [str(outside), *paths], str(uploads), limits, deletion)[1]
+    assert deletion.scheduled == [str(outside), *paths]
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".jpg") == []  # nothing written

@@ -24,12 +24,9 @@ MAX_TEACH_PHOTOS = 20  # per landmark: enough for the protocol's best row (repor
 MAX_SESSION_LANDMARKS = 5
 
 
-def _read(service, path: str, cache: str, max_bytes: int, deletion, grace: float):
-    try:
-        data = read_upload(path, cache, max_bytes)
-        return pil_to_uint8_array(read_photo(data, Path(path).name, service.max_short_side).image)
-    finally:
-        deletion.schedule(path, grace)
+def _read(service, path: str, cache: str, max_bytes: int):
+    data = read_upload(path, cache, max_bytes)
+    return pil_to_uint8_array(read_photo(data, Path(path).name, service.max_short_side).image)
 
 
 def teach(
@@ -37,6 +34,8 @@ def teach(
 ) -> tuple[dict | None, str]:
     """Add NAME, taught from the uploaded PATHS, to the session's gallery STATE; returns (state, message)."""
     max_bytes, grace = limits
+    for path in paths or []:  # every upload leaves the server shortly, whether it is read, refused or never reached
+        deletion.schedule(path, grace)
     name = (name or "").strip()
     if not name or not paths:
         return (
@@ -46,7 +45,7 @@ def teach(
     if len(paths) > MAX_TEACH_PHOTOS:
         return state, f"### Too many photos\n\nUpload at most {MAX_TEACH_PHOTOS} photos of one landmark."
     try:
-        images = [_read(service, p, cache, max_bytes, deletion, grace) for p in paths]
+        images = [_read(service, p, cache, max_bytes) for p in paths]
     except (UploadRefused, ImageLoadError) as error:
         return state, f"### Cannot read a photo\n\n{error}"
     gallery = state["gallery"] if state else new_gallery(Path("."), enroll.model_id(service))
