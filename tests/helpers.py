@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from landmark_lib.models.scratch import LandmarkNet
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import PreprocessConfig
 from landmark_lib.train.run import RunConfig, build_model, save_weights
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 CLASSES = [
     ClassInfo("taj_mahal", "Taj Mahal", "Agra", "India", 27.175, 78.042),
@@ -183,3 +188,17 @@ TINY_LITE0_PARTIAL = [
     "--feature-views",
     "1",
 ]
+
+
+def run_python(code: str, *args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """CODE with ARGS in a fresh interpreter from the repository root, this checkout's landmark_lib first on the path
+    (what a new server or tool process sees: which modules it imports, how much memory it takes)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO_ROOT,
+        env=env or {**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

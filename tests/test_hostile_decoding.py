@@ -7,8 +7,6 @@ import io
 import json
 import os
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from landmark_lib.data.images import (
 from landmark_lib.serve.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 
-from helpers import make_photo, time_limit
+from helpers import make_photo, run_python, time_limit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,21 +183,12 @@ def test_hostile_files_stay_within_the_memory_and_time_budget(model_dir: Path, t
     Image.new("I;16", (5000, 5000), 40000).save(tmp_path / "deep16_at_budget.png", compress_level=1)
     make_photo(6000, 4000).save(tmp_path / "phone.jpg", quality=85)
     files = ["strip.png", "deep16.png", "alpha_at_budget.png", "deep16_at_budget.png", "phone.jpg"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            MEASURE,
-            str(model_dir / "model.pt"),
-            str(tmp_path / "warmup.jpg"),
-            *(str(tmp_path / f) for f in files),
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
+    result = run_python(
+        MEASURE,
+        str(model_dir / "model.pt"),
+        str(tmp_path / "warmup.jpg"),
+        *(str(tmp_path / f) for f in files),
         timeout=300,
-        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
@@ -234,15 +223,7 @@ def test_the_memory_of_big_decodes_is_given_back(tmp_path: Path) -> None:
     """Two threads (the app's two workers) decode near-budget PNGs; glibc keeps what they freed until trimmed."""
     Image.new("RGBA", (3990, 3990), (10, 200, 30, 128)).save(tmp_path / "alpha.png", compress_level=1)
     Image.new("I;16", (5000, 5000), 40000).save(tmp_path / "deep.png", compress_level=1)
-    result = subprocess.run(
-        [sys.executable, "-c", RETAIN, str(tmp_path / "alpha.png"), str(tmp_path / "deep.png")],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(RETAIN, str(tmp_path / "alpha.png"), str(tmp_path / "deep.png"))
     assert result.returncode == 0, result.stderr[-2000:]
     kept, after_release = (float(v) for v in result.stdout.split())
     print(f"kept {kept:.0f} MB, after release_memory {after_release:.0f} MB")

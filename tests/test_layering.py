@@ -4,12 +4,11 @@ the size limits that keep each module readable."""
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "landmark_lib"
@@ -87,14 +86,7 @@ def test_the_app_entry_points_load_no_slow_library_in_a_fresh_interpreter():
         "import sys, app, landmark_lib.cli, landmark_lib.serve.web, landmark_lib.serve.tag; "
         f"print(sorted(m for m in {SLOW_LIBRARIES!r} if m in sys.modules))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
 

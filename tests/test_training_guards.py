@@ -27,7 +27,7 @@ from landmark_lib.preprocess import PreprocessConfig
 from landmark_lib.train.run import RunConfig, RunError, load_trained_model
 from landmark_lib.train.tracking import read_metrics
 
-from helpers import cli_error, make_dataset
+from helpers import cli_error, make_dataset, run_python
 from test_training import ENV, REPO, TINY, run_train
 
 
@@ -109,15 +109,7 @@ except OSError as error:
 def test_a_write_that_fails_midway_keeps_the_previous_run_file(trained: Path, tmp_path: Path, name: str) -> None:
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     before = (run / name).read_bytes()
-    result = subprocess.run(
-        [sys.executable, "-c", WRITE_UNDER_A_SIZE_LIMIT, str(run), name],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(WRITE_UNDER_A_SIZE_LIMIT, str(run), name, env=ENV)
     assert "write failed" in result.stdout, result.stderr[-2000:]
     assert (run / name).read_bytes() == before
     assert RunConfig.load(run) and load_trained_model(run) and read_metrics(run / "metrics.csv")
