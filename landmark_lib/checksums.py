@@ -31,6 +31,11 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def recorded(info: dict, name: str) -> str | None:
+    """The sha256 export.json (INFO) records for NAME, None if it records none (serving checked it at load)."""
+    return ((info.get(FILES_KEY) or {}).get(name) or {}).get("sha256")
+
+
 def record(folder: str | Path, names: tuple[str, ...] = EXPORTED_FILES) -> dict:
     """{name: {sha256, bytes}} for the files of NAMES that exist in FOLDER (what export.json records)."""
     folder = Path(folder)

@@ -20,7 +20,7 @@ BATCH = 16
 def model_id(service) -> ModelId:
     """The served export's identity: model.pt's sha256 as export.json records it (else the file's own), and D."""
     path = Path(service.model_path)
-    recorded = (bundle.read_info(path.parent).get(checksums.FILES_KEY) or {}).get(path.name, {}).get("sha256")
+    recorded = checksums.recorded(bundle.read_info(path.parent), path.name)
     size = int(service.model.preprocess.input_size)
     dim = probabilities_with_embedding(service.model, [np.zeros((3, size, size), np.uint8)])[1].shape[1]
     return ModelId(recorded or checksums.sha256_file(path), int(dim))

@@ -42,7 +42,7 @@ def model_id(model_path: Path, backend: str, info: dict) -> ModelId:
     if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
         return ModelId(folder.parent.parent.name[len("models--") :].replace("--", "/"), folder.name, backend)
     file = bundle.ONNX_BACKENDS[backend][1] if backend in bundle.ONNX_BACKENDS else model_path.name
-    sha = (info.get(checksums.FILES_KEY) or {}).get(file, {}).get("sha256")
+    sha = checksums.recorded(info, file)
     return ModelId(folder.name, f"sha256:{sha[:12]}" if sha else None, backend)
 
 

@@ -28,7 +28,8 @@ def identity(folder: str, service: LandmarkService) -> dict:
     gallery = service.gallery.gallery.folder / GALLERY_FILE if service.gallery else None
     return {
         "folder": folder,
-        "model_sha256": checksums.sha256_file(export / bundle.MODEL_FILE),
+        "model_sha256": checksums.recorded(bundle.read_info(export), bundle.MODEL_FILE)
+        or checksums.sha256_file(export / bundle.MODEL_FILE),
         "threshold": service.threshold,
         "gallery": checksums.sha256_file(gallery) if gallery else None,
         "model": str(export),
