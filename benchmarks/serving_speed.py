@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from landmark_lib import threads as thread_count
 from landmark_lib.bundle import INT8_FILE
 from landmark_lib.data.folder import open_split
 from landmark_lib.data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
@@ -45,7 +46,6 @@ from landmark_lib.export.onnx import quantize_static_int8, to_onnx
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import Preprocess
 from landmark_lib.serve.backends import OnnxPredictor
-from landmark_lib.serve.service import default_num_threads
 from landmark_lib.train.run import RunConfig, load_trained_model
 
 REFERENCE = "torchscript fp32"
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--threads",
         type=int,
         default=None,
-        help="intra-op threads for torch and ONNX Runtime (default: all usable cores)",
+        help="intra-op threads for torch and ONNX Runtime (default: landmark's, landmark_lib/threads.py)",
     )
     parser.add_argument(
         "--photo-size", default="480x640", help="HxW of the timed uint8 photo (preprocessing cost depends on it)"
@@ -305,8 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     args = parser.parse_args(argv)
 
-    threads = args.threads or default_num_threads()
-    torch.set_num_threads(threads)
+    threads = thread_count.use(args.threads)
     batches = sorted({1, *(int(b) for b in args.batches.split(",") if b.strip())})
     height, width = (int(v) for v in args.photo_size.lower().split("x"))
     measured_on = machine()  # before the run: the load average describes the machine, not this benchmark

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from landmark_lib.serve import tag
 from landmark_lib.serve.photo_walk import walk_photos
-from landmark_lib.serve.service import LandmarkService, default_num_threads
+from landmark_lib.serve.service import LandmarkService
 from landmark_lib.serve.tagging import decode
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         "photos": len(photos),
         "batch_size": args.batch_size,
         "backend": service.backend,
-        "model_threads": default_num_threads(),
+        "model_threads": service.threads,
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "photos_per_s": medians,

@@ -22,8 +22,8 @@ import importlib
 import sys
 from pathlib import Path
 
-from . import bundle
-from .cli_args import cores, photo_source, positive_int, tag_output, threshold_arg
+from . import bundle, threads
+from .cli_args import add_threads, photo_source, positive_int, tag_output, threshold_arg
 from .errors import LandmarkError
 
 GALLERY_HELP = "gallery folder (`landmark gallery add`) whose landmarks rank beside the model's (default: $LANDMARK_GALLERY, else none)"
@@ -70,9 +70,10 @@ def _data(commands) -> None:
     )
     inspect.add_argument("root", type=Path, help="dataset folder holding train/<class>/ and test/<class>/")
     inspect.add_argument("--out", type=Path, default=None, help="output folder (default: runs/inspect-<root name>)")
-    inspect.add_argument("--workers", type=int, default=2, help="decoding processes")
+    inspect.add_argument("--workers", type=positive_int, help="decoding processes (default: --threads)")
     inspect.add_argument("--samples-per-class", type=int, default=4, help="photos per class in samples.png")
     inspect.add_argument("--max-classes", type=int, default=50, help="classes shown in samples.png")
+    add_threads(inspect)
 
 
 TRAIN_SUMMARY = "train a run (scratch CNN or timm backbone) with Accelerate"
@@ -100,7 +101,10 @@ def _evaluate(commands) -> None:
     p.add_argument("run_dir", nargs="?", help="run folder (config.json + model.safetensors); optional with --exported")
     p.add_argument("--split", default="test", help="split folder, or 'train+test' for both")
     p.add_argument("--data", nargs="+", help="dataset root(s) (default: the run's --data)")
-    p.add_argument("--out", help="output folder (default: RUN_DIR/eval-SPLIT)")
+    p.add_argument(
+        "--out",
+        help="output folder (default: RUN_DIR/eval-SPLIT; with --exported runs/eval-FOLDER-FILE-SPLIT, never the model's folder)",
+    )
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     p.add_argument("--batch-size", type=positive_int, default=32, help="photos per network call")
     p.add_argument(
@@ -115,6 +119,7 @@ def _evaluate(commands) -> None:
         action="store_true",
         help="only the photos the run's --exclude held out (the cross-source check)",
     )
+    add_threads(p)
 
 
 def _export(commands) -> None:
@@ -172,6 +177,7 @@ def _export(commands) -> None:
         default=0.02,
         help="share of the validation no-landmark photos that may be named as a landmark",
     )
+    add_threads(p)
     _export_hub_arguments(p)
 
 
@@ -210,6 +216,7 @@ def _thresholds(commands) -> None:
         default=0.02,
         help="share of the validation no-landmark photos that may be named as a landmark",
     )
+    add_threads(p)
     p = _command(
         commands,
         "threshold-curve",
@@ -229,6 +236,7 @@ def _thresholds(commands) -> None:
         "--max-false-accept", type=float, default=0.02, help="share of no-landmark photos allowed to be named"
     )
     p.add_argument("--json", type=Path, help="also write the table to this file (default: print only)")
+    add_threads(p)
 
 
 def _compare(commands) -> None:
@@ -240,6 +248,7 @@ def _compare(commands) -> None:
     p.add_argument("--out", type=Path, required=True, help="PNG chart to write")
     p.add_argument("--latency-iters", type=int, default=30, help="timed single-photo calls per architecture (0: skip)")
     p.add_argument("--json", type=Path, help="also write the rows and latencies here (default: print only)")
+    add_threads(p)
 
 
 def _tag(commands) -> None:
@@ -263,14 +272,15 @@ def _tag(commands) -> None:
     p.add_argument(
         "--workers",
         type=positive_int,
-        default=cores(),
-        help="decoding threads (local engine) or model actors (ray engine)",
+        default=None,
+        help="decoding threads (local engine; default: --threads) or model actors (ray engine; default: --threads)",
     )
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="run here, or as a Ray Data pipeline")
     p.add_argument(
         "--ray-address", default=None, help="Ray cluster to join, e.g. ray://HEAD:10001 (default: local Ray)"
     )
     p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
+    add_threads(p)
 
 
 def _serving(commands) -> None:
@@ -312,6 +322,7 @@ def _serving(commands) -> None:
         default="auto",
         help="auto: the fastest file the export verified (model.int8.onnx, then model.onnx via ONNX Runtime), else model.pt",
     )
+    add_threads(p)
 
 
 def _gallery(commands) -> None:
@@ -359,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         "gallery_command",
     ):  # the command's own options are what it records (e.g. a run's config.json)
         vars(args).pop(key, None)
+    if "threads" in vars(args):  # before the command's module loads torch or ONNX Runtime
+        args.threads = threads.use(args.threads)
     try:
         getattr(importlib.import_module(module), function)(args)
     except LandmarkError as error:

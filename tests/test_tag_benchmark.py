@@ -12,9 +12,6 @@ def test_tag_throughput_reports_the_tagger_against_the_model(
     model_dir: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     from benchmarks import tag_throughput
-    from landmark_lib.serve import service
-
-    monkeypatch.setattr(service, "default_num_threads", lambda *_: 1)  # a tiny model: one thread on shared cores
 
     folder = tmp_path / "photos"
     folder.mkdir()

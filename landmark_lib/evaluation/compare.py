@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
+from .. import threads
 from ..predictor import LandmarkPredictor
 from ..train.finetune import trainable_groups
 from ..train.run import FEATURE_CACHE_FILE, METRICS_CSV, RunConfig, build_model
@@ -60,7 +62,7 @@ def summarise(run_dir: str | Path, split: str = "test") -> dict:
 def single_photo_latency(
     run_dirs: list[str | Path], iters: int = 30, photo_size: tuple[int, int] = (480, 640)
 ) -> dict[str, float]:
-    """Median ms per photo (uint8 480x640 -> probabilities, eager fp32, all cores) for each distinct architecture.
+    """Median ms per photo (uint8 480x640 -> probabilities, eager fp32, --threads) for each distinct architecture.
 
     The networks are called in turn (interleaved), so a change in machine load hits all of them alike. Runs that
     share an architecture and input size share the number (keyed by model name and input size).
@@ -73,7 +75,7 @@ def single_photo_latency(
             predictors[key] = LandmarkPredictor(build_model(config), config.preprocess, config.classes).eval()
     photo = torch.randint(0, 256, (3, *photo_size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {key: [] for key in predictors}
-    for round_ in range(iters + 3):  # 3 untimed warm-up rounds
+    for round_ in tqdm(range(iters + 3), desc="single-photo latency", unit="round"):  # 3 untimed warm-up rounds
         for key, predictor in predictors.items():
             start = time.perf_counter()
             predictor(photo)
@@ -96,7 +98,9 @@ def plot(rows: list[dict], out: Path) -> None:
         bars = ax.bar(xs, [row[k] for k, _ in keys], width, label=f"{row['model']} - {row['strategy']}")
         ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
     ax.set_xticks([k + width * (len(rows) - 1) / 2 for k in range(len(keys))], [label for _, label in keys])
-    ax.set(ylim=(0.5, 1.06), ylabel="world_landmarks test", title="Scratch CNN vs. transfer learning")
+    lowest = min(row[k] for row in rows for k, _ in keys)
+    bottom = 0.5 if lowest >= 0.55 else 0.0  # zoom in on the top only when every bar shows above the axis
+    ax.set(ylim=(bottom, 1.06), ylabel="world_landmarks test", title="Scratch CNN vs. transfer learning")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> None:
     if latency:
         print(
             f"\nCPU ms / photo: median of {args.latency_iters} single-photo calls (uint8 480x640 -> probabilities, eager fp32, "
-            f"{torch.get_num_threads()} threads, architectures interleaved)."
+            f"{threads.count()} threads (--threads), architectures interleaved)."
         )
     plot(rows, args.out)
     print(f"chart: {args.out}")

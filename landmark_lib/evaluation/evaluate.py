@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
-from .. import bundle
+from .. import bundle, threads
 from ..data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
 from ..data.images import ImageLoadError, decode_short_side, load_rgb, pil_to_uint8_chw
 from ..data.provenance import excluded_mask, keep_only, sample_sources
@@ -68,12 +69,10 @@ def _load_predictor(
         Path(exported).suffix == ".onnx"
     ):  # model.onnx / model.int8.onnx: the network, behind preprocess.onnx (or the torch Preprocess for old exports)
         if config is None:
-            return OnnxPredictor.from_export_dir(
-                Path(exported).parent, torch.get_num_threads(), Path(exported).name
-            ), None
+            return OnnxPredictor.from_export_dir(Path(exported).parent, threads.count(), Path(exported).name), None
         graph = Path(exported).with_name(bundle.PREPROCESS_FILE)  # the served preprocessing graph, when exported
         return OnnxPredictor(
-            exported, config.preprocess, config.classes, torch.get_num_threads(), graph if graph.is_file() else None
+            exported, config.preprocess, config.classes, threads.count(), graph if graph.is_file() else None
         ), config
     return load_torchscript(exported, device), config
 
@@ -88,7 +87,7 @@ def _predict(
     )
     probs, kept, skipped = [], [], []
     with torch.no_grad():
-        for batch in loader:
+        for batch in tqdm(loader, desc="evaluating", unit="batch"):
             skipped += [(index, reason) for image, _, index, reason in batch if image is None]
             images = [image.to(device) for image, _, _, _ in batch if image is not None]
             if not images:
@@ -223,8 +222,12 @@ def _exclusions(config: RunConfig | None, run_dir: str | Path | None) -> list[st
 
 
 def default_out(run_dir: str | Path | None, exported: str | Path | None, split: str) -> Path:
-    """RUN_DIR/eval-SPLIT, or next to the exported file."""
-    return Path(run_dir or Path(exported).parent) / f"eval-{split}"
+    """RUN_DIR/eval-SPLIT for a run's weights; for an exported file runs/eval-FOLDER-FILE-SPLIT, never the model's
+    own folder (a shipped export, a Hub snapshot: its files are what servers verify)."""
+    if exported is None:
+        return Path(run_dir) / f"eval-{split}"
+    exported = Path(exported)
+    return Path("runs") / f"eval-{exported.resolve().parent.name}-{exported.name.replace('.', '-')}-{split}"
 
 
 def _write_report(

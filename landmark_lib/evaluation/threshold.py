@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from .. import bundle
+from .. import bundle, threads
 from ..errors import LandmarkError
 from ..recognition import best_landmarks, is_landmark_target
 from ..serve.backends import OnnxPredictor
@@ -78,7 +79,8 @@ def validation_logits(
     LOGITS (normalised batch -> logits): the run's eager network, or e.g. an int8 ONNX Runtime session's logits.
     """
     outputs, targets = [], []
-    for images, labels in run_photos_loader(config, "valid", batch_size=batch_size):
+    loader = run_photos_loader(config, "valid", batch_size=batch_size)
+    for images, labels in tqdm(loader, desc="validation photos", unit="batch"):
         outputs.append(logits(images).float())
         targets.append(labels)
     return torch.cat(outputs), torch.cat(targets)
@@ -116,7 +118,7 @@ def write_thresholds(
     info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
     int8_calibration = None
     if info.get("onnx_int8"):
-        int8 = OnnxPredictor.from_export_dir(export_dir, file=info["onnx_int8"]["file"])
+        int8 = OnnxPredictor.from_export_dir(export_dir, threads.count(), info["onnx_int8"]["file"])
         rule = (config.class_names, calibration["target_precision"], max_false_accept)
         int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), *rule)
         info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)

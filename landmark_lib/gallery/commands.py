@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli_args import add_threads
+
 SPEC_HELP = (
     "the served model: export folder, model.pt or hf://OWNER/NAME (default: $LANDMARK_MODEL, then models/default)"
 )
@@ -32,6 +34,7 @@ def add_arguments(commands, command) -> None:
     )
     p.add_argument("--model", default=None, help=SPEC_HELP)
     p.add_argument("--backend", default="auto", help="auto, onnx-int8, onnx or torchscript")
+    add_threads(p)
     p = command(commands, "list", "landmark_lib.gallery.commands:run_list", "the landmarks a gallery knows")
     p.add_argument("gallery", type=Path, help="gallery folder")
     p = command(commands, "remove", "landmark_lib.gallery.commands:run_remove", "forget a taught landmark")
@@ -56,6 +59,7 @@ def add_arguments(commands, command) -> None:
         "--known-photos", type=int, help="known-class test photos used, spread over the classes (default: all)"
     )
     p.add_argument("--backend", default="auto", help="auto, onnx-int8, onnx or torchscript")
+    add_threads(p)
 
 
 def _service(args: argparse.Namespace):

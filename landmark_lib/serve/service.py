@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import bundle
+from .. import bundle, threads
 from ..data.images import decode_short_side, pil_to_uint8_array
 from ..labels import BACKGROUND_CLASS, from_columns
 from ..recognition import check_threshold, top_landmarks
@@ -25,13 +25,7 @@ DEFAULT_THRESHOLD = 0.35
 TOP_K = 5
 
 
-__all__ = ["Guess", "LandmarkService", "Prediction", "default_num_threads"]  # the answer types live in answer.py
-
-
-def default_num_threads(concurrent_requests: int = 1) -> int:
-    """Split the cores between concurrent requests: oversubscribed intra-op threads make every request slower."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, concurrent_requests))
+__all__ = ["Guess", "LandmarkService", "Prediction"]  # the answer types live in answer.py
 
 
 class LandmarkService:
@@ -54,8 +48,8 @@ class LandmarkService:
         self.model_path = Path(model_path)
         # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
         self.hub_source = hub_source(self.model_path)
-        threads = num_threads or default_num_threads()
-        self.backend, self.model = backends.load_verified(self.model_path, backend, threads)
+        self.threads = num_threads or threads.count()  # intra-op threads of each call (threads.py)
+        self.backend, self.model = backends.load_verified(self.model_path, backend, self.threads)
         info = bundle.read_info(self.model_path.parent)
         self.model_id = model_id(self.model_path, self.backend, info)
         if threshold is None:

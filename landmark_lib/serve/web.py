@@ -20,12 +20,13 @@ from gradio.data_classes import ImageData
 from gradio_client import utils as client_utils
 from starlette.middleware import Middleware
 
+from .. import threads
 from ..data.images import ImageLoadError, release_memory
 from ..errors import LandmarkError
 from ..labels import map_url
 from .page import example_labels, landmark_table, map_embed, model_footer, model_key, use_examples_cache
 from .rest import build_api
-from .service import LandmarkService, Prediction, default_num_threads
+from .service import LandmarkService, Prediction
 from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
 from .web_teach import add_teach_tab
 
@@ -291,7 +292,7 @@ def run(args: argparse.Namespace) -> None:
     service = LandmarkService.from_spec(
         args.model,
         threshold=args.threshold,
-        num_threads=default_num_threads(CONCURRENCY),
+        num_threads=threads.per_request(CONCURRENCY),
         backend=args.backend,
         gallery=getattr(args, "gallery", None),
     )

@@ -10,6 +10,7 @@ import math
 import time
 from pathlib import Path
 
+from ..cli_args import add_threads
 from ..data.cache import DEFAULT_CACHE_DIR
 from ..data.folder import DatasetError, data_roots
 from ..errors import LandmarkError
@@ -25,7 +26,7 @@ DESCRIPTION = """Train a landmark classifier (the scratch CNN or a timm backbone
 The run folder holds config.json (everything needed to rebuild and serve the model), model.safetensors (best
 weights on the validation split), metrics.csv, curves.png and state/ (Accelerate checkpoints, one per epoch).
 """
-RESUMABLE_KEYS = ("epochs", "patience", "num_workers")  # options a resumed run may change
+RESUMABLE_KEYS = ("epochs", "patience", "num_workers", "threads")  # options a resumed run may change
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -131,6 +132,7 @@ def _data_arguments(g: argparse._ArgumentGroup) -> None:
         "--valid-fraction", type=float, default=0.15, help="share of each class's train/ photos held out for validation"
     )
     g.add_argument("--num-workers", type=int, help="DataLoader workers (default: 2)")
+    add_threads(g)
     g.add_argument(
         "--cache-dir",
         default=str(DEFAULT_CACHE_DIR),
