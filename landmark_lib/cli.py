@@ -130,11 +130,19 @@ def _export(commands) -> None:
         "export a run to model.pt (+ ONNX files), labels, metrics, model card",
         "Export a run: model.pt (TorchScript, needs only torch), labels.json, export.json, metrics.json, README.md.\n\n"
         "    landmark export runs/effnet --out exports/effnet --check-data ../shared/data/world_landmarks\n"
-        "    landmark export runs/effnet --out exports/effnet --format onnx-int8   # + model.onnx, model.int8.onnx\n"
-        "    landmark export runs/effnet --out exports/effnet --push-to-hub me/landmark-tagger --revision v1 --private",
+        "    landmark export runs/effnet --out exports/effnet-v2 --format onnx-int8   # + model.onnx, model.int8.onnx\n"
+        "    landmark export runs/effnet --out exports/effnet --overwrite   # replace an earlier export\n"
+        "    landmark export runs/effnet --out exports/effnet-hub --push-to-hub me/landmark-tagger --revision v1 --private",
     )
     p.add_argument("run_dir", help="run folder (config.json + model.safetensors)")
-    p.add_argument("--out", required=True, help="folder for model.pt, labels.json, export.json, metrics.json")
+    p.add_argument(
+        "--out", required=True, help="new (or empty) folder for model.pt, labels.json, export.json, metrics.json"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the export already in --out (built beside it, swapped in when complete: a failed export leaves the old one)",
+    )
     p.add_argument(
         "--check-data",
         nargs="+",
@@ -149,7 +157,13 @@ def _export(commands) -> None:
         default="torchscript",
         help="onnx: also write model.onnx (the network, for ONNX Runtime; the app prefers it on CPU); "
         "onnx-int8: model.onnx and model.int8.onnx (static int8, calibrated on training photos, kept only "
-        "within 1 point of fp32 validation top-1; the app prefers it). model.pt is always written",
+        "within 1 point of fp32 validation top-1, else a warning and the fp32 export; the app prefers it). "
+        "model.pt is always written",
+    )
+    p.add_argument(
+        "--require-int8",
+        action="store_true",
+        help="with --format onnx-int8: fail (and leave --out as it was) when the int8 file is refused",
     )
     p.add_argument(
         "--pt2",
