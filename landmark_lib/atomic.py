@@ -97,7 +97,7 @@ def temp_folder(dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     for stale in dest.parent.glob(f".{dest.name}.building-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     folder = dest.with_name(f".{dest.name}.building-{os.getpid()}")
     shutil.rmtree(folder, ignore_errors=True)
@@ -105,7 +105,8 @@ def temp_folder(dest: Path) -> Path:
     return folder
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process PID exists (a temp file named after a live process may still be in use)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

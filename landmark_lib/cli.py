@@ -9,6 +9,7 @@
     landmark tag PHOTO_DIR --out tags.jsonl          tag a folder of photos (resumable; --engine ray)
     landmark checksums DIR                           record the sha256 of an export folder's files
     landmark gallery add | list | remove | evaluate  teach landmarks from a few photos (no retraining)
+    landmark cache info | clear                      the training cache: what it holds, how big; free it
     landmark serve                                   the web app (also: python app.py)
 
 Only the parsers live here (built from light modules); each command is the `run(args)` function of the module that
@@ -350,6 +351,15 @@ def _gallery(commands) -> None:
     )
 
 
+def _cache(commands) -> None:
+    from .data.cache_commands import add_arguments
+
+    cache = commands.add_parser(
+        "cache", help="show or free the training cache (resized photos, frozen features)", formatter_class=HelpFormatter
+    )
+    add_arguments(cache.add_subparsers(dest="cache_command", required=True, metavar="{info,clear}"), _command)
+
+
 def _command(commands, name: str, target: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
     parser = commands.add_parser(
         name,
@@ -368,7 +378,7 @@ def build_parser(train_arguments: bool = True) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _data(commands)
     _train(commands, train_arguments)
-    for add in (_evaluate, _export, _thresholds, _compare, _tag, _serving, _gallery):
+    for add in (_evaluate, _export, _thresholds, _compare, _tag, _serving, _gallery, _cache):
         add(commands)
     return parser
 
@@ -382,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "command",
         "data_command",
         "gallery_command",
+        "cache_command",
     ):  # the command's own options are what it records (e.g. a run's config.json)
         vars(args).pop(key, None)
     if "threads" in vars(args):  # before the command's module loads torch or ONNX Runtime

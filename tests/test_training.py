@@ -243,3 +243,17 @@ def test_resumed_feature_cache_run_recomputes_features_with_the_trained_frozen_l
     # With features from the trained frozen layers the resumed epoch keeps improving (1.13 < 2.39 here); features
     # from a randomly initialised backbone make the head's validation loss jump instead (3.16 when this was broken).
     assert float(rows[2]["valid_loss"]) < float(rows[1]["valid_loss"])
+
+
+def test_resume_says_what_is_left_and_which_option_trains_a_finished_run_further(dataset, tmp_path, capsys):
+    from helpers import make_run
+
+    run = make_run(
+        tmp_path / "run",
+        args={"data": [str(dataset)], "model": "scratch", "epochs": 3, "patience": 10, "num_workers": 0},
+    )
+    (run / "state" / "epoch_0003").mkdir(parents=True)
+    (run / "state" / "epoch_0003" / "complete").touch()
+    assert landmark(["train", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Nothing left to train" in out and "finished all 3 epochs" in out and "--epochs 13" in out
