@@ -209,3 +209,21 @@ def test_teach_tab_keeps_a_taught_landmark_in_the_visitors_session_only(
     assert "Cannot read" in teach(service, state, "X", [str(outside), *paths], str(uploads), limits, deletion)[1]
     assert deletion.scheduled == [str(outside), *paths]
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".jpg") == []  # nothing written
+
+
+def test_a_served_gallery_is_listed_wherever_the_known_landmarks_are(taught: Path, model_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from landmark_lib.serve.page import landmark_table
+    from landmark_lib.serve.rest import build_api
+
+    service = LandmarkService(model_dir / "model.pt", num_threads=1, gallery=taught)
+    client = TestClient(build_api(service))
+    listed = client.get("/v1/landmarks").json()
+    assert [(item["name"], item["source"]) for item in listed][-1] == ("old_tower", "gallery")
+    assert {item["source"] for item in listed[:-1]} == {"model"} and listed[-1]["place"]["city"] == "Porto"
+    health = client.get("/v1/health").json()
+    assert health["landmarks"] == health["model_landmarks"] + 1 and health["gallery"] == {"landmarks": ["old_tower"]}
+    table = landmark_table(service.classes, service.gallery_classes)
+    assert "| Old Tower (gallery) | Porto" in table and "1 of them from its gallery" in table
+    assert "+ 1 from the gallery" in service.startup_line() and "(Old Tower)" in service.startup_line()

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..cli_args import add_threads
+from ..serve.page import plural
 
 SPEC_HELP = (
     "the served model: export folder, model.pt or hf://OWNER/NAME (default: $LANDMARK_MODEL, then models/default)"
@@ -89,7 +90,7 @@ def run_add(args: argparse.Namespace) -> None:
         gallery.similarity = store.check_similarity(args.similarity)
     store.save(gallery)
     print(
-        f"taught '{info.display_name}' from {len(photos)} photos in {time.time() - start:.1f} s; {folder} knows {len(gallery.landmarks)} landmarks"
+        f"taught '{info.display_name}' from {plural(len(photos), 'photo')} in {time.time() - start:.1f} s; {folder} knows {plural(len(gallery.landmarks), 'landmark')}"
     )
 
 
@@ -98,10 +99,10 @@ def run_list(args: argparse.Namespace) -> None:
 
     gallery = store.load(args.gallery)
     print(
-        f"{args.gallery}: {len(gallery.landmarks)} landmarks, similarity rule {gallery.similarity}, model.pt sha256 {gallery.model.sha256[:12]}..."
+        f"{args.gallery}: {plural(len(gallery.landmarks), 'landmark')}, similarity rule {gallery.similarity}, model.pt sha256 {gallery.model.sha256[:12]}..."
     )
     for lm in gallery.landmarks:
-        print(f"  {lm.info.name}\t{lm.info.display_name}\t{lm.info.place or '-'}\t{len(lm.photos)} photos")
+        print(f"  {lm.info.name}\t{lm.info.display_name}\t{lm.info.place or '-'}\t{plural(len(lm.photos), 'photo')}")
 
 
 def run_remove(args: argparse.Namespace) -> None:
@@ -110,4 +111,4 @@ def run_remove(args: argparse.Namespace) -> None:
     gallery = store.load(args.gallery)
     gallery.remove(args.name)
     store.save(gallery)
-    print(f"removed '{args.name}'; {args.gallery} knows {len(gallery.landmarks)} landmarks")
+    print(f"removed '{args.name}'; {args.gallery} knows {plural(len(gallery.landmarks), 'landmark')}")

@@ -19,7 +19,6 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ..data.images import ImageLoadError, release_memory
-from ..labels import BACKGROUND_CLASS
 from .answer import ANSWER_SCHEMA, place_dict
 from .photos import read_photo
 from .service import LandmarkService
@@ -133,11 +132,11 @@ def _answer(service: LandmarkService, photos: list[tuple[str, bytes]]) -> list[d
 
 
 def landmarks(service: LandmarkService) -> list[dict]:
-    """Every landmark the model knows (not the background class), with its place."""
+    """Every landmark the service can name, with its place and where it comes from: 'model' (its classes, not the
+    background class) or 'gallery' (taught with `landmark gallery add`, served with --gallery)."""
     return [
-        {"name": c.name, "display_name": c.display_name, "place": place_dict(c)}
-        for c in service.classes
-        if c.name != BACKGROUND_CLASS
+        {"name": c.name, "display_name": c.display_name, "place": place_dict(c), "source": source}
+        for c, source in service.known_landmarks()
     ]
 
 
@@ -170,18 +169,22 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
 
     @api.get("/v1/landmarks")
     def known_landmarks() -> list[dict]:
-        """Every landmark the model can name, with its city, country, coordinates and map link."""
+        """Every landmark the service can name, with its city, country, coordinates and map link; `source` says
+        whether the model knows it or the served gallery (`--gallery`)."""
         return landmarks(service)
 
     @api.get("/v1/health")
     def health() -> dict:
-        """The model served (id, revision, backend), its recognition threshold and the server's uptime."""
+        """The model served (id, revision, backend), its recognition threshold, the landmarks it can name (the
+        model's and the served gallery's), and the server's uptime."""
         return {
             "status": "ok",
             "model": service.model_id.to_dict(),
             "backend": service.backend,
             "threshold": service.threshold,
-            "landmarks": len(service.landmark_names),
+            "landmarks": len(service.known_landmarks()),
+            "model_landmarks": len(service.landmark_names),
+            "gallery": {"landmarks": [c.name for c in service.gallery_classes]} if service.gallery else None,
             "uptime_s": round(time.monotonic() - started, 1),
         }
 

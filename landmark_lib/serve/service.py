@@ -13,11 +13,12 @@ from PIL import Image
 
 from .. import bundle, threads
 from ..data.images import decode_short_side, pil_to_uint8_array
-from ..labels import BACKGROUND_CLASS, from_columns
+from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns
 from ..recognition import check_threshold, top_landmarks
 from . import backends
 from .answer import Guess, Prediction, model_id
 from .gallery import open_gallery
+from .page import plural
 from .photos import ImageInput, Photo, read_photo
 from .resolve import hub_source, resolve_model_path
 
@@ -62,7 +63,10 @@ class LandmarkService:
         # Big photos are decoded (JPEG: DCT scaling) or shrunk in PIL to about this short side first, which bounds memory
         # and time; the model's own antialiased resize then works as usual.
         self.max_short_side = decode_short_side(self.model.preprocess.resize_size)
-        self.gallery = open_gallery(self, gallery or os.environ.get("LANDMARK_GALLERY"))
+        self.gallery_path = gallery or os.environ.get("LANDMARK_GALLERY") or None
+        self.gallery = open_gallery(self, self.gallery_path)
+        # the served gallery's landmarks, answered like the model's: every list of what is known includes them
+        self.gallery_classes = self.gallery.classes if self.gallery else []
 
     @classmethod
     def from_spec(
@@ -78,6 +82,24 @@ class LandmarkService:
         return cls(
             resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend, gallery=gallery
         )
+
+    def known_landmarks(self) -> list[tuple[ClassInfo, str]]:
+        """(landmark, 'model' or 'gallery') for everything this service can name: the model's classes (not the
+        background class), then the served gallery's."""
+        model = [(c, "model") for c in self.classes if c.name != BACKGROUND_CLASS]
+        return model + [(c, "gallery") for c in self.gallery_classes]
+
+    def startup_line(self) -> str:
+        """What the server logs at start: the model, its backend, and the landmarks it knows (the gallery's too)."""
+        model = len(self.landmark_names)
+        line = (
+            f"model {self.model_path} ({self.backend}, {self.threads} threads per request): {plural(model, 'landmark')}"
+        )
+        if self.gallery_classes:
+            names = ", ".join(c.display_name for c in self.gallery_classes[:5])
+            more = f" and {len(self.gallery_classes) - 5} more" if len(self.gallery_classes) > 5 else ""
+            line += f" + {len(self.gallery_classes)} from the gallery {self.gallery_path} ({names}{more})"
+        return line
 
     def _to_array(self, image: Image.Image) -> np.ndarray:
         factor = min(image.size) // self.max_short_side

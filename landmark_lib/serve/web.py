@@ -213,7 +213,7 @@ def build_demo(service: LandmarkService) -> gr.Interface:
             "and shows it on a map; otherwise it says that no known landmark was recognised and lists the closest "
             "ones. If your photo carries a GPS position (EXIF), it is shown too."
         ),
-        article=f"{landmark_table(service.classes)}\n\n{model_footer(service.hub_source, service.model_path, service.backend)}",
+        article=f"{landmark_table(service.classes, service.gallery_classes)}\n\n{model_footer(service.hub_source, service.model_path, service.backend)}",
         examples=[[str(path)] for path in example_files] or None,
         example_labels=example_labels(example_files) or None,
         cache_examples=bool(example_files),
@@ -296,6 +296,7 @@ def run(args: argparse.Namespace) -> None:
         backend=args.backend,
         gallery=getattr(args, "gallery", None),
     )
+    print(service.startup_line(), flush=True)
     if service.hub_source:  # the commit actually served, whatever branch or tag was asked for
         print("serving {} at commit {}".format(*service.hub_source))
     serve(service, host, port, share=args.share)
