@@ -309,7 +309,7 @@ def _serving(commands) -> None:
     p = _command(
         commands,
         "serve",
-        "landmark_lib.serve.web:run",
+        "landmark_lib.serve.server:run",
         "the web app and the REST API (/v1/tag, docs at /docs): a photo in, the landmark and its place out",
     )
     p.add_argument("--model", default=None, help=SPEC_HELP)
@@ -329,6 +329,11 @@ def _serving(commands) -> None:
         "--share",
         action="store_true",
         help="serve the page alone (no REST API) on Gradio's own server, through a temporary public gradio.live link",
+    )
+    p.add_argument(
+        "--api-only",
+        action="store_true",
+        help="serve the REST API alone (no page): never imports Gradio, so it starts faster and takes less memory",
     )
     p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     p.add_argument(

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from ..data.images import ImageLoadError, release_memory
 from .answer import ANSWER_SCHEMA, place_dict
+from .docs import add_docs
 from .photos import read_photo
 from .service import LandmarkService
 
@@ -146,7 +147,10 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
         title="Landmark Tagger API",
         description="Photo -> the most likely landmarks and where they are. Answers follow the `Answer` schema.",
         version="1",
+        docs_url=None,  # add_docs: Swagger UI from local files
+        redoc_url=None,
     )
+    add_docs(api)
     gate, started = Gate(concurrency, waiting), time.monotonic()
 
     @api.exception_handler(Refused)

@@ -1,15 +1,13 @@
 """The Landmark Tagger web app (Gradio): upload a photo, get the 5 most likely landmarks and where the best one is;
 served with the REST API (rest.py) in one process by build_app.
 
-Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35]
+Served by server.py: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35]
      [--port 7860] [--backend auto|onnx-int8|onnx|torchscript]
 """
 
 from __future__ import annotations
 
-import argparse
 import html
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,19 +18,15 @@ from gradio.data_classes import ImageData
 from gradio_client import utils as client_utils
 from starlette.middleware import Middleware
 
-from .. import threads
 from ..data.images import ImageLoadError, release_memory
-from ..errors import LandmarkError
 from ..labels import map_url
 from .page import example_labels, landmark_table, map_embed, model_footer, model_key, use_examples_cache
-from .rest import build_api
+from .server import CONCURRENCY, MAX_QUEUE, build_api_app
 from .service import LandmarkService, Prediction
 from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
 from .web_teach import add_teach_tab
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
-CONCURRENCY = 2  # a CPU Space has 2 vCPUs: more parallel requests only slow each other down
-MAX_QUEUE = 64
 MAX_FILE_SIZE = "50mb"  # larger than any phone photo; bigger uploads are refused by Gradio before they reach us
 MAX_FILE_BYTES = 50 * 1024**2
 DELETE_CACHE = (300, WINDOW_S)  # every 5 minutes, delete uploads never answered (older than the quota window)
@@ -248,55 +242,8 @@ def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, bl
     return local_url
 
 
-def env_port(value: str | None) -> int | None:
-    """$GRADIO_SERVER_PORT as a port number (None when unset); a bad value stops with one sentence."""
-    if value is None or value == "":
-        return None
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise LandmarkError(
-            f"GRADIO_SERVER_PORT must be a port number between 1 and 65535, got {value!r}; fix or unset it."
-        )
-    return int(value)
-
-
-def default_host() -> str:
-    """$GRADIO_SERVER_NAME, else 0.0.0.0 on a Hugging Face Space, else 127.0.0.1."""
-    return os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
-
-
 def build_app(service: LandmarkService) -> FastAPI:
-    """One ASGI app: the REST API (/v1/..., docs at /docs) with the Gradio page mounted at /, under the upload quota
-    (which counts REST photos too)."""
-    api = build_api(service, concurrency=CONCURRENCY, waiting=MAX_QUEUE)
-    api.add_middleware(UploadQuota)
-    return gr.mount_gradio_app(api, build_demo(service), path="", max_file_size=MAX_FILE_SIZE)
-
-
-def serve(service: LandmarkService, host: str, port: int | None, share: bool = False) -> None:
-    """Serve the page and the REST API on HOST:PORT until interrupted (with SHARE, Gradio's own server, which can
-    open a gradio.live link, serves the page alone)."""
-    if share:
-        launch(build_demo(service), host, port, share=True)
-        return
-    import uvicorn
-
-    port = port or 7860
-    print(f"Serving the page on http://{host}:{port} and the REST API under /v1 (docs: /docs)", flush=True)
-    uvicorn.run(build_app(service), host=host, port=port, log_level="warning")
-
-
-def run(args: argparse.Namespace) -> None:
-    """`landmark serve`: load the model once, then serve the page and the REST API until interrupted."""
-    host = args.host or default_host()
-    port = args.port if args.port is not None else env_port(os.environ.get("GRADIO_SERVER_PORT"))
-    service = LandmarkService.from_spec(
-        args.model,
-        threshold=args.threshold,
-        num_threads=threads.per_request(CONCURRENCY),
-        backend=args.backend,
-        gallery=getattr(args, "gallery", None),
-    )
-    print(service.startup_line(), flush=True)
-    if service.hub_source:  # the commit actually served, whatever branch or tag was asked for
-        print("serving {} at commit {}".format(*service.hub_source))
-    serve(service, host, port, share=args.share)
+    """One ASGI app with the page ready from the start: the REST API (/v1/..., docs at /docs) with the Gradio page
+    mounted at /, under the upload quota (which counts REST photos too). `landmark serve` mounts the page when it has
+    loaded instead (server.staged_app)."""
+    return gr.mount_gradio_app(build_api_app(service), build_demo(service), path="", max_file_size=MAX_FILE_SIZE)
