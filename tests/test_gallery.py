@@ -64,7 +64,7 @@ def test_add_list_remove_round_trip(taught: Path, model_dir: Path, tmp_path: Pat
     )
     assert main(["gallery", "list", str(copy)]) == 0
     out = capsys.readouterr().out
-    assert "old_tower\tOld Tower\tPorto, Portugal\t3 photos" in out and "cafe\tCafe\t-\t1 photos" in out
+    assert "old_tower\tOld Tower\tPorto, Portugal\t3 photos" in out and "cafe\tCafe\t-\t1 photo\n" in out
     assert main(["gallery", "remove", str(copy), "old_tower"]) == 0
     left = store.load(copy)
     assert left.names == ["cafe"] and left.embeddings.shape[0] == 1

@@ -249,10 +249,14 @@ def test_resumed_feature_cache_run_recomputes_features_with_the_trained_frozen_l
 
 
 def test_resume_says_what_is_left_and_which_option_trains_a_finished_run_further(dataset, tmp_path, capsys):
+    from landmark_lib.labels import ClassInfo
+
     from helpers import make_run
 
+    folders = sorted(p.name for p in (dataset / "train").iterdir())
     run = make_run(
         tmp_path / "run",
+        classes=[ClassInfo(name, name) for name in folders],
         args={"data": [str(dataset)], "model": "scratch", "epochs": 3, "patience": 10, "num_workers": 0},
     )
     (run / "state" / "epoch_0003").mkdir(parents=True)

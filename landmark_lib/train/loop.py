@@ -68,6 +68,7 @@ def train(args: argparse.Namespace) -> Path:
         checkpoint = latest_checkpoint(Path(args.output_dir))
         done = int(checkpoint.name.split("_")[-1]) if checkpoint else 0
         if done >= args.epochs:
+            _check_inputs(args, Path(args.output_dir))  # a run of other classes is refused all the same
             print(
                 f"Nothing left to train: {args.output_dir} has finished all {args.epochs} epochs of --epochs; to train "
                 f"it longer, resume with a higher --epochs (e.g. --resume {args.output_dir} --epochs {args.epochs + 10})."
