@@ -185,7 +185,7 @@ class _NoDeletion:
 def test_teach_tab_keeps_a_taught_landmark_in_the_visitors_session_only(
     service: LandmarkService, tmp_path: Path
 ) -> None:
-    from landmark_lib.serve.web_teach import teach, try_photo
+    from landmark_lib.serve.web_teach import session_ranker, teach
 
     uploads = tmp_path / "uploads"
     uploads.mkdir()
@@ -198,10 +198,12 @@ def test_teach_tab_keeps_a_taught_landmark_in_the_visitors_session_only(
     deletion, limits = _NoDeletion(), (10**7, 60.0)
     state, message = teach(service, None, "Old Tower", paths, str(uploads), limits, deletion)
     assert "Taught 'Old Tower' from 3 photos" in message and deletion.scheduled == paths
+    assert "agree with each other at cosine similarity" in message and "Recognise" in message
     state["gallery"].similarity = 0.9
-    show = lambda p: (p.recognised, p.best.display_name)  # noqa: E731
-    assert try_photo(service, state, trial, str(uploads), limits, deletion, show) == (True, "Old Tower")
-    assert try_photo(service, None, trial, str(uploads), limits, deletion, show)[1] != "Old Tower"  # another visitor
+    seen = service.predict_photos([read_photo(trial)], gallery=session_ranker(service, state))[0]
+    assert (seen.recognised, seen.best.display_name) == (True, "Old Tower")
+    other = service.predict_photos([read_photo(trial)], gallery=session_ranker(service, None))[0]  # another visitor
+    assert other.best.display_name != "Old Tower"
     outside = tmp_path / "secret.jpg"
     make_photo().save(outside)
     assert "Cannot read" in teach(service, state, "X", [str(outside)], str(uploads), limits, deletion)[1]

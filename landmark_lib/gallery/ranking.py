@@ -26,6 +26,14 @@ def confidence(similarity: np.ndarray, rule: float, softness: float, threshold: 
     return np.where(s < rule, below, above).astype(np.float32)
 
 
+def similarity_of(score: float, rule: float, softness: float, threshold: float) -> float:
+    """The inverse of confidence(): the cosine similarity behind a gallery landmark's SCORE (to show it on its own
+    scale, not on the model's probability bars)."""
+    if score >= threshold:
+        return rule + (score - threshold) * (1.0 - rule) / max(1e-9, 1.0 - threshold)
+    return rule + softness * float(np.log(max(score, 1e-30) / threshold))
+
+
 class GalleryRanker:
     """A loaded gallery with its search index; scores() gives [N, classes + gallery landmarks] for one ranking."""
 
@@ -39,6 +47,10 @@ class GalleryRanker:
         """[N, gallery landmarks] on the probability scale."""
         similarity = landmark_scores(self.index, self.rows, embeddings, len(self.classes))
         return confidence(similarity, self.gallery.similarity, self.gallery.softness, self.threshold)
+
+    def similarity(self, score: float) -> float:
+        """The cosine similarity of a photo to a landmark whose score (scores()) is SCORE."""
+        return similarity_of(score, self.gallery.similarity, self.gallery.softness, self.threshold)
 
     def scores(self, model, images: list[np.ndarray]) -> np.ndarray:
         """MODEL's probabilities beside the gallery landmarks' confidences, from one network call (uint8 RGB

@@ -21,10 +21,11 @@ from starlette.middleware import Middleware
 from ..data.images import ImageLoadError, release_memory
 from ..labels import map_url
 from .page import example_labels, landmark_table, map_embed, model_footer, model_key, use_examples_cache
+from .photos import read_photo
 from .server import CONCURRENCY, MAX_QUEUE, build_api_app
 from .service import LandmarkService, Prediction
 from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
-from .web_teach import add_teach_tab
+from .web_teach import add_teach_tab, session_ranker
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 MAX_FILE_SIZE = "50mb"  # larger than any phone photo; bigger uploads are refused by Gradio before they reach us
@@ -90,9 +91,18 @@ def landmark_label() -> gr.Label:
     return label
 
 
-def label_value(prediction: Prediction) -> LabelData:
-    """The label component's value: heading = the landmark only when recognised; bars = the five closest landmarks."""
-    bars = [LabelConfidence(label=g.display_name, confidence=g.probability) for g in prediction.top]
+SHOWN_PROBABILITY = 0.005  # a bar shows its probability rounded to a whole percent: below this it would read "0%"
+
+
+def label_value(prediction: Prediction, taught: frozenset[str] = frozenset()) -> LabelData:
+    """The label component's value: heading = the landmark only when recognised; bars = the closest of the model's
+    landmarks, those that round to 0% left out. Landmarks TAUGHT in the visitor's session score a similarity, not a
+    probability, so they get no bar (describe_taught shows them on their own scale)."""
+    bars = [
+        LabelConfidence(label=g.display_name, confidence=g.probability)
+        for g in prediction.top
+        if g.name not in taught and g.probability >= SHOWN_PROBABILITY
+    ]
     return LabelData(label=prediction.best.display_name if prediction.recognised else NOT_RECOGNISED, confidences=bars)
 
 
@@ -165,11 +175,19 @@ class NoPhoto(ValueError):
     """A request without a photo."""
 
 
-def build_demo(service: LandmarkService) -> gr.Interface:
-    """The Interface around SERVICE, queued for a small CPU machine (tests and benchmarks build it the same way), with
-    two API endpoints: /predict (what the page shows) and /tag (the structured answer as JSON)."""
+DESCRIPTION = (
+    "Upload a photo, or click an example: if it shows one of the landmarks listed below, the model names it and shows "
+    "it on a map; otherwise it says that no known landmark was recognised and lists the closest ones. If your photo "
+    "carries a GPS position (EXIF), it is shown too. Landmarks you teach in the other tab are recognised here as well."
+)
 
-    def answer(path: str | None) -> Prediction:
+
+def build_demo(service: LandmarkService) -> gr.Blocks:
+    """The page around SERVICE, queued for a small CPU machine (tests and benchmarks build it the same way): two tabs,
+    "Recognise" (one photo in, the answer out) and "Teach a landmark" (web_teach.py), and two API endpoints: /predict
+    (what the page shows) and /tag (the structured answer as JSON)."""
+
+    def answer(path: str | None, gallery=None) -> Prediction:
         """The answer for an uploaded photo; NoPhoto, UploadRefused or ImageLoadError with a clear message if none."""
         if path is None:
             raise NoPhoto("Upload a photo first (JPEG, PNG, WebP, GIF, BMP or TIFF).")
@@ -179,52 +197,89 @@ def build_demo(service: LandmarkService) -> gr.Interface:
             deletion.schedule(path, UPLOAD_GRACE_S)
         try:
             # Bytes + the file's own name: error messages name the user's file, not the server's temp path.
-            return service.predict(data, name=Path(path).name)
+            return service.predict_photos([read_photo(data, Path(path).name, service.max_short_side)], gallery)[0]
         finally:  # the upload's bytes and the decoded pixels go back to the OS, not only to the heap
             del data
             release_memory()
 
-    def tag_photo(path: str | None) -> tuple[LabelData | None, str]:
+    def recognise(path: str | None, session: dict | None = None) -> tuple[LabelData | None, str]:
         # Bad input is answered in the result area (not a toast), so no earlier result is left on screen beside it.
+        ranker = session_ranker(service, session)
         try:
-            prediction = answer(path)
+            prediction = answer(path, ranker)
         except NoPhoto as error:
             return None, f"### No photo\n\n{error}"
         except (UploadRefused, ImageLoadError) as error:
             return None, f"### Cannot read this photo\n\n{html.escape(str(error), quote=False)}"
-        return label_value(prediction), describe(prediction)
+        taught = frozenset(c.name for c in ranker.classes) if ranker else frozenset()
+        return label_value(prediction, taught), "\n\n".join(
+            filter(None, [describe(prediction), describe_taught(prediction, ranker)])
+        )
 
     example_files = sorted(EXAMPLES_DIR.glob("*.jpg"))
-    photo = photo_input()
     use_examples_cache(model_key(service.model_path, service.backend, service.threshold))
-    demo = gr.Interface(
-        fn=tag_photo,
-        inputs=photo,
-        outputs=[landmark_label(), result_markdown()],
-        title="Landmark Tagger",
-        description=(
-            "Upload a photo, or click an example: if it shows one of the landmarks listed below, the model names it "
-            "and shows it on a map; otherwise it says that no known landmark was recognised and lists the closest "
-            "ones. If your photo carries a GPS position (EXIF), it is shown too."
-        ),
-        article=f"{landmark_table(service.classes, service.gallery_classes)}\n\n{model_footer(service.hub_source, service.model_path, service.backend)}",
-        examples=[[str(path)] for path in example_files] or None,
-        example_labels=example_labels(example_files) or None,
-        cache_examples=bool(example_files),
-        cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
-        preload_example=False,
-        examples_per_page=16,
-        api_name="predict",
-        flagging_mode="never",
-        analytics_enabled=False,
-        delete_cache=DELETE_CACHE,
-    )
+    with gr.Blocks(title="Landmark Tagger", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
+        gr.Markdown(f"# Landmark Tagger\n\n{DESCRIPTION}")
+        session = gr.State(None)  # the visitor's taught landmarks (web_teach.py): in memory, this session only
+        with gr.Tab("Recognise"):
+            with gr.Row():
+                with gr.Column():
+                    photo = photo_input()
+                    with gr.Row():
+                        clear = gr.Button("Clear")
+                        submit = gr.Button("Submit", variant="primary")
+                with gr.Column():
+                    label, text = landmark_label(), result_markdown()
+            if example_files:
+                gr.Examples(
+                    [[str(path)] for path in example_files],
+                    inputs=photo,
+                    outputs=[label, text],
+                    fn=recognise,
+                    cache_examples=True,
+                    cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
+                    examples_per_page=16,
+                    example_labels=example_labels(example_files),
+                    preload=False,
+                    api_name=False,
+                )
+            gr.Markdown(landmark_table(service.classes, service.gallery_classes))
+        deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
+        with gr.Tab("Teach a landmark"):
+            add_teach_tab(service, session, photo.GRADIO_CACHE, (MAX_FILE_BYTES, UPLOAD_GRACE_S), deletion)
+        gr.Markdown(model_footer(service.hub_source, service.model_path, service.backend))
+        submit.click(recognise, [photo, session], [label, text], api_name="predict").then(
+            forget_unreadable, [label, text], photo, api_name=False
+        )
+        clear.click(lambda: (None, None, ""), None, [photo, label, text], api_name=False)
     add_tag_endpoint(demo, photo, answer)
-    deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
-    shown = (photo_input, landmark_label, lambda prediction: (label_value(prediction), describe(prediction)))
-    add_teach_tab(demo, service, shown, photo.GRADIO_CACHE, (MAX_FILE_BYTES, UPLOAD_GRACE_S), deletion)
     deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
+
+
+def forget_unreadable(label: LabelData | None, text: str):
+    """Empty the photo input after a refused upload: the browser would show a broken-image icon for a file that is
+    not a photo; a photo that was answered stays (gr.skip)."""
+    return None if label is None and text.startswith("### Cannot read") else gr.skip()
+
+
+def describe_taught(prediction: Prediction, ranker) -> str:
+    """The visitor's taught landmarks among the closest, on their own scale: the cosine similarity of the photo to the
+    landmark's closest taught photo, against the similarity needed to name it."""
+    if ranker is None:
+        return ""
+    taught = {c.name for c in ranker.classes}
+    lines = [
+        f"- {html.escape(g.display_name, quote=False)}: similarity {ranker.similarity(g.probability):.2f}"
+        for g in prediction.top
+        if g.name in taught
+    ]
+    if not lines:
+        return ""
+    return (
+        f"**Taught in this session** (cosine similarity to the closest taught photo; named from "
+        f"{ranker.gallery.similarity:.2f}):\n\n" + "\n".join(lines)
+    )
 
 
 def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, block: bool = True) -> str:
