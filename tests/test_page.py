@@ -118,15 +118,6 @@ def test_bars_are_the_models_probabilities_above_zero_percent():
     assert value.label == "Colosseum" and [c.label for c in value.confidences] == ["Colosseum", "Petra"]
 
 
-def test_a_refused_upload_is_removed_from_the_photo_input_an_answered_one_stays():
-    import gradio as gr
-
-    from landmark_lib.serve.web import forget_unreadable
-
-    assert forget_unreadable(None, "### Cannot read this photo\n\nnotes.jpg is not an image file") is None
-    assert isinstance(forget_unreadable({"label": "Petra"}, "### Petra — Wadi Musa, Jordan"), type(gr.skip()))
-
-
 def test_a_taught_landmark_is_shown_on_its_own_similarity_scale(service, tmp_path):
     from landmark_lib.serve.web import describe_taught
     from landmark_lib.serve.web_teach import session_ranker, teach

@@ -226,7 +226,7 @@ def build_demo(service: LandmarkService) -> gr.Blocks:
                 with gr.Column():
                     photo = photo_input()
                     with gr.Row():
-                        clear = gr.Button("Clear")
+                        clear = gr.ClearButton()
                         submit = gr.Button("Submit", variant="primary")
                 with gr.Column():
                     label, text = landmark_label(), result_markdown()
@@ -248,19 +248,19 @@ def build_demo(service: LandmarkService) -> gr.Blocks:
         with gr.Tab("Teach a landmark"):
             add_teach_tab(service, session, photo.GRADIO_CACHE, (MAX_FILE_BYTES, UPLOAD_GRACE_S), deletion)
         gr.Markdown(model_footer(service.hub_source, service.model_path, service.backend))
+        clear.add([photo, label, text])
         submit.click(recognise, [photo, session], [label, text], api_name="predict").then(
-            forget_unreadable, [label, text], photo, api_name=False
+            None, [text, photo], photo, js=FORGET_UNREADABLE, api_name=False
         )
-        clear.click(lambda: (None, None, ""), None, [photo, label, text], api_name=False)
     add_tag_endpoint(demo, photo, answer)
     deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
 
 
-def forget_unreadable(label: LabelData | None, text: str):
-    """Empty the photo input after a refused upload: the browser would show a broken-image icon for a file that is
-    not a photo; a photo that was answered stays (gr.skip)."""
-    return None if label is None and text.startswith("### Cannot read") else gr.skip()
+# After a refused upload the photo input is emptied (the browser would show a broken-image icon for a file that is not
+# a photo); an answered photo stays. In the browser: a server-side update of the input would give the session its
+# own copy of the component, without photo_input()'s overrides.
+FORGET_UNREADABLE = "(text, photo) => String(text || '').startsWith('### Cannot read') ? null : photo"
 
 
 def describe_taught(prediction: Prediction, ranker) -> str:
