@@ -120,12 +120,14 @@ def wait_until(deadline: float, process: subprocess.Popen, log, attempt):
             time.sleep(0.1)
 
 
-def measure(model: str, backend: str, photos: list[Path], burst: int, clients: int, timeout: float) -> dict:
+def measure(
+    model: str, backend: str, photos: list[Path], burst: int, clients: int, timeout: float, repo: Path = REPO_ROOT
+) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     command = [
         sys.executable,
-        str(REPO_ROOT / "app.py"),
+        str(repo / "app.py"),
         "--model",
         model,
         "--host",
@@ -135,10 +137,10 @@ def measure(model: str, backend: str, photos: list[Path], burst: int, clients: i
         "--backend",
         backend,
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "PYTHONPATH": str(repo), "GRADIO_ANALYTICS_ENABLED": "False"}
     with tempfile.TemporaryFile() as log:
         start = time.monotonic()
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=repo)
         sampler = MemorySampler(process.pid)
         sampler.start()
         try:
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--repeats", type=int, default=1, help="cold starts to measure (one start is noisy); the median is reported"
     )
+    parser.add_argument(
+        "--repo", type=Path, default=REPO_ROOT, help="checkout whose app.py to start, e.g. an older one to compare"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     photos = sorted(args.photos.glob("*.jpg"))
@@ -203,7 +208,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     load_before = os.getloadavg()[0]
     starts = [
-        measure(args.model, args.backend, photos, max(0, args.burst), max(1, args.clients), args.timeout)
+        measure(
+            args.model,
+            args.backend,
+            photos,
+            max(0, args.burst),
+            max(1, args.clients),
+            args.timeout,
+            args.repo.resolve(),
+        )
         for _ in range(max(1, args.repeats))
     ]
     result = sorted(starts, key=lambda r: r["cold_start_seconds"])[len(starts) // 2]  # the median start
