@@ -86,7 +86,7 @@ def run_info(args: argparse.Namespace) -> None:
 
 
 def run_clear(args: argparse.Namespace) -> None:
-    """`landmark cache clear`: delete every entry not in use (or only those of --kind); says what it freed."""
+    """`landmark cache clear`: delete every entry not in use (or only those of --only); says what it freed."""
     folder = cache_dir(args.cache_dir)
     if args.cache_dir is not None and not folder.is_dir():
         raise LandmarkError(f"{folder} is not a folder; pass the --cache-dir your trainings use.")
@@ -121,5 +121,5 @@ def add_arguments(commands, command) -> None:
         "--only",
         choices=("photos", "features"),
         default=None,
-        help="delete only the resized photos or only the features",
+        help="delete only the resized photos or only the features (default: both)",
     )
