@@ -84,6 +84,11 @@ def single_photo_latency(
     return {key: statistics.median(values) for key, values in times.items()}
 
 
+def chart_bottom(values: list[float]) -> float:
+    """Where the bar chart's axis starts: zoomed in on the top (0.5) only when every bar still shows above it."""
+    return 0.5 if min(values) >= 0.55 else 0.0
+
+
 def plot(rows: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -98,9 +103,11 @@ def plot(rows: list[dict], out: Path) -> None:
         bars = ax.bar(xs, [row[k] for k, _ in keys], width, label=f"{row['model']} - {row['strategy']}")
         ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
     ax.set_xticks([k + width * (len(rows) - 1) / 2 for k in range(len(keys))], [label for _, label in keys])
-    lowest = min(row[k] for row in rows for k, _ in keys)
-    bottom = 0.5 if lowest >= 0.55 else 0.0  # zoom in on the top only when every bar shows above the axis
-    ax.set(ylim=(bottom, 1.06), ylabel="world_landmarks test", title="Scratch CNN vs. transfer learning")
+    ax.set(
+        ylim=(chart_bottom([row[k] for row in rows for k, _ in keys]), 1.06),
+        ylabel="world_landmarks test",
+        title="Scratch CNN vs. transfer learning",
+    )
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
