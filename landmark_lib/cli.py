@@ -47,34 +47,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _data(commands) -> None:
+    from .data.commands import add_arguments
+
     data = commands.add_parser(
         "data", help="download the course dataset or inspect a dataset folder", formatter_class=HelpFormatter
     )
-    from .data.download import DEFAULT_URL
-
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="{download,inspect}")
-    download = _command(
-        data_commands,
-        "download",
-        "landmark_lib.data.download:run",
-        "download, verify and extract the 50-class course dataset",
-    )
-    download.add_argument("--dest", type=Path, default=Path("data"), help="folder to put landmark_images/ in")
-    download.add_argument("--url", default=DEFAULT_URL, help="zip URL, mirror, or path of a local landmark_images.zip")
-    download.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
-    download.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip after extracting it")
-    inspect = _command(
-        data_commands,
-        "inspect",
-        "landmark_lib.data.inspect:run",
-        "counts, unreadable files, train/test duplicates, mean/std, pictures",
-    )
-    inspect.add_argument("root", type=Path, help="dataset folder holding train/<class>/ and test/<class>/")
-    inspect.add_argument("--out", type=Path, default=None, help="output folder (default: runs/inspect-<root name>)")
-    inspect.add_argument("--workers", type=positive_int, help="decoding processes (default: --threads)")
-    inspect.add_argument("--samples-per-class", type=int, default=4, help="photos per class in samples.png")
-    inspect.add_argument("--max-classes", type=int, default=50, help="classes shown in samples.png")
-    add_threads(inspect)
+    add_arguments(data.add_subparsers(dest="data_command", required=True, metavar="{download,inspect}"), _command)
 
 
 TRAIN_SUMMARY = "train a run (scratch CNN or timm backbone) with Accelerate"
@@ -140,11 +118,6 @@ def _export(commands) -> None:
         "--out", required=True, help="new (or empty) folder for model.pt, labels.json, export.json, metrics.json"
     )
     p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the export already in --out (built beside it, swapped in when complete: a failed export leaves the old one)",
-    )
-    p.add_argument(
         "--check-data",
         nargs="+",
         help="dataset root(s) for the self-check photos and the evaluation (default: the run's data)",
@@ -162,22 +135,6 @@ def _export(commands) -> None:
         "model.pt is always written",
     )
     p.add_argument(
-        "--require-int8",
-        action="store_true",
-        help="with --format onnx-int8: fail (and leave --out as it was) when the int8 file is refused",
-    )
-    p.add_argument(
-        "--pt2",
-        action="store_true",
-        help="also write model.pt2: the same model as a torch.export ExportedProgram (any photo size; torch.export.load)",
-    )
-    p.add_argument(
-        "--calibration-photos",
-        type=positive_int,
-        default=128,
-        help="training photos that calibrate int8 activation ranges",
-    )
-    p.add_argument(
         "--threshold",
         type=threshold_arg,
         help="confidence below which the app says no landmark was recognised "
@@ -193,7 +150,33 @@ def _export(commands) -> None:
         help="share of the validation no-landmark photos that may be named as a landmark",
     )
     add_threads(p)
+    _export_file_arguments(p)
     _export_hub_arguments(p)
+
+
+def _export_file_arguments(p: argparse.ArgumentParser) -> None:
+    """What export writes besides model.pt, and what it may replace."""
+    p.add_argument(
+        "--pt2",
+        action="store_true",
+        help="also write model.pt2: the same model as a torch.export ExportedProgram (any photo size; torch.export.load)",
+    )
+    p.add_argument(
+        "--calibration-photos",
+        type=positive_int,
+        default=128,
+        help="training photos that calibrate int8 activation ranges",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the export already in --out (built beside it, swapped in when complete: a failed export leaves the old one)",
+    )
+    p.add_argument(
+        "--require-int8",
+        action="store_true",
+        help="with --format onnx-int8: fail (and leave --out as it was) when the int8 file is refused",
+    )
 
 
 def _export_hub_arguments(p: argparse.ArgumentParser) -> None:

@@ -147,7 +147,7 @@ def test_int8_that_loses_accuracy_is_refused_and_removed(
     info = json.loads((tmp_path / "export" / "export.json").read_text())
     assert info["onnx_int8"] is None and "was removed" in info["onnx_int8_refused"]
     assert (
-        LandmarkService(tmp_path / "export" / "model.pt", num_threads=1).backend == "onnx"
+        LandmarkService(tmp_path / "export" / "model.pt", num_threads=1, backend="onnx").backend == "onnx"
     )  # the fp32 export is complete
 
 

@@ -301,6 +301,6 @@ def run(args: argparse.Namespace) -> None:
             out,
             samples_per_class=args.samples_per_class,
             max_classes=args.max_classes,
-            workers=args.workers or threads.count(),
+            workers=threads.count() if args.workers is None else args.workers,
         )
     print(summary(report))

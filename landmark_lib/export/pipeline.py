@@ -31,6 +31,7 @@ from .checks import TOLERANCE, ExportError, check_images
 from .hub import build_model_card, push_to_hub
 from .onnx import PIXEL_TOLERANCE, export_onnx, export_onnx_int8
 from .pt2 import export_pt2
+from .report import metrics_summary, summary_lines
 from .speed import measure
 from .timm_files import write_timm_files
 from .torchscript import save, to_torchscript, verify
@@ -75,22 +76,9 @@ def export_run(
         )
     build = atomic.temp_folder(out)
     try:
-        info = _build(
-            run_dir,
-            model,
-            config,
-            build,
-            check_data,
-            check_split,
-            evaluate,
-            batch_size,
-            (threshold, target_precision, max_false_accept),
-            onnx,
-            int8,
-            calibration_photos,
-            pt2,
-            out,
-        )
+        checks = (check_data, check_split, evaluate, batch_size)
+        rule, formats = (threshold, target_precision, max_false_accept), (onnx, int8, calibration_photos, pt2)
+        info = _build(run_dir, model, config, (build, out), checks, rule, formats)
         if require_int8 and info["onnx_int8_refused"]:
             raise ExportError(f"{info['onnx_int8_refused']} (--require-int8: {out} was left as it was)")
         atomic.replace_folder(build, out)
@@ -116,26 +104,17 @@ def _check_out(out: Path, run_dir: Path, overwrite: bool) -> None:
 
 
 def _build(
-    run_dir,
-    model,
-    config: RunConfig,
-    out: Path,
-    check_data,
-    check_split: str,
-    evaluate: bool,
-    batch_size: int,
-    rule: tuple,
-    onnx: bool,
-    int8: bool,
-    calibration_photos: int,
-    pt2: bool,
-    final: Path,
+    run_dir, model, config: RunConfig, folders: tuple[Path, Path], checks: tuple, rule: tuple, formats: tuple
 ) -> dict:
-    """Every file of the export in the empty folder OUT (renamed to FINAL afterwards); what export.json holds."""
+    """Every file of the export in the empty folder OUT (renamed to FINAL afterwards); what export.json holds.
+    CHECKS: (check data, check split, evaluate, batch size); RULE: see _thresholds_and_int8; FORMATS: (onnx, int8,
+    calibration photos, pt2)."""
+    (out, final), (check_data, check_split, evaluate, batch_size) = folders, checks
+    onnx, int8, calibration_photos, pt2 = formats
     eager = LandmarkPredictor(model, config.preprocess, config.classes).eval()
     images = _check_images(config, check_data, check_split)
     max_abs_diff = _write_torchscript(eager, config, out, images)
-    formats = _write_other_formats(eager, config, out, images, pt2)
+    other_files = _write_other_formats(eager, config, out, images, pt2)
     onnx_info = _write_onnx(eager, config, out, images) if onnx or int8 else None
     calibration, int8_info, int8_refused = _thresholds_and_int8(
         config, model, out, rule, calibration_photos if int8 else None
@@ -143,17 +122,17 @@ def _build(
     metrics = None
     if evaluate and check_data:
         metrics = _evaluate(run_dir, out, check_data, check_split, batch_size, calibration, int8_info, final)
-    checks = {
+    record = {
         "max_abs_diff": max_abs_diff,
         "check_images": len(images),
         "onnx": onnx_info,
         "onnx_int8": int8_info,
         "onnx_int8_refused": int8_refused,
-        **formats,
+        **other_files,
         bundle.SPEED_KEY: measure(out, config.preprocess) if onnx_info else None,
         "embedding": embedding_record(model),
     }
-    info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
+    info = _record(run_dir, config, calibration, record, check_data, metrics, out)
     bundle.write_info(out, info)
     return info
 
@@ -312,72 +291,6 @@ def _name_final_file(metrics: dict, report: Path, final: Path) -> None:
     """METRICS (and REPORT/metrics.json) name the evaluated file in the FINAL folder the export is renamed to."""
     metrics["exported"] = str(final / Path(metrics["exported"]).name)
     atomic.write_text(report / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
-
-
-def metrics_summary(metrics: dict) -> dict:
-    """What export.json and the model card show: accuracy, and GAP / false accepts / coverage at the file's threshold."""
-    keys = (
-        "gap",
-        "landmark_top1",
-        "coverage",
-        "precision",
-        "false_accept_rate",
-        "landmark_photos",
-        "no_landmark_photos",
-    )
-    recognition = {k: metrics["recognition"].get(k) for k in keys}
-    return {
-        "split": metrics["split"],
-        **{k: metrics[k] for k in ("top1", "top5", "macro_f1", "n_images", "n_skipped")},
-        **recognition,
-    }
-
-
-def summary_lines(info: dict, out: str | Path, evaluated: bool) -> list[str]:
-    """What `landmark export` prints: each file and its check, the threshold, the exported model's test numbers."""
-    lines = [
-        f"wrote {out}/{bundle.MODEL_FILE}; torch-only reload matches eager: max |diff| {info['max_abs_diff']:.2e} <= {TOLERANCE:g}"
-    ]
-    if info["onnx"]:
-        lines.append(
-            f"wrote {out}/{bundle.ONNX_FILE} and {bundle.PREPROCESS_FILE}; ONNX Runtime matches eager: max |diff| "
-            f"{info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g} (pixels {info['onnx']['preprocess_max_abs_diff']:.2e} <= {PIXEL_TOLERANCE:g})"
-        )
-    if info.get("pt2"):
-        lines.append(
-            f"wrote {out}/{bundle.PT2_FILE}; torch.export.load matches eager: max |diff| {info['pt2']['max_abs_diff']:.2e} <= {TOLERANCE:g}"
-        )
-    if info.get(bundle.SPEED_KEY):
-        speed = info[bundle.SPEED_KEY]
-        times = ", ".join(f"{b} {ms:.1f} ms" for b, ms in speed["ms_per_photo"].items())
-        lines.append(f"one photo at batch 1: {times}; 'auto' serves {speed['served']}")
-    int8 = info.get("onnx_int8")
-    if int8:
-        lines.append(
-            f"wrote {out}/{int8['file']}; validation top-1 int8 {int8['valid_top1_int8']:.2%} vs fp32 {int8['valid_top1_fp32']:.2%} "
-            f"({int8['calibration_photos']} calibration photos), threshold {int8['threshold']:.3f}"
-            + (f"; {int8['metrics']['split']} top-1 {int8['metrics']['top1']:.2%}" if int8.get("metrics") else "")
-        )
-    if info["threshold"] is not None:
-        lines.append(f"recognition threshold {info['threshold']:.3f} ({info['threshold_calibration']})")
-    metrics = info["metrics"]
-    if metrics:
-        lines.append(
-            f"exported model on {metrics['split']}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  "
-            f"macro-F1 {metrics['macro_f1']:.4f} ({metrics['n_images']} images, {metrics['n_skipped']} skipped)"
-        )
-        if metrics.get("gap") is not None:
-            pct = {
-                k: "n/a" if metrics[k] is None else f"{metrics[k]:.2%}"
-                for k in ("landmark_top1", "coverage", "precision", "false_accept_rate")
-            }
-            lines.append(
-                f"  GAP {metrics['gap']:.4f}; landmark photos: top-1 {pct['landmark_top1']}, coverage {pct['coverage']}, "
-                f"precision {pct['precision']}; no-landmark photos named: {pct['false_accept_rate']}"
-            )
-    elif evaluated:
-        lines.append("not evaluated: no dataset found (pass --check-data ROOT)")
-    return lines
 
 
 def run(args: argparse.Namespace) -> None:

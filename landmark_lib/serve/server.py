@@ -17,50 +17,13 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route
+from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import threads
 from ..errors import LandmarkError
-from .rest import build_api
+from .api_app import API_PREFIX, CONCURRENCY, build_api_app
 from .service import LandmarkService
-from .uploads import UploadQuota
-
-CONCURRENCY = 2  # a CPU Space has 2 vCPUs: more parallel requests only slow each other down
-MAX_QUEUE = 64
-API_PREFIX = "/v1"
-
-
-class ApiFallback:
-    """What /v1/... answers when no route matched: 405 (with Allow) for a path the API has under other methods, else
-    404, both as the API's JSON {"detail": one sentence} (the page mounted at / must not answer for the API)."""
-
-    def __init__(self, api: FastAPI):
-        self.api = api
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"]  # the full path (Starlette keeps it; the mount's prefix is in root_path)
-        methods = sorted(
-            {m for r in self.api.routes if isinstance(r, Route) and r.path == path for m in (r.methods or ())}
-        )
-        if methods:
-            detail = f"{scope.get('method')} is not allowed on {path}; use {' or '.join(methods)}."
-            response = JSONResponse({"detail": detail}, status_code=405, headers={"Allow": ", ".join(methods)})
-        else:
-            detail = f"No such API path {path}; see /docs for the API's paths."
-            response = JSONResponse({"detail": detail}, status_code=404)
-        await response(scope, receive, send)
-
-
-def build_api_app(service: LandmarkService) -> FastAPI:
-    """The REST API of SERVICE under the upload quota (which counts the page's uploads too), with JSON 404/405 for any
-    other /v1 path; the page is mounted on it at / (web.build_app, or PageSlot while the page is still loading)."""
-    api = build_api(service, concurrency=CONCURRENCY, waiting=MAX_QUEUE)
-    api.add_middleware(UploadQuota)
-    api.mount(API_PREFIX, ApiFallback(api))
-    return api
-
 
 STARTING_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="1">
 <title>Landmark Tagger is starting</title></head><body style="font-family: sans-serif; margin: 3em">

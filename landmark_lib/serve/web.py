@@ -20,9 +20,9 @@ from starlette.middleware import Middleware
 
 from ..data.images import ImageLoadError, release_memory
 from ..labels import map_url
+from .api_app import CONCURRENCY, MAX_QUEUE, build_api_app
 from .page import example_labels, landmark_table, map_embed, model_footer, model_key, use_examples_cache
 from .photos import read_photo
-from .server import CONCURRENCY, MAX_QUEUE, build_api_app
 from .service import LandmarkService, Prediction
 from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
 from .web_teach import add_teach_tab, session_ranker
@@ -212,9 +212,8 @@ def build_demo(service: LandmarkService) -> gr.Blocks:
         except (UploadRefused, ImageLoadError) as error:
             return None, f"### Cannot read this photo\n\n{html.escape(str(error), quote=False)}"
         taught = frozenset(c.name for c in ranker.classes) if ranker else frozenset()
-        return label_value(prediction, taught), "\n\n".join(
-            filter(None, [describe(prediction), describe_taught(prediction, ranker)])
-        )
+        text = describe(prediction) + (f"\n\n{describe_taught(prediction, ranker)}" if ranker else "")
+        return label_value(prediction, taught), text.strip()
 
     example_files = sorted(EXAMPLES_DIR.glob("*.jpg"))
     use_examples_cache(model_key(service.model_path, service.backend, service.threshold))
@@ -230,19 +229,7 @@ def build_demo(service: LandmarkService) -> gr.Blocks:
                         submit = gr.Button("Submit", variant="primary")
                 with gr.Column():
                     label, text = landmark_label(), result_markdown()
-            if example_files:
-                gr.Examples(
-                    [[str(path)] for path in example_files],
-                    inputs=photo,
-                    outputs=[label, text],
-                    fn=recognise,
-                    cache_examples=True,
-                    cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
-                    examples_per_page=16,
-                    example_labels=example_labels(example_files),
-                    preload=False,
-                    api_name=False,
-                )
+            add_examples(example_files, photo, [label, text], recognise)
             gr.Markdown(landmark_table(service.classes, service.gallery_classes))
         deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
         with gr.Tab("Teach a landmark"):
@@ -255,6 +242,23 @@ def build_demo(service: LandmarkService) -> gr.Blocks:
     add_tag_endpoint(demo, photo, answer)
     deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
+
+
+def add_examples(files: list[Path], photo: gr.Image, outputs: list, fn: Callable) -> None:
+    """The example photos, labelled with their landmark, under the photo input (none: no examples block)."""
+    if files:
+        gr.Examples(
+            [[str(path)] for path in files],
+            inputs=photo,
+            outputs=outputs,
+            fn=fn,
+            cache_examples=True,
+            cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
+            examples_per_page=16,
+            example_labels=example_labels(files),
+            preload=False,
+            api_name=False,
+        )
 
 
 # After a refused upload the photo input is emptied (the browser would show a broken-image icon for a file that is not
