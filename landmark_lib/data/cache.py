@@ -4,6 +4,7 @@ Each image is resized so its shorter side is `size` and centre-cropped to size x
 memory-mapped .npy file. The cache folder name carries a hash of the file list (paths, sizes, mtimes) and
 the size, so any change to the dataset builds a fresh cache instead of serving stale pixels.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -106,7 +107,9 @@ def reserve(path: Path, cache_dir: Path, what: str) -> None:
             raise
 
 
-def build_cache(split: ImageFolderSplit, size: int, cache_dir: str | Path = DEFAULT_CACHE_DIR, workers: int = 2) -> CachedSplit:
+def build_cache(
+    split: ImageFolderSplit, size: int, cache_dir: str | Path = DEFAULT_CACHE_DIR, workers: int = 2
+) -> CachedSplit:
     """Return the cache for this split and size, building it once (unreadable images are skipped and listed).
 
     Concurrent builds of the same cache (two trainings) are serialised by a lock; a full disk is a NoSpaceError.
@@ -146,7 +149,9 @@ def _build(split: ImageFolderSplit, size: int, folder: Path, workers: int) -> No
 
 
 def _fill(split: ImageFolderSplit, size: int, tmp: Path, workers: int) -> None:
-    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(split.samples), size, size, 3))
+    images = np.lib.format.open_memmap(
+        tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(split.samples), size, size, 3)
+    )
     reserve(tmp / "images.npy", tmp.parent, f"caching {split.label} at {size}px")
     loader = DataLoader(_Decode(split.samples, size), batch_size=32, num_workers=workers, collate_fn=list)
     keep = np.ones(len(split.samples), dtype=bool)

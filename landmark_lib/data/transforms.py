@@ -1,4 +1,5 @@
 """Training augmentation (timm's pipeline plus photo-degradation) and the tensor eval transform."""
+
 from __future__ import annotations
 
 import io
@@ -36,7 +37,9 @@ class PhotoDegradation:
             return image
         if random.random() < self.p:
             factor = random.uniform(0.25, 0.7)
-            small = image.resize((max(8, int(image.width * factor)), max(8, int(image.height * factor))), Image.BILINEAR)
+            small = image.resize(
+                (max(8, int(image.width * factor)), max(8, int(image.height * factor))), Image.BILINEAR
+            )
             image = small.resize(image.size, Image.BILINEAR)
         if random.random() < self.p:
             image = image.filter(ImageFilter.GaussianBlur(radius=random.uniform(0.3, 1.8)))
