@@ -113,7 +113,7 @@ def threshold(info: dict, backend: str) -> float | None:
 def fastest(info: dict) -> list[str]:
     """The backends export.json measured at batch 1 (SPEED_KEY), fastest first; [] for exports that measured none."""
     times = (info.get(SPEED_KEY) or {}).get("ms_per_photo") or {}
-    return sorted(times, key=times.get)
+    return sorted(times, key=lambda backend: times[backend])
 
 
 def preprocess_file(info: dict) -> str | None:

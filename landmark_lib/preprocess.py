@@ -8,6 +8,8 @@ definition of the pixels a model sees: model.pt scripts it and preprocess.onnx i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,11 +22,15 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocess", "PreprocessConfig"]
 @torch.jit.unused
 def _symbolic_min(a: int, b: int) -> int:
     """min() that torch.export keeps symbolic (the builtin would fix the graph to the example photo's shape)."""
-    return torch.sym_min(a, b)
+    return cast(int, torch.sym_min(a, b))  # a SymInt under torch.export: an int whose value is not fixed yet
 
 
 class Preprocess(nn.Module):
     """uint8 RGB image [3, H, W] of any size -> normalised float batch [1, 3, S, S]. TorchScript-compatible."""
+
+    if TYPE_CHECKING:  # for mypy only: TorchScript resolves class annotations itself and cannot resolve these
+        mean: torch.Tensor  # buffers, [1, 3, 1, 1] on the 0..255 scale
+        std: torch.Tensor
 
     def __init__(self, config: PreprocessConfig):
         super().__init__()

@@ -38,7 +38,7 @@ def resize_square(image: Image.Image, size: int) -> Image.Image:
     """Shorter side -> size (bicubic, antialiased), then a centre size x size crop."""
     scale = size / min(image.size)
     width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-    image = image.resize((width, height), Image.BICUBIC, reducing_gap=3.0)
+    image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
     left, top = (width - size) // 2, (height - size) // 2
     return image.crop((left, top, left + size, top + size))
 

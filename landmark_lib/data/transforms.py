@@ -38,9 +38,9 @@ class PhotoDegradation:
         if random.random() < self.p:
             factor = random.uniform(0.25, 0.7)
             small = image.resize(
-                (max(8, int(image.width * factor)), max(8, int(image.height * factor))), Image.BILINEAR
+                (max(8, int(image.width * factor)), max(8, int(image.height * factor))), Image.Resampling.BILINEAR
             )
-            image = small.resize(image.size, Image.BILINEAR)
+            image = small.resize(image.size, Image.Resampling.BILINEAR)
         if random.random() < self.p:
             image = image.filter(ImageFilter.GaussianBlur(radius=random.uniform(0.3, 1.8)))
         if random.random() < self.p:

@@ -60,22 +60,27 @@ def _load_predictor(
         if run_dir is None:
             raise RunError("Nothing to evaluate: pass a run folder, or --exported with an exported model file.")
         model, config = load_trained_model(run_dir)
-        return LandmarkPredictor(model, config.preprocess, config.classes).eval().to(device), config
+        predictor: Classifier = LandmarkPredictor(model, config.preprocess, config.classes).eval().to(device)
+        return predictor, config
     if not Path(exported).is_file():
         raise RunError(f"Exported model {exported} does not exist; create it with `landmark export RUN_DIR --out DIR`.")
-    config = RunConfig.load(run_dir) if run_dir and (Path(run_dir) / CONFIG_FILE).is_file() else None
+    run_config = RunConfig.load(run_dir) if run_dir and (Path(run_dir) / CONFIG_FILE).is_file() else None
     if (
         Path(exported).suffix == ".onnx"
     ):  # model.onnx / model.int8.onnx: the network, behind preprocess.onnx (or the torch Preprocess for old exports)
-        if config is None:
+        if run_config is None:
             return OnnxPredictor.from_export_dir(
                 Path(exported).parent, torch.get_num_threads(), Path(exported).name
             ), None
         graph = Path(exported).with_name(bundle.PREPROCESS_FILE)  # the served preprocessing graph, when exported
         return OnnxPredictor(
-            exported, config.preprocess, config.classes, torch.get_num_threads(), graph if graph.is_file() else None
-        ), config
-    return load_torchscript(exported, device), config
+            exported,
+            run_config.preprocess,
+            run_config.classes,
+            torch.get_num_threads(),
+            graph if graph.is_file() else None,
+        ), run_config
+    return load_torchscript(exported, device), run_config
 
 
 def _predict(
@@ -117,7 +122,10 @@ def open_eval_split(
     names = list(model_classes)
     for split in splits.split("+"):
         names += [n for n in open_split(data, split).class_names if n not in names]
-    samples, sample_roots, roots, sources = [], [], [], []
+    samples: list[tuple[Path, int]] = []
+    sample_roots: list[int] = []
+    roots: list[Path] = []
+    sources: list[str] = []
     for split in splits.split("+"):
         part = open_split(data, split, class_names=names)
         part_sources = sample_sources(part)
@@ -204,7 +212,7 @@ def _what_was_evaluated(
     }
 
 
-def _run_data(config: RunConfig | None, source: str | Path, split: str):
+def _run_data(config: RunConfig | None, source: str | Path | None, split: str):
     """The dataset root(s) the run was trained on, when --data is not given."""
     data = config.args.get("data") if config else None
     if not data:
@@ -224,7 +232,7 @@ def _exclusions(config: RunConfig | None, run_dir: str | Path | None) -> list[st
 
 def default_out(run_dir: str | Path | None, exported: str | Path | None, split: str) -> Path:
     """RUN_DIR/eval-SPLIT, or next to the exported file."""
-    return Path(run_dir or Path(exported).parent) / f"eval-{split}"
+    return Path(run_dir or Path(exported or ".").parent) / f"eval-{split}"
 
 
 def _write_report(

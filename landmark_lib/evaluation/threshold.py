@@ -117,8 +117,10 @@ def write_thresholds(
     int8_calibration = None
     if info.get("onnx_int8"):
         int8 = OnnxPredictor.from_export_dir(export_dir, file=info["onnx_int8"]["file"])
-        rule = (config.class_names, calibration["target_precision"], max_false_accept)
-        int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), *rule)
+        int8_probs, targets = validation_probabilities(config, int8.logits)
+        int8_calibration = choose_threshold(
+            int8_probs, targets, config.class_names, calibration["target_precision"], max_false_accept
+        )
         info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
     bundle.write_info(export_dir, info)
     return int8_calibration

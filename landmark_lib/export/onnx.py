@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -143,10 +144,10 @@ def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Pat
         predictor = OnnxPredictor(network, preprocess, preprocess_path=graph)
         with torch.no_grad():
             pixels = max(float(np.abs(predictor.pixels(i.numpy()) - eager.preprocess(i).numpy()).max()) for i in images)
-        probs, embedding = predictor.forward_batch_with_embedding(images)
+        onnx_probs, embedding = predictor.forward_batch_with_embedding(images)
         probs = float(
             max(
-                (probs - eager_probabilities(eager, images)).abs().max(),
+                (onnx_probs - eager_probabilities(eager, images)).abs().max(),
                 (embedding - eager_embeddings(eager, images)).abs().max(),
             )
         )
@@ -208,7 +209,7 @@ def export_onnx_int8(
     return {
         "file": INT8_FILE,
         "quantization": "onnxruntime quantize_static, QDQ, int8 per-channel weights, uint8 activations (MinMax)",
-        "calibration_photos": len(loader.dataset),
+        "calibration_photos": len(cast(Sized, loader.dataset)),
         "calibration_source": "the run's training rows (never its validation rows or the test split)",
         "valid_top1_fp32": fp32_top1,
         "valid_top1_int8": int8_top1,

@@ -12,6 +12,7 @@ import json
 import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,10 @@ def _round_half_even(value):
 
 class DynamicPreprocess(nn.Module):
     """Preprocess (same buffers, same result) written without size-dependent Python branches."""
+
+    if TYPE_CHECKING:  # for mypy only: TorchScript resolves class annotations itself and cannot resolve these
+        mean: torch.Tensor
+        std: torch.Tensor
 
     def __init__(self, preprocess: Preprocess):
         super().__init__()

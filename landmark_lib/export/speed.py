@@ -46,5 +46,5 @@ def measure(out: Path, preprocess: PreprocessConfig) -> dict:
         "how": f"median of {REPEATS} calls, one {PHOTO[1]}x{PHOTO[0]} photo (uint8 array) at batch 1, 1 thread, "
         "preprocessing included (landmark_lib/export/speed.py)",
         "ms_per_photo": times,
-        "served": min(times, key=times.get),
+        "served": min(times, key=lambda backend: times[backend]),
     }

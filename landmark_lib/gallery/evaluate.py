@@ -55,7 +55,8 @@ def embed_all(service, model, photos: dict, out: Path) -> dict[str, dict]:
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
         return {k: {"probs": data[f"{k}_probs"], "emb": data[f"{k}_emb"]} for k in photos}
-    result, arrays = {}, {}
+    result: dict[str, dict[str, np.ndarray]] = {}
+    arrays: dict[str, np.ndarray] = {}
     for part, items in photos.items():
         chunks = [
             run_model(service.model, [decode(service, p) for p, _ in items[i : i + 64]])
@@ -64,7 +65,7 @@ def embed_all(service, model, photos: dict, out: Path) -> dict[str, dict]:
         result[part] = {"probs": np.concatenate([c[0] for c in chunks]), "emb": np.concatenate([c[1] for c in chunks])}
         arrays[f"{part}_probs"], arrays[f"{part}_emb"] = result[part]["probs"], result[part]["emb"]
     with atomic.atomic_path(cache) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, allow_pickle=False, **arrays)
     return result
 
 
@@ -131,16 +132,16 @@ def shot_metrics(service, data: dict, labels: dict, holdout: set, gallery, max_f
     ranker = GalleryRanker(gallery, service.threshold, "exact")
     gallery.similarity = choose_similarity(ranker, data["valid"]["emb"], max_false_accept)
     gallery.softness = choose_softness(service, ranker, data["valid"], labels["valid"])
-    labels = labels["test"]
-    held, known = np.isin(labels, list(holdout)), ~np.isin(labels, [*holdout, BACKGROUND_CLASS])
-    none = labels == BACKGROUND_CLASS
+    test_labels: np.ndarray = labels["test"]
+    held, known = np.isin(test_labels, list(holdout)), ~np.isin(test_labels, [*holdout, BACKGROUND_CLASS])
+    none = test_labels == BACKGROUND_CLASS
     best, recognised = answers(service.class_names, service.threshold, data["test"], ranker)
     return {
         "similarity_rule": gallery.similarity,
         "softness": gallery.softness,
-        "heldout_top1": float((best[held] == labels[held]).mean()),
-        "heldout_recognised_and_right": float(((best == labels) & recognised)[held].mean()),
-        "known_top1": float((best[known] == labels[known]).mean()),
+        "heldout_top1": float((best[held] == test_labels[held]).mean()),
+        "heldout_recognised_and_right": float(((best == test_labels) & recognised)[held].mean()),
+        "known_top1": float((best[known] == test_labels[known]).mean()),
         "no_landmark_false_accept": float(recognised[none].mean()),
         "heldout_photos": int(held.sum()),
         "known_photos": int(known.sum()),
@@ -183,7 +184,7 @@ def evaluate(
     classes = {c.name: c for c in load_class_info(train_args["data"], sorted(holdout))}
     best, recognised = answers(service.class_names, service.threshold, data["test"], None)
     known, none = ~np.isin(labels, [*holdout, BACKGROUND_CLASS]), labels == BACKGROUND_CLASS
-    result = {
+    result: dict = {
         "export": str(export),
         "backend": service.backend,
         "threshold": service.threshold,

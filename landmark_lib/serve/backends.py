@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .. import bundle, checksums
-from ..labels import ClassInfo, Columns, read_labels, to_columns
+from ..labels import ClassInfo, read_labels, to_columns
 from ..preprocess_config import PreprocessConfig
 from .resolve import ModelNotFoundError
 
 if TYPE_CHECKING:
     import torch
+
+    from ..preprocess import Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,19 @@ class Classifier(Protocol):
     names (class_names, display_names, cities, countries, latitudes, longitudes; labels.from_columns reads them)."""
 
     class_names: list[str]
-    preprocess: PreprocessConfig  # or the Preprocess module (model.pt): both have input_size and resize_size
+    display_names: list[str]
+    cities: list[str]
+    countries: list[str]
+    latitudes: list[float]
+    longitudes: list[float]
+
+    @property
+    def preprocess(self) -> PreprocessConfig | Preprocess:
+        """The config (ONNX) or the Preprocess module (model.pt): both have input_size and resize_size."""
 
     def forward_batch(self, images: list[torch.Tensor]) -> torch.Tensor: ...
+
+    def forward_batch_with_embedding(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor: ...
 
@@ -92,8 +104,10 @@ class OnnxPredictor:
         self.preprocess = preprocess
         self.preprocess_session = ort_session(preprocess_path, num_threads) if preprocess_path else None
         self.torch_preprocess = None if preprocess_path else _torch_preprocess(preprocess)
-        for field, values in zip(Columns._fields, to_columns(classes or [])):  # the attributes model.pt carries
-            setattr(self, field, values)
+        columns = to_columns(classes or [])  # the attributes model.pt carries
+        self.class_names, self.display_names = columns.class_names, columns.display_names
+        self.cities, self.countries = columns.cities, columns.countries
+        self.latitudes, self.longitudes = columns.latitudes, columns.longitudes
 
     @classmethod
     def from_export_dir(cls, folder: str | Path, num_threads: int = 1, file: str = bundle.ONNX_FILE) -> OnnxPredictor:
@@ -111,7 +125,8 @@ class OnnxPredictor:
 
     def pixels(self, image: np.ndarray) -> np.ndarray:
         """uint8 [3, H, W] -> the network's input [1, 3, S, S] (float32)."""
-        if self.preprocess_session is not None:
+        if self.torch_preprocess is None:
+            assert self.preprocess_session is not None  # one of the two is always set (__init__)
             return self.preprocess_session.run([bundle.PREPROCESS_OUTPUT], {bundle.PREPROCESS_INPUT: image})[0]
         import torch
 
@@ -165,7 +180,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def _torch_preprocess(config: PreprocessConfig):
+def _torch_preprocess(config: PreprocessConfig) -> Preprocess:
     from ..preprocess import Preprocess
 
     return Preprocess(config).eval()
@@ -314,6 +329,7 @@ def _load_backend(model_path: Path, backend: str, threads: int, info: dict) -> C
         graph = bundle.preprocess_file(info)
         if graph:
             _check_file(folder, graph, info)
+        model: Classifier
         try:
             model = OnnxPredictor(file, preprocess, labels, threads, folder / graph if graph else None)
         except Exception as error:  # noqa: BLE001 - ONNX Runtime's own errors (invalid protobuf, ...) have no common base class

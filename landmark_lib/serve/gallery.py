@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def open_gallery(service, folder: str | os.PathLike | None):
@@ -13,5 +14,5 @@ def open_gallery(service, folder: str | os.PathLike | None):
     from ..gallery import enroll, store
     from ..gallery.ranking import GalleryRanker
 
-    gallery = store.load(folder, enroll.model_id(service))
+    gallery = store.load(Path(folder), enroll.model_id(service))
     return GalleryRanker(gallery, service.threshold)

@@ -49,7 +49,7 @@ _TAG_BODY = {
     },
 }
 _ERROR = {"content": {"application/json": {"example": {"detail": "one sentence saying what to fix"}}}}
-_TAG_RESPONSES = {
+_TAG_RESPONSES: dict[int | str, dict] = {
     200: {"content": {"application/json": {"schema": {"type": "array", "items": ANSWER_SCHEMA}}}},
     413: {"description": "a photo or the request is too large", **_ERROR},
     415: {"description": "not multipart, or a file that is not a usable photo", **_ERROR},

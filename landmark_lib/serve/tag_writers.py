@@ -175,10 +175,14 @@ class ParquetWriter:
         return keys
 
 
-WRITERS = {".jsonl": JsonlWriter, ".csv": CsvWriter, ".parquet": ParquetWriter}
+WRITERS: dict[str, type[JsonlWriter | CsvWriter | ParquetWriter]] = {
+    ".jsonl": JsonlWriter,
+    ".csv": CsvWriter,
+    ".parquet": ParquetWriter,
+}
 
 
 def stored_key(out: Path, found_key: Key) -> Key:
     """FOUND_KEY as OUT's format stores it (a CSV path cell is escaped), to look it up among the done keys."""
     path, size, mtime_ns = found_key
-    return (csv_cell(path) if out.suffix.lower() == ".csv" else path), size, mtime_ns
+    return (str(csv_cell(path)) if out.suffix.lower() == ".csv" else path), size, mtime_ns

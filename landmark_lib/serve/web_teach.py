@@ -108,11 +108,11 @@ def add_teach_tab(demo: gr.Blocks, service, components: tuple, cache: str, limit
             lambda s, n, p: teach(service, s, n, p, cache, limits, deletion),
             [state, name, photos],
             [state, taught],
-            api_name=False,
+            api_visibility="private",
         )
         try_button.click(
             lambda s, p: try_photo(service, s, p, cache, limits, deletion, show),
             [state, trial],
             [answer, text],
-            api_name=False,
+            api_visibility="private",
         )

@@ -14,7 +14,8 @@ class Progress:
     """Epoch counter, best validation score and early-stopping patience, saved with every Accelerate checkpoint."""
 
     def __init__(self) -> None:
-        self.epoch, self.best, self.bad_epochs = 0, None, 0
+        self.epoch, self.bad_epochs = 0, 0
+        self.best: float | None = None
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "best": self.best, "bad_epochs": self.bad_epochs}

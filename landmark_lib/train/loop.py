@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from collections.abc import Sized
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -209,7 +211,7 @@ def _what_trains(
         train_set,
         batch_size=args.batch_size,
         shuffle=True,
-        drop_last=len(train_set) > args.batch_size,
+        drop_last=len(cast(Sized, train_set)) > args.batch_size,
         num_workers=workers,
         generator=generator,
         persistent_workers=False,
@@ -284,7 +286,7 @@ def _train_epoch(t: Training, epoch: int) -> dict:
 def validate(net: nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict:
     """Loss, top-1 and top-5 over the validation set; gather_for_metrics counts each image exactly once."""
     net.eval()
-    loss, correct1, correct5, count = 0.0, 0, 0, 0
+    loss, correct1, correct5, count = 0.0, 0.0, 0.0, 0
     with torch.no_grad():
         for inputs, targets in loader:
             logits = net(inputs).float()
