@@ -202,3 +202,30 @@ def run_python(code: str, *args: str, timeout: float = 120, env: dict | None = N
         timeout=timeout,
         check=False,
     )
+
+
+# Training through train_accelerate.py in a fresh process, as users run it: a tiny scratch CNN on a few photos.
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "ACCELERATE_DISABLE_RICH": "1"}
+TINY_SCRATCH = [
+    "--input-size",
+    "48",
+    "--width",
+    "0.25",
+    "--depth",
+    "1",
+    "--batch-size",
+    "8",
+    "--num-workers",
+    "0",
+    "--lr",
+    "3e-3",
+]
+
+
+def run_train(
+    args: list[str], cache: Path, launcher: list[str] | None = None, timeout: int = 240
+) -> subprocess.CompletedProcess:
+    command = (
+        (launcher or [sys.executable]) + [str(REPO_ROOT / "train_accelerate.py"), "--cache-dir", str(cache)] + args
+    )
+    return subprocess.run(command, cwd=REPO_ROOT, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=timeout)

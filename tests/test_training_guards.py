@@ -27,8 +27,7 @@ from landmark_lib.preprocess import PreprocessConfig
 from landmark_lib.train.run import RunConfig, RunError, load_trained_model
 from landmark_lib.train.tracking import read_metrics
 
-from helpers import cli_error, make_dataset, run_python
-from test_training import ENV, REPO, TINY, run_train
+from helpers import REPO_ROOT, SUBPROCESS_ENV, TINY_SCRATCH, cli_error, make_dataset, run_python, run_train
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def trained(dataset, tmp_path_factory) -> Path:
     """A finished one-epoch run (config.json, model.safetensors, metrics.csv, state/epoch_0001)."""
     tmp = tmp_path_factory.mktemp("trained")
     result = run_train(
-        ["--data", str(dataset), "--output-dir", str(tmp / "run"), "--epochs", "1", *TINY], tmp / "cache"
+        ["--data", str(dataset), "--output-dir", str(tmp / "run"), "--epochs", "1", *TINY_SCRATCH], tmp / "cache"
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return tmp / "run"
@@ -109,7 +108,7 @@ except OSError as error:
 def test_a_write_that_fails_midway_keeps_the_previous_run_file(trained: Path, tmp_path: Path, name: str) -> None:
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     before = (run / name).read_bytes()
-    result = run_python(WRITE_UNDER_A_SIZE_LIMIT, str(run), name, env=ENV)
+    result = run_python(WRITE_UNDER_A_SIZE_LIMIT, str(run), name, env=SUBPROCESS_ENV)
     assert "write failed" in result.stdout, result.stderr[-2000:]
     assert (run / name).read_bytes() == before
     assert RunConfig.load(run) and load_trained_model(run) and read_metrics(run / "metrics.csv")
@@ -125,7 +124,11 @@ def test_killed_while_saving_config_leaves_a_loadable_config(trained: Path, tmp_
     )
     for delay in (0.05, 0.2, 0.35, 0.5):
         process = subprocess.Popen(
-            [sys.executable, "-c", script, str(run)], cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", script, str(run)],
+            cwd=REPO_ROOT,
+            env=SUBPROCESS_ENV,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert process.stdout.readline().strip() == "ready"
         time.sleep(delay)
@@ -176,7 +179,7 @@ def test_a_class_whose_photos_are_all_unreadable_stops_before_training(tmp_path:
         photo.write_bytes(b"not a photo")
     line = one_error_line(
         run_train(
-            ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY],
+            ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY_SCRATCH],
             tmp_path / "cache",
             timeout=120,
         )
@@ -189,7 +192,7 @@ def test_no_validation_photos_stops_before_training(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", classes=3, train_per_class=1, test_per_class=1)
     line = one_error_line(
         run_train(
-            ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY],
+            ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY_SCRATCH],
             tmp_path / "cache",
             timeout=120,
         )
@@ -230,7 +233,7 @@ def test_a_full_cache_disk_is_named_and_leaves_no_workers(dataset: Path, tmp_pat
             str(tmp_path / "run"),
             "--epochs",
             "1",
-            *TINY,
+            *TINY_SCRATCH,
             "--num-workers",
             "2",
         ]
@@ -246,7 +249,7 @@ def test_a_full_run_folder_disk_is_named(dataset: Path, tmp_path: Path) -> None:
         run = disk / "run"
         line = one_error_line(
             run_train(
-                ["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY],
+                ["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY_SCRATCH],
                 tmp_path / "cache",
                 timeout=120,
             )
