@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import atomic
 from .errors import LandmarkError
 
 MODEL_FILE = "model.pt"
@@ -94,8 +95,6 @@ def require(folder: str | Path, *names: str) -> Path:
 
 def write_info(folder: str | Path, info: dict) -> None:
     """FOLDER/export.json, atomically: a kill mid-write must not break the export."""
-    from . import atomic
-
     atomic.write_text(Path(folder) / EXPORT_FILE, json.dumps(info, indent=2, ensure_ascii=False))
 
 

@@ -221,7 +221,7 @@ def _thresholds(commands) -> None:
     p = _command(
         commands,
         "rejection",
-        "landmark_lib.evaluation.rejection:run",
+        "landmark_lib.research.rejection:run",
         "compare rejection scores (background / MSP / energy) on validation",
     )
     p.add_argument("run_dir", help="a run trained with a no_landmark class")
@@ -233,7 +233,7 @@ def _thresholds(commands) -> None:
 
 def _compare(commands) -> None:
     p = _command(
-        commands, "compare", "landmark_lib.evaluation.compare:run", "compare evaluated runs: a table and a bar chart"
+        commands, "compare", "landmark_lib.research.compare:run", "compare evaluated runs: a table and a bar chart"
     )
     p.add_argument("runs", nargs="+", help="run folders evaluated with landmark evaluate")
     p.add_argument("--split", default="test", help="the evaluation (RUN/eval-SPLIT) to compare")
@@ -243,7 +243,7 @@ def _compare(commands) -> None:
 
 
 def _tag(commands) -> None:
-    p = _command(commands, "tag", "landmark_lib.serve.tag:run", "tag a folder of photos (JSONL, CSV or Parquet)")
+    p = _command(commands, "tag", "landmark_lib.tagging.command:run", "tag a folder of photos (JSONL, CSV or Parquet)")
     p.add_argument("photo_dir", type=photo_source, help="folder of photos (searched recursively); a URI: --engine ray")
     p.add_argument(
         "--out",

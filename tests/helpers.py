@@ -16,13 +16,14 @@ import torch
 from PIL import Image
 
 from landmark_lib import bundle, checksums
+from landmark_lib.artifacts.run_folder import RunConfig
 from landmark_lib.export.torchscript import save, to_torchscript
 from landmark_lib.labels import ClassInfo, write_labels
 from landmark_lib.models import ModelSpec
 from landmark_lib.models.scratch import LandmarkNet
+from landmark_lib.models.trained import build_model, save_weights
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.train.run import RunConfig, build_model, save_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import torch
 from benchmarks import serving_speed
 from landmark_lib.export.torchscript import save, to_torchscript
 from landmark_lib.labels import ClassInfo
+from landmark_lib.models.trained import load_trained_model
 from landmark_lib.predictor import LandmarkPredictor
-from landmark_lib.train.run import load_trained_model
 
 from helpers import make_run
 

@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 from landmark_lib.data.cache import build_cache
+from landmark_lib.data.classes import load_class_info
 from landmark_lib.data.folder import DatasetError, open_split
 from landmark_lib.data.images import ImageLoadError, load_rgb, load_rgb_bytes
 from landmark_lib.data.split import stratified_split
-from landmark_lib.labels import display_name, load_class_info
+from landmark_lib.labels import display_name
 
 from helpers import make_dataset
 

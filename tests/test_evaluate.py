@@ -13,10 +13,10 @@ from landmark_lib.cli import main
 from landmark_lib.data.folder import DatasetError
 from landmark_lib.data.images import load_rgb, pil_to_uint8_chw
 from landmark_lib.evaluation.evaluate import evaluate_run
-from landmark_lib.evaluation.metrics import compute_metrics
 from landmark_lib.labels import ClassInfo
+from landmark_lib.metrics import compute_metrics
+from landmark_lib.models.trained import load_trained_model
 from landmark_lib.predictor import LandmarkPredictor
-from landmark_lib.train.run import load_trained_model
 
 from helpers import make_dataset, make_run
 

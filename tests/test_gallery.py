@@ -11,7 +11,7 @@ import pytest
 from landmark_lib.cli import main
 from landmark_lib.gallery import store
 from landmark_lib.gallery.search import ExactIndex, FaissIndex
-from landmark_lib.serve.photos import read_photo
+from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 
 from helpers import class_photo, cli_error, export_tiny_model, make_dataset, make_photo

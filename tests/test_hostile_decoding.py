@@ -21,7 +21,7 @@ from landmark_lib.data.images import (
     load_rgb,
     load_rgb_bytes,
 )
-from landmark_lib.serve.photos import read_photo
+from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 
 from helpers import make_photo, run_python, time_limit

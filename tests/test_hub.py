@@ -33,7 +33,7 @@ REPO_ID = "someone/landmark-tagger"
 PUSH_AND_PULL = f"""
 import json, sys
 from landmark_lib.export.hub import HubError, push_to_hub
-from landmark_lib.serve.resolve import hub_source, resolve_model_path
+from landmark_lib.runtime.resolve import hub_source, resolve_model_path
 
 export_dir = sys.argv[1]
 first = push_to_hub(export_dir, "{REPO_ID}", revision="v1", private=True)
@@ -50,7 +50,7 @@ print(json.dumps({{"first": first.__dict__, "again": again.__dict__, "main": mai
 """
 OFFLINE_PULL = f"""
 import json
-from landmark_lib.serve.resolve import hub_source, resolve_model_path
+from landmark_lib.runtime.resolve import hub_source, resolve_model_path
 pulled = resolve_model_path("hf://{REPO_ID}@v1")
 print(json.dumps({{"pulled": str(pulled), "source": hub_source(pulled)}}))
 """

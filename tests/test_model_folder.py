@@ -13,8 +13,8 @@ import pytest
 
 from landmark_lib import checksums
 from landmark_lib.export.onnx import to_onnx
+from landmark_lib.runtime.backends import ModelFolderError
 from landmark_lib.serve import web as app
-from landmark_lib.serve.backends import ModelFolderError
 from landmark_lib.serve.service import LandmarkService
 
 from helpers import CLASSES, cli_error, export_tiny_model, tiny_net
@@ -96,7 +96,7 @@ def test_damaged_int8_file_falls_back_with_a_warning(onnx_folder: Path, tmp_path
     (folder / "model.int8.onnx").write_bytes((folder / "model.int8.onnx").read_bytes()[:5000])
     if not checked:  # an export from before checksums: the damage shows when ONNX Runtime loads the file
         rewrite(folder, "export.json", lambda info: {k: v for k, v in info.items() if k != "files"})
-    with caplog.at_level(logging.WARNING, logger="landmark_lib.serve.backends"):
+    with caplog.at_level(logging.WARNING, logger="landmark_lib.runtime.backends"):
         service = LandmarkService(folder / "model.pt", num_threads=1)
     assert service.backend == "onnx"
     assert any(

@@ -15,8 +15,8 @@ from landmark_lib.cli import main
 from landmark_lib.data.images import pil_to_uint8_chw
 from landmark_lib.export.hub import build_model_card
 from landmark_lib.export.pipeline import export_run
-from landmark_lib.serve.photos import read_photo
-from landmark_lib.serve.resolve import ModelNotFoundError
+from landmark_lib.runtime.photos import read_photo
+from landmark_lib.runtime.resolve import ModelNotFoundError
 from landmark_lib.serve.service import LandmarkService
 
 from helpers import TINY_SCRATCH, cli_error, make_dataset, make_photo, make_run, run_train

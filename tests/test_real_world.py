@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from landmark_lib.data.cache import build_cache
+from landmark_lib.data.classes import load_class_info
 from landmark_lib.data.folder import DatasetError, open_split
-from landmark_lib.evaluation.metrics import gap, recognition_metrics
+from landmark_lib.data.run_split import run_split
 from landmark_lib.evaluation.threshold import choose_threshold
-from landmark_lib.labels import BACKGROUND_CLASS, ClassInfo, load_class_info
+from landmark_lib.labels import BACKGROUND_CLASS, ClassInfo
+from landmark_lib.metrics import gap, recognition_metrics
 from landmark_lib.recognition import best_landmarks
 from landmark_lib.serve.service import LandmarkService
-from landmark_lib.train.run_photos import run_split
 
 from helpers import CLASSES, TINY_LITE0_PARTIAL, export_tiny_model, make_dataset, make_photo
 
@@ -202,7 +203,7 @@ def test_two_root_training_and_a_held_out_run_share_the_frozen_features(two_root
 
 
 def test_rejection_scores_are_compared_at_the_same_false_accept_target():
-    from landmark_lib.evaluation.rejection import compare
+    from landmark_lib.research.rejection import compare
 
     names = ["a", "b", BACKGROUND_CLASS]
     gen = torch.Generator().manual_seed(0)

@@ -17,9 +17,9 @@ from PIL import ExifTags, Image, ImageOps
 from PIL.TiffImagePlugin import IFDRational
 
 from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
-from landmark_lib.serve import resolve
-from landmark_lib.serve.photos import Photo, gps_from_exif, read_photo
-from landmark_lib.serve.resolve import ModelNotFoundError, hub_source, resolve_model_path
+from landmark_lib.runtime import resolve
+from landmark_lib.runtime.photos import Photo, gps_from_exif, read_photo
+from landmark_lib.runtime.resolve import ModelNotFoundError, hub_source, resolve_model_path
 from landmark_lib.serve.service import DEFAULT_THRESHOLD, LandmarkService
 
 from helpers import CLASSES, make_photo
@@ -81,7 +81,7 @@ def test_resolve_hf_from_offline_cache(model_dir: Path, tmp_path: Path) -> None:
     commit = "0123456789abcdef0123456789abcdef01234567"
     _populate_hf_cache(tmp_path / "hub", "someone/landmarks", commit, model_dir)
     script = (
-        "from landmark_lib.serve.resolve import resolve_model_path as r;"
+        "from landmark_lib.runtime.resolve import resolve_model_path as r;"
         f"print(r('hf://someone/landmarks')); print(r('hf://someone/landmarks@{commit}'));"
         "\ntry: r('hf://someone/absent')\nexcept FileNotFoundError as e: print('ERR', e)"
     )

@@ -24,7 +24,8 @@ PHOTOS = 24
 # `landmark tag` with every batch slowed down, so that the kill lands in the middle of the run.
 SLOW_TAGGER = """
 import sys, time
-from landmark_lib.serve import service, tag
+from landmark_lib.serve import service
+from landmark_lib.tagging import command as tag
 service.default_num_threads = lambda *_: 1
 real = tag.tag_batch  # as the local engine calls it
 def slow(*args):

@@ -17,14 +17,16 @@ from pathlib import Path
 import psutil
 import pytest
 
+from landmark_lib.artifacts.run_folder import RunConfig, RunError
 from landmark_lib.cli import main as landmark
 from landmark_lib.data import cache as cache_module
 from landmark_lib.data.cache import build_cache
+from landmark_lib.data.classes import load_class_info
 from landmark_lib.data.folder import DatasetError, open_split
-from landmark_lib.labels import ClassInfo, load_class_info
+from landmark_lib.labels import ClassInfo
 from landmark_lib.models import ModelSpec
+from landmark_lib.models.trained import load_trained_model
 from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.train.run import RunConfig, RunError, load_trained_model
 from landmark_lib.train.tracking import read_metrics
 
 from helpers import REPO_ROOT, SUBPROCESS_ENV, TINY_SCRATCH, cli_error, make_dataset, run_python, run_train
@@ -85,7 +87,8 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 WRITE_UNDER_A_SIZE_LIMIT = """
 import resource, signal, sys
 from pathlib import Path
-from landmark_lib.train.run import RunConfig, save_weights, build_model
+from landmark_lib.artifacts.run_folder import RunConfig
+from landmark_lib.models.trained import save_weights, build_model
 from landmark_lib.train.tracking import CSVTracker
 run, what = Path(sys.argv[1]), sys.argv[2]
 config = RunConfig.load(run)
@@ -119,7 +122,7 @@ def test_killed_while_saving_config_leaves_a_loadable_config(trained: Path, tmp_
     """kill -9 at random moments of a --resume start (which rewrites config.json): the file is old or new, never cut."""
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     script = (
-        "import sys; from landmark_lib.train.run import RunConfig; c = RunConfig.load(sys.argv[1]); c.args['notes'] = 'z' * 2_000_000\n"
+        "import sys; from landmark_lib.artifacts.run_folder import RunConfig; c = RunConfig.load(sys.argv[1]); c.args['notes'] = 'z' * 2_000_000\n"
         "print('ready', flush=True)\nwhile True: c.save(sys.argv[1])"
     )
     for delay in (0.05, 0.2, 0.35, 0.5):

@@ -16,15 +16,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import bundle
+from ..artifacts.run_folder import CONFIG_FILE, RunConfig, RunError
+from ..data.classes import load_class_info
 from ..data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
 from ..data.images import ImageLoadError, decode_short_side, load_rgb, pil_to_uint8_chw
 from ..data.provenance import excluded_mask, keep_only, sample_sources
-from ..labels import load_class_info
+from ..metrics import compute_metrics, recognition_metrics
+from ..models.trained import load_trained_model
 from ..predictor import LandmarkPredictor
 from ..recognition import best_landmarks
-from ..serve.backends import Classifier, OnnxPredictor, load_torchscript
-from ..train.run import CONFIG_FILE, RunConfig, RunError, load_trained_model
-from .metrics import compute_metrics, recognition_metrics
+from ..runtime.backends import Classifier, OnnxPredictor, load_torchscript
 from .plots import plot_confusion, plot_misclassified, plot_per_class
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 
 from .. import bundle
+from ..artifacts.run_folder import RunConfig
+from ..data.run_split import run_split_loader
 from ..errors import LandmarkError
+from ..metrics import recognition_metrics
+from ..models.trained import load_trained_model
 from ..recognition import best_landmarks, is_landmark_target
-from ..serve.backends import OnnxPredictor
-from ..train.run import RunConfig, load_trained_model
-from ..train.run_photos import run_photos_loader
-from .metrics import recognition_metrics
+from ..runtime.backends import OnnxPredictor
 
 MIN_THRESHOLD = 0.2  # below this a softmax over ~50 classes says little even when validation is clean
 
@@ -78,7 +79,7 @@ def validation_logits(
     LOGITS (normalised batch -> logits): the run's eager network, or e.g. an int8 ONNX Runtime session's logits.
     """
     outputs, targets = [], []
-    for images, labels in run_photos_loader(config, "valid", batch_size=batch_size):
+    for images, labels in run_split_loader(config, "valid", batch_size=batch_size):
         outputs.append(logits(images).float())
         targets.append(labels)
     return torch.cat(outputs), torch.cat(targets)

@@ -16,15 +16,16 @@ from pathlib import Path
 import torch
 
 from .. import atomic, bundle, checksums
+from ..artifacts.run_folder import RunConfig
 from ..data.folder import data_roots
 from ..data.images import decode_short_side
+from ..data.run_split import run_data_on_disk
 from ..embedding import embedding_dim
 from ..evaluation.evaluate import evaluate_run
 from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..labels import write_labels
+from ..models.trained import load_trained_model
 from ..predictor import LandmarkPredictor
-from ..train.run import RunConfig, load_trained_model
-from ..train.run_photos import has_run_photos
 from .checks import TOLERANCE, ExportError, check_images
 from .hub import build_model_card, push_to_hub
 from .onnx import PIXEL_TOLERANCE, export_onnx, export_onnx_int8
@@ -61,7 +62,7 @@ def export_run(
     run_data = config.args.get("data")
     if check_data is None and run_data and all((root / check_split).is_dir() for root in data_roots(run_data)):
         check_data = run_data
-    if int8 and not has_run_photos(config):
+    if int8 and not run_data_on_disk(config):
         raise ExportError(
             f"int8 quantisation is calibrated on the run's training photos and checked on its validation photos, but its "
             f"dataset ({run_data}) is not on disk; put it back there, or export with --format onnx."
@@ -180,7 +181,7 @@ def _thresholds_and_int8(
     Without the run's photos on disk only a given threshold is known."""
     threshold, target_precision, max_false_accept = rule
     given = {"threshold": threshold, "rule": "given on the command line"} if threshold is not None else None
-    if not has_run_photos(config):
+    if not run_data_on_disk(config):
         return given, None, None
     valid_fp32 = validation_probabilities(config, model)  # the weights loaded above, not a second copy
     calibration = given or choose_threshold(*valid_fp32, config.class_names, target_precision, max_false_accept)

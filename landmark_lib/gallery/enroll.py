@@ -11,7 +11,8 @@ import numpy as np
 from .. import bundle, checksums
 from ..data.folder import IMAGE_EXTENSIONS
 from ..data.images import ImageLoadError, pil_to_uint8_array
-from ..serve.backends import probabilities_with_embedding
+from ..runtime.backends import probabilities_with_embedding
+from ..runtime.photos import read_photo
 from .store import GalleryError, ModelId
 
 BATCH = 16
@@ -51,8 +52,6 @@ def run_model(model, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def decode(service, path: Path) -> np.ndarray:
     """PATH as the service feeds it to the model; a file that is not a usable photo is an error naming it."""
-    from ..serve.photos import read_photo
-
     try:
         return pil_to_uint8_array(read_photo(path, path.name, service.max_short_side).image)
     except ImageLoadError as error:

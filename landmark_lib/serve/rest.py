@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException
 
 from ..data.images import ImageLoadError, release_memory
 from ..labels import BACKGROUND_CLASS
+from ..runtime.photos import read_photo
 from .answer import ANSWER_SCHEMA, place_dict
-from .photos import read_photo
 from .service import LandmarkService
 
 MAX_PHOTOS = 32  # per request: a batch the model answers in one call without holding much memory

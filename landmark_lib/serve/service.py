@@ -13,25 +13,20 @@ from PIL import Image
 
 from .. import bundle
 from ..data.images import decode_short_side, pil_to_uint8_array
+from ..gallery.ranking import open_ranker
 from ..labels import BACKGROUND_CLASS, from_columns
 from ..recognition import check_threshold, top_landmarks
-from . import backends
+from ..runtime import backends
+from ..runtime.loaded import default_num_threads
+from ..runtime.photos import ImageInput, Photo, read_photo
+from ..runtime.resolve import hub_source, resolve_model_path
 from .answer import Guess, Prediction, model_id
-from .gallery import open_gallery
-from .photos import ImageInput, Photo, read_photo
-from .resolve import hub_source, resolve_model_path
 
 DEFAULT_THRESHOLD = 0.35
 TOP_K = 5
 
 
 __all__ = ["Guess", "LandmarkService", "Prediction", "default_num_threads"]  # the answer types live in answer.py
-
-
-def default_num_threads(concurrent_requests: int = 1) -> int:
-    """Split the cores between concurrent requests: oversubscribed intra-op threads make every request slower."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, concurrent_requests))
 
 
 class LandmarkService:
@@ -68,7 +63,7 @@ class LandmarkService:
         # Big photos are decoded (JPEG: DCT scaling) or shrunk in PIL to about this short side first, which bounds memory
         # and time; the model's own antialiased resize then works as usual.
         self.max_short_side = decode_short_side(self.model.preprocess.resize_size)
-        self.gallery = open_gallery(self, gallery or os.environ.get("LANDMARK_GALLERY"))
+        self.gallery = open_ranker(gallery or os.environ.get("LANDMARK_GALLERY"), self, self.threshold)
 
     @classmethod
     def from_spec(

@@ -17,7 +17,7 @@ from ..gallery import enroll
 from ..gallery.ranking import GalleryRanker
 from ..gallery.store import GalleryError, new_gallery
 from ..labels import ClassInfo
-from .photos import read_photo
+from ..runtime.photos import read_photo
 from .uploads import UploadRefused, read_upload
 
 MAX_TEACH_PHOTOS = 20  # per landmark: enough for the protocol's best row (reports/gallery.md), bounded memory

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from .run import STATE_DIR
+from ..artifacts.run_folder import STATE_DIR
 
 
 class Progress:

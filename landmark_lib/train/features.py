@@ -27,10 +27,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from .. import atomic
+from ..artifacts.run_folder import FEATURE_CACHE_FILE
 from ..data.cache import CachedImageDataset, CachedSplit, reserve
 from ..network_layout import timm_layout
 from .finetune import StrategyError
-from .run import FEATURE_CACHE_FILE
 
 
 class _Part(nn.Module):
@@ -246,7 +246,7 @@ def feature_datasets(
     """(train, valid) datasets of the frozen part's outputs for the run's ROWS, building the store first if needed.
 
     TRANSFORMS: (training augmentation, eval transform); RECIPE: see build_feature_store. The one-time cost is
-    recorded in the run folder, because it is part of the run's training time (evaluation/compare.py).
+    recorded in the run folder, because it is part of the run's training time (research/compare.py).
     """
     train_rows, valid_rows = rows
     start = time.time()

@@ -2,7 +2,7 @@
 trains epoch by epoch, keeping the best weights on the validation split and a checkpoint after every epoch.
 
 The same code runs on a CPU, one or several GPUs and several machines (`accelerate launch train_accelerate.py`);
-the run folder it writes is described in train/run.py, its options in train/options.py.
+the run folder it writes is described in artifacts/run_folder.py, its options in train/options.py.
 """
 
 from __future__ import annotations
@@ -26,23 +26,25 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..artifacts.run_folder import WEIGHTS_FILE, RunConfig, RunError
 from ..atomic import NO_SPACE, NoSpaceError
 from ..data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, CachedSplit, build_cache
+from ..data.classes import load_class_info
 from ..data.folder import DatasetError, ImageFolderSplit, open_split
 from ..data.holdout import kept_classes, without_holdout
+from ..data.run_split import run_split
 from ..data.transforms import AugmentConfig, EvalTransform, train_transform
 from ..errors import LandmarkError
-from ..evaluation.metrics import top_k_hits
-from ..labels import ClassInfo, load_class_info
+from ..labels import ClassInfo
+from ..metrics import top_k_hits
 from ..models import ModelSpec, create_model
+from ..models.trained import save_weights
 from ..preprocess import PreprocessConfig
 from . import features, options
 from .accelerator import PROJECT_NAME, make_accelerator, tracker_config
 from .checkpoints import Progress, latest_checkpoint, save_checkpoint
 from .finetune import set_frozen_bn_eval, trainable_groups
 from .optim import build_optimizer, cosine_with_warmup
-from .run import WEIGHTS_FILE, RunConfig, RunError, save_weights
-from .run_photos import run_split
 from .tracking import plot_curves
 
 

@@ -10,11 +10,11 @@ import math
 import time
 from pathlib import Path
 
+from ..artifacts.run_folder import STATE_DIR, RunConfig, RunError
 from ..data.cache import DEFAULT_CACHE_DIR
 from ..data.folder import DatasetError, data_roots
 from ..errors import LandmarkError
 from .finetune import STRATEGIES
-from .run import STATE_DIR, RunConfig, RunError
 
 DESCRIPTION = """Train a landmark classifier (the scratch CNN or a timm backbone) with Hugging Face Accelerate.
 

@@ -11,12 +11,12 @@ from dataclasses import replace
 import numpy as np
 from torch.utils.data import DataLoader
 
-from ..data.cache import CachedImageDataset, CachedSplit, build_cache
-from ..data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
-from ..data.holdout import without_holdout
-from ..data.provenance import excluded_mask
-from ..data.split import split_rows
-from .run import RunConfig
+from ..artifacts.run_folder import RunConfig
+from .cache import CachedImageDataset, CachedSplit, build_cache
+from .folder import DatasetError, ImageFolderSplit, data_roots, open_split
+from .holdout import without_holdout
+from .provenance import excluded_mask
+from .split import split_rows
 
 PARTS = ("train", "valid")
 
@@ -40,21 +40,21 @@ def run_split(train_split: ImageFolderSplit, cached: CachedSplit, args: dict) ->
     return split_rows(rows, cached.targets, args["valid_fraction"], args["seed"], groups)
 
 
-def has_run_photos(config: RunConfig) -> bool:
+def run_data_on_disk(config: RunConfig) -> bool:
     """True when the run's dataset is on disk (its train/ folders), so thresholds and calibration can be computed."""
     roots = data_roots(config.args.get("data"))
     return bool(roots) and all((r / "train").is_dir() for r in roots) and "cache_dir" in config.args
 
 
-def run_photos_loader(config: RunConfig, part: str, limit: int | None = None, batch_size: int = 64) -> DataLoader:
+def run_split_loader(config: RunConfig, part: str, limit: int | None = None, batch_size: int = 64) -> DataLoader:
     """(normalised image batch, targets) over PART ('train' or 'valid') of the run's split; LIMIT spreads over classes."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, not {part!r}")
-    if not has_run_photos(config):
+    if not run_data_on_disk(config):
         raise DatasetError(
             f"The run's dataset ({config.args.get('data')}) is not on disk; its train/ photos are needed here."
         )
-    from ..data.transforms import EvalTransform  # timm: only when photos are loaded, not for run_split
+    from .transforms import EvalTransform  # timm: only when photos are loaded, not for run_split
 
     args = config.args
     holdout = args.get("holdout_classes")

@@ -18,11 +18,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import LandmarkError
-from . import tag_state
+from ..serve.service import LandmarkService
+from . import state as tag_state
+from .batch import Decoded, decode, tag_batch
 from .photo_walk import Found, display, walk_photos
-from .service import LandmarkService
-from .tag_writers import WRITERS, stored_key
-from .tagging import Decoded, decode, tag_batch
+from .writers import WRITERS, stored_key
 
 
 def decoded(service: LandmarkService, files: Iterable[Found], workers: int, ahead: int) -> Iterator[Decoded]:
@@ -90,7 +90,7 @@ def tag_to(service: LandmarkService, args: argparse.Namespace, resume: bool) -> 
 def run(args: argparse.Namespace) -> None:
     """`landmark tag PHOTO_DIR --out FILE`: rows streamed to FILE (resuming it), then one summary line."""
     if args.engine == "ray":
-        from .tag_ray import run_ray
+        from .ray_engine import run_ray
 
         return run_ray(args)
     if "://" in str(args.photo_dir):

@@ -3,7 +3,7 @@ the answer, or why it could not be tagged. The local and the Ray engine build ro
 
 from __future__ import annotations
 
-from .service import TOP_K, Prediction
+from ..serve.service import TOP_K, Prediction
 
 NO_LANDMARK = "no known landmark"  # the answer when the best landmark is below the threshold (never a place)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting with these as a formula

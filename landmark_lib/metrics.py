@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..recognition import best_landmarks, is_landmark_target
+from .recognition import best_landmarks, is_landmark_target
 
 
 def top_k_hits(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:

@@ -18,16 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic
+from .. import atomic, bundle
 from ..data.cache import build_cache
+from ..data.classes import load_class_info
 from ..data.folder import DatasetError, open_split
 from ..data.holdout import kept_classes, without_holdout
-from ..labels import BACKGROUND_CLASS, load_class_info
+from ..data.run_split import run_split
+from ..gallery.enroll import decode, model_id, run_model
+from ..gallery.ranking import GalleryRanker
+from ..gallery.search import landmark_scores
+from ..gallery.store import new_gallery
+from ..labels import BACKGROUND_CLASS
 from ..recognition import top_landmarks
-from ..train.run_photos import run_split
-from .enroll import decode, model_id, run_model
-from .ranking import GalleryRanker
-from .store import new_gallery
+from ..serve.service import LandmarkService
 
 
 def protocol_photos(train_args: dict, resize_size: int, limit_valid: int = 600) -> dict[str, list[tuple[Path, str]]]:
@@ -92,8 +95,6 @@ def enrolled_gallery(pool: list[tuple[Path, str]], pool_emb: np.ndarray, n: int,
 def choose_similarity(ranker: GalleryRanker, valid_emb: np.ndarray, max_false_accept: float) -> float:
     """The smallest cosine that at most MAX_FALSE_ACCEPT of the validation photos (none shows a gallery landmark)
     reach for any gallery landmark."""
-    from .search import landmark_scores
-
     best = landmark_scores(ranker.index, ranker.rows, valid_emb, len(ranker.classes)).max(axis=1)
     return float(np.clip(np.quantile(best, 1.0 - max_false_accept) + 1e-6, 0.01, 0.999))
 
@@ -168,9 +169,6 @@ def evaluate(
     known_photos: int | None = None,
 ) -> dict:
     """results.json's content: the model alone, then one row per n."""
-    from .. import bundle
-    from ..serve.service import LandmarkService
-
     service = LandmarkService(export / bundle.MODEL_FILE, backend=backend)
     train_args = bundle.read_info(export).get("train_args") or {}
     photos = protocol_photos(train_args, service.model.preprocess.resize_size)

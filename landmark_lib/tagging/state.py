@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import atomic, bundle, checksums
 from ..errors import LandmarkError
 from ..gallery.store import GALLERY_FILE
-from .service import LandmarkService
+from ..serve.service import LandmarkService
 
 IDENTITY_KEYS = ("folder", "model_sha256", "threshold", "gallery")
 

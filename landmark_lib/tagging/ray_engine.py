@@ -17,11 +17,11 @@ import pyarrow.fs
 
 from ..data.folder import IMAGE_EXTENSIONS
 from ..errors import LandmarkError
-from . import tag_state
+from ..serve.service import LandmarkService
+from . import state as tag_state
+from .batch import decode, tag_batch
 from .photo_walk import Found
-from .service import LandmarkService
-from .tag_writers import table
-from .tagging import decode, tag_batch
+from .writers import table
 
 
 class TagPhotos:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from .. import atomic
 from ..errors import LandmarkError
-from .tag_rows import CSV_COLUMNS, csv_cell, flat, key
+from .rows import CSV_COLUMNS, csv_cell, flat, key
 
 Key = tuple[str, int | None, int | None]
 _GUESS = pa.struct([("name", pa.string()), ("display_name", pa.string()), ("probability", pa.float64())])

@@ -8,10 +8,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data.images import ImageLoadError
+from ..runtime.photos import Photo, read_photo
+from ..serve.service import LandmarkService, Prediction
 from .photo_walk import Found, display
-from .photos import Photo, read_photo
-from .service import LandmarkService, Prediction
-from .tag_rows import row
+from .rows import row
 
 Decoded = tuple[Found, Photo | str]  # a file and its decoded photo, or why it cannot be tagged
 

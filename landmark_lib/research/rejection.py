@@ -20,11 +20,11 @@ import json
 import torch
 
 from ..data.folder import DatasetError
+from ..evaluation.threshold import validation_logits
 from ..labels import BACKGROUND_CLASS
+from ..metrics import gap
+from ..models.trained import load_trained_model
 from ..recognition import is_landmark_target, landmark_columns
-from ..train.run import load_trained_model
-from .metrics import gap
-from .threshold import validation_logits
 
 
 def scores(logits: torch.Tensor, class_names: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

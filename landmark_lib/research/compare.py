@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
+from ..artifacts.run_folder import FEATURE_CACHE_FILE, METRICS_CSV, RunConfig
+from ..models.trained import build_model
 from ..predictor import LandmarkPredictor
 from ..train.finetune import trainable_groups
-from ..train.run import FEATURE_CACHE_FILE, METRICS_CSV, RunConfig, build_model
 
 
 def parameters(config: RunConfig) -> tuple[int, int]:
