@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmarks import serving_speed
@@ -14,6 +15,8 @@ from landmark_lib.models.trained import load_trained_model
 from landmark_lib.predictor import LandmarkPredictor
 
 from helpers import make_run
+
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
 
 VARIANTS = [
     "torchscript fp32",

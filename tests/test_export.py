@@ -24,6 +24,8 @@ from landmark_lib.preprocess import PreprocessConfig
 
 from helpers import SMALL_SCRATCH, cli_error, make_dataset, make_run
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 CLASSES = [
     ClassInfo("taj_mahal", "Taj Mahal", "Agra", "India", 27.175, 78.042),
     ClassInfo("petra", "Petra", "Wadi Musa", "Jordan", 30.329, 35.444),

@@ -21,6 +21,8 @@ from landmark_lib.labels import ClassInfo
 from helpers import cli_error, free_port, make_dataset, make_run
 from hub_server import RecordingHub
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = [
     ClassInfo("qutub_minar", "Qutub Minar", "Delhi", "India", 28.524, 77.185),

@@ -127,6 +127,7 @@ def test_serve_imports_no_training_export_or_evaluation_code_and_no_slow_librari
     assert not libraries, f"the serve path imports {libraries}"
 
 
+@pytest.mark.slow
 def test_the_app_entry_points_load_no_slow_library_in_a_fresh_interpreter():
     code = (
         "import sys, app, landmark_lib.cli, landmark_lib.serve.web, landmark_lib.tagging.command; "

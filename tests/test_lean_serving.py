@@ -12,6 +12,8 @@ from landmark_lib.serve.service import LandmarkService
 
 from helpers import SUBPROCESS_ENV, make_photo, run_python
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 SERVE_WITHOUT_TORCH = """
 import io, json, sys
 from starlette.testclient import TestClient

@@ -21,6 +21,8 @@ from landmark_lib.serve.service import LandmarkService
 
 from helpers import TINY_SCRATCH, cli_error, make_dataset, make_photo, make_run, run_train
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 
 def test_export_writes_verified_onnx(onnx_export: Path) -> None:
     info = json.loads((onnx_export / "export.json").read_text())

@@ -24,6 +24,8 @@ from landmark_lib.serve.service import LandmarkService
 
 from helpers import CLASSES, TINY_LITE0_PARTIAL, export_tiny_model, make_dataset, make_photo
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 REPO = Path(__file__).resolve().parents[1]
 
 

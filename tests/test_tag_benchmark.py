@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from helpers import make_photo
+
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
 
 
 def test_tag_throughput_reports_the_tagger_against_the_model(

@@ -18,6 +18,8 @@ from landmark_lib.cli import main
 
 from helpers import export_tiny_model, make_photo, time_limit
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 PHOTOS = 24

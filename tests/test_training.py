@@ -16,6 +16,8 @@ from landmark_lib.cli import main as landmark
 
 from helpers import REPO_ROOT, SUBPROCESS_ENV, TINY_LITE0_PARTIAL, TINY_SCRATCH, make_dataset, run_train
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 
 def metrics(run_dir: Path) -> list[dict]:
     with (run_dir / "metrics.csv").open() as handle:

@@ -31,6 +31,8 @@ from landmark_lib.train.tracking import read_metrics
 
 from helpers import REPO_ROOT, SUBPROCESS_ENV, TINY_SCRATCH, cli_error, make_dataset, run_python, run_train
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
