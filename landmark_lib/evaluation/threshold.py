@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import bundle
+from ..artifacts import export_info
 from ..artifacts.run_folder import RunConfig
 from ..data.run_split import run_split_loader
 from ..errors import LandmarkError
@@ -113,17 +114,17 @@ def write_thresholds(
     probabilities; that calibration is returned (None without an int8 file).
     """
     bundle.require(export_dir, bundle.EXPORT_FILE)
-    info = bundle.read_info(export_dir)
-    info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
+    info = export_info.read(export_dir)
+    info.serving.threshold, info.report.threshold_calibration = calibration["threshold"], calibration
     int8_calibration = None
-    if info.get("onnx_int8"):
-        int8 = OnnxPredictor.from_export_dir(export_dir, file=info["onnx_int8"]["file"])
+    if info.serving.onnx_int8:
+        int8 = OnnxPredictor.from_export_dir(export_dir, file=info.serving.onnx_int8["file"])
         int8_probs, targets = validation_probabilities(config, int8.logits)
         int8_calibration = choose_threshold(
             int8_probs, targets, config.class_names, calibration["target_precision"], max_false_accept
         )
-        info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
-    bundle.write_info(export_dir, info)
+        info.serving.onnx_int8.update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
+    export_info.write(export_dir, info)
     return int8_calibration
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .. import atomic, bundle, checksums
+from .. import atomic, bundle
+from ..artifacts import checksums, export_info
+from ..artifacts.export_info import ExportInfo
 from ..artifacts.run_folder import RunConfig
 from ..data.folder import data_roots
 from ..data.images import decode_short_side
@@ -93,7 +95,7 @@ def export_run(
         "embedding": embedding_record(model),
     }
     info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
-    bundle.write_info(out, info)
+    export_info.write(out, ExportInfo.from_dict(info))
     return info
 
 
@@ -120,7 +122,7 @@ def _record(
     metrics: dict | None,
     out: Path,
 ) -> dict:
-    """export.json (see bundle.py): where the files come from, the thresholds, how each file was checked (CHECKS)."""
+    """export.json (artifacts/export_info.py): where the files come from, the thresholds, how each file was checked (CHECKS)."""
     return {
         "source_run": str(run_dir),
         "threshold": None if calibration is None else calibration["threshold"],
@@ -138,7 +140,7 @@ def _record(
         "metrics": metrics,
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        checksums.FILES_KEY: checksums.record(out),  # servers check every file against these before loading it
+        "files": checksums.record(out),  # servers check every file against these before loading it
     }
 
 

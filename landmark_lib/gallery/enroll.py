@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import bundle, checksums
+from ..artifacts import checksums, export_info
 from ..data.folder import IMAGE_EXTENSIONS
 from ..data.images import ImageLoadError, pil_to_uint8_array
 from ..runtime.backends import probabilities_with_embedding
@@ -21,7 +21,7 @@ BATCH = 16
 def model_id(service) -> ModelId:
     """The served export's identity: model.pt's sha256 as export.json records it (else the file's own), and D."""
     path = Path(service.model_path)
-    recorded = checksums.recorded(bundle.read_info(path.parent), path.name)
+    recorded = export_info.read(path.parent).serving.sha256(path.name)
     size = int(service.model.preprocess.input_size)
     dim = probabilities_with_embedding(service.model, [np.zeros((3, size, size), np.uint8)])[1].shape[1]
     return ModelId(recorded or checksums.sha256_file(path), int(dim))

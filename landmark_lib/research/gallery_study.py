@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic, bundle
+from ..artifacts import export_info
 from ..data.cache import build_cache
 from ..data.classes import load_class_info
 from ..data.folder import DatasetError, open_split
@@ -170,7 +171,7 @@ def evaluate(
 ) -> dict:
     """results.json's content: the model alone, then one row per n."""
     service = LandmarkService(export / bundle.MODEL_FILE, backend=backend)
-    train_args = bundle.read_info(export).get("train_args") or {}
+    train_args = export_info.read(export).report.train_args or {}
     photos = protocol_photos(train_args, service.model.preprocess.resize_size)
     photos["pool"] = first_per_class(photos["pool"], max(shots))  # only what some n enrolls is embedded
     photos["test"] = spread_known(photos["test"], set(train_args["holdout_classes"]), known_photos)

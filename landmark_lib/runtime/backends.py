@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .. import bundle, checksums
+from .. import bundle
+from ..artifacts import checksums, export_info
+from ..artifacts.export_info import ExportInfo
 from ..labels import ClassInfo, read_labels, to_columns
 from ..preprocess_config import PreprocessConfig
 from .resolve import ModelNotFoundError
@@ -113,11 +115,11 @@ class OnnxPredictor:
     def from_export_dir(cls, folder: str | Path, num_threads: int = 1, file: str = bundle.ONNX_FILE) -> OnnxPredictor:
         """FOLDER/FILE (model.onnx or model.int8.onnx) with the preprocessing from export.json and the classes from labels.json."""
         folder = Path(folder)
-        info = bundle.read_info(folder)
-        graph = bundle.preprocess_file(info)
+        info = export_info.read(folder)
+        graph = info.serving.preprocess_file
         return cls(
             folder / file,
-            PreprocessConfig.from_dict(info["preprocess"]),
+            PreprocessConfig.from_dict(info.serving.preprocess or {}),
             read_labels(folder / bundle.LABELS_FILE),
             num_threads,
             folder / graph if graph else None,
@@ -210,11 +212,11 @@ def probabilities_with_embedding(model: Classifier, images: list[np.ndarray]) ->
     return probs.numpy(), embedding.numpy()
 
 
-def serving_order(folder: Path, info: dict) -> list[str]:
+def serving_order(folder: Path, info: ExportInfo) -> list[str]:
     """The backends 'auto' tries, best first: the verified files by the time the export measured for each at batch 1
     (export.json 'speed'), then verified ones it did not measure (int8, fp32 ONNX), TorchScript always among them."""
-    verified = [b for b in bundle.ONNX_BACKENDS if bundle.has_verified(folder, b, info)] + ["torchscript"]
-    measured = [b for b in bundle.fastest(info) if b in verified]
+    verified = [b for b in bundle.ONNX_BACKENDS if export_info.has_verified(folder, b, info)] + ["torchscript"]
+    measured = [b for b in info.serving.fastest() if b in verified]
     return measured + [b for b in verified if b not in measured]
 
 
@@ -224,14 +226,14 @@ def choose_backend(model_path: Path, backend: str = "auto") -> str:
         raise ValueError(f"backend must be one of {', '.join(bundle.BACKENDS)}, not {backend!r}")
     folder = model_path.parent
     if backend in bundle.ONNX_BACKENDS:
-        if not bundle.has_verified(folder, backend):
+        if not export_info.has_verified(folder, backend):
             raise ModelNotFoundError(
                 f"{folder / bundle.ONNX_BACKENDS[backend][1]} (with {bundle.EXPORT_FILE} and {bundle.LABELS_FILE} recording it) "
                 f"does not exist; export with `landmark export RUN --out DIR --format {backend}`."
             )
         return backend
     if backend == "auto":
-        return serving_order(folder, bundle.read_info(folder))[0]
+        return serving_order(folder, _export_info(model_path))[0]
     return "torchscript"
 
 
@@ -244,24 +246,21 @@ def _read_json(path: Path, what: str) -> object:
         ) from None
 
 
-def _export_info(model_path: Path) -> dict:
-    path = model_path.parent / bundle.EXPORT_FILE
-    info = _read_json(path, "the export record") if path.is_file() else {}
-    if not isinstance(info, dict):
-        raise ModelFolderError(
-            f"{path} is not an export record (a JSON object); restore the export folder or export it again."
-        )
-    return info
+def _export_info(model_path: Path) -> ExportInfo:
+    try:
+        return export_info.read(model_path.parent)
+    except export_info.ExportInfoError as error:
+        raise ModelFolderError(str(error)) from None
 
 
-def _check_file(folder: Path, name: str, info: dict) -> None:
+def _check_file(folder: Path, name: str, info: ExportInfo) -> None:
     """FOLDER/NAME is the file the export wrote (sha256 in export.json), else ModelFolderError."""
-    problem = checksums.problem(folder, name, info.get(checksums.FILES_KEY))
+    problem = checksums.problem(folder, name, info.serving.files)
     if problem:
         raise ModelFolderError(problem)
 
 
-def _labels(folder: Path, info: dict) -> list[ClassInfo] | None:
+def _labels(folder: Path, info: ExportInfo) -> list[ClassInfo] | None:
     path = folder / bundle.LABELS_FILE
     if not path.is_file():
         return None
@@ -274,18 +273,19 @@ def _labels(folder: Path, info: dict) -> list[ClassInfo] | None:
     return read_labels(path)
 
 
-def _preprocess(info: dict) -> PreprocessConfig | None:
-    if "preprocess" not in info:
+def _preprocess(info: ExportInfo) -> PreprocessConfig | None:
+    recorded = info.serving.preprocess
+    if recorded is None:
         return None
     try:
-        return PreprocessConfig.from_dict(info["preprocess"])
-    except (KeyError, TypeError, ValueError):
+        return PreprocessConfig.from_dict(recorded)
+    except (AttributeError, KeyError, TypeError, ValueError):
         raise ModelFolderError(
-            f"the preprocessing in {bundle.EXPORT_FILE} is malformed ({info['preprocess']!r:.80}); export the model again."
+            f"the preprocessing in {bundle.EXPORT_FILE} is malformed ({recorded!r:.80}); export the model again."
         ) from None
 
 
-def _check_fits(model: Classifier, file: Path, info: dict, labels: list[ClassInfo] | None) -> None:
+def _check_fits(model: Classifier, file: Path, info: ExportInfo, labels: list[ClassInfo] | None) -> None:
     """One blank photo through MODEL: as many outputs as classes, and the preprocessing export.json describes."""
     names = list(model.class_names)
     if labels is not None and [c.name for c in labels] != names:
@@ -307,14 +307,15 @@ def _check_fits(model: Classifier, file: Path, info: dict, labels: list[ClassInf
         raise ModelFolderError(
             f"{file} does not run on a {size}x{size} photo ({type(error).__name__}); export it again."
         ) from None
-    if outputs != len(names) or (info.get("num_classes") is not None and int(info["num_classes"]) != outputs):
+    recorded = info.report.num_classes
+    if outputs != len(names) or (recorded is not None and int(recorded) != outputs):
         raise ModelFolderError(
-            f"{file} has {outputs} outputs but its export lists {len(names)} classes (export.json: {info.get('num_classes')}); "
+            f"{file} has {outputs} outputs but its export lists {len(names)} classes (export.json: {recorded}); "
             "the folder mixes files of two exports: export it again."
         )
 
 
-def _load_backend(model_path: Path, backend: str, threads: int, info: dict) -> Classifier:
+def _load_backend(model_path: Path, backend: str, threads: int, info: ExportInfo) -> Classifier:
     """The model of one backend, after checking its file, the labels and that they fit; ModelFolderError if not."""
     folder = model_path.parent
     labels = _labels(folder, info)
@@ -326,7 +327,7 @@ def _load_backend(model_path: Path, backend: str, threads: int, info: dict) -> C
             raise ModelFolderError(
                 f"{folder / bundle.EXPORT_FILE} records no preprocessing for {file.name}; export it again."
             )
-        graph = bundle.preprocess_file(info)
+        graph = info.serving.preprocess_file
         if graph:
             _check_file(folder, graph, info)
         model: Classifier
@@ -358,7 +359,7 @@ def load_verified(model_path: Path, backend: str = "auto", num_threads: int = 1)
     their failure is a ModelFolderError in one sentence.
     """
     info = _export_info(model_path)
-    if info and checksums.FILES_KEY not in info:
+    if info.recorded and info.serving.files is None:
         log.warning(
             f"{model_path.parent / bundle.EXPORT_FILE} records no checksums (an export from before they were recorded), "
             "so its files are not verified; export it again or run `landmark checksums FOLDER`."

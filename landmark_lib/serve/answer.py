@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import bundle, checksums
+from .. import bundle
+from ..artifacts.export_info import ExportInfo
 from ..labels import ClassInfo, map_url
 
 
@@ -35,14 +36,14 @@ class ModelId:
         return {"id": self.id, "revision": self.revision, "backend": self.backend}
 
 
-def model_id(model_path: Path, backend: str, info: dict) -> ModelId:
+def model_id(model_path: Path, backend: str, info: ExportInfo) -> ModelId:
     """The ModelId of the export holding MODEL_PATH; a Hub snapshot (…/models--OWNER--NAME/snapshots/COMMIT/) is named
     by its repository and commit."""
     folder = model_path.parent
     if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
         return ModelId(folder.parent.parent.name[len("models--") :].replace("--", "/"), folder.name, backend)
     file = bundle.ONNX_BACKENDS[backend][1] if backend in bundle.ONNX_BACKENDS else model_path.name
-    sha = checksums.recorded(info, file)
+    sha = info.serving.sha256(file)
     return ModelId(folder.name, f"sha256:{sha[:12]}" if sha else None, backend)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import bundle
+from ..artifacts import export_info
 from ..data.images import decode_short_side, pil_to_uint8_array
 from ..gallery.ranking import open_ranker
 from ..labels import BACKGROUND_CLASS, from_columns
@@ -51,10 +51,10 @@ class LandmarkService:
         self.hub_source = hub_source(self.model_path)
         threads = num_threads or default_num_threads()
         self.backend, self.model = backends.load_verified(self.model_path, backend, threads)
-        info = bundle.read_info(self.model_path.parent)
+        info = export_info.read(self.model_path.parent)
         self.model_id = model_id(self.model_path, self.backend, info)
         if threshold is None:
-            threshold = bundle.threshold(info, self.backend)
+            threshold = info.serving.threshold_of(self.backend)
         self.threshold = DEFAULT_THRESHOLD if threshold is None else check_threshold(threshold)
         self.classes = from_columns(self.model)
         self.class_names = [c.name for c in self.classes]

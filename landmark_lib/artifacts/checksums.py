@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 from pathlib import Path
 
-from . import atomic
-from .bundle import CARD_FILE, EXPORT_FILE, FILES
-from .errors import LandmarkError
+from ..bundle import CARD_FILE, EXPORT_FILE, FILES
+from ..errors import LandmarkError
+from . import export_info
 
-FILES_KEY = "files"  # export.json: {file name: {"sha256": hex digest, "bytes": size}}
 # What an export folder may hold besides export.json itself (the model card and eval folders are documentation).
 EXPORTED_FILES = tuple(name for name in FILES if name not in (EXPORT_FILE, CARD_FILE))
 
@@ -29,11 +27,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def recorded(info: dict, name: str) -> str | None:
-    """The sha256 export.json (INFO) records for NAME, None if it records none (serving checked it at load)."""
-    return ((info.get(FILES_KEY) or {}).get(name) or {}).get("sha256")
 
 
 def record(folder: str | Path, names: tuple[str, ...] = EXPORTED_FILES) -> dict:
@@ -67,14 +60,12 @@ def problem(folder: str | Path, name: str, files: dict | None) -> str | None:
 
 def run(args: argparse.Namespace) -> None:
     """`landmark checksums FOLDER`: record the sha256 of FOLDER's files in its export.json and print them."""
-    path = Path(args.folder) / EXPORT_FILE
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise LandmarkError(f"cannot read {path} ({error}); pass an export folder.") from None
-    info[FILES_KEY] = record(args.folder)
-    atomic.write_text(path, json.dumps(info, indent=2, ensure_ascii=False))
-    for name, entry in info[FILES_KEY].items():
+    if not (Path(args.folder) / EXPORT_FILE).is_file():
+        raise LandmarkError(f"cannot read {Path(args.folder) / EXPORT_FILE} (no such file); pass an export folder.")
+    info = export_info.read(args.folder)
+    info.serving.files = record(args.folder)
+    export_info.write(args.folder, info)
+    for name, entry in info.serving.files.items():
         print(f"{entry['sha256']}  {name} ({entry['bytes']} bytes)")
 
 
