@@ -25,6 +25,7 @@ from pathlib import Path
 from . import bundle
 from .cli_args import cores, photo_source, positive_int, tag_output, threshold_arg
 from .errors import LandmarkError
+from .recognition import DEFAULT_THRESHOLD
 
 GALLERY_HELP = "gallery folder (`landmark gallery add`) whose landmarks rank beside the model's (default: $LANDMARK_GALLERY, else none)"
 SPEC_HELP = "export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)"
@@ -257,7 +258,7 @@ def _tag(commands) -> None:
         "--threshold",
         type=threshold_arg,
         default=None,
-        help="minimum top probability for 'recognised', 0..1 (default: export.json's, else 0.35)",
+        help=f"minimum top probability for 'recognised', 0..1 (default: export.json's, else {DEFAULT_THRESHOLD})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out instead of resuming it")
     p.add_argument(
@@ -292,7 +293,7 @@ def _serving(commands) -> None:
         "--threshold",
         type=threshold_arg,
         default=None,
-        help="minimum top probability to name a landmark, 0..1 (default: export.json's, else 0.35)",
+        help=f"minimum top probability to name a landmark, 0..1 (default: export.json's, else {DEFAULT_THRESHOLD})",
     )
     p.add_argument(
         "--host",

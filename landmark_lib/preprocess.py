@@ -3,7 +3,7 @@
 A PreprocessConfig (preprocess_config.py, torch-free so a server can read it without torch) flows like timm's data
 config: the model factory makes it (from the backbone's pretraining, or from the training photos for the scratch
 CNN), the run folder stores it, the transforms and the exported files use it. The Preprocess module below is the one
-definition of the pixels a model sees: model.pt scripts it and preprocess.onnx is exported from it.
+definition of the pixels a model sees: model.pt scripts it, preprocess.onnx is exported from it and model.pt2 runs it.
 """
 
 from __future__ import annotations

@@ -17,10 +17,11 @@ from PIL import ExifTags, Image, ImageOps
 from PIL.TiffImagePlugin import IFDRational
 
 from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
+from landmark_lib.recognition import DEFAULT_THRESHOLD
 from landmark_lib.runtime import resolve
 from landmark_lib.runtime.photos import Photo, gps_from_exif, read_photo
 from landmark_lib.runtime.resolve import ModelNotFoundError, hub_source, resolve_model_path
-from landmark_lib.serve.service import DEFAULT_THRESHOLD, LandmarkService
+from landmark_lib.serve.service import LandmarkService
 
 from helpers import CLASSES, make_photo
 

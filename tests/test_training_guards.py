@@ -272,7 +272,7 @@ def _slow_build(data: str, cache: str, queue) -> None:
     cache_module.load_rgb = slow
     try:
         cached = build_cache(open_split(data, "train"), 32, cache, workers=0)
-        queue.put(("ok", cached.folder.name, int(cached.images.sum()), len(cached.valid)))
+        queue.put(("ok", cached.folder.name, int(cached.images.sum()), len(cached.readable)))
     except BaseException as error:  # noqa: BLE001 - reported to the test
         queue.put(("error", repr(error)))
 

@@ -70,13 +70,13 @@ class _Decode(Dataset):
 class CachedSplit:
     """The cached pixels of one split: images[i] is uint8 [size, size, 3], targets[i] its class index.
 
-    `valid` lists the rows whose file decoded; `skipped` says why the others did not.
+    `readable` lists the rows whose file decoded; `skipped` says why the others did not.
     """
 
     folder: Path
     images: np.ndarray
     targets: np.ndarray
-    valid: np.ndarray
+    readable: np.ndarray
     files: list[str]
     skipped: list[str]
 
@@ -128,7 +128,7 @@ def build_cache(
         folder=folder,
         images=np.load(folder / "images.npy", mmap_mode="r"),
         targets=np.load(folder / "targets.npy"),
-        valid=np.flatnonzero(np.load(folder / "keep.npy")),
+        readable=np.flatnonzero(np.load(folder / "keep.npy")),
         files=meta["files"],
         skipped=meta["skipped"],
     )

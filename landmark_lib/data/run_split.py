@@ -26,7 +26,7 @@ def run_split(train_split: ImageFolderSplit, cached: CachedSplit, args: dict) ->
 
     Training, int8 calibration and threshold choice all call this, so they agree on every photo's part.
     """
-    rows = cached.valid
+    rows = cached.readable
     if args.get("exclude"):
         excluded = np.asarray(excluded_mask(train_split, args["exclude"]))
         rows = rows[~excluded[rows]]

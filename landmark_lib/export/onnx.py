@@ -37,12 +37,12 @@ from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..metrics import top_k_accuracy
 from ..predictor import LandmarkPredictor
 from ..preprocess import Preprocess, PreprocessConfig
+from ..preprocess_config import MAX_SIDE
 from ..runtime.backends import OnnxPredictor
 from .checks import TOLERANCE, ExportError, eager_embeddings, eager_probabilities
 
 PIXEL_TOLERANCE = 1e-3  # max |difference| of preprocess.onnx's normalised pixels to Preprocess (ONNX Runtime's
 # antialiased resize rounds differently in the last bits; 1e-3 is 1/8 of one 8-bit grey level at std 0.5)
-MAX_SIDE = 2**15  # the largest photo side the preprocessing graph is exported for (decoding keeps photos far smaller)
 MAX_INT8_TOP1_DROP = 0.01  # int8 is worth its speed only if it stays within one point of fp32 top-1 on validation
 MIN_INT8_EMBEDDING_COSINE = 0.95  # mean cosine of int8 to fp32 embeddings on validation photos: gallery search needs it
 

@@ -73,7 +73,7 @@ def run_add(args: argparse.Namespace) -> None:
 
     start = time.time()
     loaded = _model(args)
-    model = enroll.model_id(loaded)
+    model = enroll.embedding_model(loaded)
     folder = args.gallery
     gallery = store.load(folder, model) if (folder / store.GALLERY_FILE).is_file() else store.new_gallery(folder, model)
     photos, embeddings = enroll.embed_files(loaded, enroll.photo_files(args.photos))

@@ -1,4 +1,4 @@
-"""Embedding photos with the served model for a gallery: which model that is (ModelId), the photo files a user named,
+"""Embedding photos with the served model for a gallery: which model that is (GalleryModel, the sha256 and embedding size a gallery is tied to), the photo files a user named,
 and their embeddings and sha256."""
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from ..data.folder import IMAGE_EXTENSIONS
 from ..data.images import ImageLoadError, pil_to_uint8_array
 from ..runtime.backends import probabilities_with_embedding
 from ..runtime.photos import read_photo
-from .store import GalleryError, ModelId
+from .store import GalleryError, GalleryModel
 
 BATCH = 16
 
 
-def model_id(service) -> ModelId:
+def embedding_model(service) -> GalleryModel:
     """The served export's identity: model.pt's sha256 as export.json records it (else the file's own), and D."""
     path = Path(service.model_path)
     recorded = export_info.read(path.parent).serving.sha256(path.name)
     size = int(service.model.preprocess.input_size)
     dim = probabilities_with_embedding(service.model, [np.zeros((3, size, size), np.uint8)])[1].shape[1]
-    return ModelId(recorded or checksums.sha256_file(path), int(dim))
+    return GalleryModel(recorded or checksums.sha256_file(path), int(dim))
 
 
 def photo_files(sources: list[Path]) -> list[Path]:

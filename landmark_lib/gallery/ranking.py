@@ -16,7 +16,7 @@ import numpy as np
 from ..labels import ClassInfo
 from ..runtime.backends import probabilities_with_embedding
 from . import store
-from .enroll import model_id
+from .enroll import embedding_model
 from .search import build_index, landmark_scores
 from .store import Gallery
 
@@ -58,4 +58,4 @@ def open_ranker(folder: str | os.PathLike | None, served, threshold: float) -> G
     gallery's similarity rule maps onto THRESHOLD, the service's."""
     if not folder:
         return None
-    return GalleryRanker(store.load(Path(folder), model_id(served)), threshold)
+    return GalleryRanker(store.load(Path(folder), embedding_model(served)), threshold)

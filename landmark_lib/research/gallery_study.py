@@ -25,7 +25,7 @@ from ..data.classes import load_class_info
 from ..data.folder import DatasetError, open_split
 from ..data.holdout import kept_classes, without_holdout
 from ..data.run_split import run_split
-from ..gallery.enroll import decode, model_id, run_model
+from ..gallery.enroll import decode, embedding_model, run_model
 from ..gallery.ranking import GalleryRanker
 from ..gallery.search import landmark_scores
 from ..gallery.store import new_gallery
@@ -161,7 +161,7 @@ def spread_known(test: list[tuple[Path, str]], holdout: set, limit: int | None) 
     return [item for i, item in enumerate(test) if i not in dropped]
 
 
-def evaluate(
+def run_study(
     export: Path,
     shots: list[int],
     out: Path,
@@ -176,7 +176,7 @@ def evaluate(
     photos["pool"] = first_per_class(photos["pool"], max(shots))  # only what some n enrolls is embedded
     photos["test"] = spread_known(photos["test"], set(train_args["holdout_classes"]), known_photos)
     out.mkdir(parents=True, exist_ok=True)
-    model = model_id(service)
+    model = embedding_model(service)
     data = embed_all(service, model, photos, out)
     labels = np.array([c for _, c in photos["test"]])
     holdout = set(train_args["holdout_classes"])
@@ -244,7 +244,7 @@ def table(result: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    result = evaluate(args.export, args.shots, args.out, args.max_false_accept, args.backend, args.known_photos)
+    result = run_study(args.export, args.shots, args.out, args.max_false_accept, args.backend, args.known_photos)
     chart(result, args.out / "top1_vs_n.png")
     print("\n".join(table(result)))
     print(f"wrote {args.out / 'results.json'} and {args.out / 'top1_vs_n.png'}")

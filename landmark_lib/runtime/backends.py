@@ -374,6 +374,3 @@ def load_verified(model_path: Path, backend: str = "auto", num_threads: int = 1)
                 raise
             log.warning(f"{error} Serving the next verified file instead.")
     raise AssertionError("unreachable: the last candidate returns or raises")
-
-
-load = load_verified  # what a server calls

@@ -23,9 +23,9 @@ from ..labels import BACKGROUND_CLASS
 from ..runtime.photos import read_photo
 from .answer import ANSWER_SCHEMA, place_dict
 from .service import LandmarkService
+from .uploads import MAX_FILE_BYTES
 
 MAX_PHOTOS = 32  # per request: a batch the model answers in one call without holding much memory
-MAX_FILE_BYTES = 50 * 1024**2  # the page's limit (web.MAX_FILE_BYTES): larger than any phone photo
 MAX_REQUEST_BYTES = 256 * 1024**2  # all photos of one request together
 PHOTO_FIELD = "photo"
 

@@ -15,14 +15,13 @@ from ..artifacts import export_info
 from ..data.images import decode_short_side, pil_to_uint8_array
 from ..gallery.ranking import open_ranker
 from ..labels import BACKGROUND_CLASS, from_columns
-from ..recognition import check_threshold, top_landmarks
+from ..recognition import DEFAULT_THRESHOLD, check_threshold, top_landmarks
 from ..runtime import backends
 from ..runtime.loaded import default_num_threads
 from ..runtime.photos import ImageInput, Photo, read_photo
 from ..runtime.resolve import hub_source, resolve_model_path
 from .answer import Guess, Prediction, model_id
 
-DEFAULT_THRESHOLD = 0.35
 TOP_K = 5
 
 

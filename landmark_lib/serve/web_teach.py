@@ -48,7 +48,7 @@ def teach(
         images = [_read(service, p, cache, max_bytes) for p in paths]
     except (UploadRefused, ImageLoadError) as error:
         return state, f"### Cannot read a photo\n\n{error}"
-    gallery = state["gallery"] if state else new_gallery(Path("."), enroll.model_id(service))
+    gallery = state["gallery"] if state else new_gallery(Path("."), enroll.embedding_model(service))
     if len(gallery.landmarks) >= MAX_SESSION_LANDMARKS and name not in [
         lm.info.display_name for lm in gallery.landmarks
     ]:

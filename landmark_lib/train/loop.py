@@ -170,7 +170,7 @@ def _photos(
 
 def check_readable_classes(split: ImageFolderSplit, cached: CachedSplit) -> None:
     """Stop before training when a class has no readable photo: it could never be learned, only silently missing."""
-    readable = np.bincount(cached.targets[cached.valid], minlength=len(split.class_names))
+    readable = np.bincount(cached.targets[cached.readable], minlength=len(split.class_names))
     empty = [name for name, count in zip(split.class_names, readable) if count == 0]
     if empty:
         more = f" (nor of {len(empty) - 1} more classes)" if len(empty) > 1 else ""
