@@ -17,6 +17,7 @@ from .. import atomic
 from ..errors import LandmarkError
 from ..labels import ClassInfo
 from ..preprocess_config import PreprocessConfig
+from .train_config import TrainConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -48,6 +49,11 @@ class RunConfig:
     preprocess: PreprocessConfig
     weights_source: str = "random"
     args: dict = field(default_factory=dict)
+
+    @property
+    def train(self) -> TrainConfig:
+        """The run's options, typed (config.json keeps them as the "args" object `landmark train` was given)."""
+        return TrainConfig.from_dict(self.args)
 
     @property
     def class_names(self) -> list[str]:

@@ -24,6 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..artifacts.train_config import DEFAULT_CACHE_DIR
 from ..atomic import NO_SPACE, NoSpaceError, no_space
 from .folder import ImageFolderSplit
 from .images import ImageLoadError, load_rgb
@@ -31,7 +32,6 @@ from .images import ImageLoadError, load_rgb
 # The serving budget (images.MAX_DECODE_BYTES) bounds what a stranger's upload may cost; a dataset's own photos are
 # cached once, in worker processes, and keep decoding as they always did (a 200 MP RGBA photo is 1.6 GB).
 TRAINING_DECODE_BYTES = 2 * 2**30
-DEFAULT_CACHE_DIR = Path(os.environ.get("LANDMARK_CACHE", Path.home() / ".cache" / "landmark_tagger"))
 
 
 def resize_square(image: Image.Image, size: int) -> Image.Image:

@@ -216,7 +216,7 @@ def _what_was_evaluated(
 
 def _run_data(config: RunConfig | None, source: str | Path | None, split: str):
     """The dataset root(s) the run was trained on, when --data is not given."""
-    data = config.args.get("data") if config else None
+    data = config.train.data if config else None
     if not data:
         raise DatasetError(
             f"{source} does not record its dataset folder; pass --data ROOT (the folder holding {split}/<class>/)."
@@ -226,7 +226,7 @@ def _run_data(config: RunConfig | None, source: str | Path | None, split: str):
 
 def _exclusions(config: RunConfig | None, run_dir: str | Path | None) -> list[str]:
     """The --exclude specs the run was trained with (the cross-source check evaluates exactly those photos)."""
-    exclusions = config.args.get("exclude") if config else None
+    exclusions = config.train.exclude if config else None
     if not exclusions:
         raise RunError(f"--only-excluded needs a run trained with --exclude; {run_dir} held nothing out.")
     return exclusions

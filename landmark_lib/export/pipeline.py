@@ -42,7 +42,7 @@ ONNX_FILES = (bundle.ONNX_FILE, bundle.INT8_FILE, bundle.PREPROCESS_FILE)
 def export_run(
     run_dir: str | Path,
     out: str | Path,
-    check_data: str | Path | None = None,
+    check_data: str | Path | list[str] | None = None,
     check_split: str = "test",
     evaluate: bool = True,
     batch_size: int = 32,
@@ -61,7 +61,7 @@ def export_run(
     and nothing is evaluated.
     """
     model, config = load_trained_model(run_dir)
-    run_data = config.args.get("data")
+    run_data = config.train.data
     if check_data is None and run_data and all((root / check_split).is_dir() for root in data_roots(run_data)):
         check_data = run_data
     if int8 and not run_data_on_disk(config):
@@ -146,7 +146,7 @@ def _record(
 
 def _check_images(config: RunConfig, check_data, check_split: str) -> list[torch.Tensor]:
     """The photos every file is checked on, from every class folder of the data (held-out classes' too)."""
-    folders = config.class_names + list(config.args.get("holdout_classes") or [])
+    folders = config.class_names + list(config.train.holdout_classes or [])
     return check_images(
         check_data, check_split, folders, min_short_side=decode_short_side(config.preprocess.resize_size)
     )

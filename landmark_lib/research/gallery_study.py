@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import atomic, bundle
 from ..artifacts import export_info
+from ..artifacts.train_config import TrainConfig
 from ..data.cache import build_cache
 from ..data.classes import load_class_info
 from ..data.folder import DatasetError, open_split
@@ -34,22 +35,24 @@ from ..recognition import top_landmarks
 from ..serve.service import LandmarkService
 
 
-def protocol_photos(train_args: dict, resize_size: int, limit_valid: int = 600) -> dict[str, list[tuple[Path, str]]]:
+def protocol_photos(train: TrainConfig, resize_size: int, limit_valid: int = 600) -> dict[str, list[tuple[Path, str]]]:
     """(file, class) lists: 'pool' (held-out train photos, shuffled), 'valid' (the run's validation rows, spread),
     'test' (the whole test split)."""
-    holdout = train_args.get("holdout_classes")
+    holdout = train.holdout_classes
     if not holdout:
         raise DatasetError("the export's run was not trained with --holdout-classes; train one (reports/gallery.md).")
-    train = open_split(train_args["data"], "train")
-    pool = [(p, train.class_names[t]) for p, t in train.samples if train.class_names[t] in set(holdout)]
+    if not train.data:
+        raise DatasetError("the export records no training data folder (train_args.data); export its run again.")
+    split = open_split(train.data, "train")
+    pool = [(p, split.class_names[t]) for p, t in split.samples if split.class_names[t] in set(holdout)]
     random.Random(0).shuffle(pool)
     pool.sort(key=lambda item: item[1])  # stable: per class, the shuffled order
-    cached = without_holdout(build_cache(train, resize_size, train_args["cache_dir"]), train.class_names, holdout)
-    kept = replace(train, class_names=kept_classes(train.class_names, holdout))
-    _, valid_rows = run_split(kept, cached, train_args)
+    cached = without_holdout(build_cache(split, resize_size, train.cache_dir), split.class_names, holdout)
+    kept = replace(split, class_names=kept_classes(split.class_names, holdout))
+    _, valid_rows = run_split(kept, cached, train)
     valid_rows = np.sort(valid_rows)[np.linspace(0, len(valid_rows) - 1, min(limit_valid, len(valid_rows))).astype(int)]
     valid = [(Path(cached.files[r]), kept.class_names[cached.targets[r]]) for r in valid_rows]
-    test = open_split(train_args["data"], "test", class_names=train.class_names)
+    test = open_split(train.data, "test", class_names=split.class_names)
     return {"pool": pool, "valid": valid, "test": [(p, test.class_names[t]) for p, t in test.samples]}
 
 
@@ -171,16 +174,16 @@ def run_study(
 ) -> dict:
     """results.json's content: the model alone, then one row per n."""
     service = LandmarkService(export / bundle.MODEL_FILE, backend=backend)
-    train_args = export_info.read(export).report.train_args or {}
-    photos = protocol_photos(train_args, service.model.preprocess.resize_size)
+    train = TrainConfig.from_dict(export_info.read(export).report.train_args or {})
+    photos = protocol_photos(train, int(service.model.preprocess.resize_size))
     photos["pool"] = first_per_class(photos["pool"], max(shots))  # only what some n enrolls is embedded
-    photos["test"] = spread_known(photos["test"], set(train_args["holdout_classes"]), known_photos)
+    holdout = set(train.holdout_classes or [])
+    photos["test"] = spread_known(photos["test"], holdout, known_photos)
     out.mkdir(parents=True, exist_ok=True)
     model = embedding_model(service)
     data = embed_all(service, model, photos, out)
     labels = np.array([c for _, c in photos["test"]])
-    holdout = set(train_args["holdout_classes"])
-    classes = {c.name: c for c in load_class_info(train_args["data"], sorted(holdout))}
+    classes = {c.name: c for c in load_class_info(train.data or [], sorted(holdout))}
     best, recognised = answers(service.class_names, service.threshold, data["test"], None)
     known, none = ~np.isin(labels, [*holdout, BACKGROUND_CLASS]), labels == BACKGROUND_CLASS
     result: dict = {

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..artifacts.train_config import STRATEGIES
 from ..errors import LandmarkError
 from ..network_layout import timm_layout
-
-STRATEGIES = ("full", "partial", "linear")
 
 
 class StrategyError(LandmarkError, ValueError):

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..artifacts.run_folder import WEIGHTS_FILE, RunConfig, RunError
+from ..artifacts.train_config import TrainConfig
 from ..atomic import NO_SPACE, NoSpaceError
 from ..data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, CachedSplit, build_cache
 from ..data.classes import load_class_info
@@ -155,7 +156,7 @@ def _photos(
     cached = without_holdout(cached, train_split.class_names, holdout)
     train_split = replace(train_split, class_names=kept_classes(train_split.class_names, holdout))
     check_readable_classes(train_split, cached)
-    train_rows, valid_rows = run_split(train_split, cached, vars(args))
+    train_rows, valid_rows = run_split(train_split, cached, TrainConfig.from_dict(vars(args)))
     if not len(valid_rows):
         raise DatasetError(
             f"The split leaves no validation photos (--valid-fraction {args.valid_fraction}); model selection needs them: "
