@@ -11,6 +11,7 @@ import pytest
 
 from landmark_lib.artifacts import export_info
 from landmark_lib.artifacts.export_info import FORMAT_VERSION, ExportInfoError
+from landmark_lib.artifacts.model_identity import identify
 
 from helpers import REPO_ROOT
 
@@ -64,3 +65,12 @@ def test_a_damaged_or_newer_record_is_one_sentence(tmp_path: Path, content: str,
 def test_a_folder_without_a_record_reads_as_empty(tmp_path: Path):
     info = export_info.read(tmp_path)
     assert not info.recorded and info.serving.threshold_of("torchscript") is None and info.serving.fastest() == []
+
+
+def test_the_model_identity_comes_from_the_record_and_the_resolved_hub_commit():
+    info = export_info.read(DEFAULT)
+    local = identify(DEFAULT / "model.pt", "onnx", info)
+    assert local.name == "default" and local.revision == "sha256:" + info.serving.sha256("model.onnx")[:12]
+    assert local.model_sha256 == info.serving.sha256("model.pt") and local.embedding_size == 1280
+    hub = identify(DEFAULT / "model.pt", "onnx", info, "someone/landmarks", "0123abcd" * 5)
+    assert (hub.name, hub.revision, hub.model_sha256) == ("someone/landmarks", "0123abcd" * 5, local.model_sha256)

@@ -36,7 +36,7 @@ REPO_ID = "someone/landmark-tagger"
 PUSH_AND_PULL = f"""
 import json, sys
 from landmark_lib.export.hub import HubError, push_to_hub
-from landmark_lib.runtime.resolve import hub_source, resolve_model_path
+from landmark_lib.runtime.resolve import resolve_model
 
 export_dir = sys.argv[1]
 first = push_to_hub(export_dir, "{REPO_ID}", revision="v1", private=True)
@@ -47,15 +47,15 @@ try:
     refused = None
 except HubError as error:
     refused = str(error)
-pulled = resolve_model_path("hf://{REPO_ID}@v1")
+resolved = resolve_model("hf://{REPO_ID}@v1")
 print(json.dumps({{"first": first.__dict__, "again": again.__dict__, "main": main.__dict__, "refused": refused,
-    "preload": first.preload_entry(), "pulled": str(pulled), "source": hub_source(pulled)}}))
+    "preload": first.preload_entry(), "pulled": str(resolved.path), "source": [resolved.hub_repo, resolved.hub_commit]}}))
 """
 OFFLINE_PULL = f"""
 import json
-from landmark_lib.runtime.resolve import hub_source, resolve_model_path
-pulled = resolve_model_path("hf://{REPO_ID}@v1")
-print(json.dumps({{"pulled": str(pulled), "source": hub_source(pulled)}}))
+from landmark_lib.runtime.resolve import resolve_model
+resolved = resolve_model("hf://{REPO_ID}@v1")
+print(json.dumps({{"pulled": str(resolved.path), "source": [resolved.hub_repo, resolved.hub_commit]}}))
 """
 
 

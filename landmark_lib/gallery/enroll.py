@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import checksums, export_info
 from ..data.folder import IMAGE_EXTENSIONS
 from ..data.images import ImageLoadError, pil_to_uint8_array
 from ..runtime.backends import probabilities_with_embedding
@@ -18,13 +17,15 @@ from .store import GalleryError, GalleryModel
 BATCH = 16
 
 
-def embedding_model(service) -> GalleryModel:
-    """The served export's identity: model.pt's sha256 as export.json records it (else the file's own), and D."""
-    path = Path(service.model_path)
-    recorded = export_info.read(path.parent).serving.sha256(path.name)
-    size = int(service.model.preprocess.input_size)
-    dim = probabilities_with_embedding(service.model, [np.zeros((3, size, size), np.uint8)])[1].shape[1]
-    return GalleryModel(recorded or checksums.sha256_file(path), int(dim))
+def embedding_model(served) -> GalleryModel:
+    """What a gallery of SERVED's embeddings is tied to (SERVED: the service or a LoadedModel): model.pt's sha256
+    and D, from the identity computed at load (D measured on a blank photo for exports that do not record it)."""
+    identity = served.identity
+    dim = identity.embedding_size
+    if dim is None:
+        size = int(served.model.preprocess.input_size)
+        dim = probabilities_with_embedding(served.model, [np.zeros((3, size, size), np.uint8)])[1].shape[1]
+    return GalleryModel(identity.model_sha256, int(dim))
 
 
 def photo_files(sources: list[Path]) -> list[Path]:

@@ -7,9 +7,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifacts import export_info
+from ..artifacts.model_identity import ModelIdentity, identify
 from ..data.images import decode_short_side
 from .backends import Classifier, load_verified
-from .resolve import resolve_model_path
+from .resolve import resolve_model
 
 
 def default_num_threads(concurrent_requests: int = 1) -> int:
@@ -23,6 +25,7 @@ class LoadedModel:
     model_path: Path
     backend: str
     model: Classifier
+    identity: ModelIdentity
 
     @property
     def max_short_side(self) -> int:
@@ -33,6 +36,8 @@ class LoadedModel:
 def load_model(spec: str | os.PathLike | None, backend: str = "auto", num_threads: int | None = None) -> LoadedModel:
     """SPEC (an export folder, a model.pt, hf://OWNER/NAME[@REVISION]; None: $LANDMARK_MODEL, else models/default),
     every file checked before use (backends.load_verified)."""
-    path = resolve_model_path(spec)
-    chosen, model = load_verified(path, backend, num_threads or default_num_threads())
-    return LoadedModel(path, chosen, model)
+    source = resolve_model(spec)
+    chosen, model = load_verified(source.path, backend, num_threads or default_num_threads())
+    info = export_info.read(source.path.parent)
+    identity = identify(source.path, chosen, info, source.hub_repo, source.hub_commit)
+    return LoadedModel(source.path, chosen, model, identity)

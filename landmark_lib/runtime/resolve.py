@@ -4,6 +4,7 @@ cache), $LANDMARK_MODEL, or the repository's models/default."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import bundle
@@ -16,14 +17,29 @@ class ModelNotFoundError(LandmarkError, FileNotFoundError):
     """A model spec that points at nothing loadable; the message says what was tried and how to fix it."""
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The model.pt to serve and, for an hf:// spec, where it came from: the repository, and the commit of the
+    snapshot folder snapshot_download returned (what was actually served, whatever branch or tag was asked for)."""
+
+    path: Path
+    hub_repo: str | None = None
+    hub_commit: str | None = None
+
+
 def resolve_model_path(spec: str | os.PathLike | None) -> Path:
+    """The TorchScript file to serve (resolve_model's path)."""
+    return resolve_model(spec).path
+
+
+def resolve_model(spec: str | os.PathLike | None) -> ResolvedModel:
     """The TorchScript file to serve: SPEC (file, export folder or hf://...), else $LANDMARK_MODEL, else the repo's model."""
     if spec is None or str(spec) == "":
         env = os.environ.get("LANDMARK_MODEL")
         if env:
-            return resolve_model_path(env)
+            return resolve_model(env)
         if DEFAULT_MODEL.is_file():
-            return DEFAULT_MODEL
+            return ResolvedModel(DEFAULT_MODEL)
         raise ModelNotFoundError(
             f"No model given and {DEFAULT_MODEL} does not exist; pass --model (an export folder, a model.pt or "
             "hf://OWNER/NAME[@REVISION]) or set LANDMARK_MODEL."
@@ -38,10 +54,10 @@ def resolve_model_path(spec: str | os.PathLike | None) -> Path:
         raise ModelNotFoundError(
             f"{path} does not exist; pass an export folder holding {bundle.MODEL_FILE}, a .pt file or hf://OWNER/NAME."
         )
-    return path
+    return ResolvedModel(path)
 
 
-def _resolve_hf(spec: str) -> Path:
+def _resolve_hf(spec: str) -> ResolvedModel:
     """hf://OWNER/NAME[@REVISION] -> local model.pt: the serving files of one commit in one snapshot_download (or the
     Hub cache, offline with HF_HUB_OFFLINE=1)."""
     from huggingface_hub import snapshot_download  # only needed for hf:// specs
@@ -63,14 +79,4 @@ def _resolve_hf(spec: str) -> Path:
         raise ModelNotFoundError(
             f"{spec} has no {', '.join(missing)}; push an export folder there (`landmark export RUN --out DIR --push-to-hub {repo}`)."
         )
-    return folder / bundle.MODEL_FILE
-
-
-def hub_source(model_path: str | os.PathLike) -> tuple[str, str] | None:
-    """(OWNER/NAME, commit) of a model served from the Hub cache (…/models--OWNER--NAME/snapshots/COMMIT/model.pt);
-    None for a local export. The commit is what was actually resolved, whatever branch or tag was asked for."""
-    parts = Path(model_path).parts
-    if len(parts) < 4 or parts[-3] != "snapshots" or not parts[-4].startswith("models--"):
-        return None
-    owner_name = parts[-4][len("models--") :].split("--", 1)
-    return ("/".join(owner_name), parts[-2]) if len(owner_name) == 2 else None
+    return ResolvedModel(folder / bundle.MODEL_FILE, repo, folder.name)

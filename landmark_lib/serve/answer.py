@@ -6,10 +6,8 @@ which model said so. `to_dict()` is the JSON every API returns (ANSWER_SCHEMA, t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from .. import bundle
-from ..artifacts.export_info import ExportInfo
+from ..artifacts.model_identity import ModelIdentity
 from ..labels import ClassInfo, map_url
 
 
@@ -36,15 +34,9 @@ class ModelId:
         return {"id": self.id, "revision": self.revision, "backend": self.backend}
 
 
-def model_id(model_path: Path, backend: str, info: ExportInfo) -> ModelId:
-    """The ModelId of the export holding MODEL_PATH; a Hub snapshot (…/models--OWNER--NAME/snapshots/COMMIT/) is named
-    by its repository and commit."""
-    folder = model_path.parent
-    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
-        return ModelId(folder.parent.parent.name[len("models--") :].replace("--", "/"), folder.name, backend)
-    file = bundle.ONNX_BACKENDS[backend][1] if backend in bundle.ONNX_BACKENDS else model_path.name
-    sha = info.serving.sha256(file)
-    return ModelId(folder.name, f"sha256:{sha[:12]}" if sha else None, backend)
+def model_id(identity: ModelIdentity, backend: str) -> ModelId:
+    """What an answer says about the model: IDENTITY's name and revision (computed once at load), and the BACKEND."""
+    return ModelId(identity.name, identity.revision, backend)
 
 
 def place_dict(landmark: ClassInfo) -> dict:

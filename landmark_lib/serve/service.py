@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..artifacts import export_info
+from ..artifacts.model_identity import identify
 from ..data.images import decode_short_side, pil_to_uint8_array
 from ..gallery.ranking import open_ranker
 from ..labels import BACKGROUND_CLASS, from_columns
@@ -19,7 +20,7 @@ from ..recognition import DEFAULT_THRESHOLD, check_threshold, top_landmarks
 from ..runtime import backends
 from ..runtime.loaded import default_num_threads
 from ..runtime.photos import ImageInput, Photo, read_photo
-from ..runtime.resolve import hub_source, resolve_model_path
+from ..runtime.resolve import ResolvedModel, resolve_model
 from .answer import Guess, Prediction, model_id
 
 TOP_K = 5
@@ -39,19 +40,21 @@ class LandmarkService:
 
     def __init__(
         self,
-        model_path: str | os.PathLike,
+        model_path: str | os.PathLike | ResolvedModel,
         threshold: float | None = None,
         num_threads: int | None = None,
         backend: str = "auto",
         gallery: str | os.PathLike | None = None,
     ):
-        self.model_path = Path(model_path)
-        # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
-        self.hub_source = hub_source(self.model_path)
+        source = model_path if isinstance(model_path, ResolvedModel) else ResolvedModel(Path(model_path))
+        self.model_path = source.path
         threads = num_threads or default_num_threads()
         self.backend, self.model = backends.load_verified(self.model_path, backend, threads)
         info = export_info.read(self.model_path.parent)
-        self.model_id = model_id(self.model_path, self.backend, info)
+        self.identity = identify(self.model_path, self.backend, info, source.hub_repo, source.hub_commit)
+        self.model_id = model_id(self.identity, self.backend)
+        # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
+        self.hub_source = (source.hub_repo, source.hub_commit) if source.hub_repo and source.hub_commit else None
         if threshold is None:
             threshold = info.serving.threshold_of(self.backend)
         self.threshold = DEFAULT_THRESHOLD if threshold is None else check_threshold(threshold)
@@ -75,9 +78,7 @@ class LandmarkService:
     ) -> LandmarkService:
         """SPEC: an export folder, a model.pt or hf://OWNER/NAME[@REVISION]; None: $LANDMARK_MODEL, else models/default.
         GALLERY: a gallery folder (landmark_lib/gallery/) whose landmarks rank beside the classes; None: $LANDMARK_GALLERY."""
-        return cls(
-            resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend, gallery=gallery
-        )
+        return cls(resolve_model(spec), threshold=threshold, num_threads=num_threads, backend=backend, gallery=gallery)
 
     def _to_array(self, image: Image.Image) -> np.ndarray:
         factor = min(image.size) // self.max_short_side

@@ -8,8 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
-from .. import atomic, bundle
-from ..artifacts import checksums, export_info
+from .. import atomic
+from ..artifacts import checksums
 from ..errors import LandmarkError
 from ..gallery.store import GALLERY_FILE
 from ..serve.service import LandmarkService
@@ -29,8 +29,7 @@ def identity(folder: str, service: LandmarkService) -> dict:
     gallery = service.gallery.gallery.folder / GALLERY_FILE if service.gallery else None
     return {
         "folder": folder,
-        "model_sha256": export_info.read(export).serving.sha256(bundle.MODEL_FILE)
-        or checksums.sha256_file(export / bundle.MODEL_FILE),
+        "model_sha256": service.identity.model_sha256,
         "threshold": service.threshold,
         "gallery": checksums.sha256_file(gallery) if gallery else None,
         "model": str(export),
