@@ -45,3 +45,20 @@ def photo_source(text: str) -> str | Path:
 
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def review_file(text: str) -> Path:
+    if Path(text).suffix.lower() not in (".html", ".csv"):
+        raise argparse.ArgumentTypeError(f"must end in .html or .csv, got {Path(text).name}")
+    return Path(text)
+
+
+def time_window(text: str) -> str:
+    """--spread: 30m, 45s, 2h."""
+    from .geotag.spread import window_seconds
+
+    try:
+        window_seconds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text

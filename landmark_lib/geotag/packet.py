@@ -190,7 +190,11 @@ def read_provenance(data: bytes) -> dict | None:
     holder = _holder(xmp.parse(data))
     if holder is None:
         return None
-    found = {name.split("}")[1].removeprefix("Geotag"): value for name, (value, _, _) in holder.attrs.items() if name.startswith(f"{{{OURS}}}")}
+    found = {
+        name.split("}")[1].removeprefix("Geotag"): value
+        for name, (value, _, _) in holder.attrs.items()
+        if name.startswith(f"{{{OURS}}}")
+    }
     for child in holder.children:
         if child.tag.startswith(f"{{{OURS}}}") and not child.children:
             found[child.tag.split("}")[1].removeprefix("Geotag")] = child.text.strip()
@@ -233,9 +237,7 @@ def remove_ours(data: bytes) -> bytes | None:
 
 
 def has_properties(document: Element) -> bool:
-    return any(
-        d.children or any(not n.startswith(f"{{{RDF}}}") for n in d.attrs) for d in xmp.descriptions(document)
-    )
+    return any(d.children or any(not n.startswith(f"{{{RDF}}}") for n in d.attrs) for d in xmp.descriptions(document))
 
 
 def user_gps(data: bytes) -> bool:
