@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from ..serve.tag import batches, decoded
 from ..serve.tagging import predict
 from . import sidecars, xmp
 from .fields import Place, Provenance
-from .levels import SUGGESTED, level_of
+from .levels import SUGGESTED, level_of, place_of
 
 LOG_NAME = ".landmark-geotag.jsonl"
 PLACED = ("wrote", "would write", "for review", "unchanged")  # the photo has (or would have) its landmark's place
@@ -63,13 +62,6 @@ def read_log(log: Path) -> dict[str, dict]:
                 record = json.loads(line)
                 records[record["path"]] = record
     return records
-
-
-def place_of(prediction: Prediction) -> Place | None:
-    landmark = prediction.landmark
-    if landmark.lat is None or landmark.lon is None or not math.isfinite(landmark.lat + landmark.lon):
-        return None
-    return Place(landmark.display_name, landmark.city, landmark.country, landmark.lat, landmark.lon)
 
 
 class Decider:
