@@ -31,6 +31,8 @@ NEARBY = "nearby"
 def first_pass(service: LandmarkService, args: argparse.Namespace, mode: str, log: Path) -> Counter:
     """Walk the library (resuming LOG) and decide every photo; counts of the actions."""
     resume = library.resumable(log, library.identity(args, service))
+    if resume and mode == "write":  # a run was here before, maybe killed mid-write
+        sidecars.remove_leftovers(args.sidecar_dir or args.library)
     writer = JsonlWriter(log)
     done = JsonlWriter.done(log) if resume else set()
     counts: Counter = Counter()
@@ -129,6 +131,7 @@ def apply_review(args: argparse.Namespace) -> Counter:
 def undo(args: argparse.Namespace) -> Counter:
     """--undo: every sidecar under the library (or --sidecar-dir) loses exactly what we wrote; the run log goes."""
     root, counts = args.sidecar_dir or args.library, Counter()
+    sidecars.remove_leftovers(root)
     for found in walk_photos(root, extensions=(".xmp",)):
         reason = sidecars.read_only(found.path)
         try:

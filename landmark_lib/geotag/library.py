@@ -103,11 +103,11 @@ class Decider:
     def decide(self, found: Found, photo: Photo, level: str | None, place: Place | None, path: Path, answer) -> str:
         if photo.location and not self.args.force:
             return "has GPS"
-        if level is None or place is None:
-            data = sidecars.read(path)  # a real GPS in the sidecar keeps spreading away from this photo
-            return "has GPS" if data is not None and sidecars.packet.user_gps(data) else "no landmark"
-        if level == SUGGESTED and self.mode == "write":
-            return "suggested"
+        if level is None or place is None or (level == SUGGESTED and self.mode == "write"):
+            data = sidecars.read(path)  # a real GPS in the sidecar also keeps spreading away from this photo
+            if data is not None and not self.args.force and sidecars.packet.user_gps(data):
+                return "has GPS"
+            return "suggested" if level == SUGGESTED and place else "no landmark"
         if self.mode == "write" and sidecars.read_only(path):
             return f"read-only: {sidecars.read_only(path)}; it was skipped (--sidecar-dir writes elsewhere)"
         model = answer.model

@@ -8,15 +8,18 @@ rename in the same folder): a kill leaves the old sidecar or the new one, never 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import atomic
+from ..serve.photo_walk import walk_photos
 from . import packet, xmp
 from .fields import Place, Provenance
 
 MAX_SIDECAR_BYTES = 8 * 2**20  # far above any real sidecar (a darktable history is tens of kB)
+LEFTOVER = re.compile(r"^\..+\.xmp\.\d+\.[0-9a-f]{8}\.tmp$")  # atomic.atomic_path's temp name for a sidecar
 
 
 def sidecar_path(photo: Path, library: Path, basename: bool = False, sidecar_dir: Path | None = None) -> Path:
@@ -50,6 +53,16 @@ def read_only(path: Path) -> str | None:
         if not (mode & stat.S_IWUSR) or not os.access(target, os.W_OK):
             return f"its {what} {target} is read-only"
     return None
+
+
+def remove_leftovers(root: Path) -> int:
+    """Delete the temp files a killed run left beside sidecars (the sidecars themselves are whole); how many."""
+    count = 0
+    for found in walk_photos(root, extensions=(".tmp",)):
+        if LEFTOVER.match(found.path.name):
+            found.path.unlink(missing_ok=True)
+            count += 1
+    return count
 
 
 def now() -> str:
