@@ -26,13 +26,10 @@ from pathlib import Path
 from . import bundle
 from .cli_args import (
     cores,
-    existing_dir,
     photo_source,
     positive_int,
-    review_file,
     tag_output,
     threshold_arg,
-    time_window,
 )
 from .errors import LandmarkError
 
@@ -283,55 +280,11 @@ def _tag(commands) -> None:
     p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
 
 
-GEOTAG_DESCRIPTION = """Write the recognised landmarks' places into XMP sidecars; originals are never modified.
-
-    landmark geotag ~/Pictures                         write (or merge) sidecars for confident answers
-    landmark geotag ~/Pictures --dry-run               print what would change, write nothing
-    landmark geotag ~/Pictures --review review.html    a page (or .csv) to accept rows, then:
-    landmark geotag ~/Pictures --apply decisions.csv   write only the accepted rows
-    landmark geotag ~/Pictures --spread 30m            also nearby photos of the same trip (an estimate)
-    landmark geotag ~/Pictures --undo                  remove exactly what geotag wrote"""
-
-
 def _geotag(commands) -> None:
-    p = _command(
-        commands,
-        "geotag",
-        "landmark_lib.geotag.command:run",
-        "write the recognised landmarks' places into XMP sidecars (Immich, digiKam, darktable, PhotoPrism, Lightroom)",
-        GEOTAG_DESCRIPTION,
-    )
-    p.add_argument("library", type=existing_dir, help="folder of photos (searched recursively); never modified")
-    p.add_argument("--model", default=None, help=SPEC_HELP)
-    p.add_argument(
-        "--threshold", type=threshold_arg, default=None, help="the confident level's threshold (default: export.json's)"
-    )
-    p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
-    p.add_argument("--batch-size", type=positive_int, default=16, help="photos per network call")
-    p.add_argument("--workers", type=positive_int, default=cores(), help="decoding threads")
-    p.add_argument("--dry-run", action="store_true", help="print what would change and write nothing")
-    p.add_argument(
-        "--review", type=review_file, help="write REVIEW.html (thumbnails) or REVIEW.csv instead of sidecars"
-    )
-    p.add_argument("--apply", type=Path, help="write the accepted rows of a review CSV (the page's 'Save decisions')")
-    p.add_argument("--undo", action="store_true", help="remove what landmark geotag wrote, and nothing else")
-    p.add_argument(
-        "--spread",
-        type=time_window,
-        help="also place photos taken within this window (e.g. 30m) of a confidently placed photo in the same folder, as an estimate",
-    )
-    p.add_argument("--force", action="store_true", help="replace a GPS position the photo or its sidecar already has")
-    p.add_argument(
-        "--sidecar-name",
-        choices=("ext", "basename"),
-        default="ext",
-        help="ext: PHOTO.JPG.xmp (Immich, digiKam, darktable); basename: PHOTO.xmp (Lightroom)",
-    )
-    p.add_argument(
-        "--sidecar-dir",
-        type=Path,
-        default=None,
-        help="write sidecars into this folder, mirroring the library (default: beside the photos)",
+    from .geotag.options import DESCRIPTION, SUMMARY, add_arguments
+
+    add_arguments(
+        _command(commands, "geotag", "landmark_lib.geotag.command:run", SUMMARY, DESCRIPTION), SPEC_HELP, GALLERY_HELP
     )
 
 
