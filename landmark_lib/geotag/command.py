@@ -128,22 +128,30 @@ def apply_review(args: argparse.Namespace) -> Counter:
     return counts
 
 
+def _undo_one(path: Path) -> str:
+    data = sidecars.read(path)
+    if data is None or sidecars.packet.read_provenance(data) is None:
+        return "not ours"
+    reason = sidecars.read_only(path)
+    if reason:
+        print(f"{path.name}: {reason}; our fields are still in it.")
+        return "read-only"
+    return sidecars.take_out(path)
+
+
 def undo(args: argparse.Namespace) -> Counter:
     """--undo: every sidecar under the library (or --sidecar-dir) loses exactly what we wrote; the run log goes."""
     root, counts = args.sidecar_dir or args.library, Counter()
     sidecars.remove_leftovers(root)
     for found in walk_photos(root, extensions=(".xmp",)):
-        reason = sidecars.read_only(found.path)
         try:
-            action = "read-only" if reason else sidecars.take_out(found.path)
+            action = _undo_one(found.path)
         except xmp.NotXmp as error:
             action = "left alone"
             print(f"{found.path.name} was left untouched: {error}.")
         except OSError as error:
             action = "not written"
             print(f"{found.path} could not be written ({error.strerror or error}); rerun --undo to try again.")
-        if action == "read-only" and sidecars.packet.read_provenance(sidecars.read(found.path) or b"") is not None:
-            print(f"{found.path.name}: {reason}; our fields are still in it.")
         counts[action] += 1
     library.tag_state.remove(root / library.LOG_NAME)
     return counts
@@ -166,7 +174,13 @@ def run(args: argparse.Namespace) -> None:
         mode = _mode(args)
         with tempfile.TemporaryDirectory() as scratch:
             log = Path(scratch, "dry-run.jsonl") if mode == "dry-run" else library.log_path(args)
-            counts = first_pass(service, args, mode, log)
+            try:
+                counts = first_pass(service, args, mode, log)
+            except OSError as error:  # the run log's folder is read-only or full; sidecar failures are per photo
+                raise LandmarkError(
+                    f"could not write the run log {log}: {error.strerror or error}; give --sidecar-dir (or --review) "
+                    "a folder you can write to, or free some space there."
+                ) from None
             if args.spread:
                 counts += spread_pass(args, mode, log)
             records = library.read_log(log).values()
