@@ -79,6 +79,8 @@ def spread_pass(args: argparse.Namespace, mode: str, log: Path) -> Counter:
 def _write(args: argparse.Namespace, row: dict, place: Place, write: bool) -> tuple[str, str]:
     """Place one photo (a log record or an accepted review row); (action, note)."""
     photo = args.library / row["path"]
+    if not photo.is_file():  # moved or deleted since (or a name that is not UTF-8, logged with escapes)
+        return "changed", f"{row['path']} is not in the library as logged; it was skipped."
     path = sidecars.sidecar_path(photo, args.library, args.sidecar_name == "basename", args.sidecar_dir)
     model = row["model"] if isinstance(row["model"], dict) else {"id": row["model"], "revision": row["revision"]}
     provenance = Provenance(
