@@ -121,7 +121,7 @@ def write_review(path: Path, rows: Iterable[dict], library: Path) -> int:
                 writer.writerow(safe)
             else:
                 out.write(_html_row(row, thumbnail(library / row["path"])))
-                cells.append(safe)
+                cells.append({k: "" if v is None else str(v) for k, v in safe.items()})  # mtime_ns > 2**53
         if path.suffix.lower() != ".csv":
             data = json.dumps(cells, ensure_ascii=False).replace("<", "\\u003c")
             out.write(f'</table>\n<script type="application/json" id="rows">{data}</script>\n{_SAVE}')
