@@ -7,6 +7,7 @@
     landmark threshold RUN [--export-dir DIR]        choose (and write) the "no known landmark" threshold
     landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
     landmark tag PHOTO_DIR --out tags.jsonl          tag a folder of photos (resumable; --engine ray)
+    landmark geotag LIBRARY                          write the landmarks' places into XMP sidecars (review, undo)
     landmark checksums DIR                           record the sha256 of an export folder's files
     landmark gallery add | list | remove | evaluate  teach landmarks from a few photos (no retraining)
     landmark serve                                   the web app (also: python app.py)
@@ -23,7 +24,13 @@ import sys
 from pathlib import Path
 
 from . import bundle
-from .cli_args import cores, photo_source, positive_int, tag_output, threshold_arg
+from .cli_args import (
+    cores,
+    photo_source,
+    positive_int,
+    tag_output,
+    threshold_arg,
+)
 from .errors import LandmarkError
 from .recognition import DEFAULT_THRESHOLD
 
@@ -274,6 +281,14 @@ def _tag(commands) -> None:
     p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
 
 
+def _geotag(commands) -> None:
+    from .geotag.options import DESCRIPTION, SUMMARY, add_arguments
+
+    add_arguments(
+        _command(commands, "geotag", "landmark_lib.geotag.command:run", SUMMARY, DESCRIPTION), SPEC_HELP, GALLERY_HELP
+    )
+
+
 def _serving(commands) -> None:
     p = _command(
         commands,
@@ -344,7 +359,7 @@ def build_parser(train_arguments: bool = True) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _data(commands)
     _train(commands, train_arguments)
-    for add in (_evaluate, _export, _thresholds, _compare, _tag, _serving, _gallery):
+    for add in (_evaluate, _export, _thresholds, _compare, _tag, _geotag, _serving, _gallery):
         add(commands)
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -233,3 +234,25 @@ def run_train(
         (launcher or [sys.executable]) + [str(REPO_ROOT / "train_accelerate.py"), "--cache-dir", str(cache)] + args
     )
     return subprocess.run(command, cwd=REPO_ROOT, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def save_photo(path: Path, seed: int = 0, gps: tuple[float, float] | None = None, taken: str | None = None) -> Path:
+    """A make_photo JPEG at PATH with EXIF GPS (signed decimal degrees) and DateTimeOriginal ('2024:05:01 10:00:00')."""
+    from PIL import ExifTags
+
+    exif = Image.Exif()
+    if gps is not None:
+        dms = [(int(abs(v)), int(abs(v) * 60 % 60), round(abs(v) * 3600 % 60, 4)) for v in gps]
+        refs = ("N" if gps[0] >= 0 else "S", "E" if gps[1] >= 0 else "W")
+        exif[ExifTags.IFD.GPSInfo] = {1: refs[0], 2: dms[0], 3: refs[1], 4: dms[1]}
+    if taken is not None:
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = taken
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make_photo(80, 60, seed).save(path, exif=exif)
+    return path
+
+
+def exiftool(*paths: Path) -> list[dict]:
+    """What ExifTool (the reader Immich and PhotoPrism use) reads from PATHS: `exiftool -j -n`, numbers as numbers."""
+    result = subprocess.run(["exiftool", "-j", "-n", *map(str, paths)], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)

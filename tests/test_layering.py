@@ -15,9 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "landmark_lib"
 SERVE_FORBIDDEN_PACKAGES = ("landmark_lib.train", "landmark_lib.export", "landmark_lib.evaluation")
 SERVE_PATH_PACKAGES = ("landmark_lib.runtime", "landmark_lib.gallery", "landmark_lib.serve", "landmark_lib.tagging")
-ENTRY_MODULES = ("landmark_lib.cli", "landmark_lib.cli_args", "landmark_lib.__main__")
+ENTRY_MODULES = ("landmark_lib.cli", "landmark_lib.__main__")
 LOW = {"core", "artifacts"}  # core: the top-level modules (errors, atomic, labels, preprocessing, bundle, ...)
-# Which packages each package may import: core < artifacts < data, models < runtime < gallery < serve < tagging;
+# Which packages each package may import: core < artifacts < data, models < runtime < gallery < serve < tagging <
+# geotag (xmp, the sidecar format, below serve);
 # train and evaluation sit side by side (neither imports the other), export above both; research (the protocols
 # behind the reports) and the command line may import anything.
 ALLOWED = {
@@ -30,8 +31,10 @@ ALLOWED = {
     "evaluation": LOW | {"data", "models", "runtime"},
     "export": LOW | {"data", "models", "runtime", "train", "evaluation"},
     "gallery": LOW | {"data", "runtime"},
-    "serve": LOW | {"data", "runtime", "gallery"},
+    "xmp": LOW,  # the sidecar format: the REST API and the geotagger write it
+    "serve": LOW | {"data", "runtime", "gallery", "xmp"},
     "tagging": LOW | {"data", "runtime", "gallery", "serve"},
+    "geotag": LOW | {"data", "runtime", "gallery", "serve", "tagging", "xmp"},
 }
 ANYTHING = ("research", "cli")
 SLOW_LIBRARIES = ("timm", "accelerate", "matplotlib")  # seconds of import time a server does not need

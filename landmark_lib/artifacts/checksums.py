@@ -4,7 +4,7 @@ A shuffled labels.json, a model.onnx copied from another export or a truncated d
 fine and make every answer silently wrong. To record the checksums of an export folder written before the exporter
 recorded them (only for files you trust, e.g. the committed models/default):
 
-    landmark checksums models/default          (also: python -m landmark_lib.checksums models/default)
+    landmark checksums models/default          (also: python -m landmark_lib.artifacts.checksums models/default)
 """
 
 from __future__ import annotations

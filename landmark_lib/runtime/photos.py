@@ -7,6 +7,7 @@ import io
 import math
 import os
 from dataclasses import dataclass
+from datetime import datetime
 
 from PIL import ExifTags, Image
 
@@ -51,12 +52,24 @@ def gps_from_exif(image: Image.Image) -> tuple[float, float] | None:
     return lat, lon
 
 
+def taken_from_exif(image: Image.Image) -> str | None:
+    """When the photo was taken (EXIF DateTimeOriginal) as 'YYYY-MM-DDTHH:MM:SS' camera-local time, or None when
+    absent or not a valid date (the geotagger's same-trip spreading compares these within one folder)."""
+    try:
+        value = image.getexif().get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.DateTimeOriginal)
+        text = value.decode("ascii") if isinstance(value, bytes) else str(value)
+        return datetime.strptime(text.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+    except Exception:  # noqa: BLE001 - a missing or malformed date only means no spreading for this photo
+        return None
+
+
 @dataclass(frozen=True)
 class Photo:
-    """A decoded photo: upright RGB pixels and where it was taken (EXIF GPS), if known."""
+    """A decoded photo: upright RGB pixels, where it was taken (EXIF GPS) and when (EXIF DateTimeOriginal), if known."""
 
     image: Image.Image
     location: tuple[float, float] | None
+    taken: str | None = None
 
 
 def read_photo(source: ImageInput, name: str = "image", min_short_side: int | None = None) -> Photo:
@@ -68,9 +81,9 @@ def read_photo(source: ImageInput, name: str = "image", min_short_side: int | No
     if isinstance(source, bytes):
         image = load_rgb_bytes(source, name, min_short_side)
         with Image.open(io.BytesIO(source), formats=FORMATS) as original:
-            return Photo(image, gps_from_exif(original))
+            return Photo(image, gps_from_exif(original), taken_from_exif(original))
     image = load_rgb(source, min_short_side)
     if isinstance(source, Image.Image):
-        return Photo(image, gps_from_exif(source))
+        return Photo(image, gps_from_exif(source), taken_from_exif(source))
     with Image.open(source, formats=FORMATS) as original:
-        return Photo(image, gps_from_exif(original))
+        return Photo(image, gps_from_exif(original), taken_from_exif(original))

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..artifacts import export_info
+from ..artifacts.answer import Guess, Prediction, model_id
 from ..artifacts.model_identity import identify
 from ..data.images import decode_short_side, pil_to_uint8_array
 from ..gallery.ranking import open_ranker
@@ -21,7 +22,6 @@ from ..runtime import backends
 from ..runtime.loaded import default_num_threads
 from ..runtime.photos import ImageInput, Photo, read_photo
 from ..runtime.resolve import ResolvedModel, resolve_model
-from .answer import Guess, Prediction, model_id
 
 TOP_K = 5
 

@@ -31,14 +31,15 @@ def _unlistable(path: Path, error: OSError) -> Found:
     return Found(path, problem=f"this folder cannot be listed ({reason}); its photos were not tagged.")
 
 
-def walk_photos(folder: Path) -> Iterator[Found]:
-    """Image files under FOLDER in path order (folders sorted by name, recursively), with broken links and folders
-    that cannot be listed as problems. Symlinked folders are followed, each real folder once (a link loop ends)."""
+def walk_photos(folder: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> Iterator[Found]:
+    """Image files (or files with these EXTENSIONS) under FOLDER in path order (folders sorted by name, recursively),
+    with broken links and folders that cannot be listed as problems. Symlinked folders are followed, each real folder
+    once (a link loop ends)."""
     info = folder.stat()
-    yield from _walk(folder, {(info.st_dev, info.st_ino)})
+    yield from _walk(folder, {(info.st_dev, info.st_ino)}, extensions)
 
 
-def _walk(directory: Path, seen: set[tuple[int, int]]) -> Iterator[Found]:
+def _walk(directory: Path, seen: set[tuple[int, int]], extensions: tuple[str, ...]) -> Iterator[Found]:
     try:
         with os.scandir(directory) as listing:
             entries = sorted(listing, key=lambda entry: entry.name)
@@ -59,8 +60,8 @@ def _walk(directory: Path, seen: set[tuple[int, int]]) -> Iterator[Found]:
                 continue
             if (info.st_dev, info.st_ino) not in seen:
                 seen.add((info.st_dev, info.st_ino))
-                yield from _walk(path, seen)
-        elif path.suffix.lower() in IMAGE_EXTENSIONS:
+                yield from _walk(path, seen, extensions)
+        elif path.suffix.lower() in extensions:
             yield _file(path, entry)
 
 

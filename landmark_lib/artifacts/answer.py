@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..artifacts.model_identity import ModelIdentity
 from ..labels import ClassInfo, map_url
+from .model_identity import ModelIdentity
 
 
 @dataclass(frozen=True)
