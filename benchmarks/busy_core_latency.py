@@ -21,7 +21,7 @@ from pathlib import Path
 
 from landmark_lib import threads
 from landmark_lib.bundle import BACKENDS
-from landmark_lib.serve.photos import read_photo
+from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

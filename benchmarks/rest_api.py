@@ -32,7 +32,7 @@ from PIL import Image
 
 from benchmarks.app_startup import free_port, kill_tree, wait_until
 from landmark_lib import threads
-from landmark_lib.serve.photos import read_photo
+from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 from landmark_lib.serve.web import CONCURRENCY
 

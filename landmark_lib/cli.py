@@ -7,6 +7,7 @@
     landmark threshold RUN [--export-dir DIR]        choose (and write) the "no known landmark" threshold
     landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
     landmark tag PHOTO_DIR --out tags.jsonl          tag a folder of photos (resumable; --engine ray)
+    landmark geotag LIBRARY                          write the landmarks' places into XMP sidecars (review, undo)
     landmark checksums DIR                           record the sha256 of an export folder's files
     landmark gallery add | list | remove | evaluate  teach landmarks from a few photos (no retraining)
     landmark cache info | clear                      the training cache: what it holds, how big; free it
@@ -26,6 +27,7 @@ from pathlib import Path
 from . import bundle, threads
 from .cli_args import add_threads, photo_source, positive_int, tag_output, threshold_arg
 from .errors import LandmarkError
+from .recognition import DEFAULT_THRESHOLD
 
 GALLERY_HELP = "gallery folder (`landmark gallery add`) whose landmarks rank beside the model's (default: $LANDMARK_GALLERY, else none)"
 SPEC_HELP = "export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)"
@@ -44,15 +46,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         ):
             return text
         return f"{text} (default: %(default)s)"
-
-
-def _data(commands) -> None:
-    from .data.commands import add_arguments
-
-    data = commands.add_parser(
-        "data", help="download the course dataset or inspect a dataset folder", formatter_class=HelpFormatter
-    )
-    add_arguments(data.add_subparsers(dest="data_command", required=True, metavar="{download,inspect}"), _command)
 
 
 TRAIN_SUMMARY = "train a run (scratch CNN or timm backbone) with Accelerate"
@@ -226,7 +219,7 @@ def _thresholds(commands) -> None:
     p = _command(
         commands,
         "rejection",
-        "landmark_lib.evaluation.rejection:run",
+        "landmark_lib.research.rejection:run",
         "compare rejection scores (background / MSP / energy) on validation",
     )
     p.add_argument("run_dir", help="a run trained with a no_landmark class")
@@ -239,7 +232,7 @@ def _thresholds(commands) -> None:
 
 def _compare(commands) -> None:
     p = _command(
-        commands, "compare", "landmark_lib.evaluation.compare:run", "compare evaluated runs: a table and a bar chart"
+        commands, "compare", "landmark_lib.research.compare:run", "compare evaluated runs: a table and a bar chart"
     )
     p.add_argument("runs", nargs="+", help="run folders evaluated with landmark evaluate")
     p.add_argument("--split", default="test", help="the evaluation (RUN/eval-SPLIT) to compare")
@@ -250,7 +243,7 @@ def _compare(commands) -> None:
 
 
 def _tag(commands) -> None:
-    p = _command(commands, "tag", "landmark_lib.serve.tag:run", "tag a folder of photos (JSONL, CSV or Parquet)")
+    p = _command(commands, "tag", "landmark_lib.tagging.command:run", "tag a folder of photos (JSONL, CSV or Parquet)")
     p.add_argument("photo_dir", type=photo_source, help="folder of photos (searched recursively); a URI: --engine ray")
     p.add_argument(
         "--out",
@@ -264,7 +257,7 @@ def _tag(commands) -> None:
         "--threshold",
         type=threshold_arg,
         default=None,
-        help="minimum top probability for 'recognised', 0..1 (default: export.json's, else 0.35)",
+        help=f"minimum top probability for 'recognised', 0..1 (default: export.json's, else {DEFAULT_THRESHOLD})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out instead of resuming it")
     p.add_argument(
@@ -281,11 +274,19 @@ def _tag(commands) -> None:
     add_threads(p)
 
 
+def _geotag(commands) -> None:
+    from .geotag.options import DESCRIPTION, SUMMARY, add_arguments
+
+    add_arguments(
+        _command(commands, "geotag", "landmark_lib.geotag.command:run", SUMMARY, DESCRIPTION), SPEC_HELP, GALLERY_HELP
+    )
+
+
 def _serving(commands) -> None:
     p = _command(
         commands,
         "checksums",
-        "landmark_lib.checksums:run",
+        "landmark_lib.artifacts.checksums:run",
         "record the sha256 of an export folder's files in its export.json (only for files you trust)",
     )
     p.add_argument("folder", type=Path, help="export folder holding export.json")
@@ -300,7 +301,7 @@ def _serving(commands) -> None:
         "--threshold",
         type=threshold_arg,
         default=None,
-        help="minimum top probability to name a landmark, 0..1 (default: export.json's, else 0.35)",
+        help=f"minimum top probability to name a landmark, 0..1 (default: export.json's, else {DEFAULT_THRESHOLD})",
     )
     p.add_argument(
         "--host",
@@ -328,24 +329,19 @@ def _serving(commands) -> None:
     add_threads(p)
 
 
-def _gallery(commands) -> None:
-    from .gallery.commands import add_arguments
-
-    gallery = commands.add_parser(
-        "gallery", help="teach landmarks from a few photos, without retraining", formatter_class=HelpFormatter
-    )
-    add_arguments(
-        gallery.add_subparsers(dest="gallery_command", required=True, metavar="{add,list,remove,evaluate}"), _command
-    )
+GROUPS = {  # command -> (summary, the module whose add_arguments(subparsers, _command) adds its subcommands)
+    "data": ("download the course dataset or inspect a dataset folder", "landmark_lib.data.commands"),
+    "gallery": ("teach landmarks from a few photos, without retraining", "landmark_lib.gallery.commands"),
+    "cache": ("show or free the training cache (resized photos, frozen features)", "landmark_lib.data.cache_commands"),
+}
 
 
-def _cache(commands) -> None:
-    from .data.cache_commands import add_arguments
-
-    cache = commands.add_parser(
-        "cache", help="show or free the training cache (resized photos, frozen features)", formatter_class=HelpFormatter
-    )
-    add_arguments(cache.add_subparsers(dest="cache_command", required=True, metavar="{info,clear}"), _command)
+def _group(commands, name: str) -> None:
+    """A command with subcommands (`landmark data inspect`), whose parsers live beside their code."""
+    summary, module = GROUPS[name]
+    parser = commands.add_parser(name, help=summary, formatter_class=HelpFormatter)
+    subcommands = parser.add_subparsers(dest=f"{name}_command", required=True)
+    importlib.import_module(module).add_arguments(subcommands, _command)
 
 
 def _command(commands, name: str, target: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -364,10 +360,12 @@ def build_parser(train_arguments: bool = True) -> argparse.ArgumentParser:
         prog="landmark", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _data(commands)
+    _group(commands, "data")
     _train(commands, train_arguments)
-    for add in (_evaluate, _export, _thresholds, _compare, _tag, _serving, _gallery, _cache):
+    for add in (_evaluate, _export, _thresholds, _compare, _tag, _geotag, _serving):
         add(commands)
+    for name in ("gallery", "cache"):
+        _group(commands, name)
     return parser
 
 

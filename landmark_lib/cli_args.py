@@ -51,3 +51,16 @@ THREADS_HELP = (
 def add_threads(parser: argparse.ArgumentParser) -> None:
     """--threads on a command that computes (landmark_lib/threads.py applies it before the command runs)."""
     parser.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+
+
+def cores() -> int:
+    """A default number of decoding workers: the CPUs this process may use (landmark_lib/threads.py)."""
+    from . import threads
+
+    return threads.count()
+
+
+def review_file(text: str) -> Path:
+    if Path(text).suffix.lower() not in (".html", ".csv"):
+        raise argparse.ArgumentTypeError(f"must end in .html or .csv, got {Path(text).name}")
+    return Path(text)

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from gradio_client import Client, handle_file
 
 from landmark_lib.labels import ClassInfo
+from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.page import (
     example_labels,
     landmark_table,
@@ -20,7 +21,6 @@ from landmark_lib.serve.page import (
     model_key,
     use_examples_cache,
 )
-from landmark_lib.serve.photos import read_photo
 from landmark_lib.serve.web import EXAMPLES_DIR, describe
 
 from helpers import CLASSES, make_photo
@@ -108,7 +108,7 @@ def test_two_tabs_with_one_upload_area_each(service):
 
 
 def test_bars_are_the_models_probabilities_above_zero_percent():
-    from landmark_lib.serve.answer import Guess
+    from landmark_lib.artifacts.answer import Guess
     from landmark_lib.serve.web import label_value
 
     top = [Guess("colosseum", "Colosseum", 0.62), Guess("taught_tower", "Old Tower", 0.30)]

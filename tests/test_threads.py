@@ -74,8 +74,8 @@ def test_default_fits_the_cpus_this_process_may_use(monkeypatch):
 
 
 def test_chosen_threads_reach_torch_onnx_runtime_and_the_decoding_pool(model_dir, tmp_path, monkeypatch, capsys):
-    from landmark_lib.serve import tag
     from landmark_lib.serve.service import LandmarkService
+    from landmark_lib.tagging import command as tag
 
     seen = {}
     real_init = LandmarkService.__init__

@@ -29,7 +29,7 @@ SPLITS = ("train", "test")
 
 def dhash(image: Image.Image) -> int:
     """64-bit difference hash: grayscale 9x8 (Lanczos), bit set where the right pixel is brighter than the left."""
-    pixels = np.asarray(image.convert("L").resize((9, 8), Image.LANCZOS), dtype=np.int16)
+    pixels = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
     bits = (pixels[:, 1:] > pixels[:, :-1]).flatten()
     return int(sum(1 << i for i, bit in enumerate(bits) if bit))
 
@@ -143,9 +143,8 @@ def _sample_grid(
     for row, target in enumerate(classes):
         files = by_class.get(target, [])
         for col, file in enumerate(sorted(rng.sample(files, min(per_class, len(files))))):
-            mosaic[row * thumb : (row + 1) * thumb, col * thumb : (col + 1) * thumb] = resize_square(
-                load_rgb(file), thumb
-            )
+            square = np.asarray(resize_square(load_rgb(file), thumb))
+            mosaic[row * thumb : (row + 1) * thumb, col * thumb : (col + 1) * thumb] = square
     scale = 1.2 / thumb  # inches per pixel
     fig, ax = plt.subplots(figsize=(per_class * thumb * scale + 2.5, len(classes) * thumb * scale + 0.6))
     ax.imshow(mosaic)
@@ -187,8 +186,8 @@ def _mean_std(records: list[_Record]) -> tuple[list[float], list[float]]:
     pixels = sum(r.pixels for r in records)
     if not pixels:
         return [float("nan")] * 3, [float("nan")] * 3
-    total = np.sum([r.pixel_sum for r in records], axis=0) / pixels
-    sq = np.sum([r.pixel_sq for r in records], axis=0) / pixels
+    total = np.sum([r.pixel_sum for r in records if r.pixel_sum is not None], axis=0) / pixels
+    sq = np.sum([r.pixel_sq for r in records if r.pixel_sq is not None], axis=0) / pixels
     return total.tolist(), np.sqrt(np.maximum(sq - total**2, 0.0)).tolist()
 
 

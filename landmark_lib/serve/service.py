@@ -11,18 +11,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import bundle, threads
+from .. import threads
+from ..artifacts import export_info
+from ..artifacts.answer import Guess, Prediction, model_id
+from ..artifacts.model_identity import identify
 from ..data.images import decode_short_side, pil_to_uint8_array
+from ..gallery.ranking import open_ranker
 from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns
-from ..recognition import check_threshold, top_landmarks
-from . import backends
-from .answer import Guess, Prediction, model_id
-from .gallery import open_gallery
+from ..recognition import DEFAULT_THRESHOLD, check_threshold, top_landmarks
+from ..runtime import backends
+from ..runtime.photos import ImageInput, Photo, read_photo
+from ..runtime.resolve import ResolvedModel, resolve_model
 from .page import plural
-from .photos import ImageInput, Photo, read_photo
-from .resolve import hub_source, resolve_model_path
 
-DEFAULT_THRESHOLD = 0.35
 TOP_K = 5
 
 
@@ -40,21 +41,23 @@ class LandmarkService:
 
     def __init__(
         self,
-        model_path: str | os.PathLike,
+        model_path: str | os.PathLike | ResolvedModel,
         threshold: float | None = None,
         num_threads: int | None = None,
         backend: str = "auto",
         gallery: str | os.PathLike | None = None,
     ):
-        self.model_path = Path(model_path)
-        # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
-        self.hub_source = hub_source(self.model_path)
+        source = model_path if isinstance(model_path, ResolvedModel) else ResolvedModel(Path(model_path))
+        self.model_path = source.path
         self.threads = num_threads or threads.count()  # intra-op threads of each call (threads.py)
         self.backend, self.model = backends.load_verified(self.model_path, backend, self.threads)
-        info = bundle.read_info(self.model_path.parent)
-        self.model_id = model_id(self.model_path, self.backend, info)
+        info = export_info.read(self.model_path.parent)
+        self.identity = identify(self.model_path, self.backend, info, source.hub_repo, source.hub_commit)
+        self.model_id = model_id(self.identity, self.backend)
+        # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
+        self.hub_source = (source.hub_repo, source.hub_commit) if source.hub_repo and source.hub_commit else None
         if threshold is None:
-            threshold = bundle.threshold(info, self.backend)
+            threshold = info.serving.threshold_of(self.backend)
         self.threshold = DEFAULT_THRESHOLD if threshold is None else check_threshold(threshold)
         self.classes = from_columns(self.model)
         self.class_names = [c.name for c in self.classes]
@@ -64,7 +67,7 @@ class LandmarkService:
         # and time; the model's own antialiased resize then works as usual.
         self.max_short_side = decode_short_side(self.model.preprocess.resize_size)
         self.gallery_path = gallery or os.environ.get("LANDMARK_GALLERY") or None
-        self.gallery = open_gallery(self, self.gallery_path)
+        self.gallery = open_ranker(self.gallery_path, self, self.threshold)
         # the served gallery's landmarks, answered like the model's: every list of what is known includes them
         self.gallery_classes = self.gallery.classes if self.gallery else []
 
@@ -79,9 +82,7 @@ class LandmarkService:
     ) -> LandmarkService:
         """SPEC: an export folder, a model.pt or hf://OWNER/NAME[@REVISION]; None: $LANDMARK_MODEL, else models/default.
         GALLERY: a gallery folder (landmark_lib/gallery/) whose landmarks rank beside the classes; None: $LANDMARK_GALLERY."""
-        return cls(
-            resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend, gallery=gallery
-        )
+        return cls(resolve_model(spec), threshold=threshold, num_threads=num_threads, backend=backend, gallery=gallery)
 
     def known_landmarks(self) -> list[tuple[ClassInfo, str]]:
         """(landmark, 'model' or 'gallery') for everything this service can name: the model's classes (not the

@@ -1,7 +1,7 @@
 """The Landmark Tagger web app (Gradio): upload a photo, get the 5 most likely landmarks and where the best one is;
 served with the REST API (rest.py) in one process by build_app.
 
-Served by server.py: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35]
+Served by server.py: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold P]
      [--port 7860] [--backend auto|onnx-int8|onnx|torchscript]
 """
 
@@ -20,16 +20,14 @@ from starlette.middleware import Middleware
 
 from ..data.images import ImageLoadError, release_memory
 from ..labels import map_url
+from ..runtime.photos import read_photo
 from .api_app import CONCURRENCY, MAX_QUEUE, build_api_app
 from .page import example_labels, landmark_table, map_embed, model_footer, model_key, use_examples_cache
-from .photos import read_photo
 from .service import LandmarkService, Prediction
-from .uploads import WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
+from .uploads import MAX_FILE_BYTES, MAX_FILE_SIZE, WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
 from .web_teach import add_teach_tab, session_ranker
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
-MAX_FILE_SIZE = "50mb"  # larger than any phone photo; bigger uploads are refused by Gradio before they reach us
-MAX_FILE_BYTES = 50 * 1024**2
 DELETE_CACHE = (300, WINDOW_S)  # every 5 minutes, delete uploads never answered (older than the quota window)
 UPLOAD_GRACE_S = 60.0  # an answered upload is deleted this long after its answer (see DeferredDeletion)
 

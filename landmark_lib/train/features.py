@@ -19,7 +19,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +31,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from .. import atomic
+from ..artifacts.run_folder import FEATURE_CACHE_FILE
 from ..data.cache import CachedImageDataset, CachedSplit, reserve
+from ..network_layout import timm_layout
 from .finetune import StrategyError
-from .run import FEATURE_CACHE_FILE
 
 
 class _Part(nn.Module):
@@ -48,7 +49,7 @@ class FrozenPart(_Part):
     """The layers before the first trainable one (run once per augmented view when features are cached)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
+        m = timm_layout(self.model)
         if self.linear:
             return m.forward_head(m.forward_features(x), pre_logits=True)
         x = m.bn1(m.conv_stem(x))
@@ -61,7 +62,7 @@ class TrainablePart(_Part):
     """The layers from the first trainable one to the logits; shares its parameters with the full model."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
+        m = timm_layout(self.model)
         if self.linear:
             return m.get_classifier()(x)
         for block in m.blocks[self.first_block :]:
@@ -85,7 +86,7 @@ def split_for_feature_cache(model: nn.Module, strategy: str, first_group: int) -
             )
         first_block = first_group - 1
     else:
-        first_block = len(model.blocks) if hasattr(model, "blocks") else 0
+        first_block = len(timm_layout(model).blocks) if hasattr(model, "blocks") else 0
     return FrozenPart(model, first_block, linear), TrainablePart(model, first_block, linear)
 
 
@@ -203,7 +204,8 @@ def _assemble(todo: _Pass, total: int, dtype: np.dtype) -> None:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(total, *chunk.shape[1:]))
                 reserve(tmp, todo.path.parent.parent, todo.path.name)  # a full disk: NoSpaceError, not SIGBUS
             out[start:stop] = chunk
-        out.flush()
+        if out is not None:
+            out.flush()
         del out
         os.replace(tmp, todo.path)
     except BaseException:
@@ -320,7 +322,7 @@ def feature_datasets(
     frozen: FrozenPart,
     cached: CachedSplit,
     rows: tuple[np.ndarray, np.ndarray],
-    transforms: tuple,
+    transforms: tuple[Callable, Callable],
     recipe: dict,
     args: argparse.Namespace,
     accelerator: Accelerator,
@@ -329,7 +331,7 @@ def feature_datasets(
     """(train, valid) datasets of the frozen part's outputs for the run's ROWS, building the store first if needed.
 
     TRANSFORMS: (training augmentation, eval transform); RECIPE: see build_feature_store. The one-time cost is
-    recorded in the run folder, because it is part of the run's training time (evaluation/compare.py).
+    recorded in the run folder, because it is part of the run's training time (research/compare.py).
     """
     train_rows, valid_rows = rows
     start = time.time()
