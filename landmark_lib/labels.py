@@ -101,3 +101,8 @@ def from_columns(model: object) -> list[ClassInfo]:
         ClassInfo(name, display, city, country, None if math.isnan(lat) else lat, None if math.isnan(lon) else lon)
         for name, display, city, country, lat, lon in rows
     ]
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 landmark', '2 landmarks': counts of landmarks and photos in messages."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

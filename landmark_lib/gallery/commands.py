@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..cli_args import add_threads
-from ..serve.page import plural
+from ..labels import plural
 
 SPEC_HELP = (
     "the served model: export folder, model.pt or hf://OWNER/NAME (default: $LANDMARK_MODEL, then models/default)"

@@ -10,7 +10,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from ..labels import BACKGROUND_CLASS, ClassInfo
+from ..labels import BACKGROUND_CLASS, ClassInfo, plural
 
 MAP_SPAN_DEG = 0.01  # half the side of the embedded map's box: about 1 km around the marker
 MAP_HEIGHT_PX = 320
@@ -52,11 +52,6 @@ def landmark_table(classes: list[ClassInfo], gallery: list[ClassInfo] = ()) -> s
         f"<details><summary>The {plural(len(landmarks), 'landmark')} {knows}</summary>\n\n"
         f"| landmark | place |\n| --- | --- |\n{rows}\n\n</details>"
     )
-
-
-def plural(count: int, noun: str) -> str:
-    """'1 landmark', '2 landmarks'."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _cell(text: str) -> str:

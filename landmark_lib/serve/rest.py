@@ -163,6 +163,20 @@ def landmarks(service: LandmarkService) -> list[dict]:
     ]
 
 
+def health_report(service: LandmarkService, started: float) -> dict:
+    """GET /v1/health: the model served, its threshold, what it can name (the served gallery's marked), uptime."""
+    return {
+        "status": "ok",
+        "model": service.model_id.to_dict(),
+        "backend": service.backend,
+        "threshold": service.threshold,
+        "landmarks": len(service.known_landmarks()),
+        "model_landmarks": len(service.landmark_names),
+        "gallery": {"landmarks": [c.name for c in service.gallery_classes]} if service.gallery else None,
+        "uptime_s": round(time.monotonic() - started, 1),
+    }
+
+
 def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64) -> FastAPI:
     """The FastAPI app of SERVICE; the Gradio page is mounted on it by web.build_app."""
     api = FastAPI(
@@ -214,15 +228,6 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
     def health() -> dict:
         """The model served (id, revision, backend), its recognition threshold, the landmarks it can name (the
         model's and the served gallery's), and the server's uptime."""
-        return {
-            "status": "ok",
-            "model": service.model_id.to_dict(),
-            "backend": service.backend,
-            "threshold": service.threshold,
-            "landmarks": len(service.known_landmarks()),
-            "model_landmarks": len(service.landmark_names),
-            "gallery": {"landmarks": [c.name for c in service.gallery_classes]} if service.gallery else None,
-            "uptime_s": round(time.monotonic() - started, 1),
-        }
+        return health_report(service, started)
 
     return api

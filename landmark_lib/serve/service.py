@@ -17,12 +17,11 @@ from ..artifacts.answer import Guess, Prediction, model_id
 from ..artifacts.model_identity import identify
 from ..data.images import decode_short_side, pil_to_uint8_array
 from ..gallery.ranking import open_ranker
-from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns
+from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns, plural
 from ..recognition import DEFAULT_THRESHOLD, check_threshold, top_landmarks
 from ..runtime import backends
 from ..runtime.photos import ImageInput, Photo, read_photo
 from ..runtime.resolve import ResolvedModel, resolve_model
-from .page import plural
 
 TOP_K = 5
 

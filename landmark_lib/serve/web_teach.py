@@ -18,9 +18,8 @@ from ..data.images import ImageLoadError, pil_to_uint8_array
 from ..gallery import enroll
 from ..gallery.ranking import GalleryRanker
 from ..gallery.store import GalleryError, new_gallery
-from ..labels import ClassInfo
+from ..labels import ClassInfo, plural
 from ..runtime.photos import read_photo
-from .page import plural
 from .uploads import UploadRefused, read_upload
 
 MAX_TEACH_PHOTOS = 20  # per landmark: enough for the protocol's best row (reports/gallery.md), bounded memory
