@@ -22,6 +22,7 @@ COMPUTING = [
     ["rejection", "RUN"],
     ["compare", "RUN", "--out", "c.png"],
     ["tag", ".", "--out", "t.jsonl"],
+    ["geotag", "."],
     ["serve"],
     ["gallery", "add", "G", "p.jpg", "--name", "x"],
     ["gallery", "evaluate", "E", "--out", "O"],
