@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 
-def _classifier(network: nn.Module) -> nn.Module:
+def classifier_layer(network: nn.Module) -> nn.Module:
     """The last linear layer: timm's get_classifier(), or the scratch CNN's head[-1]."""
     if hasattr(network, "get_classifier"):
         return network.get_classifier()
@@ -33,7 +33,7 @@ class WithEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = pooled_features(self.network, x)
-        return _classifier(self.network)(features), l2_normalise(features.float())
+        return classifier_layer(self.network)(features), l2_normalise(features.float())
 
 
 def l2_normalise(x: torch.Tensor) -> torch.Tensor:
@@ -44,4 +44,4 @@ def l2_normalise(x: torch.Tensor) -> torch.Tensor:
 
 def embedding_dim(network: nn.Module) -> int:
     """D: the classifier's input width."""
-    return int(_classifier(network).in_features)
+    return int(classifier_layer(network).in_features)

@@ -22,6 +22,7 @@ from ..embedding import embedding_dim
 from ..evaluation.evaluate import evaluate_run
 from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..labels import write_labels
+from ..models.retrieval import has_retrieval_neck
 from ..predictor import LandmarkPredictor
 from ..train.run import RunConfig, load_trained_model
 from ..train.run_photos import has_run_photos
@@ -103,7 +104,8 @@ def _write_other_formats(
     stale = (*ONNX_FILES, bundle.PT2_FILE, bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE)
     for name in stale:  # a previous export's files must not outlive this one (servers prefer ONNX files)
         (out / name).unlink(missing_ok=True)
-    timm = config.model.name.startswith("timm:")
+    # timm's own Hub format rebuilds timm's architecture: a network with our retrieval neck is not one of them
+    timm = config.model.name.startswith("timm:") and not has_retrieval_neck(eager.model)
     return {
         "pt2": export_pt2(eager, out, images) if pt2 else None,
         "timm": write_timm_files(eager.model, config.classes, config.preprocess, out) if timm else None,
@@ -153,7 +155,9 @@ def embedding_record(network: torch.nn.Module) -> dict:
     """export.json's 'embedding': what galleries (landmark_lib/gallery/) compare photos by."""
     return {
         "dim": embedding_dim(network),
-        "what": "the network's pooled features (the classifier's input), L2-normalised",
+        "what": "the retrieval embedding (GeM, projection, batch norm; trained with a sub-center ArcFace margin), L2-normalised"
+        if has_retrieval_neck(network)
+        else "the network's pooled features (the classifier's input), L2-normalised",
         "torchscript": "model.pt forward_batch_with_embedding(images) -> (probabilities, embeddings)",
         "onnx": f"second output '{bundle.ONNX_EMBEDDING}'",
     }

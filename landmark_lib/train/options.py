@@ -87,6 +87,11 @@ def _model_arguments(g: argparse._ArgumentGroup) -> None:
         default="auto",
         help="cache the frozen part's outputs (auto: on for CPU linear/partial)",
     )
+    g.add_argument(
+        "--embedding-dim",
+        type=int,
+        help="timm: a retrieval neck (GeM pooling, projection to this size, batch norm) under the classifier, e.g. 512 (default: none, the pooled features)",
+    )
     g.add_argument("--feature-views", type=int, default=4, help="augmented views cached per training photo")
     g.add_argument(
         "--feature-dtype", choices=("float16", "float32"), default="float16", help="storage type of cached features"
@@ -103,6 +108,13 @@ def _optimisation_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--weight-decay", type=float, default=0.05, help="AdamW/SGD weight decay (not on norms and biases)")
     g.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay")
     g.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing")
+    g.add_argument(
+        "--metric-loss",
+        choices=("none", "subcenter-arcface"),
+        default="none",
+        help="a margin loss on the embedding beside cross-entropy (sub-center ArcFace: 3 centers per class)",
+    )
+    g.add_argument("--metric-loss-weight", type=float, default=1.0, help="weight of --metric-loss in the total loss")
     g.add_argument("--clip-grad", type=float, default=5.0, help="gradient norm clipping (0: off)")
     g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     g.add_argument(
@@ -200,6 +212,8 @@ OPTION_RULES = {
     "feature_views": ("a whole number >= 1", lambda v: v >= 1),
     "train_stages": ("a whole number >= 1", lambda v: v >= 1),
     "depth": ("a whole number >= 1", lambda v: v >= 1),
+    "embedding_dim": ("a whole number between 16 and 4096", lambda v: v is None or 16 <= v <= 4096),
+    "metric_loss_weight": ("a number >= 0", lambda v: v >= 0),
     "input_size": ("a crop size between 16 and 1024 pixels", lambda v: v is None or 16 <= v <= 1024),
     "seed": ("a whole number between 0 and 2**32 - 1", lambda v: 0 <= v < 2**32),
     "width": ("a number > 0", lambda v: v > 0),
