@@ -12,6 +12,8 @@
     model.pt2         torch.export ExportedProgram of model.pt's forward (dynamic height/width), labels inside
     preprocess.onnx   the preprocessing (uint8 [3, H, W] of any size -> [1, 3, S, S]), exported from the Preprocess
                       module model.pt scripts: with it the ONNX files serve on ONNX Runtime, PIL and numpy alone
+    index.npz         the embedding of every training photo with its label and collection (landmark_lib/index/):
+                      the recognition score compares a photo with its nearest ones
     README.md         the model card
 
 export.json stays a plain JSON object (old exports keep loading); this module is the one place that reads its keys
@@ -36,11 +38,14 @@ TIMM_CONFIG_FILE = "config.json"
 TIMM_WEIGHTS_FILE = "model.safetensors"
 PREPROCESS_FILE = "preprocess.onnx"
 CARD_FILE = "README.md"
+INDEX_FILE = "index.npz"  # landmark_lib/index/store.py reads and writes it
+OPERATING_POINTS_KEY = "operating_points"  # export.json: the score and its 'confident' and 'suggested' thresholds
 FILES = (
     MODEL_FILE,
     ONNX_FILE,
     INT8_FILE,
     PREPROCESS_FILE,
+    INDEX_FILE,
     PT2_FILE,
     TIMM_CONFIG_FILE,
     TIMM_WEIGHTS_FILE,
@@ -57,6 +62,7 @@ SERVE_FILES = (
     ONNX_FILE,
     INT8_FILE,
     PREPROCESS_FILE,
+    INDEX_FILE,
 )  # what a server downloads from the Hub
 
 ONNX_INPUT = "input"  # float32 [N, 3, S, S], a photo after the torch preprocessing
@@ -108,6 +114,14 @@ def threshold(info: dict, backend: str) -> float | None:
     """The recognition threshold export.json records for BACKEND's file (int8 probabilities differ slightly from fp32)."""
     value = (info.get("onnx_int8") or {}).get("threshold") if backend == "onnx-int8" else info.get("threshold")
     return None if value is None else float(value)
+
+
+def operating_points(info: dict, backend: str) -> dict | None:
+    """The recognition score and its 'confident' / 'suggested' thresholds for BACKEND's file (None: an export without
+    a photo index, or an int8 file, which the index was not calibrated for: its probability threshold applies)."""
+    if backend == "onnx-int8":
+        return None
+    return info.get(OPERATING_POINTS_KEY)
 
 
 def fastest(info: dict) -> list[str]:

@@ -39,7 +39,7 @@ def lowest_threshold(
             rate = np.cumsum(in_category) / max(1, in_category.sum())
             ok &= rate <= max_category_false_accept
     if not ok.any():
-        return float(score.max(initial=0.0)) + 1e-4  # nothing can be named at this precision
+        return round(float(score.max(initial=0.0)) + 1e-4, 4)  # nothing can be named at this precision
     k = int(np.flatnonzero(ok).max())
     return math.floor(float(score[order][k]) * 1e4) / 1e4  # 4 decimals, never above the cut
 

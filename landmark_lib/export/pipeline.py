@@ -28,6 +28,7 @@ from ..train.run import RunConfig, load_trained_model
 from ..train.run_photos import has_run_photos
 from .checks import TOLERANCE, ExportError, check_images
 from .hub import build_model_card, push_to_hub
+from .index import write_index
 from .onnx import PIXEL_TOLERANCE, export_onnx, export_onnx_int8
 from .pt2 import export_pt2
 from .speed import measure
@@ -78,6 +79,7 @@ def export_run(
     calibration, int8_info, int8_refused = _thresholds_and_int8(
         config, model, out, rule, calibration_photos if int8 else None
     )
+    index_info, points = write_index(model, config, run_dir, out) if has_run_photos(config) else (None, None)
     (out / bundle.METRICS_FILE).unlink(missing_ok=True)  # a previous export's numbers must not describe this file
     metrics = None
     if evaluate and check_data:
@@ -91,6 +93,8 @@ def export_run(
         **formats,
         bundle.SPEED_KEY: measure(out, config.preprocess) if onnx_info else None,
         "embedding": embedding_record(model),
+        "index": index_info,
+        bundle.OPERATING_POINTS_KEY: points,
     }
     info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
     bundle.write_info(out, info)
@@ -101,7 +105,7 @@ def _write_other_formats(
     eager: LandmarkPredictor, config: RunConfig, out: Path, images: list[torch.Tensor], pt2: bool
 ) -> dict:
     """model.pt2 (with PT2) and, for timm runs, timm's config.json + model.safetensors; export.json's entries."""
-    stale = (*ONNX_FILES, bundle.PT2_FILE, bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE)
+    stale = (*ONNX_FILES, bundle.INDEX_FILE, bundle.PT2_FILE, bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE)
     for name in stale:  # a previous export's files must not outlive this one (servers prefer ONNX files)
         (out / name).unlink(missing_ok=True)
     # timm's own Hub format rebuilds timm's architecture: a network with our retrieval neck is not one of them

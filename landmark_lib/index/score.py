@@ -60,20 +60,31 @@ class IndexScorer:
     """A loaded PhotoIndex, ready to score batches of photos (embeddings from the served model)."""
 
     def __init__(self, index: PhotoIndex, neighbours: int = NEIGHBOURS):
-        self.index, self.neighbours = index, neighbours
-        self.embeddings = index.embeddings.astype(np.float32)  # float32 matrix products are 2-4x faster here
-        self.background_rows = index.rows_of(BACKGROUND_CLASS)
-        self.rows = {name: index.rows_of(name) for name in index.names}
+        self.neighbours = neighbours
+        embeddings = index.embeddings.astype(np.float32)  # float32 matrix products are 2-4x faster here
+        self.background = embeddings[index.rows_of(BACKGROUND_CLASS)]
+        self.photos = {name: embeddings[index.rows_of(name)] for name in index.names if name != BACKGROUND_CLASS}
+
+    def with_entries(self, embeddings: np.ndarray, names: list[str]) -> IndexScorer:
+        """This index plus a gallery's photos (EMBEDDINGS [G, D], NAMES[i] the landmark of row i): a taught landmark
+        is compared with its own photos and with the same no-landmark photos as the trained ones. Shares the arrays."""
+        scorer = object.__new__(IndexScorer)
+        scorer.neighbours, scorer.background = self.neighbours, self.background
+        scorer.photos = dict(self.photos)
+        for name in dict.fromkeys(names):
+            rows = [i for i, n in enumerate(names) if n == name]
+            scorer.photos[name] = np.asarray(embeddings, dtype=np.float32)[rows]
+        return scorer
 
     def evidence(self, embeddings: np.ndarray, probability: np.ndarray, names: list[str]) -> Evidence:
         """EMBEDDINGS [M, D] (unit rows) of photos whose named landmarks are NAMES with PROBABILITY [M]."""
         queries = np.asarray(embeddings, dtype=np.float32)
-        background = _mean_top_k(queries @ self.embeddings[self.background_rows].T, self.neighbours)
+        background = _mean_top_k(queries @ self.background.T, self.neighbours)
         similarity = np.full(len(queries), -1.0, dtype=np.float32)
         for name in dict.fromkeys(names):
             photos = [i for i, n in enumerate(names) if n == name]
-            rows = self.rows.get(name, np.zeros(0, dtype=np.int64))
-            similarity[photos] = _mean_top_k(queries[photos] @ self.embeddings[rows].T, self.neighbours)
+            own = self.photos.get(name, np.zeros((0, queries.shape[1]), dtype=np.float32))
+            similarity[photos] = _mean_top_k(queries[photos] @ own.T, self.neighbours)
         return Evidence(np.asarray(probability, dtype=np.float32), similarity, background)
 
     def best_landmarks(

@@ -1,7 +1,7 @@
 """The photo index an export ships (index.npz): the embedding of every training photo, landmarks and no-landmark
 photos alike, with its label and collection. The recognition score (index/score.py) compares a photo with the
-nearest photos of the landmark it was given and with the nearest no-landmark photos; a gallery's photos join the
-same index (`with_entries`), so taught and trained landmarks are compared with the same negatives.
+nearest photos of the landmark it was given and with the nearest no-landmark photos; a gallery's photos join it as
+more entries (IndexScorer.with_entries), so taught and trained landmarks are compared with the same negatives.
 
 Embeddings are stored as float16 (half the bytes, cosines within 1e-3); export.json records the file's sha256
 like every exported file, and `load` checks shapes, values and labels before a server uses it.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import INDEX_FILE
 from ..errors import LandmarkError
 
-INDEX_FILE = "index.npz"
 NORM_TOLERANCE = 0.02  # float16 rounding keeps unit vectors within ~1e-3 of length 1
 
 
@@ -49,17 +49,6 @@ class PhotoIndex:
         if name not in self.names:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(self.labels == self.names.index(name))
-
-    def with_entries(self, embeddings: np.ndarray, names: list[str], collection: str) -> PhotoIndex:
-        """This index plus one entry per row of EMBEDDINGS labelled NAMES[i] (new names are appended)."""
-        all_names = list(self.names) + [n for n in dict.fromkeys(names) if n not in self.names]
-        labels = np.asarray([all_names.index(n) for n in names], dtype=self.labels.dtype)
-        return PhotoIndex(
-            np.concatenate([self.embeddings, embeddings.astype(self.embeddings.dtype)]),
-            np.concatenate([self.labels, labels]),
-            tuple(all_names),
-            np.concatenate([self.collections, np.full(len(names), collection, dtype=self.collections.dtype)]),
-        )
 
     def save(self, folder: str | Path) -> Path:
         """FOLDER/index.npz, written atomically."""
@@ -107,3 +96,20 @@ def load(folder: str | Path, class_names: list[str], dim: int) -> PhotoIndex:
     if len(collections) != len(embeddings):
         raise PhotoIndexError(f"{path} holds {len(collections)} collections for {len(embeddings)} photos; {fix}.")
     return PhotoIndex(embeddings, labels.astype(np.int32), names, collections)
+
+
+def open_recorded(folder: str | Path, info: dict, class_names: list[str], dim: int) -> PhotoIndex | None:
+    """The index export.json (INFO) records for FOLDER, its sha256 checked; None for an export without one."""
+    from ..checksums import FILES_KEY, problem
+
+    if not info.get("index"):
+        return None
+    files = info.get(FILES_KEY) or {}
+    if INDEX_FILE not in files:
+        raise PhotoIndexError(
+            f"{Path(folder) / 'export.json'} records a photo index but not its sha256; export the model again."
+        )
+    issue = problem(folder, INDEX_FILE, files)
+    if issue:
+        raise PhotoIndexError(issue)
+    return load(folder, class_names, dim)
