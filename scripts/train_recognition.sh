@@ -14,7 +14,7 @@ SIX="wonders12_kaggle_sivanujan:colosseum wonders12_kaggle_sivanujan:taj_mahal w
 run() {  # NAME EPOCHS [options]
   local name=$1 epochs=$2; shift 2
   if [ -f "runs/$name/curves.png" ]; then echo "runs/$name is finished"; return; fi
-  if [ -d "runs/$name/state" ]; then nice -n -15 $PY train_accelerate.py --resume "runs/$name" > "runs/$name.log" 2>&1; return; fi
+  if [ -d "runs/$name/state" ]; then $PY train_accelerate.py --resume "runs/$name" > "runs/$name.log" 2>&1; return; fi
   # shellcheck disable=SC2086
   $PY train_accelerate.py --data $DATA $RECIPE --epochs "$epochs" --output-dir "runs/$name" "$@" > "runs/$name.log" 2>&1
 }
