@@ -16,13 +16,13 @@
                       the recognition score compares a photo with its nearest ones
     README.md         the model card
 
-export.json stays a plain JSON object (old exports keep loading); this module is the one place that reads its keys
-for serving decisions, so the exporter, the evaluator and the server agree on which file has which threshold.
+The file names and the names inside the files live here; export.json's content is read and written only by
+artifacts/export_info.py (ExportInfo), so the exporter, the evaluator and the server agree on which file has which
+threshold.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .errors import LandmarkError
@@ -39,7 +39,6 @@ TIMM_WEIGHTS_FILE = "model.safetensors"
 PREPROCESS_FILE = "preprocess.onnx"
 CARD_FILE = "README.md"
 INDEX_FILE = "index.npz"  # landmark_lib/index/store.py reads and writes it
-OPERATING_POINTS_KEY = "operating_points"  # export.json: the score and its 'confident' and 'suggested' thresholds
 FILES = (
     MODEL_FILE,
     ONNX_FILE,
@@ -81,12 +80,6 @@ class NotAnExportError(LandmarkError, FileNotFoundError):
     """A folder that export did not write (no export.json / labels.json)."""
 
 
-def read_info(folder: str | Path) -> dict:
-    """FOLDER/export.json, or {} for a folder without one (a bare model.pt)."""
-    path = Path(folder) / EXPORT_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def require(folder: str | Path, *names: str) -> Path:
     """FOLDER, after checking that the export wrote the files NAMES (default: export.json and labels.json)."""
     folder = Path(folder)
@@ -98,46 +91,6 @@ def require(folder: str | Path, *names: str) -> Path:
     return folder
 
 
-def write_info(folder: str | Path, info: dict) -> None:
-    """FOLDER/export.json, atomically: a kill mid-write must not break the export."""
-    from . import atomic
-
-    atomic.write_text(Path(folder) / EXPORT_FILE, json.dumps(info, indent=2, ensure_ascii=False))
-
-
 def backend_of_file(name: str) -> str:
     """The backend that serves the file NAME ('model.int8.onnx' -> 'onnx-int8'); anything else is TorchScript."""
     return next((backend for backend, (_, file) in ONNX_BACKENDS.items() if file == name), "torchscript")
-
-
-def threshold(info: dict, backend: str) -> float | None:
-    """The recognition threshold export.json records for BACKEND's file (int8 probabilities differ slightly from fp32)."""
-    value = (info.get("onnx_int8") or {}).get("threshold") if backend == "onnx-int8" else info.get("threshold")
-    return None if value is None else float(value)
-
-
-def operating_points(info: dict, backend: str) -> dict | None:
-    """The recognition score and its 'confident' / 'suggested' thresholds for BACKEND's file (None: an export without
-    a photo index, or an int8 file, which the index was not calibrated for: its probability threshold applies)."""
-    if backend == "onnx-int8":
-        return None
-    return info.get(OPERATING_POINTS_KEY)
-
-
-def fastest(info: dict) -> list[str]:
-    """The backends export.json measured at batch 1 (SPEED_KEY), fastest first; [] for exports that measured none."""
-    times = (info.get(SPEED_KEY) or {}).get("ms_per_photo") or {}
-    return sorted(times, key=times.get)
-
-
-def preprocess_file(info: dict) -> str | None:
-    """The ONNX preprocessing graph export.json records for the ONNX files (None: old exports, torch preprocesses)."""
-    return (info.get("onnx") or {}).get("preprocess_file")
-
-
-def has_verified(folder: str | Path, backend: str, info: dict | None = None) -> bool:
-    """The export wrote this ONNX backend's file and recorded its check in export.json (a stray file is not used)."""
-    key, file = ONNX_BACKENDS[backend]
-    folder = Path(folder)
-    info = read_info(folder) if info is None else info
-    return (folder / file).is_file() and (folder / LABELS_FILE).is_file() and bool(info.get(key))

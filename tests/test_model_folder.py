@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from landmark_lib import checksums
+from landmark_lib.artifacts import checksums
 from landmark_lib.export.onnx import to_onnx
+from landmark_lib.runtime.backends import ModelFolderError
 from landmark_lib.serve import web as app
-from landmark_lib.serve.backends import ModelFolderError
 from landmark_lib.serve.service import LandmarkService
 
 from helpers import CLASSES, cli_error, export_tiny_model, tiny_net
@@ -52,10 +52,12 @@ def rewrite(folder: Path, name: str, edit, record: bool = False) -> None:
         (folder / "export.json").write_text(json.dumps(info))
 
 
+@pytest.mark.slow
 def test_verified_folder_serves_the_fastest_file(onnx_folder: Path) -> None:
     assert LandmarkService(onnx_folder / "model.pt", num_threads=1).backend == "onnx-int8"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["auto", "onnx", "torchscript"])
 def test_shuffled_labels_are_refused(onnx_folder: Path, tmp_path: Path, backend: str) -> None:
     folder = copy(onnx_folder, tmp_path)
@@ -72,6 +74,7 @@ def test_labels_of_another_export_are_refused_even_without_checksums(model_dir: 
         LandmarkService(folder / "model.pt", num_threads=1)
 
 
+@pytest.mark.slow
 def test_label_count_must_equal_the_network_outputs(onnx_folder: Path, tmp_path: Path) -> None:
     folder = copy(onnx_folder, tmp_path)
     rewrite(folder, "labels.json", lambda labels: labels[:-1], record=True)
@@ -81,6 +84,7 @@ def test_label_count_must_equal_the_network_outputs(onnx_folder: Path, tmp_path:
         LandmarkService(folder / "model.pt", num_threads=1, backend="onnx")
 
 
+@pytest.mark.slow
 def test_preprocessing_must_fit_the_files(onnx_folder: Path, tmp_path: Path) -> None:
     folder = copy(onnx_folder, tmp_path)
     rewrite(folder, "export.json", lambda info: {**info, "preprocess": {**info["preprocess"], "input_size": 128}})
@@ -90,13 +94,14 @@ def test_preprocessing_must_fit_the_files(onnx_folder: Path, tmp_path: Path) -> 
         LandmarkService(folder / "model.pt", num_threads=1, backend="torchscript")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checked", [True, False])
 def test_damaged_int8_file_falls_back_with_a_warning(onnx_folder: Path, tmp_path: Path, caplog, checked: bool) -> None:
     folder = copy(onnx_folder, tmp_path)
     (folder / "model.int8.onnx").write_bytes((folder / "model.int8.onnx").read_bytes()[:5000])
     if not checked:  # an export from before checksums: the damage shows when ONNX Runtime loads the file
         rewrite(folder, "export.json", lambda info: {k: v for k, v in info.items() if k != "files"})
-    with caplog.at_level(logging.WARNING, logger="landmark_lib.serve.backends"):
+    with caplog.at_level(logging.WARNING, logger="landmark_lib.runtime.backends"):
         service = LandmarkService(folder / "model.pt", num_threads=1)
     assert service.backend == "onnx"
     assert any(

@@ -13,13 +13,13 @@ import jsonschema
 import numpy as np
 import pytest
 
+from landmark_lib.artifacts.answer import ANSWER_SCHEMA, Guess, Prediction
 from landmark_lib.bundle import EXPORT_FILE, INDEX_FILE
 from landmark_lib.export.pipeline import export_run
 from landmark_lib.index.score import IndexScorer
 from landmark_lib.index.store import PhotoIndex, PhotoIndexError, load
 from landmark_lib.labels import BACKGROUND_CLASS, ClassInfo
 from landmark_lib.recognition import OperatingPoints
-from landmark_lib.serve.answer import ANSWER_SCHEMA, Guess, Prediction
 from landmark_lib.serve.service import LandmarkService
 
 from helpers import TINY_LITE0_PARTIAL, make_dataset, make_photo

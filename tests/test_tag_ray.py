@@ -12,6 +12,8 @@ from landmark_lib.cli import main
 
 from helpers import make_photo, time_limit
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 
 def by_path(rows: list[dict]) -> dict[str, dict]:
     return {r["path"]: r for r in rows}

@@ -4,6 +4,7 @@ This is the one decoding path of the app, the tagger, evaluation, export's check
 what one file may cost: a few hundred bytes can describe a 10000x10000 16-bit PNG or a 1x30000 strip, and without
 limits either becomes gigabytes (decoded pixels, or a strip resized on its short side before the model's crop).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -36,11 +37,27 @@ FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes MPO, th
 FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF"
 # Peak bytes per pixel of decoding and shrinking: PIL stores RGB in 4 bytes, reduces alpha modes premultiplied (a
 # second full-size copy), and modes it cannot reduce are converted at full size first (P -> RGBA, I;16 -> L).
-_DECODE_BYTES_PER_PIXEL = {"1": 2, "L": 1, "P": 9, "PA": 12, "LA": 8, "RGBA": 8, "I;16": 5, "I;16L": 5, "I;16B": 5, "I;16N": 5}
+_DECODE_BYTES_PER_PIXEL = {
+    "1": 2,
+    "L": 1,
+    "P": 9,
+    "PA": 12,
+    "LA": 8,
+    "RGBA": 8,
+    "I;16": 5,
+    "I;16L": 5,
+    "I;16B": 5,
+    "I;16N": 5,
+}
 # EXIF orientation -> the transposition that makes the photo upright (the table of ImageOps.exif_transpose).
 _ORIENTATION = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
 }
 
 Source = str | os.PathLike | BinaryIO | Image.Image
@@ -202,7 +219,7 @@ def load_rgb_bytes(data: bytes, name: str = "image", min_short_side: int | None 
     if not data:
         raise ImageLoadError(f"{name} is an empty (zero-byte) file, not an image.")
     buffer = io.BytesIO(data)
-    buffer.name = name  # type: ignore[attr-defined]
+    buffer.name = name
     return load_rgb(buffer, min_short_side)
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from ..artifacts.run_folder import RunConfig
 from ..evaluation.operating_points import choose_operating_points
 from ..index.score import NEIGHBOURS, SERVED_SCORE, IndexScorer
 from ..index.store import INDEX_FILE, PhotoIndex
 from ..labels import BACKGROUND_CLASS
-from ..train.run import RunConfig
 from ..train.run_embeddings import RunEmbeddings, run_embeddings
 
 

@@ -8,10 +8,15 @@ outranks the model's own classes only when it is nearly as close as the rule.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from ..index.score import IndexScorer
 from ..labels import ClassInfo
+from . import store
+from .enroll import embedding_model
 from .search import build_index, landmark_scores
 from .store import Gallery
 
@@ -19,7 +24,7 @@ from .store import Gallery
 def confidence(similarity: np.ndarray, rule: float, softness: float, threshold: float) -> np.ndarray:
     """Similarity -> score in [0, 1], monotone and continuous: RULE maps to THRESHOLD and 1 to 1 (linearly); below
     RULE the score falls off as exp((s - RULE) / SOFTNESS), so a landmark that is merely somewhat similar does not
-    outrank the model's own guess (SOFTNESS is chosen on validation: gallery/evaluate.py)."""
+    outrank the model's own guess (SOFTNESS is chosen on validation: research/gallery_study.py)."""
     s = np.clip(similarity, -1.0, 1.0)
     below = threshold * np.exp(np.minimum(s - rule, 0.0) / softness)
     above = threshold + (1.0 - threshold) * (s - rule) / (1.0 - rule)
@@ -47,3 +52,12 @@ class GalleryRanker:
     def with_index(self, scorer: IndexScorer) -> IndexScorer:
         """SCORER with this gallery's photos as more entries: taught landmarks meet the same no-landmark photos."""
         return scorer.with_entries(self.gallery.embeddings, [self.classes[i].name for i in self.rows])
+
+
+def open_ranker(folder: str | os.PathLike | None, served, threshold: float) -> GalleryRanker | None:
+    """The ranker of the gallery in FOLDER (`--gallery DIR`, $LANDMARK_GALLERY), checked against SERVED's model
+    (anything with model_path and model: another model's gallery is an error); None without a folder. The
+    gallery's similarity rule maps onto THRESHOLD, the service's."""
+    if not folder:
+        return None
+    return GalleryRanker(store.load(Path(folder), embedding_model(served)), threshold)

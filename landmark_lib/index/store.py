@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import INDEX_FILE
+from ..artifacts.checksums import problem
+from ..artifacts.export_info import ExportInfo
+from ..bundle import EXPORT_FILE, INDEX_FILE
 from ..errors import LandmarkError
 
 NORM_TOLERANCE = 0.02  # float16 rounding keeps unit vectors within ~1e-3 of length 1
@@ -98,18 +100,15 @@ def load(folder: str | Path, class_names: list[str], dim: int) -> PhotoIndex:
     return PhotoIndex(embeddings, labels.astype(np.int32), names, collections)
 
 
-def open_recorded(folder: str | Path, info: dict, class_names: list[str], dim: int) -> PhotoIndex | None:
+def open_recorded(folder: str | Path, info: ExportInfo, class_names: list[str], dim: int) -> PhotoIndex | None:
     """The index export.json (INFO) records for FOLDER, its sha256 checked; None for an export without one."""
-    from ..checksums import FILES_KEY, problem
-
-    if not info.get("index"):
+    if not info.serving.index:
         return None
-    files = info.get(FILES_KEY) or {}
-    if INDEX_FILE not in files:
+    if not info.serving.sha256(INDEX_FILE):
         raise PhotoIndexError(
-            f"{Path(folder) / 'export.json'} records a photo index but not its sha256; export the model again."
+            f"{Path(folder) / EXPORT_FILE} records a photo index but not its sha256; export the model again."
         )
-    issue = problem(folder, INDEX_FILE, files)
+    issue = problem(folder, INDEX_FILE, info.serving.files)
     if issue:
         raise PhotoIndexError(issue)
     return load(folder, class_names, dim)

@@ -49,7 +49,7 @@ def add_retrieval_neck(network: nn.Module, embedding_dim: int, num_classes: int)
             f"--embedding-dim needs a backbone with `global_pool` and `classifier` layers (EfficientNet, MobileNet); "
             f"{type(network).__name__} has other ones: train it without --embedding-dim."
         )
-    network.global_pool = RetrievalNeck(network.num_features, embedding_dim)
+    network.global_pool = RetrievalNeck(int(getattr(network, "num_features")), embedding_dim)  # noqa: B009 - timm's width
     network.classifier = nn.Linear(embedding_dim, num_classes)
     return network
 

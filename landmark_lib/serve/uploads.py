@@ -21,6 +21,8 @@ NOT_AN_UPLOAD = (
     "This app only reads photos uploaded to it: upload the photo file, or over the API POST it to /gradio_api/upload "
     'and pass the returned path as {"path": PATH, "meta": {"_type": "gradio.FileData"}}; URLs and base64 data are not accepted.'
 )
+MAX_FILE_BYTES = 50 * 2**20  # one photo, on the page and the REST API: larger than any phone photo
+MAX_FILE_SIZE = f"{MAX_FILE_BYTES // 2**20}mb"  # the same, as Gradio's max_file_size takes it
 PER_CLIENT_BYTES = 500 * 2**20  # uploads one client may send per window: ~50 big phone photos in 10 minutes
 TOTAL_BYTES = 4 * 2**30  # all clients together per window, so many addresses cannot fill the disk either
 QUOTA_PATHS = ("/upload", "/v1/tag")  # Gradio's upload route and the REST API's: both carry photos

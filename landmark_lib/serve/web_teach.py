@@ -17,7 +17,7 @@ from ..gallery import enroll
 from ..gallery.ranking import GalleryRanker
 from ..gallery.store import GalleryError, new_gallery
 from ..labels import ClassInfo
-from .photos import read_photo
+from ..runtime.photos import read_photo
 from .uploads import UploadRefused, read_upload
 
 MAX_TEACH_PHOTOS = 20  # per landmark: enough for the protocol's best row (reports/gallery.md), bounded memory
@@ -48,7 +48,7 @@ def teach(
         images = [_read(service, p, cache, max_bytes) for p in paths]
     except (UploadRefused, ImageLoadError) as error:
         return state, f"### Cannot read a photo\n\n{error}"
-    gallery = state["gallery"] if state else new_gallery(Path("."), enroll.model_id(service))
+    gallery = state["gallery"] if state else new_gallery(Path("."), enroll.embedding_model(service))
     if len(gallery.landmarks) >= MAX_SESSION_LANDMARKS and name not in [
         lm.info.display_name for lm in gallery.landmarks
     ]:
@@ -108,11 +108,11 @@ def add_teach_tab(demo: gr.Blocks, service, components: tuple, cache: str, limit
             lambda s, n, p: teach(service, s, n, p, cache, limits, deletion),
             [state, name, photos],
             [state, taught],
-            api_name=False,
+            api_visibility="private",
         )
         try_button.click(
             lambda s, p: try_photo(service, s, p, cache, limits, deletion, show),
             [state, trial],
             [answer, text],
-            api_name=False,
+            api_visibility="private",
         )

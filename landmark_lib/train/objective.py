@@ -9,11 +9,14 @@ train and checkpoint with it. Without one, the network trains alone (run folders
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..embedding import embedding_dim
+from ..network_layout import timm_layout
 from .features import TrainablePart
 
 METRIC_LOSSES = ("none", "subcenter-arcface")
@@ -41,8 +44,8 @@ class MetricTraining(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.net, TrainablePart):
             features = self.net.pre_logits(x)
-            return self.net.model.get_classifier()(features), features
-        model = self.net
+            return timm_layout(self.net.model).get_classifier()(features), features
+        model = timm_layout(self.net)
         features = model.forward_head(model.forward_features(x), pre_logits=True)
         return model.get_classifier()(features), features
 
@@ -70,5 +73,5 @@ def loss(
     ce = F.cross_entropy(logits_of(output).float(), targets, label_smoothing=label_smoothing)
     if not isinstance(output, tuple):
         return ce
-    margin_loss = getattr(net, "module", net).margin_loss  # prepared for data parallel: the wrapped module has it
-    return ce + metric_weight * margin_loss(output[1].float(), targets)
+    wrapped = getattr(net, "module", net)  # prepared for data parallel: the wrapped module has the loss
+    return ce + metric_weight * cast(MetricTraining, wrapped).margin_loss(output[1].float(), targets)

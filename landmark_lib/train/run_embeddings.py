@@ -19,16 +19,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..artifacts.run_folder import FEATURE_CACHE_FILE, RunConfig
 from ..data.cache import CachedImageDataset, CachedSplit, build_cache
-from ..data.folder import open_split
+from ..data.folder import ImageFolderSplit, open_split
 from ..data.holdout import without_holdout
 from ..data.provenance import sample_categories, sample_sources
+from ..data.run_split import run_data_on_disk, run_split
 from ..embedding import classifier_layer, l2_normalise, pooled_features
 from ..errors import LandmarkError
 from .features import split_for_feature_cache
 from .finetune import trainable_groups
-from .run import FEATURE_CACHE_FILE, RunConfig
-from .run_photos import has_run_photos, run_split
 
 STORE_CHECK_PHOTOS = 8
 STORE_TOLERANCE = 2e-2  # float16 features: logits within a few hundredths
@@ -47,15 +47,13 @@ class RunEmbeddings:
     files: np.ndarray  # [N] the photo's path
 
 
-def _cached(config: RunConfig) -> tuple[CachedSplit, object]:
-    args = config.args
-    if not has_run_photos(config):
-        raise LandmarkError(
-            f"The run's dataset ({args.get('data')}) is not on disk; its train/ photos are needed here."
-        )
-    holdout = args.get("holdout_classes")
-    split = open_split(args["data"], "train", class_names=None if holdout else config.class_names)
-    cached = build_cache(split, config.preprocess.resize_size, args["cache_dir"])
+def _cached(config: RunConfig) -> tuple[CachedSplit, ImageFolderSplit]:
+    train = config.train
+    if not run_data_on_disk(config):
+        raise LandmarkError(f"The run's dataset ({train.data}) is not on disk; its train/ photos are needed here.")
+    holdout = train.holdout_classes
+    split = open_split(train.data or [], "train", class_names=None if holdout else config.class_names)
+    cached = build_cache(split, config.preprocess.resize_size, train.cache_dir)
     if holdout:
         cached = without_holdout(cached, split.class_names, holdout)
         split = replace(split, class_names=config.class_names)
@@ -77,9 +75,9 @@ def _through_network(model: nn.Module, cached: CachedSplit, rows: np.ndarray, co
 
 @torch.no_grad()
 def _through_store(model: nn.Module, config: RunConfig, store: Path, rows: np.ndarray, batch_size: int):
-    args = config.args
-    first = trainable_groups(model, args["strategy"], args["train_stages"])
-    _, trainable = split_for_feature_cache(model, args["strategy"], first)
+    train = config.train
+    first = trainable_groups(model, train.strategy, train.train_stages)
+    _, trainable = split_for_feature_cache(model, train.strategy, first)
     frozen_outputs = np.load(store / "eval.npy", mmap_mode="r")
     logits, features = [], []
     for start in tqdm(range(0, len(rows), batch_size), desc="embedding the run's photos (cached features)"):
@@ -106,8 +104,8 @@ def run_embeddings(model: nn.Module, config: RunConfig, run_dir: str | Path, bat
     """Probabilities and embeddings of every readable photo of the run's train/ folders (MODEL: its trained weights)."""
     model.eval()
     cached, split = _cached(config)
-    rows = np.asarray(cached.valid)
-    train_rows, valid_rows = run_split(split, cached, config.args)
+    rows = np.asarray(cached.readable)
+    train_rows, valid_rows = run_split(split, cached, config.train)
     store = _store_of(Path(run_dir), cached)
     if store is not None:
         logits, features = _through_store(model, config, store, rows, batch_size)
