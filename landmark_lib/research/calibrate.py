@@ -62,7 +62,11 @@ def fold_scores(run_dir: str | Path) -> dict[str, np.ndarray]:
         "is_landmark": is_landmark,
         "kind": kind[queries],
         "collection": photos.collections[queries],
-        "category": np.where(is_landmark, "landmark", np.where(photos.categories[queries] == "", "uncategorised", photos.categories[queries])),
+        "category": np.where(
+            is_landmark,
+            "landmark",
+            np.where(photos.categories[queries] == "", "uncategorised", photos.categories[queries]),
+        ),
         "fold": np.full(int(queries.sum()), Path(run_dir).name),
     }
     return out

@@ -10,7 +10,7 @@ photos through the whole network guards against a store that does not belong to 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..artifacts.run_folder import FEATURE_CACHE_FILE, RunConfig
-from ..data.cache import CachedImageDataset, CachedSplit, build_cache
-from ..data.folder import ImageFolderSplit, open_split
-from ..data.holdout import without_holdout
+from ..data.cache import CachedImageDataset, CachedSplit
+from ..data.folder import ImageFolderSplit
 from ..data.provenance import sample_categories, sample_sources
-from ..data.run_split import run_data_on_disk, run_split
+from ..data.run_split import run_cached_split, run_data_on_disk, run_split
 from ..embedding import classifier_layer, l2_normalise, pooled_features
 from ..errors import LandmarkError
 from .features import split_for_feature_cache
@@ -48,16 +47,11 @@ class RunEmbeddings:
 
 
 def _cached(config: RunConfig) -> tuple[CachedSplit, ImageFolderSplit]:
-    train = config.train
     if not run_data_on_disk(config):
-        raise LandmarkError(f"The run's dataset ({train.data}) is not on disk; its train/ photos are needed here.")
-    holdout = train.holdout_classes
-    split = open_split(train.data or [], "train", class_names=None if holdout else config.class_names)
-    cached = build_cache(split, config.preprocess.resize_size, train.cache_dir)
-    if holdout:
-        cached = without_holdout(cached, split.class_names, holdout)
-        split = replace(split, class_names=config.class_names)
-    return cached, split
+        raise LandmarkError(
+            f"The run's dataset ({config.train.data}) is not on disk; its train/ photos are needed here."
+        )
+    return run_cached_split(config)
 
 
 @torch.no_grad()
