@@ -6,6 +6,7 @@
     landmark export RUN --out DIR                    the files a server needs (also: python export.py ...)
     landmark threshold RUN [--export-dir DIR]        choose (and write) the "no known landmark" threshold
     landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
+    landmark calibrate FOLD...                      operating points on collections the model never saw
     landmark tag PHOTO_DIR --out tags.jsonl          tag a folder of photos (resumable; --engine ray)
     landmark geotag LIBRARY                          write the landmarks' places into XMP sidecars (review, undo)
     landmark checksums DIR                           record the sha256 of an export folder's files
@@ -231,15 +232,9 @@ def _thresholds(commands) -> None:
 
 
 def _compare(commands) -> None:
-    p = _command(
-        commands, "compare", "landmark_lib.research.compare:run", "compare evaluated runs: a table and a bar chart"
-    )
-    p.add_argument("runs", nargs="+", help="run folders evaluated with landmark evaluate")
-    p.add_argument("--split", default="test", help="the evaluation (RUN/eval-SPLIT) to compare")
-    p.add_argument("--out", type=Path, required=True, help="PNG chart to write")
-    p.add_argument("--latency-iters", type=int, default=30, help="timed single-photo calls per architecture (0: skip)")
-    p.add_argument("--json", type=Path, help="also write the rows and latencies here (default: print only)")
-    add_threads(p)
+    from .research.commands import add_arguments
+
+    add_arguments(commands, _command)
 
 
 def _tag(commands) -> None:

@@ -113,7 +113,7 @@ def test_bars_are_the_models_probabilities_above_zero_percent():
 
     top = [Guess("colosseum", "Colosseum", 0.62), Guess("taught_tower", "Old Tower", 0.30)]
     top += [Guess("petra", "Petra", 0.05), Guess("taj_mahal", "Taj Mahal", 0.004), Guess("a", "A", 0.0001)]
-    prediction = SimpleNamespace(top=top, best=ClassInfo("colosseum", "Colosseum"), recognised=True)
+    prediction = SimpleNamespace(top=top, best=ClassInfo("colosseum", "Colosseum"), level="confident")
     value = label_value(prediction, frozenset({"taught_tower"}))
     assert value.label == "Colosseum" and [c.label for c in value.confidences] == ["Colosseum", "Petra"]
 

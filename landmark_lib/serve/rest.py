@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import asdict
 from typing import cast
 
 from fastapi import FastAPI, Request
@@ -164,12 +165,14 @@ def landmarks(service: LandmarkService) -> list[dict]:
 
 
 def health_report(service: LandmarkService, started: float) -> dict:
-    """GET /v1/health: the model served, its threshold, what it can name (the served gallery's marked), uptime."""
+    """GET /v1/health: the model served, its operating points, what it can name (the served gallery's marked), uptime."""
     return {
         "status": "ok",
         "model": service.model_id.to_dict(),
         "backend": service.backend,
-        "threshold": service.threshold,
+        "threshold": service.points.confident,
+        "operating_points": asdict(service.points),
+        "photo_index": service.scorer is not None,
         "landmarks": len(service.known_landmarks()),
         "model_landmarks": len(service.landmark_names),
         "gallery": {"landmarks": [c.name for c in service.gallery_classes]} if service.gallery else None,
@@ -226,7 +229,7 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
 
     @api.get("/v1/health")
     def health() -> dict:
-        """The model served (id, revision, backend), its recognition threshold, the landmarks it can name (the
+        """The model served (id, revision, backend), its operating points, the landmarks it can name (the
         model's and the served gallery's), and the server's uptime."""
         return health_report(service, started)
 

@@ -93,15 +93,16 @@ SHOWN_PROBABILITY = 0.005  # a bar shows its probability rounded to a whole perc
 
 
 def label_value(prediction: Prediction, taught: frozenset[str] = frozenset()) -> LabelData:
-    """The label component's value: heading = the landmark only when recognised; bars = the closest of the model's
-    landmarks, those that round to 0% left out. Landmarks TAUGHT in the visitor's session score a similarity, not a
-    probability, so they get no bar (describe_taught shows them on their own scale)."""
+    """The label component's value: heading = the landmark when confident, "Maybe: X" when only suggested, else "No
+    known landmark"; bars = the closest of the model's landmarks, those that round to 0% left out. Landmarks TAUGHT in
+    the visitor's session score a similarity, not a probability, so they get no bar (describe_taught shows them)."""
     bars = [
         LabelConfidence(label=g.display_name, confidence=g.probability)
         for g in prediction.top
         if g.name not in taught and g.probability >= SHOWN_PROBABILITY
     ]
-    return LabelData(label=prediction.best.display_name if prediction.recognised else NOT_RECOGNISED, confidences=bars)
+    heading = {"confident": prediction.best.display_name, "suggested": f"Maybe: {prediction.best.display_name}"}
+    return LabelData(label=heading.get(prediction.level or "", NOT_RECOGNISED), confidences=bars)
 
 
 def _coordinates(lat: float, lon: float) -> str:
@@ -111,11 +112,16 @@ def _coordinates(lat: float, lon: float) -> str:
 def describe(prediction: Prediction) -> str:
     """The Markdown under the labels: the place of the best guess, or a plain 'not recognised', and the photo's GPS."""
     best, place = prediction.best, prediction.landmark
-    if prediction.recognised:
+    if prediction.level is not None:
+        maybe = "Maybe " if prediction.level == "suggested" else ""
         lines = [
-            f"### {html.escape(best.display_name, quote=False)}"
+            f"### {maybe}{html.escape(best.display_name, quote=False)}"
             + (f" — {html.escape(place.place, quote=False)}" if place.place else "")
         ]
+        if prediction.level == "suggested":
+            lines.append(
+                "*Suggested, not confident: the photo resembles this landmark, but check it before you tag it.*"
+            )
         if place.lat is not None and place.lon is not None:
             lines.append(
                 f"**Location:** {_coordinates(place.lat, place.lon)} · [Open in OpenStreetMap]({place.map_url})"
@@ -127,8 +133,8 @@ def describe(prediction: Prediction) -> str:
         )
         lines = [
             "### No known landmark recognised",
-            f"Closest known landmarks: {closest}. The best is below the {prediction.threshold:.0%} confidence needed to "
-            "name it, so the photo is not placed on the map.",
+            f"Closest known landmarks: {closest}. The photo does not match the best one closely enough to name it "
+            "(its recognition score is below both operating points), so it is not placed on the map.",
         ]
     if prediction.photo_location:
         lat, lon = prediction.photo_location
@@ -154,9 +160,11 @@ def add_tag_endpoint(demo: gr.Blocks, photo: gr.Image, answer: Callable[[str | N
             path: the photo, uploaded with POST /gradio_api/upload (pass its returned path); URLs are not accepted.
 
         Returns:
-            {landmark, display_name, probability, recognised, threshold, top5: [{name, display_name, probability}],
-            place: {city, country, lat, lon, map_url}, photo_gps: {lat, lon, map_url} or null, model: {id, revision,
-            backend}}. `landmark` is the closest landmark; name it only when `recognised` is true.
+            {landmark, display_name, probability, score, level, recognised, threshold, operating_points, top5:
+            [{name, display_name, probability, match}], place: {city, country, lat, lon, map_url} or null, photo_gps:
+            {lat, lon, map_url} or null, model: {id, revision, backend}}. `level` is "confident" (write it), "suggested"
+            ("maybe": review it) or "none" (no known landmark: `landmark` and `place` are null, the closest landmarks
+            are in `top5`, marked "closest").
         """
         try:
             return answer(path).to_dict()
