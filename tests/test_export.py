@@ -207,6 +207,7 @@ def test_a_refused_int8_file_is_a_warning_unless_required(tmp_path, monkeypatch,
     run = export_run_dir(tmp_path / "run")
     reason = "The int8 model reaches 50.00% top-1 (...), so model.int8.onnx was removed; the fp32 files are exported and served."
     monkeypatch.setattr(pipeline, "run_data_on_disk", lambda config: True)
+    monkeypatch.setattr(pipeline, "_index", lambda *args: {"index": None, "operating_points": None})
     monkeypatch.setattr(pipeline, "_thresholds_and_int8", lambda *args: (None, None, reason))
     monkeypatch.setattr(pipeline, "measure", lambda *args: None)
     argv = ["export", str(run), "--format", "onnx-int8", "--no-eval"]

@@ -260,7 +260,7 @@ def add_examples(files: list[Path], photo: gr.Image, outputs: list, fn: Callable
             fn=fn,
             cache_examples=True,
             cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
-            examples_per_page=16,
+            examples_per_page=len(files),  # all on one page: the look-alike too
             example_labels=example_labels(files),
             preload=False,
             api_name=False,
