@@ -246,7 +246,10 @@ def _thresholds(commands) -> None:
     )
     p.add_argument("folds", nargs="+", help="fold runs, each trained with some collections --exclude'd")
     p.add_argument("--out", type=Path, required=True, help="folder for calibration.json (every score compared)")
-    p.add_argument("--export-dir", help="export whose export.json gets the served score's operating points")
+    p.add_argument(
+        "--export-dir",
+        help="export whose export.json gets the served score's operating points (default: none, only the report)",
+    )
 
 
 def _compare(commands) -> None:

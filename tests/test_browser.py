@@ -137,7 +137,7 @@ def test_examples_table_footer_and_phone_width(browser, shipped_app_url, tmp_pat
     browser.get(shipped_app_url)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button.gallery-item"))
     labels = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "button.gallery-item")]
-    assert "Eiffel Tower" in labels and "No landmark (a park bench)" in labels and len(labels) == 16
+    assert "Eiffel Tower" in labels and "No landmark (a park bench)" in labels and len(labels) == 17
     _click_example(browser, "Eiffel Tower")
     heading = "[data-testid=label-output-value]"
     wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, heading)] == ["Eiffel Tower"])
