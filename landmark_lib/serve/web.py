@@ -225,7 +225,7 @@ def build_demo(service: LandmarkService) -> gr.Interface:
         cache_examples=bool(example_files),
         cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
         preload_example=False,
-        examples_per_page=16,
+        examples_per_page=len(example_files),  # all on one page: the look-alike too
         api_name="predict",
         flagging_mode="never",
         analytics_enabled=False,
