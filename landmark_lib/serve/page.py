@@ -12,6 +12,9 @@ from pathlib import Path
 
 from ..labels import BACKGROUND_CLASS, ClassInfo
 
+# Markdown punctuation (and $ of Gradio's LaTeX): escaped, a name such as "[x](javascript:...)" or "![](https://...)"
+# shows as text instead of a live link or an image every visitor's browser fetches; ':' and '.' stop autolinks.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$=])")
 MAP_SPAN_DEG = 0.01  # half the side of the embedded map's box: about 1 km around the marker
 MAP_HEIGHT_PX = 320
 
@@ -44,15 +47,17 @@ def example_labels(examples: list[Path]) -> list[str]:
 def landmark_table(classes: list[ClassInfo]) -> str:
     """The known landmarks and their places, folded away under one line (a long list would push everything down)."""
     landmarks = sorted((c for c in classes if c.name != BACKGROUND_CLASS), key=lambda c: c.display_name)
-    rows = "\n".join(f"| {_cell(c.display_name)} | {_cell(c.place) or '—'} |" for c in landmarks)
+    rows = "\n".join(f"| {plain(c.display_name)} | {plain(c.place) or '—'} |" for c in landmarks)
     return (
         f"<details><summary>The {len(landmarks)} landmarks the model knows</summary>\n\n"
         f"| landmark | place |\n| --- | --- |\n{rows}\n\n</details>"
     )
 
 
-def _cell(text: str) -> str:
-    return html.escape(text).replace("|", "\\|")
+def plain(text: object) -> str:
+    """TEXT (a landmark or file name, an error message) as itself in the page's Markdown, whose HTML is not
+    sanitised (for the map): on one line, Markdown punctuation backslash-escaped, HTML characters as entities."""
+    return html.escape(_MARKDOWN.sub(r"\\\1", " ".join(str(text).split())), quote=False)
 
 
 def model_footer(hub_source: tuple[str, str] | None, model_path: Path, backend: str) -> str:

@@ -2,9 +2,11 @@
 GET /v1/health, OpenAPI docs at /docs.
 
 Every answer is Prediction.to_dict() (serve/answer.py, ANSWER_SCHEMA). Bad input is answered with a JSON
-{"detail": one sentence} and its status (413 too large, 415 not an image, 422 no or too many photos, 503 when the
-bounded queue is full); never a 500. Uploads stay in memory (or in the multipart parser's anonymous spool file for
-parts over 1 MB) only until their answer, and are decoded with the app's bounded decoder (load_rgb).
+{"detail": one sentence} and its status (408 too slow, 413 too large, 415 not an image, 422 no or too many photos,
+429 upload limits, 503 when the bounded queue is full); never a 500. A request's photos are read in full before it
+takes a place in the queue (a slow client holds only its own connection: upload_limits.py ends bodies that stall);
+they stay in memory (or in the multipart parser's anonymous spool file for parts over 1 MB) only until their answer,
+and are decoded with the app's bounded decoder (load_rgb) in one of the server's shared work slots (work.py).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
-from ..data.images import ImageLoadError, release_memory
+from ..data.images import ImageLoadError
 from ..labels import BACKGROUND_CLASS
 from .answer import ANSWER_SCHEMA, place_dict
 from .photos import read_photo
 from .service import LandmarkService
+from .work import work_slot
 
 MAX_PHOTOS = 32  # per request: a batch the model answers in one call without holding much memory
 MAX_FILE_BYTES = 50 * 1024**2  # the page's limit (web.MAX_FILE_BYTES): larger than any phone photo
@@ -67,8 +71,8 @@ class Refused(Exception):
 
 
 class Gate:
-    """A bounded queue: at most CONCURRENCY requests work at once and WAITING more wait; beyond that, 503 at once
-    (before the body is read), so a burst cannot pile up memory or latency."""
+    """A bounded queue of requests whose photos have arrived: at most CONCURRENCY work at once and WAITING more wait;
+    beyond that, 503 at once, so a burst cannot pile up memory or latency."""
 
     def __init__(self, concurrency: int, waiting: int):
         self.capacity, self.inside = concurrency + waiting, 0
@@ -85,7 +89,7 @@ class Gate:
 
 async def _read_photos(request: Request) -> list[tuple[str, bytes]]:
     """(file name, bytes) of each `photo` file of a multipart request, after the size and count checks."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise Refused(415, f"Send the photos as multipart/form-data, each in a `{PHOTO_FIELD}` file field.") from None
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
@@ -99,6 +103,8 @@ async def _read_photos(request: Request) -> list[tuple[str, bytes]]:
         raise Refused(
             status, f"{error.detail} Send 1 to {MAX_PHOTOS} photos, each in a `{PHOTO_FIELD}` file field."
         ) from None
+    except ClientDisconnect:  # gone, or cut off by the upload limits (which answer in its place)
+        raise Refused(400, "The upload ended before the whole request arrived; send it again.") from None
     try:  # the parts are closed (spooled parts deleted) as soon as their bytes are read
         return await _photo_bytes(form.getlist(PHOTO_FIELD))
     finally:
@@ -118,8 +124,8 @@ async def _photo_bytes(files: list) -> list[tuple[str, bytes]]:
 
 
 def _answer(service: LandmarkService, photos: list[tuple[str, bytes]]) -> list[dict]:
-    """Decode every photo (bounded decoder), then one network call for all of them."""
-    try:
+    """Decode every photo (bounded decoder), then one network call for all of them, in one shared work slot."""
+    with work_slot():
         decoded = []
         for name, data in photos:
             try:
@@ -127,9 +133,6 @@ def _answer(service: LandmarkService, photos: list[tuple[str, bytes]]) -> list[d
             except ImageLoadError as error:
                 raise Refused(415, str(error)) from None
         return [prediction.to_dict() for prediction in service.predict_photos(decoded)]
-    finally:
-        del photos
-        release_memory()
 
 
 def landmarks(service: LandmarkService) -> list[dict]:
@@ -160,9 +163,9 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
         """Tag 1 to 32 photos (multipart `photo` fields): one answer per photo, in the order sent.
 
         A request with any unusable photo is refused as a whole, naming the file."""
+        photos = await _read_photos(request)  # before queueing: a slow upload must not hold a place
         gate.enter()
         try:
-            photos = await _read_photos(request)
             async with gate.working:
                 return await run_in_threadpool(_answer, service, photos)
         finally:
