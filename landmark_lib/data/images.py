@@ -95,10 +95,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def _draft_scale(image: Image.Image, min_short_side: int | None, max_bytes: int) -> int:
     """The JPEG DCT scale (1, 2, 4 or 8) to decode at: as small as MIN_SHORT_SIDE allows, at least what fits MAX_BYTES."""
+
+    def cost(scale: int) -> int:  # the pixels and rows of the image decoded at 1/SCALE (libjpeg rounds up)
+        height = -(-image.height // scale)
+        return -(-image.width // scale) * height * bytes_per_pixel(image) + height * decode_cost.ROW_BYTES
+
     scale = 1
     while scale < 8 and min_short_side and min(image.size) // (2 * scale) >= min_short_side:
         scale *= 2
-    while scale < 8 and pixel_bytes(image) > max_bytes * scale * scale:
+    while scale < 8 and cost(scale) > max_bytes:
         scale *= 2
     return scale
 
