@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import tempfile
 from pathlib import Path
 
 from gradio_client import Client, handle_file
@@ -90,3 +92,20 @@ def test_cached_example_answers_belong_to_one_model(model_dir, tmp_path, monkeyp
     }
     assert len(folders) == 4 and os.environ["GRADIO_EXAMPLES_CACHE"] in {str(f) for f in folders}
     assert use_examples_cache(model_key(model_dir / "model.pt", "onnx", 0.35)) in folders  # the same model: its cache
+
+
+def test_cached_example_answers_belong_to_one_gallery_in_a_private_folder(model_dir, tmp_path, monkeypatch):
+    """A server without a gallery showed another server's gallery answer, from a fixed /tmp folder any local user could
+    pre-fill."""
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", "unchanged")
+    gallery = tmp_path / "gallery.json"
+    gallery.write_text("{}")
+    model = model_dir / "model.pt"
+    without = use_examples_cache(model_key(model, "torchscript", 0.35))
+    with_gallery = use_examples_cache(model_key(model, "torchscript", 0.35, gallery))
+    gallery.write_text('{"changed": 1}')  # taught another landmark: gallery.json is replaced
+    changed = use_examples_cache(model_key(model, "torchscript", 0.35, gallery))
+    assert len({without, with_gallery, changed}) == 3
+    root = without.parent
+    assert root.parent == Path(tempfile.gettempdir()) and root.name != "landmark-tagger-examples"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700 and root.stat().st_uid == os.getuid()

@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 
 from ..data.images import ImageLoadError
 from ..errors import LandmarkError
+from ..gallery.store import GALLERY_FILE
 from ..labels import map_url
 from .page import example_labels, landmark_table, map_embed, model_footer, model_key, plain, use_examples_cache
 from .rest import build_api
@@ -194,7 +195,8 @@ def build_demo(service: LandmarkService) -> gr.Interface:
 
     example_files = sorted(EXAMPLES_DIR.glob("*.jpg"))
     photo = photo_input()
-    use_examples_cache(model_key(service.model_path, service.backend, service.threshold))
+    gallery_file = service.gallery.gallery.folder / GALLERY_FILE if service.gallery else None
+    use_examples_cache(model_key(service.model_path, service.backend, service.threshold, gallery_file))
     demo = gr.Interface(
         fn=tag_photo,
         inputs=photo,
