@@ -137,21 +137,17 @@ def load_class_info(roots: Roots, class_names: list[str]) -> list[ClassInfo]:
     return [entries.get(name) or ClassInfo.from_dict({}, name) for name in class_names]
 
 
-def _checked_entry(path: Path, entry: object) -> dict:
-    """ENTRY of PATH (classes.json) if its fields have the types and ranges a ClassInfo needs, else DatasetError.
+def entry_problem(entry: object) -> str | None:
+    """Why ENTRY (of classes.json, labels.json or a gallery) cannot be a ClassInfo, as the end of a sentence, or None.
 
-    Checked here, before training: a string latitude or a number as display name would otherwise fail at export
-    or put a landmark at the wrong place on the map.
+    A string latitude or a number as display name would otherwise fail later (an answer's 500, an export) or put a
+    landmark at the wrong place on the map.
     """
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
-        raise DatasetError(
-            f'{path}: every entry needs a "name" (the class folder), got {entry!r:.80}; fix or delete the file.'
-        )
+        return f'every entry needs a "name" (text), got {entry!r:.80}'
     for key in ("display_name", "city", "country"):
         if entry.get(key) is not None and not isinstance(entry[key], str):
-            raise DatasetError(
-                f'{path}: "{key}" of {entry["name"]!r} must be text, got {entry[key]!r:.40}; fix or delete the file.'
-            )
+            return f'"{key}" of {entry["name"]!r} must be text, got {entry[key]!r:.40}'
     for key, limit in (("lat", 90), ("lon", 180)):
         value = entry.get(key)
         if value is not None and (
@@ -160,7 +156,16 @@ def _checked_entry(path: Path, entry: object) -> dict:
             or not math.isfinite(value)
             or abs(value) > limit
         ):
-            raise DatasetError(
-                f'{path}: "{key}" of {entry["name"]!r} must be a number of degrees within +-{limit} or null, got {value!r:.40}; fix or delete the file.'
+            return (
+                f'"{key}" of {entry["name"]!r} must be a number of degrees within +-{limit} or null, got {value!r:.40}'
             )
-    return entry
+    return None
+
+
+def _checked_entry(path: Path, entry: object) -> dict:
+    """ENTRY of PATH (classes.json) if its fields have the types and ranges a ClassInfo needs, else DatasetError
+    (checked before training)."""
+    problem = entry_problem(entry)
+    if problem:
+        raise DatasetError(f"{path}: {problem}; fix or delete the file.")
+    return entry  # type: ignore[return-value]
