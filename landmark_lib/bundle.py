@@ -20,6 +20,7 @@ for serving decisions, so the exporter, the evaluator and the server agree on wh
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -66,6 +67,12 @@ PREPROCESS_OUTPUT = "pixels"  # float32 [1, 3, S, S], the input of the network f
 SPEED_KEY = "speed"  # export.json: each verified file's time for one photo at batch 1, and which is served
 ONNX_EMBEDDING = "embedding"  # float32 [N, D]: the pooled features, L2-normalised (landmark_lib/embedding.py)
 
+# export.json's values that change what a server answers (the preprocessing, e.g. crop_pct, sets the decode size;
+# the thresholds name landmarks): their sha256 is recorded beside them (SETTINGS_KEY) by every writer of export.json,
+# so an edit by hand is refused at load like a damaged file. 'speed' only orders verified files, so it is left out.
+SERVING_SETTINGS = ("preprocess", "threshold", "num_classes", "onnx", "onnx_int8", "embedding")
+SETTINGS_KEY = "settings_sha256"
+
 BACKENDS = ("auto", "onnx-int8", "onnx", "torchscript")
 # backend (= export --format) -> (export.json key recording its check, file); fastest first
 ONNX_BACKENDS = {"onnx-int8": ("onnx_int8", INT8_FILE), "onnx": ("onnx", ONNX_FILE)}
@@ -92,10 +99,19 @@ def require(folder: str | Path, *names: str) -> Path:
     return folder
 
 
+def settings_sha256(info: dict) -> str:
+    """The sha256 of INFO's serving settings (SERVING_SETTINGS), as canonical JSON."""
+    settings = {key: info.get(key) for key in SERVING_SETTINGS}
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def write_info(folder: str | Path, info: dict) -> None:
-    """FOLDER/export.json, atomically: a kill mid-write must not break the export."""
+    """FOLDER/export.json with the checksum of its serving settings, atomically: a kill mid-write must not break the
+    export."""
     from . import atomic
 
+    info = {**info, SETTINGS_KEY: settings_sha256(info)}
     atomic.write_text(Path(folder) / EXPORT_FILE, json.dumps(info, indent=2, ensure_ascii=False))
 
 

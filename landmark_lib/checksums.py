@@ -14,8 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from . import atomic
-from .bundle import CARD_FILE, EXPORT_FILE, FILES
+from .bundle import CARD_FILE, EXPORT_FILE, FILES, write_info
 from .errors import LandmarkError
 
 FILES_KEY = "files"  # export.json: {file name: {"sha256": hex digest, "bytes": size}}
@@ -47,14 +46,15 @@ def record(folder: str | Path, names: tuple[str, ...] = EXPORTED_FILES) -> dict:
 
 
 def problem(folder: str | Path, name: str, files: dict | None) -> str | None:
-    """Why FOLDER/NAME is not the file the export recorded (missing, other size, other sha256), or None if it is.
-
-    None also when FILES records nothing about NAME (exports written before checksums were recorded).
-    """
-    entry = (files or {}).get(name)
-    if entry is None:
-        return None
+    """Why FOLDER/NAME is not the file the export recorded (not recorded, missing, other size, other sha256), or None
+    if it is. A file FILES records nothing about (an export from before checksums) is not verified, so not served."""
+    entry = files.get(name) if isinstance(files, dict) else None
     path = Path(folder) / name
+    if not isinstance(entry, dict):
+        return (
+            f"{Path(folder) / EXPORT_FILE} records no checksum for {name}, so it cannot be verified; export it again, "
+            f"or if you trust this folder, record its checksums with `landmark checksums {folder}`."
+        )
     if not path.is_file():
         return f"{path} is missing although {EXPORT_FILE} records it; restore the export folder or export it again."
     if path.stat().st_size != entry.get("bytes", path.stat().st_size) or sha256_file(path) != entry.get("sha256"):
@@ -66,14 +66,17 @@ def problem(folder: str | Path, name: str, files: dict | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """`landmark checksums FOLDER`: record the sha256 of FOLDER's files in its export.json and print them."""
+    """`landmark checksums FOLDER`: record the sha256 of FOLDER's files (and of its serving settings) in its export.json
+    and print them."""
     path = Path(args.folder) / EXPORT_FILE
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise LandmarkError(f"cannot read {path} ({error}); pass an export folder.") from None
+    if not isinstance(info, dict):
+        raise LandmarkError(f"{path} is not an export record (a JSON object); pass an export folder.")
     info[FILES_KEY] = record(args.folder)
-    atomic.write_text(path, json.dumps(info, indent=2, ensure_ascii=False))
+    write_info(args.folder, info)
     for name, entry in info[FILES_KEY].items():
         print(f"{entry['sha256']}  {name} ({entry['bytes']} bytes)")
 

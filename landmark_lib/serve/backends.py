@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .. import bundle, checksums
-from ..labels import ClassInfo, Columns, read_labels, to_columns
+from ..labels import ClassInfo, Columns, entry_problem, read_labels, to_columns
 from ..preprocess_config import PreprocessConfig
 from .resolve import ModelNotFoundError
 
@@ -229,18 +229,71 @@ def _read_json(path: Path, what: str) -> object:
         ) from None
 
 
+# export.json's keys a server reads, and the JSON types each may have (None: absent or null).
+_INFO_TYPES = {
+    "preprocess": (dict,),
+    "threshold": (int, float, type(None)),
+    "num_classes": (int, type(None)),
+    "onnx": (dict, type(None)),
+    "onnx_int8": (dict, type(None)),
+    bundle.SPEED_KEY: (dict, type(None)),
+    checksums.FILES_KEY: (dict,),
+    bundle.SETTINGS_KEY: (str,),
+}
+
+
+def _info_problem(info: dict) -> str | None:
+    """Why the values a server reads from export.json cannot be used, as the end of a sentence, or None."""
+    for key, types in _INFO_TYPES.items():
+        value = info.get(key)
+        if not isinstance(value, types) or isinstance(value, bool):
+            return f'"{key}" is {value!r:.40}' if key in info else f'"{key}" is missing'
+    thresholds = [info.get("threshold"), (info.get("onnx_int8") or {}).get("threshold")]
+    if any(
+        t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 1)
+        for t in thresholds
+    ):
+        return f"a threshold is not a probability ({thresholds})"
+    times = (info.get(bundle.SPEED_KEY) or {}).get("ms_per_photo") or {}
+    if not isinstance(times, dict) or not all(isinstance(t, (int, float)) for t in times.values()):
+        return f'"{bundle.SPEED_KEY}" holds {times!r:.40}, not times per backend'
+    if info.get("num_classes") is not None and info["num_classes"] < 1:
+        return f'"num_classes" is {info["num_classes"]}'
+    return None
+
+
 def _export_info(model_path: Path) -> dict:
+    """export.json of MODEL_PATH's folder ({} for a bare model.pt), its values checked and its serving settings
+    verified against the checksum every writer of export.json records (bundle.write_info)."""
     path = model_path.parent / bundle.EXPORT_FILE
     info = _read_json(path, "the export record") if path.is_file() else {}
     if not isinstance(info, dict):
         raise ModelFolderError(
             f"{path} is not an export record (a JSON object); restore the export folder or export it again."
         )
+    if not info:
+        return info
+    if bundle.SETTINGS_KEY not in info or checksums.FILES_KEY not in info:
+        raise ModelFolderError(
+            f"{path} records no checksums (an export from before they were recorded), so its files and settings "
+            f"cannot be verified; export it again, or if you trust this folder, run `landmark checksums {path.parent}`."
+        )
+    problem = _info_problem(info)
+    if problem:
+        raise ModelFolderError(f"{path} is damaged: {problem}; restore the export folder or export it again.")
+    if info[bundle.SETTINGS_KEY] != bundle.settings_sha256(info):
+        raise ModelFolderError(
+            f"{path}'s serving settings ({', '.join(bundle.SERVING_SETTINGS)}) were changed after the export wrote "
+            "them (their sha256 differs); restore the export folder or export it again."
+        )
     return info
 
 
 def _check_file(folder: Path, name: str, info: dict) -> None:
-    """FOLDER/NAME is the file the export wrote (sha256 in export.json), else ModelFolderError."""
+    """FOLDER/NAME is the file the export wrote (sha256 in export.json), else ModelFolderError; not checked only
+    for a bare model.pt (no export.json: its classes and preprocessing are inside it)."""
+    if not info:
+        return
     problem = checksums.problem(folder, name, info.get(checksums.FILES_KEY))
     if problem:
         raise ModelFolderError(problem)
@@ -252,10 +305,13 @@ def _labels(folder: Path, info: dict) -> list[ClassInfo] | None:
         return None
     _check_file(folder, bundle.LABELS_FILE, info)
     labels = _read_json(path, "the class list")
-    if not isinstance(labels, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in labels):
+    if not isinstance(labels, list):
         raise ModelFolderError(
             f"{path} is not a list of {{name, display_name, ...}} entries; restore the export folder or export it again."
         )
+    problem = next((p for p in map(entry_problem, labels) if p), None)
+    if problem:
+        raise ModelFolderError(f"{path}: {problem}; restore the export folder or export it again.")
     return read_labels(path)
 
 
@@ -299,10 +355,12 @@ def _check_fits(model: Classifier, file: Path, info: dict, labels: list[ClassInf
         )
 
 
-def _load_backend(model_path: Path, backend: str, threads: int, info: dict) -> Classifier:
-    """The model of one backend, after checking its file, the labels and that they fit; ModelFolderError if not."""
+def _load_backend(
+    model_path: Path, backend: str, threads: int, info: dict, labels: list[ClassInfo] | None
+) -> Classifier:
+    """The model of one backend, after checking its file and that it fits the (checked) LABELS; ModelFolderError if
+    not."""
     folder = model_path.parent
-    labels = _labels(folder, info)
     if backend in bundle.ONNX_BACKENDS:
         file = folder / bundle.ONNX_BACKENDS[backend][1]
         _check_file(folder, file.name, info)
@@ -338,20 +396,17 @@ def load_verified(model_path: Path, backend: str = "auto", num_threads: int = 1)
     """(backend, model) for the export holding MODEL_PATH, every file checked against export.json before use.
 
     With 'auto', an ONNX file that fails its checks (damaged, from another export, not loadable) is skipped with a
-    warning and the next verified file is served; a file asked for by name, model.pt and labels.json are required:
-    their failure is a ModelFolderError in one sentence.
+    warning and the next verified file is served; a file asked for by name, model.pt, and what every backend shares
+    (export.json's values and settings, labels.json) are required: their failure is a ModelFolderError in one
+    sentence, never a fallback.
     """
     info = _export_info(model_path)
-    if info and checksums.FILES_KEY not in info:
-        log.warning(
-            f"{model_path.parent / bundle.EXPORT_FILE} records no checksums (an export from before they were recorded), "
-            "so its files are not verified; export it again or run `landmark checksums FOLDER`."
-        )
+    labels = _labels(model_path.parent, info)
     first = choose_backend(model_path, backend)
     candidates = serving_order(model_path.parent, info) if backend == "auto" else [first]
     for candidate in candidates:
         try:
-            return candidate, _load_backend(model_path, candidate, num_threads, info)
+            return candidate, _load_backend(model_path, candidate, num_threads, info, labels)
         except ModelFolderError as error:
             if candidate == candidates[-1]:
                 raise
