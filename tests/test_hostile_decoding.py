@@ -340,3 +340,14 @@ def test_the_memory_of_big_decodes_is_given_back(tmp_path: Path) -> None:
     kept, after_release = (float(v) for v in result.stdout.split())
     print(f"kept {kept:.0f} MB, after release_memory {after_release:.0f} MB")
     assert after_release < 50
+
+
+def test_size_refusals_speak_of_the_real_limits(tmp_path: Path) -> None:
+    """Beyond twice MAX_PIXELS PIL's own guard fires first: its "exceeds limit of 400000000 pixels" was passed on."""
+    with pytest.raises(ImageLoadError) as error:
+        load_rgb(png_header(tmp_path / "huge.png", 30_000, 30_000, 8, 0))
+    assert str(error.value) == (
+        f"huge.png is larger than the {images.MAX_PIXELS // 1_000_000} megapixel limit (900 megapixels); resize it "
+        "before uploading."
+    )
+    assert "400000000" not in str(error.value)
