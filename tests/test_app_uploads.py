@@ -114,6 +114,9 @@ def test_server_files_are_never_read_and_cannot_be_probed(any_url: str, tmp_path
                 for api in ("predict", "tag"):
                     assert raw_call(any_url, payload, api) == (400, NOT_AN_UPLOAD), (path, payload, api)
         assert httpx.get(f"{any_url}gradio_api/info", timeout=5).status_code == 200
+        for path in (secret, Path("/etc/hostname")):  # nor through Gradio's file route
+            response = httpx.get(f"{any_url}gradio_api/file={path}", timeout=5)
+            assert response.status_code >= 400 and response.content != path.read_bytes()
     assert set(Path(get_upload_folder()).rglob("*")) == before  # nothing was copied in
 
 
