@@ -423,9 +423,10 @@ def test_slow_uploads_and_header_only_requests_do_not_lock_out_the_rest_api(serv
                 + (b"Content-Length: 100000\r\n\r\n" + body_head if index % 2 else b"Content-Length: 100000\r\n\r\n")
             )
             sockets.append(sock)
-        time.sleep(0.5)
-        for sock in sockets[::2]:  # the trickle: one more byte for half of them
-            sock.sendall(b"x")
+        for _ in range(2):  # the trickle (the server has seen every connection by then: 2 s)
+            time.sleep(1)
+            for sock in sockets[1::2]:  # the others sent their headers only (the header-only burst)
+                sock.sendall(b"x")  # one more byte of the photo
         start = time.monotonic()
         response = httpx.post(f"{url}/v1/tag", files=[("photo", ("photo.jpg", jpeg_bytes(), "image/jpeg"))], timeout=30)
         assert response.status_code == 200, response.text
