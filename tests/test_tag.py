@@ -147,7 +147,12 @@ def test_non_utf8_names_symlink_loops_and_broken_links(model_dir: Path, tmp_path
         tag_cli([str(folder), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir)])
         tag_cli([str(folder), "--out", str(tmp_path / "tags.jsonl"), "--model", str(model_dir)])
     rows = _csv_rows(tmp_path / "tags.csv")
-    assert sorted(rows) == ["gone.jpg", "linked/a.jpg", "linked/caf\\\\xe9.jpg", "linked/caf\\xe9.jpg"]  # distinct cells
+    assert sorted(rows) == [
+        "gone.jpg",
+        "linked/a.jpg",
+        "linked/caf\\\\xe9.jpg",
+        "linked/caf\\xe9.jpg",
+    ]  # distinct cells
     assert rows["linked/caf\\xe9.jpg"]["top1"] and "broken symbolic link" in rows["gone.jpg"]["error"]
     assert [r["path"] for r in read_jsonl(tmp_path / "tags.jsonl")] == list(rows)
 
