@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     existed = (args.cache_dir / f"{split.root.name}-train-{args.cache_size}px-{key}" / "meta.json").is_file()
     cached = build_cache(split, args.cache_size, args.cache_dir, workers=args.workers)
     build_s = time.perf_counter() - started
-    files = [cached.files[i] for i in cached.valid]
-    targets = [int(cached.targets[i]) for i in cached.valid]
+    files = [cached.files[i] for i in cached.readable]
+    targets = [int(cached.targets[i]) for i in cached.readable]
 
     transforms = {
         "train (timm aug + degrade)": train_transform(pre, AugmentConfig()),
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'transform':28s} {'cache s':>9s} {'files s':>9s} {'files/cache':>12s}")
     for name, transform in transforms.items():
         cache_s = min(
-            time_epoch(CachedImageDataset(cached, cached.valid, transform), args.batch_size, args.workers)
+            time_epoch(CachedImageDataset(cached, cached.readable, transform), args.batch_size, args.workers)
             for _ in range(args.repeats)
         )
         files_s = min(

@@ -31,7 +31,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from benchmarks.app_startup import free_port, kill_tree, wait_until
-from landmark_lib.serve.photos import read_photo
+from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 from landmark_lib.serve.web import CONCURRENCY, default_num_threads
 

@@ -38,15 +38,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from landmark_lib.artifacts.run_folder import RunConfig
 from landmark_lib.bundle import INT8_FILE
 from landmark_lib.data.folder import open_split
 from landmark_lib.data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
 from landmark_lib.export.onnx import quantize_static_int8, to_onnx
+from landmark_lib.models.trained import load_trained_model
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import Preprocess
-from landmark_lib.serve.backends import OnnxPredictor
+from landmark_lib.runtime.backends import OnnxPredictor
 from landmark_lib.serve.service import default_num_threads
-from landmark_lib.train.run import RunConfig, load_trained_model
 
 REFERENCE = "torchscript fp32"
 Predict = Callable[[list[torch.Tensor]], torch.Tensor]

@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from landmark_lib.serve import tag
-from landmark_lib.serve.photo_walk import walk_photos
 from landmark_lib.serve.service import LandmarkService, default_num_threads
-from landmark_lib.serve.tagging import decode
+from landmark_lib.tagging import command as tag
+from landmark_lib.tagging.batch import decode
+from landmark_lib.tagging.photo_walk import walk_photos
 
 
 def raw_rate(service: LandmarkService, photos: list, batch_size: int) -> float:

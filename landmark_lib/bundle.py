@@ -14,14 +14,13 @@
                       module model.pt scripts: with it the ONNX files serve on ONNX Runtime, PIL and numpy alone
     README.md         the model card
 
-export.json stays a plain JSON object (old exports keep loading); this module is the one place that reads its keys
-for serving decisions, so the exporter, the evaluator and the server agree on which file has which threshold.
+The file names and the names inside the files live here; export.json's content is read and written only by
+artifacts/export_info.py (ExportInfo), so the exporter, the evaluator and the server agree on which file has which
+threshold.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from .errors import LandmarkError
@@ -67,12 +66,6 @@ PREPROCESS_OUTPUT = "pixels"  # float32 [1, 3, S, S], the input of the network f
 SPEED_KEY = "speed"  # export.json: each verified file's time for one photo at batch 1, and which is served
 ONNX_EMBEDDING = "embedding"  # float32 [N, D]: the pooled features, L2-normalised (landmark_lib/embedding.py)
 
-# export.json's values that change what a server answers (the preprocessing, e.g. crop_pct, sets the decode size;
-# the thresholds name landmarks): their sha256 is recorded beside them (SETTINGS_KEY) by every writer of export.json,
-# so an edit by hand is refused at load like a damaged file. 'speed' only orders verified files, so it is left out.
-SERVING_SETTINGS = ("preprocess", "threshold", "num_classes", "onnx", "onnx_int8", "embedding")
-SETTINGS_KEY = "settings_sha256"
-
 BACKENDS = ("auto", "onnx-int8", "onnx", "torchscript")
 # backend (= export --format) -> (export.json key recording its check, file); fastest first
 ONNX_BACKENDS = {"onnx-int8": ("onnx_int8", INT8_FILE), "onnx": ("onnx", ONNX_FILE)}
@@ -80,12 +73,6 @@ ONNX_BACKENDS = {"onnx-int8": ("onnx_int8", INT8_FILE), "onnx": ("onnx", ONNX_FI
 
 class NotAnExportError(LandmarkError, FileNotFoundError):
     """A folder that export did not write (no export.json / labels.json)."""
-
-
-def read_info(folder: str | Path) -> dict:
-    """FOLDER/export.json, or {} for a folder without one (a bare model.pt)."""
-    path = Path(folder) / EXPORT_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def require(folder: str | Path, *names: str) -> Path:
@@ -99,47 +86,6 @@ def require(folder: str | Path, *names: str) -> Path:
     return folder
 
 
-def settings_sha256(info: dict) -> str:
-    """The sha256 of INFO's serving settings (SERVING_SETTINGS), as canonical JSON."""
-    settings = {key: info.get(key) for key in SERVING_SETTINGS}
-    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def write_info(folder: str | Path, info: dict) -> None:
-    """FOLDER/export.json with the checksum of its serving settings, atomically: a kill mid-write must not break the
-    export."""
-    from . import atomic
-
-    info = {**info, SETTINGS_KEY: settings_sha256(info)}
-    atomic.write_text(Path(folder) / EXPORT_FILE, json.dumps(info, indent=2, ensure_ascii=False))
-
-
 def backend_of_file(name: str) -> str:
     """The backend that serves the file NAME ('model.int8.onnx' -> 'onnx-int8'); anything else is TorchScript."""
     return next((backend for backend, (_, file) in ONNX_BACKENDS.items() if file == name), "torchscript")
-
-
-def threshold(info: dict, backend: str) -> float | None:
-    """The recognition threshold export.json records for BACKEND's file (int8 probabilities differ slightly from fp32)."""
-    value = (info.get("onnx_int8") or {}).get("threshold") if backend == "onnx-int8" else info.get("threshold")
-    return None if value is None else float(value)
-
-
-def fastest(info: dict) -> list[str]:
-    """The backends export.json measured at batch 1 (SPEED_KEY), fastest first; [] for exports that measured none."""
-    times = (info.get(SPEED_KEY) or {}).get("ms_per_photo") or {}
-    return sorted(times, key=times.get)
-
-
-def preprocess_file(info: dict) -> str | None:
-    """The ONNX preprocessing graph export.json records for the ONNX files (None: old exports, torch preprocesses)."""
-    return (info.get("onnx") or {}).get("preprocess_file")
-
-
-def has_verified(folder: str | Path, backend: str, info: dict | None = None) -> bool:
-    """The export wrote this ONNX backend's file and recorded its check in export.json (a stray file is not used)."""
-    key, file = ONNX_BACKENDS[backend]
-    folder = Path(folder)
-    info = read_info(folder) if info is None else info
-    return (folder / file).is_file() and (folder / LABELS_FILE).is_file() and bool(info.get(key))

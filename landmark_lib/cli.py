@@ -7,6 +7,7 @@
     landmark threshold RUN [--export-dir DIR]        choose (and write) the "no known landmark" threshold
     landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
     landmark tag PHOTO_DIR --out tags.jsonl          tag a folder of photos (resumable; --engine ray)
+    landmark geotag LIBRARY                          write the landmarks' places into XMP sidecars (review, undo)
     landmark checksums DIR                           record the sha256 of an export folder's files
     landmark gallery add | list | remove | evaluate  teach landmarks from a few photos (no retraining)
     landmark serve                                   the web app (also: python app.py)
@@ -23,8 +24,15 @@ import sys
 from pathlib import Path
 
 from . import bundle
-from .cli_args import cores, photo_source, positive_int, tag_output, threshold_arg
+from .cli_args import (
+    cores,
+    photo_source,
+    positive_int,
+    tag_output,
+    threshold_arg,
+)
 from .errors import LandmarkError
+from .recognition import DEFAULT_THRESHOLD
 
 GALLERY_HELP = "gallery folder (`landmark gallery add`) whose landmarks rank beside the model's (default: $LANDMARK_GALLERY, else none)"
 SPEC_HELP = "export folder, model.pt or hf://OWNER/NAME[@REVISION] (default: $LANDMARK_MODEL, then models/default)"
@@ -221,7 +229,7 @@ def _thresholds(commands) -> None:
     p = _command(
         commands,
         "rejection",
-        "landmark_lib.evaluation.rejection:run",
+        "landmark_lib.research.rejection:run",
         "compare rejection scores (background / MSP / energy) on validation",
     )
     p.add_argument("run_dir", help="a run trained with a no_landmark class")
@@ -233,7 +241,7 @@ def _thresholds(commands) -> None:
 
 def _compare(commands) -> None:
     p = _command(
-        commands, "compare", "landmark_lib.evaluation.compare:run", "compare evaluated runs: a table and a bar chart"
+        commands, "compare", "landmark_lib.research.compare:run", "compare evaluated runs: a table and a bar chart"
     )
     p.add_argument("runs", nargs="+", help="run folders evaluated with landmark evaluate")
     p.add_argument("--split", default="test", help="the evaluation (RUN/eval-SPLIT) to compare")
@@ -243,7 +251,7 @@ def _compare(commands) -> None:
 
 
 def _tag(commands) -> None:
-    p = _command(commands, "tag", "landmark_lib.serve.tag:run", "tag a folder of photos (JSONL, CSV or Parquet)")
+    p = _command(commands, "tag", "landmark_lib.tagging.command:run", "tag a folder of photos (JSONL, CSV or Parquet)")
     p.add_argument("photo_dir", type=photo_source, help="folder of photos (searched recursively); a URI: --engine ray")
     p.add_argument(
         "--out",
@@ -257,7 +265,7 @@ def _tag(commands) -> None:
         "--threshold",
         type=threshold_arg,
         default=None,
-        help="minimum top probability for 'recognised', 0..1 (default: export.json's, else 0.35)",
+        help=f"minimum top probability for 'recognised', 0..1 (default: export.json's, else {DEFAULT_THRESHOLD})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out instead of resuming it")
     p.add_argument(
@@ -273,11 +281,19 @@ def _tag(commands) -> None:
     p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
 
 
+def _geotag(commands) -> None:
+    from .geotag.options import DESCRIPTION, SUMMARY, add_arguments
+
+    add_arguments(
+        _command(commands, "geotag", "landmark_lib.geotag.command:run", SUMMARY, DESCRIPTION), SPEC_HELP, GALLERY_HELP
+    )
+
+
 def _serving(commands) -> None:
     p = _command(
         commands,
         "checksums",
-        "landmark_lib.checksums:run",
+        "landmark_lib.artifacts.checksums:run",
         "record the sha256 of an export folder's files in its export.json (only for files you trust)",
     )
     p.add_argument("folder", type=Path, help="export folder holding export.json")
@@ -292,7 +308,7 @@ def _serving(commands) -> None:
         "--threshold",
         type=threshold_arg,
         default=None,
-        help="minimum top probability to name a landmark, 0..1 (default: export.json's, else 0.35)",
+        help=f"minimum top probability to name a landmark, 0..1 (default: export.json's, else {DEFAULT_THRESHOLD})",
     )
     p.add_argument(
         "--host",
@@ -343,7 +359,7 @@ def build_parser(train_arguments: bool = True) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _data(commands)
     _train(commands, train_arguments)
-    for add in (_evaluate, _export, _thresholds, _compare, _tag, _serving, _gallery):
+    for add in (_evaluate, _export, _thresholds, _compare, _tag, _geotag, _serving, _gallery):
         add(commands)
     return parser
 

@@ -45,3 +45,9 @@ def photo_source(text: str) -> str | Path:
 
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def review_file(text: str) -> Path:
+    if Path(text).suffix.lower() not in (".html", ".csv"):
+        raise argparse.ArgumentTypeError(f"must end in .html or .csv, got {Path(text).name}")
+    return Path(text)

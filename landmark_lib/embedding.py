@@ -6,22 +6,28 @@ be taught from a few photos. The same pass gives logits and embedding: serving w
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
+
+from .network_layout import timm_layout
 
 
 def _classifier(network: nn.Module) -> nn.Module:
     """The last linear layer: timm's get_classifier(), or the scratch CNN's head[-1]."""
     if hasattr(network, "get_classifier"):
-        return network.get_classifier()
-    return network.head[-1]
+        return timm_layout(network).get_classifier()
+    return cast(nn.Sequential, network.head)[-1]
 
 
 def pooled_features(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """[N, D] pooled features of a normalised batch: what the classifier sees (after pooling, before the linear)."""
     if hasattr(network, "forward_head"):
-        return network.forward_head(network.forward_features(x), pre_logits=True)
-    return network.head[:-1](network.stages(network.stem(x)))
+        timm_network = timm_layout(network)
+        return timm_network.forward_head(timm_network.forward_features(x), pre_logits=True)
+    head, stages, stem = (cast(nn.Sequential, getattr(network, name)) for name in ("head", "stages", "stem"))
+    return head[:-1](stages(stem(x)))
 
 
 class WithEmbedding(nn.Module):
@@ -44,4 +50,4 @@ def l2_normalise(x: torch.Tensor) -> torch.Tensor:
 
 def embedding_dim(network: nn.Module) -> int:
     """D: the classifier's input width."""
-    return int(_classifier(network).in_features)
+    return int(cast(nn.Linear, _classifier(network)).in_features)

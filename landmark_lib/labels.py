@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from .data.folder import DatasetError, Roots, data_roots
+from . import atomic
 
 BACKGROUND_CLASS = "no_landmark"  # a class folder of everyday photos: trained on, never shown as a landmark
 
@@ -68,8 +68,6 @@ def read_labels(path: str | Path) -> list[ClassInfo]:
 
 
 def write_labels(path: str | Path, classes: list[ClassInfo]) -> None:
-    from . import atomic
-
     atomic.write_text(Path(path), json.dumps([c.to_dict() for c in classes], indent=2, ensure_ascii=False))
 
 
@@ -105,38 +103,6 @@ def from_columns(model: object) -> list[ClassInfo]:
     ]
 
 
-def load_class_info(roots: Roots, class_names: list[str]) -> list[ClassInfo]:
-    """Display names and places from each dataset root's classes.json when present, else from the folder names.
-
-    Entries for the same class in several roots must agree; a conflict is an error naming both files.
-    """
-    entries: dict[str, ClassInfo] = {}
-    origin: dict[str, Path] = {}
-    for root in data_roots(roots):
-        path = root / "classes.json"
-        if not path.is_file():
-            continue
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise DatasetError(
-                f"{path} is not a list of {{name, display_name, city, country, lat, lon}} entries ({error}); fix or delete it."
-            ) from None
-        if not isinstance(raw, list):
-            raise DatasetError(
-                f"{path} is not a list of {{name, display_name, city, country, lat, lon}} entries (it holds a {type(raw).__name__}); fix or delete it."
-            )
-        listed = {e["name"]: ClassInfo.from_dict(e) for e in (_checked_entry(path, e) for e in raw)}
-        for name, info in listed.items():
-            if name in entries and entries[name] != info:
-                raise DatasetError(
-                    f"classes.json entries for '{name}' differ between {origin[name]} and {path}; make them the same."
-                )
-            entries.setdefault(name, info)
-            origin.setdefault(name, path)
-    return [entries.get(name) or ClassInfo.from_dict({}, name) for name in class_names]
-
-
 def entry_problem(entry: object) -> str | None:
     """Why ENTRY (of classes.json, labels.json or a gallery) cannot be a ClassInfo, as the end of a sentence, or None.
 
@@ -156,16 +122,5 @@ def entry_problem(entry: object) -> str | None:
             or not math.isfinite(value)
             or abs(value) > limit
         ):
-            return (
-                f'"{key}" of {entry["name"]!r} must be a number of degrees within +-{limit} or null, got {value!r:.40}'
-            )
+            return f'"{key}" of {entry["name"]!r} must be a number of degrees within +-{limit} or null, got {value!r:.40}'
     return None
-
-
-def _checked_entry(path: Path, entry: object) -> dict:
-    """ENTRY of PATH (classes.json) if its fields have the types and ranges a ClassInfo needs, else DatasetError
-    (checked before training)."""
-    problem = entry_problem(entry)
-    if problem:
-        raise DatasetError(f"{path}: {problem}; fix or delete the file.")
-    return entry  # type: ignore[return-value]

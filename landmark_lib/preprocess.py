@@ -3,10 +3,12 @@
 A PreprocessConfig (preprocess_config.py, torch-free so a server can read it without torch) flows like timm's data
 config: the model factory makes it (from the backbone's pretraining, or from the training photos for the scratch
 CNN), the run folder stores it, the transforms and the exported files use it. The Preprocess module below is the one
-definition of the pixels a model sees: model.pt scripts it and preprocess.onnx is exported from it.
+definition of the pixels a model sees: model.pt scripts it, preprocess.onnx is exported from it and model.pt2 runs it.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -20,11 +22,15 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocess", "PreprocessConfig"]
 @torch.jit.unused
 def _symbolic_min(a: int, b: int) -> int:
     """min() that torch.export keeps symbolic (the builtin would fix the graph to the example photo's shape)."""
-    return torch.sym_min(a, b)
+    return cast(int, torch.sym_min(a, b))  # a SymInt under torch.export: an int whose value is not fixed yet
 
 
 class Preprocess(nn.Module):
     """uint8 RGB image [3, H, W] of any size -> normalised float batch [1, 3, S, S]. TorchScript-compatible."""
+
+    if TYPE_CHECKING:  # for mypy only: TorchScript resolves class annotations itself and cannot resolve these
+        mean: torch.Tensor  # buffers, [1, 3, 1, 1] on the 0..255 scale
+        std: torch.Tensor
 
     def __init__(self, config: PreprocessConfig):
         super().__init__()

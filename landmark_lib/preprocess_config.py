@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_SIDE = (
+    2**15
+)  # the largest photo side the exported files accept (preprocess.onnx, model.pt2); decoding keeps photos far smaller
 
 
 @dataclass

@@ -16,6 +16,8 @@ import numpy as np
 
 from .labels import BACKGROUND_CLASS
 
+DEFAULT_THRESHOLD = 0.35  # the recognition threshold of an export that records none
+
 if TYPE_CHECKING:
     import torch
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: a virtual environment with the pinned requirements and this package (so `.venv/bin/landmark`
-# works), and (as root, for the browser test) Debian's Chromium + ChromeDriver. Safe to run again: it only installs
+# works), and (as root) Debian's Chromium + ChromeDriver for the browser test and ExifTool, which the geotag tests
+# read sidecars back with (the reader Immich and PhotoPrism use). Safe to run again: it only installs
 # what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +18,8 @@ fi
 if [ "$(id -u)" = "0" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
     || echo "note: could not install chromium; the browser test will be skipped" >&2
+fi
+if [ "$(id -u)" = "0" ] && ! command -v exiftool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl >/dev/null) \
+    || echo "note: could not install exiftool; the geotag read-back tests will be skipped" >&2
 fi

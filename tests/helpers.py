@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -15,14 +16,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from landmark_lib import bundle, checksums
+from landmark_lib import bundle
+from landmark_lib.artifacts import checksums
+from landmark_lib.artifacts.export_info import ExportInfo
+from landmark_lib.artifacts.export_info import write as export_write
+from landmark_lib.artifacts.run_folder import RunConfig
 from landmark_lib.export.torchscript import save, to_torchscript
 from landmark_lib.labels import ClassInfo, write_labels
 from landmark_lib.models import ModelSpec
 from landmark_lib.models.scratch import LandmarkNet
+from landmark_lib.models.trained import build_model, save_weights
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.train.run import RunConfig, build_model, save_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +139,7 @@ def export_tiny_model(
     save(to_torchscript(LandmarkPredictor(net, preprocess, classes).eval()), folder / bundle.MODEL_FILE)
     write_labels(folder / bundle.LABELS_FILE, classes)
     info = export_info or {"model": "scratch", "num_classes": len(classes), "preprocess": preprocess.to_dict()}
-    bundle.write_info(folder, {**info, checksums.FILES_KEY: checksums.record(folder)})
+    export_write(folder, ExportInfo.from_dict({**info, "files": checksums.record(folder)}))
     return folder
 
 
@@ -202,6 +207,55 @@ def run_python(code: str, *args: str, timeout: float = 120, env: dict | None = N
         timeout=timeout,
         check=False,
     )
+
+
+# Training through train_accelerate.py in a fresh process, as users run it: a tiny scratch CNN on a few photos.
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "ACCELERATE_DISABLE_RICH": "1"}
+TINY_SCRATCH = [
+    "--input-size",
+    "48",
+    "--width",
+    "0.25",
+    "--depth",
+    "1",
+    "--batch-size",
+    "8",
+    "--num-workers",
+    "0",
+    "--lr",
+    "3e-3",
+]
+
+
+def run_train(
+    args: list[str], cache: Path, launcher: list[str] | None = None, timeout: int = 240
+) -> subprocess.CompletedProcess:
+    command = (
+        (launcher or [sys.executable]) + [str(REPO_ROOT / "train_accelerate.py"), "--cache-dir", str(cache)] + args
+    )
+    return subprocess.run(command, cwd=REPO_ROOT, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def save_photo(path: Path, seed: int = 0, gps: tuple[float, float] | None = None, taken: str | None = None) -> Path:
+    """A make_photo JPEG at PATH with EXIF GPS (signed decimal degrees) and DateTimeOriginal ('2024:05:01 10:00:00')."""
+    from PIL import ExifTags
+
+    exif = Image.Exif()
+    if gps is not None:
+        dms = [(int(abs(v)), int(abs(v) * 60 % 60), round(abs(v) * 3600 % 60, 4)) for v in gps]
+        refs = ("N" if gps[0] >= 0 else "S", "E" if gps[1] >= 0 else "W")
+        exif[ExifTags.IFD.GPSInfo] = {1: refs[0], 2: dms[0], 3: refs[1], 4: dms[1]}
+    if taken is not None:
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = taken
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make_photo(80, 60, seed).save(path, exif=exif)
+    return path
+
+
+def exiftool(*paths: Path) -> list[dict]:
+    """What ExifTool (the reader Immich and PhotoPrism use) reads from PATHS: `exiftool -j -n`, numbers as numbers."""
+    result = subprocess.run(["exiftool", "-j", "-n", *map(str, paths)], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
 
 
 def start_uvicorn(app, host: str = "127.0.0.1"):

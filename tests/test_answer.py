@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from PIL import ExifTags, Image
 
-from landmark_lib.serve.answer import ANSWER_SCHEMA
+from landmark_lib.artifacts.answer import ANSWER_SCHEMA
 from landmark_lib.serve.service import LandmarkService
 
 from helpers import make_photo

@@ -4,6 +4,7 @@ together by web.build_app on uvicorn, as `landmark serve` does."""
 from __future__ import annotations
 
 import io
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -15,13 +16,13 @@ import pytest
 import uvicorn
 from gradio_client import Client, handle_file
 
+from landmark_lib.artifacts.answer import ANSWER_SCHEMA
 from landmark_lib.serve import rest
-from landmark_lib.serve.answer import ANSWER_SCHEMA
 from landmark_lib.serve.rest import build_api
 from landmark_lib.serve.service import LandmarkService
 from landmark_lib.serve.web import build_app
 
-from helpers import CLASSES, free_port, make_photo
+from helpers import CLASSES, exiftool, free_port, make_photo, save_photo
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,22 @@ def test_gradio_tag_endpoint_beside_the_page(base: str, service: LandmarkService
         assert "structured answer" in str(description), description
     finally:
         client.close()
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed (scripts/setup.sh installs it)")
+def test_xmp_packet_of_one_photo(base: str, tmp_path: Path) -> None:
+    """?format=xmp: the sidecar `landmark geotag` would write, as ExifTool reads it; 204 when it places nothing."""
+    response = httpx.post(f"{base}/v1/tag?format=xmp", files={"photo": ("IMG_1.jpg", jpeg(), "image/jpeg")}, timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/rdf+xml")
+    (tmp_path / "IMG_1.jpg.xmp").write_bytes(response.content)
+    (read,) = exiftool(tmp_path / "IMG_1.jpg.xmp")
+    taj = CLASSES[0]
+    assert abs(read["GPSLatitude"] - taj.lat) < 1e-6 and abs(read["GPSLongitude"] - taj.lon) < 1e-6
+    assert read["Subject"] == ["Taj Mahal", "Agra", "India"] and read["GeotagPhoto"] == "IMG_1.jpg"
+    with_gps = save_photo(tmp_path / "gps.jpg", gps=(48.8584, 2.2945)).read_bytes()
+    placed_by_camera = httpx.post(f"{base}/v1/tag?format=xmp", files={"photo": ("gps.jpg", with_gps)}, timeout=30)
+    assert placed_by_camera.status_code == 204 and not placed_by_camera.content
+    two = httpx.post(f"{base}/v1/tag?format=xmp", files=[("photo", ("a.jpg", jpeg())), ("photo", ("b.jpg", jpeg(1)))])
+    assert two.status_code == 422 and "one photo" in two.json()["detail"]
+    odd = httpx.post(f"{base}/v1/tag?format=exif", files={"photo": ("a.jpg", jpeg())})
+    assert odd.status_code == 422 and "json or xmp" in odd.json()["detail"]

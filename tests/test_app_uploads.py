@@ -174,11 +174,6 @@ def test_urls_are_neither_fetched_nor_advertised(client: Client, app_url: str, m
     assert "url" not in schema["properties"] and schema["required"] == ["path"]
 
 
-def test_cache_cleanup_is_configured(service) -> None:
-    demo = app.build_demo(service)
-    assert demo.delete_cache == app.DELETE_CACHE
-
-
 def test_read_upload_only_reads_regular_files_inside_the_upload_folder(tmp_path: Path) -> None:
     uploads, outside = tmp_path / "uploads", tmp_path / "outside"
     (uploads / "abc").mkdir(parents=True)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmarks import serving_speed
 from landmark_lib.export.torchscript import save, to_torchscript
 from landmark_lib.labels import ClassInfo
+from landmark_lib.models.trained import load_trained_model
 from landmark_lib.predictor import LandmarkPredictor
-from landmark_lib.train.run import load_trained_model
 
 from helpers import make_run
+
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
 
 VARIANTS = [
     "torchscript fp32",

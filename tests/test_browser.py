@@ -20,10 +20,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Screenshots go to LANDMARK_SCREENSHOT_DIR when set (the README's picture is made that way), else to tmp_path.
 SCREENSHOT_DIR = os.environ.get("LANDMARK_SCREENSHOT_DIR")
 
-pytestmark = pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-    reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (Debian: apt-get install -y chromium chromium-driver)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+        reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (Debian: apt-get install -y chromium chromium-driver)",
+    ),
+]
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 import json
 
-from landmark_lib.evaluation.compare import markdown, plot, single_photo_latency, summarise
 from landmark_lib.labels import ClassInfo
 from landmark_lib.models import ModelSpec
+from landmark_lib.research.compare import markdown, plot, single_photo_latency, summarise
 
 from helpers import make_run
 

@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 from landmark_lib.data.cache import build_cache
+from landmark_lib.data.classes import load_class_info
 from landmark_lib.data.folder import DatasetError, open_split
 from landmark_lib.data.images import ImageLoadError, load_rgb, load_rgb_bytes
 from landmark_lib.data.split import stratified_split
-from landmark_lib.labels import display_name, load_class_info
+from landmark_lib.labels import display_name
 
 from helpers import make_dataset
 
@@ -99,7 +100,7 @@ def test_cache_is_built_once_reused_and_rebuilt_when_the_dataset_changes(tmp_pat
     split = open_split(root)
     first = build_cache(split, 40, tmp_path / "cache")
     assert first.images.shape == (9, 40, 40, 3)
-    assert len(first.valid) == 8 and len(first.skipped) == 1 and "broken.jpg" in first.skipped[0]
+    assert len(first.readable) == 8 and len(first.skipped) == 1 and "broken.jpg" in first.skipped[0]
     mtime = (first.folder / "images.npy").stat().st_mtime_ns
     again = build_cache(open_split(root), 40, tmp_path / "cache")
     assert again.folder == first.folder and (again.folder / "images.npy").stat().st_mtime_ns == mtime
@@ -121,4 +122,4 @@ def test_the_training_cache_keeps_photos_beyond_the_serving_budget(tmp_path):
     with pytest.raises(ImageLoadError, match="more than the 128 MB limit"):
         load_rgb(big)
     cached = build_cache(open_split(tmp_path / "data", "train"), 32, tmp_path / "cache", workers=0)
-    assert len(cached.valid) == 1 and cached.skipped == []
+    assert len(cached.readable) == 1 and cached.skipped == []

@@ -13,10 +13,10 @@ from landmark_lib.cli import main
 from landmark_lib.data.folder import DatasetError
 from landmark_lib.data.images import load_rgb, pil_to_uint8_chw
 from landmark_lib.evaluation.evaluate import evaluate_run
-from landmark_lib.evaluation.metrics import compute_metrics
 from landmark_lib.labels import ClassInfo
+from landmark_lib.metrics import compute_metrics
+from landmark_lib.models.trained import load_trained_model
 from landmark_lib.predictor import LandmarkPredictor
-from landmark_lib.train.run import load_trained_model
 
 from helpers import make_dataset, make_run
 
@@ -92,11 +92,24 @@ def test_evaluate_run_writes_report_and_skips_unreadable_files(tmp_path):
         assert float(row["confidence"]) == pytest.approx(float(probs.max()), abs=1e-4)
 
 
-def test_evaluate_run_tta_and_custom_out(tmp_path):
+def test_tta_averages_each_photo_with_its_mirror_image_and_writes_to_out(tmp_path):
     data = photos_with_bad_files(tmp_path / "data")
     run = delhi_run(tmp_path / "run", data)
     metrics = evaluate_run(run, "test", data=data, out=tmp_path / "report", tta=True, num_workers=0)
     assert metrics["tta"] is True and (tmp_path / "report" / "metrics.json").is_file()
+    model, config = load_trained_model(run)
+    predictor = LandmarkPredictor(model, config.preprocess, config.classes).eval()
+    rows = list(csv.DictReader((tmp_path / "report" / "predictions.csv").open()))
+    plain_differs = False  # a random tiny network barely tells a photo from its mirror: compare at 6 decimals
+    for row in rows:
+        image = pil_to_uint8_chw(load_rgb(data / row["file"]))
+        with torch.no_grad():
+            plain, mirrored = predictor(image), predictor(image.flip(-1))
+        averaged = (plain + mirrored) / 2
+        assert row["predicted"] == CLASSES[int(averaged.argmax())]
+        assert float(row["landmark_confidence"]) == pytest.approx(float(averaged.max()), abs=2e-6)
+        plain_differs |= abs(float(plain.max()) - float(averaged.max())) > 1e-5
+    assert plain_differs, "the photos must tell TTA from no TTA"
 
 
 def test_cli_reports_missing_dataset_in_one_line(tmp_path, capsys):

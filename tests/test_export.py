@@ -11,17 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from landmark_lib.artifacts.run_folder import RunConfig, RunError
 from landmark_lib.cli import main
 from landmark_lib.data.images import MAX_ASPECT, load_rgb, pil_to_uint8_chw
 from landmark_lib.export.checks import ExportError
 from landmark_lib.export.pipeline import export_run
 from landmark_lib.labels import ClassInfo
 from landmark_lib.models import ModelSpec
+from landmark_lib.models.trained import build_model, load_trained_model, save_weights
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.train.run import RunConfig, RunError, build_model, load_trained_model, save_weights
 
 from helpers import SMALL_SCRATCH, cli_error, make_dataset, make_run
+
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
 
 CLASSES = [
     ClassInfo("taj_mahal", "Taj Mahal", "Agra", "India", 27.175, 78.042),

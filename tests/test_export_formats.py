@@ -17,6 +17,8 @@ from landmark_lib.export.pipeline import export_run
 
 from helpers import make_photo, make_run
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 # The course project's consumer, line for line, then model.pt2 the torch.export way; no project code on the path.
 CONSUMER = """
 import json, sys

@@ -13,7 +13,7 @@ import pytest
 from landmark_lib.cli import main
 from landmark_lib.gallery import store
 from landmark_lib.gallery.search import ExactIndex, FaissIndex
-from landmark_lib.serve.photos import read_photo
+from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 
 from helpers import class_photo, cli_error, export_tiny_model, make_dataset, make_photo, time_limit
@@ -34,6 +34,7 @@ def taught(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return gallery
 
 
+@pytest.mark.slow
 def test_add_list_remove_round_trip(taught: Path, model_dir: Path, tmp_path: Path, capsys) -> None:
     data = json.loads((taught / "gallery.json").read_text())
     (landmark,) = data["landmarks"]
@@ -211,6 +212,7 @@ def test_serving_recognises_a_taught_landmark_and_rejects_an_unrelated_photo(tau
     assert "old_tower" in [g.name for g in unrelated.top] or len(unrelated.top) == 5
 
 
+@pytest.mark.slow
 def test_evaluate_protocol_on_a_tiny_holdout_run(tmp_path: Path, capsys) -> None:
     """A run trained without 'c_gate' (--holdout-classes), exported; the protocol enrolls its train photos."""
     from landmark_lib.labels import ClassInfo

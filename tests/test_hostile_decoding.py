@@ -22,7 +22,7 @@ from landmark_lib.data.images import (
     load_rgb,
     load_rgb_bytes,
 )
-from landmark_lib.serve.photos import read_photo
+from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 
 from helpers import make_photo, run_python, time_limit
@@ -277,6 +277,7 @@ print(json.dumps(results))
 """
 
 
+@pytest.mark.slow
 def test_hostile_files_stay_within_the_memory_and_time_budget(model_dir: Path, tmp_path: Path) -> None:
     """In a fresh process (peak RSS is per process): 300 MB above idle and 3 s per file at most, or a refusal; the
     files just within the budget of each kind are answered."""
@@ -331,6 +332,7 @@ print(kept, rss_mb() - idle)
 """
 
 
+@pytest.mark.slow
 def test_the_memory_of_big_decodes_is_given_back(tmp_path: Path) -> None:
     """Two threads (the app's two workers) decode near-budget PNGs; glibc keeps what they freed until trimmed."""
     Image.new("RGBA", (3990, 3990), (10, 200, 30, 128)).save(tmp_path / "alpha.png", compress_level=1)

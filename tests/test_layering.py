@@ -1,5 +1,6 @@
-"""The package's layering: the serve path imports only serve-time code, no module imports itself in a circle, and
-the size limits that keep each module readable."""
+"""The package's layering: packages import each other one way only (lazy imports inside functions count), the serve
+path imports only serve-time code, no module imports itself in a circle, and the size limits that keep each module
+readable."""
 
 from __future__ import annotations
 
@@ -13,6 +14,29 @@ from helpers import run_python
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "landmark_lib"
 SERVE_FORBIDDEN_PACKAGES = ("landmark_lib.train", "landmark_lib.export", "landmark_lib.evaluation")
+SERVE_PATH_PACKAGES = ("landmark_lib.runtime", "landmark_lib.gallery", "landmark_lib.serve", "landmark_lib.tagging")
+ENTRY_MODULES = ("landmark_lib.cli", "landmark_lib.__main__")
+LOW = {"core", "artifacts"}  # core: the top-level modules (errors, atomic, labels, preprocessing, bundle, ...)
+# Which packages each package may import: core < artifacts < data, models < runtime < gallery < serve < tagging <
+# geotag (xmp, the sidecar format, below serve);
+# train and evaluation sit side by side (neither imports the other), export above both; research (the protocols
+# behind the reports) and the command line may import anything.
+ALLOWED = {
+    "core": set(),
+    "artifacts": {"core"},
+    "data": LOW,
+    "models": LOW,
+    "runtime": LOW | {"data"},
+    "train": LOW | {"data", "models"},
+    "evaluation": LOW | {"data", "models", "runtime"},
+    "export": LOW | {"data", "models", "runtime", "train", "evaluation"},
+    "gallery": LOW | {"data", "runtime"},
+    "xmp": LOW,  # the sidecar format: the REST API and the geotagger write it
+    "serve": LOW | {"data", "runtime", "gallery", "xmp"},
+    "tagging": LOW | {"data", "runtime", "gallery", "serve"},
+    "geotag": LOW | {"data", "runtime", "gallery", "serve", "tagging", "xmp"},
+}
+ANYTHING = ("research", "cli")
 SLOW_LIBRARIES = ("timm", "accelerate", "matplotlib")  # seconds of import time a server does not need
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
@@ -71,8 +95,33 @@ def closure(start: set[str]) -> set[str]:
     return seen
 
 
+def layer(name: str) -> str:
+    """The package of module NAME ('data' for landmark_lib.data.folder), 'core' for a top-level module, 'cli' for an
+    entry point."""
+    if name in ENTRY_MODULES:
+        return "cli"
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 or (PACKAGE / parts[-1]).is_dir() else "core"
+
+
+def test_every_package_has_a_place_in_the_layers():
+    packages = {layer(name) for name in MODULES}
+    assert packages <= set(ALLOWED) | set(ANYTHING), f"add {packages - set(ALLOWED) - set(ANYTHING)} to ALLOWED"
+
+
+def test_packages_import_each_other_one_way_only():
+    wrong = sorted(
+        f"{name} imports {target}"
+        for name in MODULES
+        if layer(name) not in ANYTHING
+        for target in imports(name)
+        if target in MODULES and layer(target) != layer(name) and layer(target) not in ALLOWED[layer(name)]
+    )
+    assert not wrong, "imports against the layering (tests/test_layering.py ALLOWED): " + "; ".join(wrong)
+
+
 def test_serve_imports_no_training_export_or_evaluation_code_and_no_slow_libraries():
-    serve = {name for name in MODULES if name.startswith("landmark_lib.serve")}
+    serve = {name for name in MODULES if name.startswith(SERVE_PATH_PACKAGES)}
     reached = closure(serve)
     assert not {m for m in reached if m.startswith(SERVE_FORBIDDEN_PACKAGES)}, (
         "serve/ must not import training, export or evaluation code"
@@ -81,9 +130,10 @@ def test_serve_imports_no_training_export_or_evaluation_code_and_no_slow_librari
     assert not libraries, f"the serve path imports {libraries}"
 
 
+@pytest.mark.slow
 def test_the_app_entry_points_load_no_slow_library_in_a_fresh_interpreter():
     code = (
-        "import sys, app, landmark_lib.cli, landmark_lib.serve.web, landmark_lib.serve.tag; "
+        "import sys, app, landmark_lib.cli, landmark_lib.serve.web, landmark_lib.tagging.command; "
         f"print(sorted(m for m in {SLOW_LIBRARIES!r} if m in sys.modules))"
     )
     result = run_python(code)

@@ -10,8 +10,9 @@ import pytest
 
 from landmark_lib.serve.service import LandmarkService
 
-from helpers import make_photo, run_python
-from test_training import ENV
+from helpers import SUBPROCESS_ENV, make_photo, run_python
+
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
 
 SERVE_WITHOUT_TORCH = """
 import io, json, sys
@@ -37,7 +38,7 @@ def test_onnx_serving_imports_no_torch_and_answers_like_torchscript(onnx_export:
     for seed, (width, height) in enumerate([(120, 80), (640, 480), (37, 500)]):
         photos.append(tmp_path / f"{seed}.jpg")
         make_photo(width, height, seed).save(photos[-1], quality=95)
-    result = run_python(SERVE_WITHOUT_TORCH, str(onnx_export), *map(str, photos), env=ENV)
+    result = run_python(SERVE_WITHOUT_TORCH, str(onnx_export), *map(str, photos), env=SUBPROCESS_ENV)
     assert result.returncode == 0, result.stderr[-2000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
     assert served["backend"] == "onnx" and served["imported"] == []

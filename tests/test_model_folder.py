@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from landmark_lib import bundle, checksums
+from landmark_lib.artifacts import checksums, export_info
 from landmark_lib.export.onnx import to_onnx
+from landmark_lib.runtime.backends import ModelFolderError
 from landmark_lib.serve import web as app
-from landmark_lib.serve.backends import ModelFolderError
 from landmark_lib.serve.service import LandmarkService
 
 from helpers import CLASSES, cli_error, export_tiny_model, tiny_net
@@ -34,7 +34,7 @@ def onnx_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         onnx_int8={"file": "model.int8.onnx", "threshold": 0.5},
         files=checksums.record(folder),
     )
-    bundle.write_info(folder, info)
+    export_info.write(folder, export_info.ExportInfo.from_dict(info))
     return folder
 
 
@@ -49,13 +49,15 @@ def rewrite(folder: Path, name: str, edit, record: bool = False) -> None:
     path.write_text(json.dumps(edit(json.loads(path.read_text()))))
     if record:
         info = json.loads((folder / "export.json").read_text())
-        bundle.write_info(folder, {**info, "files": checksums.record(folder)})
+        export_info.write(folder, export_info.ExportInfo.from_dict({**info, "files": checksums.record(folder)}))
 
 
+@pytest.mark.slow
 def test_verified_folder_serves_the_fastest_file(onnx_folder: Path) -> None:
     assert LandmarkService(onnx_folder / "model.pt", num_threads=1).backend == "onnx-int8"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["auto", "onnx", "torchscript"])
 def test_shuffled_labels_are_refused(onnx_folder: Path, tmp_path: Path, backend: str) -> None:
     folder = copy(onnx_folder, tmp_path)
@@ -88,7 +90,7 @@ def test_a_folder_whose_files_are_not_all_recorded_is_not_served(
             return {**info, "files": []}
         return {**info, "files": {k: v for k, v in info["files"].items() if k != "labels.json"}}
 
-    bundle.write_info(folder, edit(json.loads((folder / "export.json").read_text())))
+    export_info.write(folder, export_info.ExportInfo.from_dict(edit(json.loads((folder / "export.json").read_text()))))
     with pytest.raises(ModelFolderError, match='records no checksum|is damaged: "files"'):
         LandmarkService(folder / "model.pt", num_threads=1, backend=backend)
 
@@ -137,6 +139,7 @@ def test_bad_values_in_shared_files_are_one_error_line_without_fallback(
     assert words in error and "model.onnx" not in error, error
 
 
+@pytest.mark.slow
 def test_label_count_must_equal_the_network_outputs(onnx_folder: Path, tmp_path: Path) -> None:
     folder = copy(onnx_folder, tmp_path)
     rewrite(folder, "labels.json", lambda labels: labels[:-1], record=True)
@@ -146,6 +149,7 @@ def test_label_count_must_equal_the_network_outputs(onnx_folder: Path, tmp_path:
         LandmarkService(folder / "model.pt", num_threads=1, backend="onnx")
 
 
+@pytest.mark.slow
 def test_preprocessing_must_fit_the_files(onnx_folder: Path, tmp_path: Path) -> None:
     folder = copy(onnx_folder, tmp_path)
     rewrite(
@@ -160,10 +164,11 @@ def test_preprocessing_must_fit_the_files(onnx_folder: Path, tmp_path: Path) -> 
         LandmarkService(folder / "model.pt", num_threads=1, backend="torchscript")
 
 
+@pytest.mark.slow
 def test_damaged_int8_file_falls_back_with_a_warning(onnx_folder: Path, tmp_path: Path, caplog) -> None:
     folder = copy(onnx_folder, tmp_path)
     (folder / "model.int8.onnx").write_bytes((folder / "model.int8.onnx").read_bytes()[:5000])
-    with caplog.at_level(logging.WARNING, logger="landmark_lib.serve.backends"):
+    with caplog.at_level(logging.WARNING, logger="landmark_lib.runtime.backends"):
         service = LandmarkService(folder / "model.pt", num_threads=1)
     assert service.backend == "onnx"
     assert any(
@@ -200,4 +205,4 @@ def test_the_committed_model_records_and_matches_its_checksums() -> None:
     assert sorted(files) == sorted(name for name in checksums.EXPORTED_FILES if (folder / name).is_file())
     assert all(checksums.problem(folder, name, files) is None for name in files)
     info = json.loads((folder / "export.json").read_text())
-    assert info[bundle.SETTINGS_KEY] == bundle.settings_sha256(info)
+    assert info["settings_sha256"] == export_info.settings_sha256(export_info.ExportInfo.from_dict(info))

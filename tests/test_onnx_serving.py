@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from landmark_lib.checksums import sha256_file
+from landmark_lib.artifacts.checksums import sha256_file
 from landmark_lib.cli import main
 from landmark_lib.data.images import pil_to_uint8_chw
 from landmark_lib.export.hub import build_model_card
 from landmark_lib.export.pipeline import export_run
-from landmark_lib.serve.photos import read_photo
-from landmark_lib.serve.resolve import ModelNotFoundError
+from landmark_lib.runtime.photos import read_photo
+from landmark_lib.runtime.resolve import ModelNotFoundError
 from landmark_lib.serve.service import LandmarkService
 
-from helpers import cli_error, make_dataset, make_photo, make_run
-from test_training import TINY, run_train
+from helpers import TINY_SCRATCH, cli_error, make_dataset, make_photo, make_run, run_train
+
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
 
 
 def test_export_writes_verified_onnx(onnx_export: Path) -> None:
@@ -79,7 +80,9 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained run (so validation top-1 means something), exported with --format onnx-int8 and evaluated on test."""
     tmp = tmp_path_factory.mktemp("int8")
     data = make_dataset(tmp / "data", classes=3, train_per_class=14, test_per_class=4)
-    result = run_train(["--data", str(data), "--output-dir", str(tmp / "run"), "--epochs", "6", *TINY], tmp / "cache")
+    result = run_train(
+        ["--data", str(data), "--output-dir", str(tmp / "run"), "--epochs", "6", *TINY_SCRATCH], tmp / "cache"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (
         main(

@@ -16,12 +16,13 @@ import torch
 from PIL import ExifTags, Image, ImageOps
 from PIL.TiffImagePlugin import IFDRational
 
-from landmark_lib import bundle
+from landmark_lib.artifacts import export_info
 from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
-from landmark_lib.serve import resolve
-from landmark_lib.serve.photos import Photo, gps_from_exif, read_photo
-from landmark_lib.serve.resolve import ModelNotFoundError, hub_source, resolve_model_path
-from landmark_lib.serve.service import DEFAULT_THRESHOLD, LandmarkService
+from landmark_lib.recognition import DEFAULT_THRESHOLD
+from landmark_lib.runtime import resolve
+from landmark_lib.runtime.photos import Photo, gps_from_exif, read_photo
+from landmark_lib.runtime.resolve import ModelNotFoundError, resolve_model_path
+from landmark_lib.serve.service import LandmarkService
 
 from helpers import CLASSES, make_photo
 
@@ -82,8 +83,9 @@ def test_resolve_hf_from_offline_cache(model_dir: Path, tmp_path: Path) -> None:
     commit = "0123456789abcdef0123456789abcdef01234567"
     _populate_hf_cache(tmp_path / "hub", "someone/landmarks", commit, model_dir)
     script = (
-        "from landmark_lib.serve.resolve import resolve_model_path as r;"
-        f"print(r('hf://someone/landmarks')); print(r('hf://someone/landmarks@{commit}'));"
+        "from landmark_lib.runtime.resolve import resolve_model as r;"
+        f"m = r('hf://someone/landmarks'); print(m.path); print(r('hf://someone/landmarks@{commit}').path);"
+        "print(m.hub_repo, m.hub_commit);"
         "\ntry: r('hf://someone/absent')\nexcept FileNotFoundError as e: print('ERR', e)"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "PYTHONPATH": str(REPO_ROOT)}
@@ -91,10 +93,10 @@ def test_resolve_hf_from_offline_cache(model_dir: Path, tmp_path: Path) -> None:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
-    main, pinned, error = result.stdout.strip().splitlines()
+    main, pinned, source, error = result.stdout.strip().splitlines()
     expected = tmp_path / "hub" / "models--someone--landmarks" / "snapshots" / commit / "model.pt"
     assert Path(main) == Path(pinned) == expected
-    assert hub_source(main) == ("someone/landmarks", commit)  # the resolved commit, shown on the page
+    assert source == f"someone/landmarks {commit}"  # the resolved commit, shown on the page
     assert error.startswith("ERR Could not get") and "HF_HUB_OFFLINE" in error
     LandmarkService(main, num_threads=1)  # the cached file is a loadable model
 
@@ -203,7 +205,9 @@ def test_threshold_default_override_and_export_json(service: LandmarkService, mo
     assert strict.best == confident.best and not strict.recognised and strict.threshold == 0.99
     shutil.copytree(model_dir, tmp_path / "export")
     info = json.loads((model_dir / "export.json").read_text())
-    bundle.write_info(tmp_path / "export", {**info, "threshold": 0.97})  # as the threshold CLI records it
+    export_info.write(
+        tmp_path / "export", export_info.ExportInfo.from_dict({**info, "threshold": 0.97})
+    )  # as the threshold CLI does
     from_file = LandmarkService(tmp_path / "export" / "model.pt", num_threads=1)
     assert from_file.threshold == 0.97 and not from_file.predict(make_photo()).recognised
     assert LandmarkService(tmp_path / "export" / "model.pt", threshold=0.1, num_threads=1).threshold == 0.1

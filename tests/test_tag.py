@@ -100,11 +100,11 @@ def tag_cli(argv: list[str]) -> None:
     """`landmark tag ARGV` with its expected failures as SystemExit("error: ...") (what the CLI prints)."""
     from landmark_lib.cli import build_parser
     from landmark_lib.errors import LandmarkError
-    from landmark_lib.serve import tag
+    from landmark_lib.tagging import command
 
     args = build_parser().parse_args(["tag", *argv])
     try:
-        tag.run(args)
+        command.run(args)
     except LandmarkError as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -118,16 +118,16 @@ def test_one_odd_photo_never_aborts_the_run(
     photo_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A decoder bug on one file (any exception, not only ImageLoadError) is that file's error row."""
-    from landmark_lib.serve import tagging
+    from landmark_lib.tagging import batch
 
-    real = tagging.read_photo
+    real = batch.read_photo
 
     def flaky(path, **kwargs):
         if path.name == "b.png":
             raise RuntimeError("decoder exploded")
         return real(path, **kwargs)
 
-    monkeypatch.setattr(tagging, "read_photo", flaky)
+    monkeypatch.setattr(batch, "read_photo", flaky)
     tag_cli([str(photo_dir), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir)])
     rows = _csv_rows(tmp_path / "tags.csv")
     assert "could not be decoded (RuntimeError: decoder exploded)" in rows["trip/b.png"]["error"]
@@ -204,7 +204,7 @@ def test_a_full_disk_keeps_the_whole_rows_and_a_rerun_finishes(
 ) -> None:
     """The disk fills while the second batch is being written: the error names the folder, the file keeps the header
     and the first batch (the half-written one is cut back), and the same command then tags the rest."""
-    from landmark_lib.serve import tag_writers
+    from landmark_lib.tagging import writers
 
     out, calls = tmp_path / "tags.csv", []
     real_fsync = os.fsync
@@ -215,7 +215,7 @@ def test_a_full_disk_keeps_the_whole_rows_and_a_rerun_finishes(
             raise OSError(28, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(tag_writers.os, "fsync", fsync_full)
+    monkeypatch.setattr(writers.os, "fsync", fsync_full)
     argv = [str(photo_dir), "--out", str(out), "--model", str(model_dir), "--batch-size", "2"]
     with pytest.raises(SystemExit, match=f"no space left on {tmp_path}.*rerun the same command"):
         tag_cli(argv)

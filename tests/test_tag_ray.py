@@ -13,6 +13,8 @@ from landmark_lib.cli import main
 
 from helpers import make_photo, time_limit
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 
 def by_path(rows: list[dict]) -> dict[str, dict]:
     return {r["path"]: r for r in rows}
@@ -73,7 +75,7 @@ def test_a_failed_ray_run_keeps_the_previous_output(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """The old output was deleted before the run, which then failed: now the new one replaces it only when done."""
-    from landmark_lib.serve import tag_ray
+    from landmark_lib.tagging import ray_engine as tag_ray
 
     folder, out = tmp_path / "photos", tmp_path / "tags.parquet"
     folder.mkdir()

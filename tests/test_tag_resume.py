@@ -18,13 +18,16 @@ from landmark_lib.cli import main
 
 from helpers import export_tiny_model, make_photo, time_limit
 
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
+
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 PHOTOS = 24
 # `landmark tag` with every batch slowed down, so that the kill lands in the middle of the run.
 SLOW_TAGGER = """
 import sys, time
-from landmark_lib.serve import service, tag
+from landmark_lib.serve import service
+from landmark_lib.tagging import command as tag
 service.default_num_threads = lambda *_: 1
 real = tag.tag_batch  # as the local engine calls it
 def slow(*args):
@@ -200,7 +203,7 @@ def test_a_second_tagger_on_the_same_output_names_the_first(
     library: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """Two taggers writing one output duplicated every row (JSONL 992 rows and CSV 1000 for 500 photos, exit 0)."""
-    from landmark_lib.serve import tag_state
+    from landmark_lib.tagging import state as tag_state
 
     out = tmp_path / "tags.csv"
     with tag_state.locked(out):  # the first run, still writing

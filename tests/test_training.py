@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,31 +14,9 @@ import pytest
 
 from landmark_lib.cli import main as landmark
 
-from helpers import TINY_LITE0_PARTIAL, make_dataset
+from helpers import REPO_ROOT, SUBPROCESS_ENV, TINY_LITE0_PARTIAL, TINY_SCRATCH, make_dataset, run_train
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "ACCELERATE_DISABLE_RICH": "1"}
-TINY = [
-    "--input-size",
-    "48",
-    "--width",
-    "0.25",
-    "--depth",
-    "1",
-    "--batch-size",
-    "8",
-    "--num-workers",
-    "0",
-    "--lr",
-    "3e-3",
-]
-
-
-def run_train(
-    args: list[str], cache: Path, launcher: list[str] | None = None, timeout: int = 240
-) -> subprocess.CompletedProcess:
-    command = (launcher or [sys.executable]) + [str(REPO / "train_accelerate.py"), "--cache-dir", str(cache)] + args
-    return subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -54,7 +31,17 @@ def dataset(tmp_path_factory) -> Path:
 
 def test_scratch_run_learns_and_writes_run_folder(dataset, tmp_path):
     run = tmp_path / "run"
-    argv = ["--data", str(dataset), "--output-dir", str(run), "--epochs", "6", *TINY, "--report-to", "tensorboard"]
+    argv = [
+        "--data",
+        str(dataset),
+        "--output-dir",
+        str(run),
+        "--epochs",
+        "6",
+        *TINY_SCRATCH,
+        "--report-to",
+        "tensorboard",
+    ]
     result = run_train(argv, tmp_path / "cache")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = metrics(run)
@@ -99,7 +86,7 @@ def test_two_process_launch_gathers_each_valid_image_once(dataset, tmp_path):
     ]
     # 42 train photos, valid fraction 0.15 -> 2 per class = 6 valid images; batch 4 on 2 processes pads the last batch.
     result = run_train(
-        ["--data", str(dataset), "--output-dir", str(run), "--epochs", "2", *TINY, "--batch-size", "4"],
+        ["--data", str(dataset), "--output-dir", str(run), "--epochs", "2", *TINY_SCRATCH, "--batch-size", "4"],
         tmp_path / "cache",
         launcher,
     )
@@ -113,11 +100,13 @@ def test_two_process_launch_gathers_each_valid_image_once(dataset, tmp_path):
 
 def test_killed_run_resumes_without_redoing_finished_epochs(dataset, tmp_path):
     run, cache = tmp_path / "killed", tmp_path / "cache"
-    run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY], cache)  # warm the image cache
+    run_train(
+        ["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY_SCRATCH], cache
+    )  # warm the image cache
     run = tmp_path / "killed2"
     command = [
         sys.executable,
-        str(REPO / "train_accelerate.py"),
+        str(REPO_ROOT / "train_accelerate.py"),
         "--cache-dir",
         str(cache),
         "--data",
@@ -126,9 +115,11 @@ def test_killed_run_resumes_without_redoing_finished_epochs(dataset, tmp_path):
         str(run),
         "--epochs",
         "40",
-        *TINY,
+        *TINY_SCRATCH,
     ]
-    process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((run / "state").glob("epoch_0002/complete")):
         time.sleep(0.2)
@@ -184,7 +175,7 @@ def test_bad_input_stops_with_one_clear_sentence(tmp_path, capsys, make, args, m
         "--output-dir",
         str(tmp_path / "run"),
     ]
-    assert landmark([*command, "--epochs", "1", *TINY, *args]) == 2
+    assert landmark([*command, "--epochs", "1", *TINY_SCRATCH, *args]) == 2
     stderr = capsys.readouterr().err
     assert message in stderr and stderr.startswith("error: ")
     assert not (tmp_path / "run" / "state").exists()
@@ -192,7 +183,10 @@ def test_bad_input_stops_with_one_clear_sentence(tmp_path, capsys, make, args, m
 
 def test_resume_refuses_a_run_of_another_model_or_class_list(dataset, tmp_path, capsys):
     run, cache = tmp_path / "run", ["--cache-dir", str(tmp_path / "cache")]
-    assert landmark(["train", *cache, "--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY]) == 0
+    assert (
+        landmark(["train", *cache, "--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY_SCRATCH])
+        == 0
+    )
     capsys.readouterr()
     assert landmark(["train", *cache, "--resume", str(run), "--model", "timm:tf_efficientnet_lite0"]) == 2
     assert "is a run of model 'scratch'" in capsys.readouterr().err

@@ -17,18 +17,21 @@ from pathlib import Path
 import psutil
 import pytest
 
+from landmark_lib.artifacts.run_folder import RunConfig, RunError
 from landmark_lib.cli import main as landmark
 from landmark_lib.data import cache as cache_module
 from landmark_lib.data.cache import build_cache
+from landmark_lib.data.classes import load_class_info
 from landmark_lib.data.folder import DatasetError, open_split
-from landmark_lib.labels import ClassInfo, load_class_info
+from landmark_lib.labels import ClassInfo
 from landmark_lib.models import ModelSpec
+from landmark_lib.models.trained import load_trained_model
 from landmark_lib.preprocess import PreprocessConfig
-from landmark_lib.train.run import RunConfig, RunError, load_trained_model
 from landmark_lib.train.tracking import read_metrics
 
-from helpers import cli_error, make_dataset, run_python
-from test_training import ENV, REPO, TINY, run_train
+from helpers import REPO_ROOT, SUBPROCESS_ENV, TINY_SCRATCH, cli_error, make_dataset, run_python, run_train
+
+pytestmark = pytest.mark.slow  # trainings, exports or subprocesses: see pytest.ini
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def trained(dataset, tmp_path_factory) -> Path:
     """A finished one-epoch run (config.json, model.safetensors, metrics.csv, state/epoch_0001)."""
     tmp = tmp_path_factory.mktemp("trained")
     result = run_train(
-        ["--data", str(dataset), "--output-dir", str(tmp / "run"), "--epochs", "1", *TINY], tmp / "cache"
+        ["--data", str(dataset), "--output-dir", str(tmp / "run"), "--epochs", "1", *TINY_SCRATCH], tmp / "cache"
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return tmp / "run"
@@ -86,7 +89,8 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 WRITE_UNDER_A_SIZE_LIMIT = """
 import resource, signal, sys
 from pathlib import Path
-from landmark_lib.train.run import RunConfig, save_weights, build_model
+from landmark_lib.artifacts.run_folder import RunConfig
+from landmark_lib.models.trained import save_weights, build_model
 from landmark_lib.train.tracking import CSVTracker
 run, what = Path(sys.argv[1]), sys.argv[2]
 config = RunConfig.load(run)
@@ -109,7 +113,7 @@ except OSError as error:
 def test_a_write_that_fails_midway_keeps_the_previous_run_file(trained: Path, tmp_path: Path, name: str) -> None:
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     before = (run / name).read_bytes()
-    result = run_python(WRITE_UNDER_A_SIZE_LIMIT, str(run), name, env=ENV)
+    result = run_python(WRITE_UNDER_A_SIZE_LIMIT, str(run), name, env=SUBPROCESS_ENV)
     assert "write failed" in result.stdout, result.stderr[-2000:]
     assert (run / name).read_bytes() == before
     assert RunConfig.load(run) and load_trained_model(run) and read_metrics(run / "metrics.csv")
@@ -120,12 +124,16 @@ def test_killed_while_saving_config_leaves_a_loadable_config(trained: Path, tmp_
     """kill -9 at random moments of a --resume start (which rewrites config.json): the file is old or new, never cut."""
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     script = (
-        "import sys; from landmark_lib.train.run import RunConfig; c = RunConfig.load(sys.argv[1]); c.args['notes'] = 'z' * 2_000_000\n"
+        "import sys; from landmark_lib.artifacts.run_folder import RunConfig; c = RunConfig.load(sys.argv[1]); c.args['notes'] = 'z' * 2_000_000\n"
         "print('ready', flush=True)\nwhile True: c.save(sys.argv[1])"
     )
     for delay in (0.05, 0.2, 0.35, 0.5):
         process = subprocess.Popen(
-            [sys.executable, "-c", script, str(run)], cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", script, str(run)],
+            cwd=REPO_ROOT,
+            env=SUBPROCESS_ENV,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert process.stdout.readline().strip() == "ready"
         time.sleep(delay)
@@ -176,7 +184,7 @@ def test_a_class_whose_photos_are_all_unreadable_stops_before_training(tmp_path:
         photo.write_bytes(b"not a photo")
     line = one_error_line(
         run_train(
-            ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY],
+            ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY_SCRATCH],
             tmp_path / "cache",
             timeout=120,
         )
@@ -189,7 +197,7 @@ def test_no_validation_photos_stops_before_training(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", classes=3, train_per_class=1, test_per_class=1)
     line = one_error_line(
         run_train(
-            ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY],
+            ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--epochs", "1", *TINY_SCRATCH],
             tmp_path / "cache",
             timeout=120,
         )
@@ -230,7 +238,7 @@ def test_a_full_cache_disk_is_named_and_leaves_no_workers(dataset: Path, tmp_pat
             str(tmp_path / "run"),
             "--epochs",
             "1",
-            *TINY,
+            *TINY_SCRATCH,
             "--num-workers",
             "2",
         ]
@@ -246,7 +254,7 @@ def test_a_full_run_folder_disk_is_named(dataset: Path, tmp_path: Path) -> None:
         run = disk / "run"
         line = one_error_line(
             run_train(
-                ["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY],
+                ["--data", str(dataset), "--output-dir", str(run), "--epochs", "1", *TINY_SCRATCH],
                 tmp_path / "cache",
                 timeout=120,
             )
@@ -264,7 +272,7 @@ def _slow_build(data: str, cache: str, queue) -> None:
     cache_module.load_rgb = slow
     try:
         cached = build_cache(open_split(data, "train"), 32, cache, workers=0)
-        queue.put(("ok", cached.folder.name, int(cached.images.sum()), len(cached.valid)))
+        queue.put(("ok", cached.folder.name, int(cached.images.sum()), len(cached.readable)))
     except BaseException as error:  # noqa: BLE001 - reported to the test
         queue.put(("error", repr(error)))
 

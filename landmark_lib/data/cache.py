@@ -4,6 +4,7 @@ Each image is resized so its shorter side is `size` and centre-cropped to size x
 memory-mapped .npy file. The cache folder name carries a hash of the file list (paths, sizes, mtimes) and
 the size, so any change to the dataset builds a fresh cache instead of serving stale pixels.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,6 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..artifacts.train_config import DEFAULT_CACHE_DIR
 from ..atomic import NO_SPACE, NoSpaceError, no_space
 from .folder import ImageFolderSplit
 from .images import ImageLoadError, load_rgb
@@ -30,14 +32,13 @@ from .images import ImageLoadError, load_rgb
 # The serving budget (images.MAX_DECODE_BYTES) bounds what a stranger's upload may cost; a dataset's own photos are
 # cached once, in worker processes, and keep decoding as they always did (a 200 MP RGBA photo is 1.6 GB).
 TRAINING_DECODE_BYTES = 2 * 2**30
-DEFAULT_CACHE_DIR = Path(os.environ.get("LANDMARK_CACHE", Path.home() / ".cache" / "landmark_tagger"))
 
 
 def resize_square(image: Image.Image, size: int) -> Image.Image:
     """Shorter side -> size (bicubic, antialiased), then a centre size x size crop."""
     scale = size / min(image.size)
     width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-    image = image.resize((width, height), Image.BICUBIC, reducing_gap=3.0)
+    image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
     left, top = (width - size) // 2, (height - size) // 2
     return image.crop((left, top, left + size, top + size))
 
@@ -69,13 +70,13 @@ class _Decode(Dataset):
 class CachedSplit:
     """The cached pixels of one split: images[i] is uint8 [size, size, 3], targets[i] its class index.
 
-    `valid` lists the rows whose file decoded; `skipped` says why the others did not.
+    `readable` lists the rows whose file decoded; `skipped` says why the others did not.
     """
 
     folder: Path
     images: np.ndarray
     targets: np.ndarray
-    valid: np.ndarray
+    readable: np.ndarray
     files: list[str]
     skipped: list[str]
 
@@ -106,7 +107,9 @@ def reserve(path: Path, cache_dir: Path, what: str) -> None:
             raise
 
 
-def build_cache(split: ImageFolderSplit, size: int, cache_dir: str | Path = DEFAULT_CACHE_DIR, workers: int = 2) -> CachedSplit:
+def build_cache(
+    split: ImageFolderSplit, size: int, cache_dir: str | Path = DEFAULT_CACHE_DIR, workers: int = 2
+) -> CachedSplit:
     """Return the cache for this split and size, building it once (unreadable images are skipped and listed).
 
     Concurrent builds of the same cache (two trainings) are serialised by a lock; a full disk is a NoSpaceError.
@@ -125,7 +128,7 @@ def build_cache(split: ImageFolderSplit, size: int, cache_dir: str | Path = DEFA
         folder=folder,
         images=np.load(folder / "images.npy", mmap_mode="r"),
         targets=np.load(folder / "targets.npy"),
-        valid=np.flatnonzero(np.load(folder / "keep.npy")),
+        readable=np.flatnonzero(np.load(folder / "keep.npy")),
         files=meta["files"],
         skipped=meta["skipped"],
     )
@@ -146,7 +149,9 @@ def _build(split: ImageFolderSplit, size: int, folder: Path, workers: int) -> No
 
 
 def _fill(split: ImageFolderSplit, size: int, tmp: Path, workers: int) -> None:
-    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(split.samples), size, size, 3))
+    images = np.lib.format.open_memmap(
+        tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(split.samples), size, size, 3)
+    )
     reserve(tmp / "images.npy", tmp.parent, f"caching {split.label} at {size}px")
     loader = DataLoader(_Decode(split.samples, size), batch_size=32, num_workers=workers, collate_fn=list)
     keep = np.ones(len(split.samples), dtype=bool)

@@ -4,6 +4,7 @@ The zip is large and links drop, so the transfer goes to DEST/<name>.zip.part an
 retry) continues it with an HTTP Range request. Only a zip that passes `testzip` and has the expected
 number of classes and images is extracted, so a truncated or wrong archive never looks like a dataset.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,9 @@ def _open(url: str, start: int, timeout: float):
     except urllib.error.HTTPError as error:
         if error.code == 416 and start:  # nothing left after `start`: the .part is already whole
             return None
-        raise DownloadError(f"{url} answered HTTP {error.code} {error.reason}; check the URL or use a mirror with --url.") from None
+        raise DownloadError(
+            f"{url} answered HTTP {error.code} {error.reason}; check the URL or use a mirror with --url."
+        ) from None
     except (OSError, ValueError) as error:  # URLError, refused, DNS failure, timeout, malformed URL
         raise _unreachable(url, getattr(error, "reason", error)) from None
 
@@ -79,7 +82,11 @@ def _transfer_once(url: str, part: Path, timeout: float, progress: bool) -> bool
     if response is None:
         return True
     with response:
-        if start and response.status == 206 and not response.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+        if (
+            start
+            and response.status == 206
+            and not response.headers.get("Content-Range", "").startswith(f"bytes {start}-")
+        ):
             part.unlink()  # a different range than asked for: retry from scratch
             return False
         if start and response.status != 206:  # server ignored the Range and sends everything: start over
@@ -87,16 +94,28 @@ def _transfer_once(url: str, part: Path, timeout: float, progress: bool) -> bool
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
         received = start
-        with open(part, "ab" if start else "wb") as out, tqdm(
-            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=part.name.removesuffix(".part"), disable=not progress,
-        ) as bar:
+        with (
+            open(part, "ab" if start else "wb") as out,
+            tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+            ) as bar,
+        ):
             try:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-            except (OSError, ValueError, http.client.HTTPException):  # reset, timeout, IncompleteRead: keep what we have
+            except (
+                OSError,
+                ValueError,
+                http.client.HTTPException,
+            ):  # reset, timeout, IncompleteRead: keep what we have
                 pass
     return total is None or received >= total
 
@@ -128,8 +147,14 @@ def count_archive(path: Path) -> tuple[int, int, int]:
     counts = {"train": 0, "test": 0}
     for name in names:
         parts = name.split("/")
-        if (len(parts) == 4 and parts[0] == DATASET_DIR and parts[1] in counts and parts[2]
-                and not parts[3].startswith(".") and Path(parts[3]).suffix.lower() in IMAGE_EXTENSIONS):
+        if (
+            len(parts) == 4
+            and parts[0] == DATASET_DIR
+            and parts[1] in counts
+            and parts[2]
+            and not parts[3].startswith(".")
+            and Path(parts[3]).suffix.lower() in IMAGE_EXTENSIONS
+        ):
             counts[parts[1]] += 1
             if parts[1] == "train":
                 classes.add(parts[2])

@@ -1,4 +1,5 @@
 """The dataset layout (ROOT/{train,test}/<class>/*) and its class folders, checked before any work starts."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -115,4 +116,6 @@ def open_split(roots: Roots, split: str = "train", class_names: list[str] | None
                 )
             samples.extend((f, index[folder]) for f in files)
             sample_roots.extend([root_index] * len(files))
-    return ImageFolderSplit(roots=list(per_root), name=split, class_names=list(names), samples=samples, sample_roots=sample_roots)
+    return ImageFolderSplit(
+        roots=list(per_root), name=split, class_names=list(names), samples=samples, sample_roots=sample_roots
+    )

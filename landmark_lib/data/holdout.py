@@ -31,7 +31,7 @@ def kept_classes(class_names: list[str], holdout: list[str] | None) -> list[str]
 
 
 def without_holdout(cached: CachedSplit, class_names: list[str], holdout: list[str] | None) -> CachedSplit:
-    """CACHED with the held-out classes' rows marked unusable (target -1, not in `valid`) and targets renumbered to
+    """CACHED with the held-out classes' rows marked unusable (target -1, not in `readable`) and targets renumbered to
     kept_classes(); the rows, files and folder (the feature store's key) are unchanged."""
     if not holdout:
         return cached
@@ -39,4 +39,4 @@ def without_holdout(cached: CachedSplit, class_names: list[str], holdout: list[s
     new_index = {name: i for i, name in enumerate(kept)}
     remap = np.array([new_index.get(name, -1) for name in class_names], dtype=np.int64)
     targets = remap[cached.targets]
-    return replace(cached, targets=targets, valid=cached.valid[targets[cached.valid] >= 0])
+    return replace(cached, targets=targets, readable=cached.readable[targets[cached.readable] >= 0])

@@ -250,7 +250,7 @@ def load_rgb_bytes(data: bytes, name: str = "image", min_short_side: int | None 
     if not data:
         raise ImageLoadError(f"{name} is an empty (zero-byte) file, not an image.")
     buffer = io.BytesIO(data)
-    buffer.name = name  # type: ignore[attr-defined]
+    buffer.name = name
     return load_rgb(buffer, min_short_side)
 
 

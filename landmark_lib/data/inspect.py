@@ -3,6 +3,7 @@
 Leakage matters most: a test photo that is a copy (md5) or a re-encoded/resized copy (64-bit dHash within
 a few bits) of a train photo inflates test accuracy. Mean/std come from train only, so test never leaks in.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ SPLITS = ("train", "test")
 
 def dhash(image: Image.Image) -> int:
     """64-bit difference hash: grayscale 9x8 (Lanczos), bit set where the right pixel is brighter than the left."""
-    pixels = np.asarray(image.convert("L").resize((9, 8), Image.LANCZOS), dtype=np.int16)
+    pixels = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
     bits = (pixels[:, 1:] > pixels[:, :-1]).flatten()
     return int(sum(1 << i for i, bit in enumerate(bits) if bit))
 
@@ -92,10 +93,12 @@ def _other_files(root: Path, split: str) -> list[str]:
 
 def _duplicates(root: Path, splits: dict, records: dict, threshold: int) -> tuple[list[dict], list[dict]]:
     """Exact (same md5) and near (dHash distance <= threshold, different bytes) train/test pairs."""
+
     def valid(split: str) -> list[tuple[str, str, _Record]]:
         return [
             (str(path.relative_to(root)), splits[split].class_names[target], record)
-            for (path, target), record in zip(splits[split].samples, records[split]) if not record.error
+            for (path, target), record in zip(splits[split].samples, records[split])
+            if not record.error
         ]
 
     train, test = valid("train"), valid("test")
@@ -107,18 +110,25 @@ def _duplicates(root: Path, splits: dict, records: dict, threshold: int) -> tupl
     if train and test:
         train_hashes = np.array([r.dhash for _, _, r in train], dtype=np.uint64)
         for start in range(0, len(test), 256):
-            block = test[start:start + 256]
+            block = test[start : start + 256]
             distances = hamming(np.array([r.dhash for _, _, r in block], dtype=np.uint64), train_hashes)
             for i, j in zip(*np.nonzero(distances <= threshold)):
                 (test_name, test_class, test_rec), (train_name, train_class, train_rec) = block[i], train[j]
                 if test_rec.md5 != train_rec.md5:
-                    near.append({"test": test_name, "train": train_name, "distance": int(distances[i, j]),
-                                 "same_class": test_class == train_class})
+                    near.append(
+                        {
+                            "test": test_name,
+                            "train": train_name,
+                            "distance": int(distances[i, j]),
+                            "same_class": test_class == train_class,
+                        }
+                    )
     return exact, near
 
 
-def _sample_grid(split: ImageFolderSplit, records: list[_Record], path: Path, per_class: int, max_classes: int,
-                 thumb: int = 96) -> None:
+def _sample_grid(
+    split: ImageFolderSplit, records: list[_Record], path: Path, per_class: int, max_classes: int, thumb: int = 96
+) -> None:
     """One row per class (up to max_classes), `per_class` random readable photos, as one mosaic image."""
     import matplotlib.pyplot as plt
 
@@ -132,15 +142,19 @@ def _sample_grid(split: ImageFolderSplit, records: list[_Record], path: Path, pe
     for row, target in enumerate(classes):
         files = by_class.get(target, [])
         for col, file in enumerate(sorted(rng.sample(files, min(per_class, len(files))))):
-            mosaic[row * thumb:(row + 1) * thumb, col * thumb:(col + 1) * thumb] = resize_square(load_rgb(file), thumb)
+            square = np.asarray(resize_square(load_rgb(file), thumb))
+            mosaic[row * thumb : (row + 1) * thumb, col * thumb : (col + 1) * thumb] = square
     scale = 1.2 / thumb  # inches per pixel
     fig, ax = plt.subplots(figsize=(per_class * thumb * scale + 2.5, len(classes) * thumb * scale + 0.6))
     ax.imshow(mosaic)
     ax.set_yticks([(row + 0.5) * thumb for row in range(len(classes))])
     ax.set_yticklabels([split.class_names[t] for t in classes], fontsize=8)
     ax.set_xticks([])
-    shown = f"first {len(classes)} of {len(split.class_names)} classes" if len(classes) < len(split.class_names) else (
-        f"{len(classes)} classes")
+    shown = (
+        f"first {len(classes)} of {len(split.class_names)} classes"
+        if len(classes) < len(split.class_names)
+        else (f"{len(classes)} classes")
+    )
     ax.set_title(f"{split.name} samples ({shown})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -171,8 +185,8 @@ def _mean_std(records: list[_Record]) -> tuple[list[float], list[float]]:
     pixels = sum(r.pixels for r in records)
     if not pixels:
         return [float("nan")] * 3, [float("nan")] * 3
-    total = np.sum([r.pixel_sum for r in records], axis=0) / pixels
-    sq = np.sum([r.pixel_sq for r in records], axis=0) / pixels
+    total = np.sum([r.pixel_sum for r in records if r.pixel_sum is not None], axis=0) / pixels
+    sq = np.sum([r.pixel_sq for r in records if r.pixel_sq is not None], axis=0) / pixels
     return total.tolist(), np.sqrt(np.maximum(sq - total**2, 0.0)).tolist()
 
 
@@ -258,15 +272,21 @@ def summary(report: dict, limit: int = 10) -> str:
     listing("Exact train/test duplicates", [f"{d['test']} == {d['train']}" for d in report["exact_duplicates"]])
     listing(
         f"Near train/test duplicates (dHash distance <= {report['near_threshold']})",
-        [f"{d['test']} ~ {d['train']} (distance {d['distance']}{'' if d['same_class'] else ', other class'})"
-         for d in report["near_duplicates"]],
+        [
+            f"{d['test']} ~ {d['train']} (distance {d['distance']}{'' if d['same_class'] else ', other class'})"
+            for d in report["near_duplicates"]
+        ],
     )
     fmt = lambda values: "[" + ", ".join(f"{v:.4f}" for v in values) + "]"  # noqa: E731
-    lines.append(f"Train RGB mean {fmt(report['train_mean'])}, std {fmt(report['train_std'])} "
-                 f"(images resized to {report['stats_size']} px)")
+    lines.append(
+        f"Train RGB mean {fmt(report['train_mean'])}, std {fmt(report['train_std'])} "
+        f"(images resized to {report['stats_size']} px)"
+    )
     pictures = report["pictures"]
-    lines.append(f"Wrote {Path(pictures['samples']).parent / 'report.json'}, {pictures['samples']}, "
-                 f"{pictures['class_distribution']}")
+    lines.append(
+        f"Wrote {Path(pictures['samples']).parent / 'report.json'}, {pictures['samples']}, "
+        f"{pictures['class_distribution']}"
+    )
     return "\n".join(lines)
 
 
@@ -274,5 +294,7 @@ def run(args: argparse.Namespace) -> None:
     """`landmark data inspect ROOT`: the report's files, then its summary."""
     out = args.out or Path("runs") / f"inspect-{args.root.expanduser().resolve().name}"
     with disk_errors():
-        report = inspect_dataset(args.root, out, samples_per_class=args.samples_per_class, max_classes=args.max_classes, workers=args.workers)
+        report = inspect_dataset(
+            args.root, out, samples_per_class=args.samples_per_class, max_classes=args.max_classes, workers=args.workers
+        )
     print(summary(report))

@@ -3,6 +3,7 @@
 A model can learn a collection's look instead of the landmark, so metrics are reported per source and the
 cross-source check trains without some sources (`--exclude SOURCE[:CLASS]`) and evaluates on exactly them.
 """
+
 from __future__ import annotations
 
 import csv
@@ -38,7 +39,9 @@ def parse_exclusions(specs: list[str] | None) -> list[tuple[str, str | None]]:
     for spec in specs or []:
         source, _, cls = spec.partition(":")
         if not source:
-            raise DatasetError(f"--exclude '{spec}' names no source; use SOURCE or SOURCE:CLASS (sources are provenance.csv's source_set).")
+            raise DatasetError(
+                f"--exclude '{spec}' names no source; use SOURCE or SOURCE:CLASS (sources are provenance.csv's source_set)."
+            )
         out.append((source, cls or None))
     return out
 
@@ -53,7 +56,9 @@ def excluded_mask(split: ImageFolderSplit, specs: list[str] | None) -> list[bool
         hits = [i for i, (s, n) in enumerate(zip(sources, names)) if s == source and (cls is None or n == cls)]
         if not hits:
             known = ", ".join(sorted(set(sources))[:12])
-            raise DatasetError(f"--exclude {source}{':' + cls if cls else ''} matches no photo in {split.label}/{split.name}; known sources: {known}.")
+            raise DatasetError(
+                f"--exclude {source}{':' + cls if cls else ''} matches no photo in {split.label}/{split.name}; known sources: {known}."
+            )
         for i in hits:
             mask[i] = True
     return mask

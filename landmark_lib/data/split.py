@@ -1,4 +1,5 @@
 """Deterministic stratified train/valid split of train/ (test/ is never used for model selection)."""
+
 from __future__ import annotations
 
 import random
@@ -40,6 +41,8 @@ def split_rows(
     GROUPS (e.g. the dataset root of each row) stratify too: each (class, group) keeps its share of validation
     photos. With one group the split is the same as without groups.
     """
-    strata = targets[valid_rows] if groups is None else targets[valid_rows] * (int(groups.max()) + 1) + groups[valid_rows]
+    strata = (
+        targets[valid_rows] if groups is None else targets[valid_rows] * (int(groups.max()) + 1) + groups[valid_rows]
+    )
     train_idx, valid_idx = stratified_split(strata.tolist(), valid_fraction, seed)
     return valid_rows[train_idx], valid_rows[valid_idx]

@@ -1,4 +1,5 @@
 """Training augmentation (timm's pipeline plus photo-degradation) and the tensor eval transform."""
+
 from __future__ import annotations
 
 import io
@@ -9,6 +10,7 @@ import torch
 from PIL import Image, ImageFilter
 from timm.data import create_transform
 
+from ..artifacts.train_config import TrainConfig
 from ..preprocess import Preprocess, PreprocessConfig
 from .images import pil_to_uint8_chw
 
@@ -17,12 +19,12 @@ from .images import pil_to_uint8_chw
 class AugmentConfig:
     """Knobs for training augmentation; defaults suit tourist photos (no vertical flips, mild colour)."""
 
-    scale_min: float = 0.35
-    hflip: float = 0.5
-    color_jitter: float = 0.3
-    auto_augment: str | None = "rand-m7-mstd0.5"
-    random_erasing: float = 0.1
-    degrade: float = 0.3  # probability of each camera degradation: low resolution, blur, JPEG artefacts
+    scale_min: float = TrainConfig.scale_min  # the defaults of `landmark train` (one home: TrainConfig)
+    hflip: float = TrainConfig.hflip
+    color_jitter: float = TrainConfig.color_jitter
+    auto_augment: str | None = TrainConfig.auto_augment
+    random_erasing: float = TrainConfig.random_erasing
+    degrade: float = TrainConfig.degrade  # probability of each camera degradation: low resolution, blur, JPEG artefacts
 
 
 class PhotoDegradation:
@@ -36,8 +38,10 @@ class PhotoDegradation:
             return image
         if random.random() < self.p:
             factor = random.uniform(0.25, 0.7)
-            small = image.resize((max(8, int(image.width * factor)), max(8, int(image.height * factor))), Image.BILINEAR)
-            image = small.resize(image.size, Image.BILINEAR)
+            small = image.resize(
+                (max(8, int(image.width * factor)), max(8, int(image.height * factor))), Image.Resampling.BILINEAR
+            )
+            image = small.resize(image.size, Image.Resampling.BILINEAR)
         if random.random() < self.p:
             image = image.filter(ImageFilter.GaussianBlur(radius=random.uniform(0.3, 1.8)))
         if random.random() < self.p:

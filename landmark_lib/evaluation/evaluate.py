@@ -16,15 +16,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import bundle
+from ..artifacts import export_info
+from ..artifacts.run_folder import CONFIG_FILE, RunConfig, RunError
+from ..data.classes import load_class_info
 from ..data.folder import DatasetError, ImageFolderSplit, data_roots, open_split
 from ..data.images import ImageLoadError, decode_short_side, load_rgb, pil_to_uint8_chw
 from ..data.provenance import excluded_mask, keep_only, sample_sources
-from ..labels import load_class_info
+from ..metrics import compute_metrics, recognition_metrics
+from ..models.trained import load_trained_model
 from ..predictor import LandmarkPredictor
 from ..recognition import best_landmarks
-from ..serve.backends import Classifier, OnnxPredictor, load_torchscript
-from ..train.run import CONFIG_FILE, RunConfig, RunError, load_trained_model
-from .metrics import compute_metrics, recognition_metrics
+from ..runtime.backends import Classifier, OnnxPredictor, load_torchscript
 from .plots import plot_confusion, plot_misclassified, plot_per_class
 
 
@@ -60,22 +62,27 @@ def _load_predictor(
         if run_dir is None:
             raise RunError("Nothing to evaluate: pass a run folder, or --exported with an exported model file.")
         model, config = load_trained_model(run_dir)
-        return LandmarkPredictor(model, config.preprocess, config.classes).eval().to(device), config
+        predictor: Classifier = LandmarkPredictor(model, config.preprocess, config.classes).eval().to(device)
+        return predictor, config
     if not Path(exported).is_file():
         raise RunError(f"Exported model {exported} does not exist; create it with `landmark export RUN_DIR --out DIR`.")
-    config = RunConfig.load(run_dir) if run_dir and (Path(run_dir) / CONFIG_FILE).is_file() else None
+    run_config = RunConfig.load(run_dir) if run_dir and (Path(run_dir) / CONFIG_FILE).is_file() else None
     if (
         Path(exported).suffix == ".onnx"
     ):  # model.onnx / model.int8.onnx: the network, behind preprocess.onnx (or the torch Preprocess for old exports)
-        if config is None:
+        if run_config is None:
             return OnnxPredictor.from_export_dir(
                 Path(exported).parent, torch.get_num_threads(), Path(exported).name
             ), None
         graph = Path(exported).with_name(bundle.PREPROCESS_FILE)  # the served preprocessing graph, when exported
         return OnnxPredictor(
-            exported, config.preprocess, config.classes, torch.get_num_threads(), graph if graph.is_file() else None
-        ), config
-    return load_torchscript(exported, device), config
+            exported,
+            run_config.preprocess,
+            run_config.classes,
+            torch.get_num_threads(),
+            graph if graph.is_file() else None,
+        ), run_config
+    return load_torchscript(exported, device), run_config
 
 
 def _predict(
@@ -103,7 +110,7 @@ def _predict(
 
 def exported_threshold(exported: str | Path) -> float | None:
     """The recognition threshold export.json records for this exported file (the int8 file has its own)."""
-    return bundle.threshold(bundle.read_info(Path(exported).parent), bundle.backend_of_file(Path(exported).name))
+    return export_info.read(Path(exported).parent).serving.threshold_of(bundle.backend_of_file(Path(exported).name))
 
 
 def open_eval_split(
@@ -117,7 +124,10 @@ def open_eval_split(
     names = list(model_classes)
     for split in splits.split("+"):
         names += [n for n in open_split(data, split).class_names if n not in names]
-    samples, sample_roots, roots, sources = [], [], [], []
+    samples: list[tuple[Path, int]] = []
+    sample_roots: list[int] = []
+    roots: list[Path] = []
+    sources: list[str] = []
     for split in splits.split("+"):
         part = open_split(data, split, class_names=names)
         part_sources = sample_sources(part)
@@ -204,9 +214,9 @@ def _what_was_evaluated(
     }
 
 
-def _run_data(config: RunConfig | None, source: str | Path, split: str):
+def _run_data(config: RunConfig | None, source: str | Path | None, split: str):
     """The dataset root(s) the run was trained on, when --data is not given."""
-    data = config.args.get("data") if config else None
+    data = config.train.data if config else None
     if not data:
         raise DatasetError(
             f"{source} does not record its dataset folder; pass --data ROOT (the folder holding {split}/<class>/)."
@@ -216,7 +226,7 @@ def _run_data(config: RunConfig | None, source: str | Path, split: str):
 
 def _exclusions(config: RunConfig | None, run_dir: str | Path | None) -> list[str]:
     """The --exclude specs the run was trained with (the cross-source check evaluates exactly those photos)."""
-    exclusions = config.args.get("exclude") if config else None
+    exclusions = config.train.exclude if config else None
     if not exclusions:
         raise RunError(f"--only-excluded needs a run trained with --exclude; {run_dir} held nothing out.")
     return exclusions
@@ -224,7 +234,7 @@ def _exclusions(config: RunConfig | None, run_dir: str | Path | None) -> list[st
 
 def default_out(run_dir: str | Path | None, exported: str | Path | None, split: str) -> Path:
     """RUN_DIR/eval-SPLIT, or next to the exported file."""
-    return Path(run_dir or Path(exported).parent) / f"eval-{split}"
+    return Path(run_dir or Path(exported or ".").parent) / f"eval-{split}"
 
 
 def _write_report(

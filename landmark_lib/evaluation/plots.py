@@ -74,13 +74,13 @@ def plot_misclassified(
     """The most confident mistakes: the ones worth looking at (label noise, look-alikes, collection bias)."""
     confidence, predicted = probs.max(dim=1)
     wrong = (predicted != targets).nonzero().flatten()
-    wrong = wrong[confidence[wrong].argsort(descending=True)][:GALLERY_SIZE].tolist()
+    shown: list[int] = wrong[confidence[wrong].argsort(descending=True)][:GALLERY_SIZE].tolist()
     columns = 6
-    rows = max(1, -(-len(wrong) // columns))
+    rows = max(1, -(-len(shown) // columns))
     fig = Figure(figsize=(columns * 2.4, rows * 2.9))
-    if not wrong:
+    if not shown:
         fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=14)
-    for slot, i in enumerate(wrong):
+    for slot, i in enumerate(shown):
         ax = fig.add_subplot(rows, columns, slot + 1)
         image = load_rgb(files[i])
         image.thumbnail((256, 256))
@@ -89,6 +89,6 @@ def plot_misclassified(
         pred = textwrap.shorten(display_names[int(predicted[i])], 30, placeholder="…")
         true = textwrap.shorten(display_names[int(targets[i])], 30, placeholder="…")
         ax.set_title(f"pred: {pred} ({confidence[i]:.0%})\ntrue: {true}", fontsize=7, color="firebrick")
-    fig.suptitle(f"Most confident mistakes ({len(wrong)} shown)")
+    fig.suptitle(f"Most confident mistakes ({len(shown)} shown)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

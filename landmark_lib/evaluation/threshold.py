@@ -17,12 +17,14 @@ from pathlib import Path
 import torch
 
 from .. import bundle
+from ..artifacts import export_info
+from ..artifacts.run_folder import RunConfig
+from ..data.run_split import run_split_loader
 from ..errors import LandmarkError
+from ..metrics import recognition_metrics
+from ..models.trained import load_trained_model
 from ..recognition import best_landmarks, is_landmark_target
-from ..serve.backends import OnnxPredictor
-from ..train.run import RunConfig, load_trained_model
-from ..train.run_photos import run_photos_loader
-from .metrics import recognition_metrics
+from ..runtime.backends import OnnxPredictor
 
 MIN_THRESHOLD = 0.2  # below this a softmax over ~50 classes says little even when validation is clean
 
@@ -78,7 +80,7 @@ def validation_logits(
     LOGITS (normalised batch -> logits): the run's eager network, or e.g. an int8 ONNX Runtime session's logits.
     """
     outputs, targets = [], []
-    for images, labels in run_photos_loader(config, "valid", batch_size=batch_size):
+    for images, labels in run_split_loader(config, "valid", batch_size=batch_size):
         outputs.append(logits(images).float())
         targets.append(labels)
     return torch.cat(outputs), torch.cat(targets)
@@ -112,15 +114,17 @@ def write_thresholds(
     probabilities; that calibration is returned (None without an int8 file).
     """
     bundle.require(export_dir, bundle.EXPORT_FILE)
-    info = bundle.read_info(export_dir)
-    info.update(threshold=calibration["threshold"], threshold_calibration=calibration)
+    info = export_info.read(export_dir)
+    info.serving.threshold, info.report.threshold_calibration = calibration["threshold"], calibration
     int8_calibration = None
-    if info.get("onnx_int8"):
-        int8 = OnnxPredictor.from_export_dir(export_dir, file=info["onnx_int8"]["file"])
-        rule = (config.class_names, calibration["target_precision"], max_false_accept)
-        int8_calibration = choose_threshold(*validation_probabilities(config, int8.logits), *rule)
-        info["onnx_int8"].update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
-    bundle.write_info(export_dir, info)
+    if info.serving.onnx_int8:
+        int8 = OnnxPredictor.from_export_dir(export_dir, file=info.serving.onnx_int8["file"])
+        int8_probs, targets = validation_probabilities(config, int8.logits)
+        int8_calibration = choose_threshold(
+            int8_probs, targets, config.class_names, calibration["target_precision"], max_false_accept
+        )
+        info.serving.onnx_int8.update(threshold=int8_calibration["threshold"], threshold_calibration=int8_calibration)
+    export_info.write(export_dir, info)
     return int8_calibration
 
 

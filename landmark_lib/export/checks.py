@@ -10,6 +10,7 @@ import torch
 from ..data.folder import open_split
 from ..data.images import ImageLoadError, load_rgb, pil_to_uint8_chw
 from ..errors import LandmarkError
+from ..predictor import LandmarkPredictor
 
 TOLERANCE = 1e-4  # max |probability difference| to the eager model; more means the file does not reproduce it
 
@@ -47,7 +48,7 @@ def eager_probabilities(eager: torch.nn.Module, images: list[torch.Tensor]) -> t
         return torch.stack([eager(image) for image in images])
 
 
-def eager_embeddings(eager: torch.nn.Module, images: list[torch.Tensor]) -> torch.Tensor:
+def eager_embeddings(eager: LandmarkPredictor, images: list[torch.Tensor]) -> torch.Tensor:
     """[len(images), D]: the eager predictor's embedding of each photo on its own (the reference for every file)."""
     with torch.no_grad():
         return torch.cat([eager.forward_batch_with_embedding([image])[1] for image in images])

@@ -10,6 +10,8 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError, HTTPError
 
 from .. import bundle
+from ..artifacts import export_info
+from ..artifacts.export_info import ExportInfo
 from ..errors import LandmarkError
 from ..labels import ClassInfo, read_labels
 
@@ -42,18 +44,18 @@ class Pushed:
         return f"{self.repo_id} {','.join(bundle.SERVE_FILES)} {self.commit}"
 
 
-def _dataset_name(info: dict) -> str:
-    data = info.get("check_data") or info.get("train_args", {}).get("data") or "landmark photos"
+def _dataset_name(info: ExportInfo) -> str:
+    data = info.report.check_data or (info.report.train_args or {}).get("data") or "landmark photos"
     return "+".join(Path(d).name for d in ([data] if isinstance(data, str) else data))
 
 
-def base_model(info: dict) -> str | None:
+def base_model(info: ExportInfo) -> str | None:
     """The Hub repo of the ImageNet weights a timm run started from (timm's own pretrained_cfg), None otherwise."""
-    if not info["model"].startswith("timm:") or info.get("weights_source") in (None, "random"):
+    if not (info.report.model or "").startswith("timm:") or info.report.weights_source in (None, "random"):
         return None
     from timm.models import get_pretrained_cfg  # only timm runs pay for importing timm
 
-    cfg = get_pretrained_cfg(info["model"][len("timm:") :])
+    cfg = get_pretrained_cfg((info.report.model or "")[len("timm:") :])
     return getattr(cfg, "hf_hub_id", None) if cfg else None
 
 
@@ -78,14 +80,14 @@ def _eval_results(metrics: dict, dataset: str) -> list[EvalResult]:
     ]
 
 
-def _card_data(info: dict, metrics: dict | None, repo_id: str) -> ModelCardData:
+def _card_data(info: ExportInfo, metrics: dict | None, repo_id: str) -> ModelCardData:
     tags = ["landmark-recognition", "image-classification", "torchscript"]
-    if info["model"].startswith("timm:"):
+    if (info.report.model or "").startswith("timm:"):
         tags.append("timm")
-    tags += [tag for key, tag in (("onnx", "onnx"), ("pt2", "torch-export")) if info.get(key)]
+    tags += [tag for record, tag in ((info.serving.onnx, "onnx"), (info.serving.pt2, "torch-export")) if record]
     return ModelCardData(
         # timm runs carry timm's own config.json + model.safetensors (timm.create_model("hf-hub:...") loads them)
-        library_name="timm" if info.get("timm") else "pytorch",
+        library_name="timm" if info.report.timm else "pytorch",
         pipeline_tag="image-classification",
         base_model=base_model(info),
         tags=tags,
@@ -109,23 +111,23 @@ def _without_local_path(value: object) -> object:
     return Path(value).name if isinstance(value, str) and "/" in value else value
 
 
-def _training_section(info: dict) -> str:
-    pre = info["preprocess"]
-    options = ", ".join(f"{key}={value}" for key, value in (info.get("model_options") or {}).items())
+def _training_section(info: ExportInfo) -> str:
+    pre = info.serving.preprocess or {}
+    options = ", ".join(f"{key}={value}" for key, value in (info.report.model_options or {}).items())
     lines = [
-        f"- Architecture: `{info['model']}` ({options or 'default options'}); initial weights: {info.get('weights_source', 'unknown')}.",
-        f"- Input: {info['input']}. Preprocessing (inside the file): resize the shorter side to "
+        f"- Architecture: `{info.report.model}` ({options or 'default options'}); initial weights: {info.report.weights_source or 'unknown'}.",
+        f"- Input: {info.report.input}. Preprocessing (inside the file): resize the shorter side to "
         f"{round(pre['input_size'] / pre['crop_pct'])} px ({pre['interpolation']}, antialiased), centre crop "
         f"{pre['input_size']} px, normalise with mean {list(pre['mean'])} and std {list(pre['std'])}.",
     ]
-    args = info.get("train_args") or {}
+    args = info.report.train_args or {}
     if args:
         lines.append("- Training settings (`landmark train` arguments):")
         lines += [f"  - `{key}`: `{_without_local_path(value)}`" for key, value in sorted(args.items())]
     return "\n".join(lines)
 
 
-def _files_section(info: dict) -> str:
+def _files_section(info: ExportInfo) -> str:
     """What each file is, so a server can pick: TorchScript for torch only, ONNX (fp32 or int8) for ONNX Runtime."""
     lines = [
         "- `model.pt`: TorchScript with preprocessing and softmax inside; needs only `torch`. Takes a uint8 RGB tensor "
@@ -133,8 +135,8 @@ def _files_section(info: dict) -> str:
         "- `labels.json`: index -> class name, display name, city, country, coordinates. `export.json`: how the files "
         "were made and checked, and the recognition threshold.",
     ]
-    if info.get("onnx"):
-        onnx = info["onnx"]
+    if info.serving.onnx:
+        onnx = info.serving.onnx
         lines.append(
             f"- `{onnx['file']}`: the network alone for ONNX Runtime; input {onnx['input']}; output {onnx['output']}. "
             f"Matches `model.pt` within {onnx['max_abs_diff']:.0e} in probability."
@@ -144,18 +146,18 @@ def _files_section(info: dict) -> str:
                 f"- `{onnx['preprocess_file']}`: the preprocessing for the ONNX files, {onnx['preprocess']}; with it "
                 "they serve on ONNX Runtime, PIL and numpy alone (no torch)."
             )
-    if info.get("pt2"):
+    if info.serving.pt2:
         lines.append(
-            f"- `model.pt2`: the same model as a `torch.export` ExportedProgram (input {info['pt2']['input']}; "
-            f"`torch.export.load`, labels in its extra file `labels.json`); matches within {info['pt2']['max_abs_diff']:.0e}."
+            f"- `model.pt2`: the same model as a `torch.export` ExportedProgram (input {info.serving.pt2['input']}; "
+            f"`torch.export.load`, labels in its extra file `labels.json`); matches within {info.serving.pt2['max_abs_diff']:.0e}."
         )
-    if info.get("timm"):
+    if info.report.timm:
         lines.append(
             "- `config.json` + `model.safetensors`: the fine-tuned network in timm's own format "
             "(architecture, `label_names`, preprocessing in `pretrained_cfg`); returns logits, no softmax."
         )
-    if info.get("onnx_int8"):
-        q = info["onnx_int8"]
+    if info.serving.onnx_int8:
+        q = info.serving.onnx_int8
         test = q.get("metrics")
         lines.append(
             f"- `{q['file']}`: the same interface, statically quantised ({q['quantization']}) with {q['calibration_photos']} "
@@ -271,7 +273,7 @@ def build_model_card(export_dir: str | Path, repo_id: str) -> ModelCard:
     """The card for an export folder (labels.json, export.json, metrics.json; landmark_lib/bundle.py)."""
     export_dir = bundle.require(export_dir)
     labels = read_labels(export_dir / bundle.LABELS_FILE)
-    info = bundle.read_info(export_dir)
+    info = export_info.read(export_dir)
     metrics_file = export_dir / bundle.METRICS_FILE
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
     title = repo_id.split("/")[-1]
@@ -303,7 +305,7 @@ A TorchScript image classifier: give it a photo (uint8 RGB tensor of any size) a
 
 ## How to use
 
-{_usage_section(repo_id)}{_timm_usage(repo_id) if info.get("timm") else ""}
+{_usage_section(repo_id)}{_timm_usage(repo_id) if info.report.timm else ""}
 
 ## License
 

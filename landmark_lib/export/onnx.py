@@ -1,6 +1,6 @@
 """The optional ONNX files: the network (model.onnx), the same statically quantised to int8 (model.int8.onnx), and
 the preprocessing graph in front of both (preprocess.onnx), each checked before it is kept; servers run them on ONNX
-Runtime, PIL and numpy alone (serve/backends.py).
+Runtime, PIL and numpy alone (runtime/backends.py).
 
 The network files take normalised float [N, 3, S, S] (dynamic batch) -> logits [N, C]. preprocess.onnx is exported
 from the Preprocess module model.pt scripts (one definition): uint8 [3, H, W] of any size -> [1, 3, S, S], so a
@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..artifacts.run_folder import RunConfig
 from ..bundle import (
     INT8_FILE,
     ONNX_EMBEDDING,
@@ -29,19 +31,18 @@ from ..bundle import (
     PREPROCESS_INPUT,
     PREPROCESS_OUTPUT,
 )
+from ..data.run_split import run_split_loader
 from ..embedding import WithEmbedding
-from ..evaluation.metrics import top_k_accuracy
 from ..evaluation.threshold import choose_threshold, validation_probabilities
+from ..metrics import top_k_accuracy
 from ..predictor import LandmarkPredictor
 from ..preprocess import Preprocess, PreprocessConfig
-from ..serve.backends import OnnxPredictor
-from ..train.run import RunConfig
-from ..train.run_photos import run_photos_loader
+from ..preprocess_config import MAX_SIDE
+from ..runtime.backends import OnnxPredictor
 from .checks import TOLERANCE, ExportError, eager_embeddings, eager_probabilities
 
 PIXEL_TOLERANCE = 1e-3  # max |difference| of preprocess.onnx's normalised pixels to Preprocess (ONNX Runtime's
 # antialiased resize rounds differently in the last bits; 1e-3 is 1/8 of one 8-bit grey level at std 0.5)
-MAX_SIDE = 2**15  # the largest photo side the preprocessing graph is exported for (decoding keeps photos far smaller)
 MAX_INT8_TOP1_DROP = 0.01  # int8 is worth its speed only if it stays within one point of fp32 top-1 on validation
 MIN_INT8_EMBEDDING_COSINE = 0.95  # mean cosine of int8 to fp32 embeddings on validation photos: gallery search needs it
 
@@ -143,10 +144,10 @@ def export_onnx(eager: LandmarkPredictor, preprocess: PreprocessConfig, out: Pat
         predictor = OnnxPredictor(network, preprocess, preprocess_path=graph)
         with torch.no_grad():
             pixels = max(float(np.abs(predictor.pixels(i.numpy()) - eager.preprocess(i).numpy()).max()) for i in images)
-        probs, embedding = predictor.forward_batch_with_embedding(images)
+        onnx_probs, embedding = predictor.forward_batch_with_embedding(images)
         probs = float(
             max(
-                (probs - eager_probabilities(eager, images)).abs().max(),
+                (onnx_probs - eager_probabilities(eager, images)).abs().max(),
                 (embedding - eager_embeddings(eager, images)).abs().max(),
             )
         )
@@ -179,7 +180,7 @@ def export_onnx_int8(
     Calibrated on CALIBRATION_PHOTOS training photos spread over the classes; its threshold is chosen on validation
     like the fp32 one (or CALIBRATION, when the threshold was given on the command line).
     """
-    loader = run_photos_loader(config, "train", limit=calibration_photos, batch_size=16)
+    loader = run_split_loader(config, "train", limit=calibration_photos, batch_size=16)
     path = quantize_static_int8(out / ONNX_FILE, out / INT8_FILE, (images for images, _ in loader))
     probs, targets = validation_probabilities(config, OnnxPredictor(path, config.preprocess).logits)
     fp32_top1, int8_top1 = top_k_accuracy(*valid_fp32, 1), top_k_accuracy(probs, targets, 1)
@@ -208,7 +209,7 @@ def export_onnx_int8(
     return {
         "file": INT8_FILE,
         "quantization": "onnxruntime quantize_static, QDQ, int8 per-channel weights, uint8 activations (MinMax)",
-        "calibration_photos": len(loader.dataset),
+        "calibration_photos": len(cast(Sized, loader.dataset)),
         "calibration_source": "the run's training rows (never its validation rows or the test split)",
         "valid_top1_fp32": fp32_top1,
         "valid_top1_int8": int8_top1,
@@ -224,7 +225,7 @@ def int8_embedding_cosine(config: RunConfig, out: Path, photos: int = 64) -> flo
     """Mean cosine between OUT's int8 and fp32 ONNX embeddings on PHOTOS of the run's validation photos."""
     fp32, int8 = (OnnxPredictor(out / name, config.preprocess).session for name in (ONNX_FILE, INT8_FILE))
     cosines = []
-    for images, _ in run_photos_loader(config, "valid", limit=photos, batch_size=16):
+    for images, _ in run_split_loader(config, "valid", limit=photos, batch_size=16):
         feed = {ONNX_INPUT: images.contiguous().numpy()}
         a, b = (torch.from_numpy(s.run([ONNX_EMBEDDING], feed)[0]) for s in (fp32, int8))
         cosines.append((a * b).sum(dim=1))

@@ -15,16 +15,19 @@ from pathlib import Path
 
 import torch
 
-from .. import atomic, bundle, checksums
+from .. import atomic, bundle
+from ..artifacts import checksums, export_info
+from ..artifacts.export_info import ExportInfo
+from ..artifacts.run_folder import RunConfig
 from ..data.folder import data_roots
 from ..data.images import decode_short_side
+from ..data.run_split import run_data_on_disk
 from ..embedding import embedding_dim
 from ..evaluation.evaluate import evaluate_run
 from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..labels import write_labels
+from ..models.trained import load_trained_model
 from ..predictor import LandmarkPredictor
-from ..train.run import RunConfig, load_trained_model
-from ..train.run_photos import has_run_photos
 from .checks import TOLERANCE, ExportError, check_images
 from .hub import build_model_card, push_to_hub
 from .onnx import PIXEL_TOLERANCE, export_onnx, export_onnx_int8
@@ -39,7 +42,7 @@ ONNX_FILES = (bundle.ONNX_FILE, bundle.INT8_FILE, bundle.PREPROCESS_FILE)
 def export_run(
     run_dir: str | Path,
     out: str | Path,
-    check_data: str | Path | None = None,
+    check_data: str | Path | list[str] | None = None,
     check_split: str = "test",
     evaluate: bool = True,
     batch_size: int = 32,
@@ -58,10 +61,10 @@ def export_run(
     and nothing is evaluated.
     """
     model, config = load_trained_model(run_dir)
-    run_data = config.args.get("data")
+    run_data = config.train.data
     if check_data is None and run_data and all((root / check_split).is_dir() for root in data_roots(run_data)):
         check_data = run_data
-    if int8 and not has_run_photos(config):
+    if int8 and not run_data_on_disk(config):
         raise ExportError(
             f"int8 quantisation is calibrated on the run's training photos and checked on its validation photos, but its "
             f"dataset ({run_data}) is not on disk; put it back there, or export with --format onnx."
@@ -92,7 +95,7 @@ def export_run(
         "embedding": embedding_record(model),
     }
     info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
-    bundle.write_info(out, info)
+    export_info.write(out, ExportInfo.from_dict(info))
     return info
 
 
@@ -119,7 +122,7 @@ def _record(
     metrics: dict | None,
     out: Path,
 ) -> dict:
-    """export.json (see bundle.py): where the files come from, the thresholds, how each file was checked (CHECKS)."""
+    """export.json (artifacts/export_info.py): where the files come from, the thresholds, how each file was checked (CHECKS)."""
     return {
         "source_run": str(run_dir),
         "threshold": None if calibration is None else calibration["threshold"],
@@ -137,13 +140,13 @@ def _record(
         "metrics": metrics,
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        checksums.FILES_KEY: checksums.record(out),  # servers check every file against these before loading it
+        "files": checksums.record(out),  # servers check every file against these before loading it
     }
 
 
 def _check_images(config: RunConfig, check_data, check_split: str) -> list[torch.Tensor]:
     """The photos every file is checked on, from every class folder of the data (held-out classes' too)."""
-    folders = config.class_names + list(config.args.get("holdout_classes") or [])
+    folders = config.class_names + list(config.train.holdout_classes or [])
     return check_images(
         check_data, check_split, folders, min_short_side=decode_short_side(config.preprocess.resize_size)
     )
@@ -180,7 +183,7 @@ def _thresholds_and_int8(
     Without the run's photos on disk only a given threshold is known."""
     threshold, target_precision, max_false_accept = rule
     given = {"threshold": threshold, "rule": "given on the command line"} if threshold is not None else None
-    if not has_run_photos(config):
+    if not run_data_on_disk(config):
         return given, None, None
     valid_fp32 = validation_probabilities(config, model)  # the weights loaded above, not a second copy
     calibration = given or choose_threshold(*valid_fp32, config.class_names, target_precision, max_false_accept)

@@ -1,58 +1,26 @@
 """model.pt2: the LandmarkPredictor as a torch.export ExportedProgram (torch's successor to TorchScript), with dynamic
 photo height and width, loadable with torch.export.load and nothing else.
 
-The eager preprocessing decides the resize with Python numbers, which torch.export would freeze to the example
-photo's size; DynamicPreprocess computes the same sizes (Python's round, half to even) as symbolic expressions, so
-one program serves photos of any size. The class metadata travels as labels.json inside the file (extra_files).
+The program runs the same Preprocess module model.pt scripts and preprocess.onnx is exported from: its resize is
+integer arithmetic on the shape, which torch.export keeps symbolic, so one program serves photos of any size with
+exactly model.pt's pixels. The class metadata travels as labels.json inside the file (extra_files).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import bundle
 from ..predictor import LandmarkPredictor
-from ..preprocess import Preprocess
+from ..preprocess_config import MAX_SIDE
 from .checks import TOLERANCE, ExportError, eager_probabilities
 
-MAX_SIDE = 16384  # the largest photo side the program accepts (the app's decoder bounds pixels well below this)
 LABELS_ENTRY = bundle.LABELS_FILE  # extra_files name: torch.export.load(path, extra_files={"labels.json": ""})
-
-
-def _round_half_even(value):
-    """Python's round() for a symbolic float, from the ops torch.export can save (it cannot save round itself)."""
-    nearest = math.trunc(value + 0.5)
-    tie = (value + 0.5 == nearest) & (nearest % 2 == 1)
-    return torch.sym_ite(tie, nearest - 1, nearest)
-
-
-class DynamicPreprocess(nn.Module):
-    """Preprocess (same buffers, same result) written without size-dependent Python branches."""
-
-    def __init__(self, preprocess: Preprocess):
-        super().__init__()
-        self.input_size, self.resize_size, self.mode = preprocess.input_size, preprocess.resize_size, preprocess.mode
-        self.register_buffer("mean", preprocess.mean.clone())
-        self.register_buffer("std", preprocess.std.clone())
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.unsqueeze(0).to(torch.float32)
-        height, width = x.shape[-2], x.shape[-1]
-        scale = float(self.resize_size) / torch.sym_float(torch.sym_min(height, width))
-        new_h = torch.sym_max(self.input_size, _round_half_even(torch.sym_float(height) * scale))
-        new_w = torch.sym_max(self.input_size, _round_half_even(torch.sym_float(width) * scale))
-        # resizing to the same size is the identity, so the eager code's "skip when equal" branch is not needed
-        x = F.interpolate(x, size=[new_h, new_w], mode=self.mode, align_corners=False, antialias=True)
-        top, left = (new_h - self.input_size) // 2, (new_w - self.input_size) // 2
-        x = x[:, :, top : top + self.input_size, left : left + self.input_size].clamp(0.0, 255.0)
-        return (x - self.mean) / self.std
 
 
 class ExportablePredictor(nn.Module):
@@ -60,7 +28,7 @@ class ExportablePredictor(nn.Module):
 
     def __init__(self, predictor: LandmarkPredictor):
         super().__init__()
-        self.preprocess = DynamicPreprocess(predictor.preprocess)
+        self.preprocess = predictor.preprocess  # the one definition: torch.export keeps its sizes symbolic
         self.model = predictor.model
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Which verified file to serve, by measurement: each file's time for one photo at batch 1 (a 640x480 photo, one
 thread, preprocessing included, as a server request runs it), recorded in export.json (bundle.SPEED_KEY); 'auto'
-serving then takes the fastest (serve/backends.serving_order)."""
+serving then takes the fastest (runtime/backends.serving_order)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from .. import bundle
 from ..preprocess import PreprocessConfig
-from ..serve.backends import Classifier, OnnxPredictor, load_torchscript, probabilities
+from ..runtime.backends import Classifier, OnnxPredictor, load_torchscript, probabilities
 
 PHOTO = (480, 640)
 REPEATS = 15
@@ -46,5 +46,5 @@ def measure(out: Path, preprocess: PreprocessConfig) -> dict:
         "how": f"median of {REPEATS} calls, one {PHOTO[1]}x{PHOTO[0]} photo (uint8 array) at batch 1, 1 thread, "
         "preprocessing included (landmark_lib/export/speed.py)",
         "ms_per_photo": times,
-        "served": min(times, key=times.get),
+        "served": min(times, key=lambda backend: times[backend]),
     }

@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import bundle
 from ..labels import ClassInfo
+from ..network_layout import timm_layout
 from ..preprocess import PreprocessConfig
 
 
@@ -36,6 +37,6 @@ def write_timm_files(network: nn.Module, classes: list[ClassInfo], preprocess: P
     )
     return {
         "files": [bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE],
-        "architecture": network.pretrained_cfg.get("architecture"),
+        "architecture": timm_layout(network).pretrained_cfg.get("architecture"),
         "load": 'timm.create_model("hf-hub:OWNER/NAME", pretrained=True): logits over label_names (no softmax)',
     }

@@ -40,7 +40,7 @@ def add_arguments(commands, command) -> None:
     p = command(
         commands,
         "evaluate",
-        "landmark_lib.gallery.evaluate:run",
+        "landmark_lib.research.gallery_study:run",
         "the teach-from-n-photos protocol on a model trained with --holdout-classes",
     )
     p.add_argument("export", type=Path, help="export folder of a run trained with --holdout-classes")
@@ -58,10 +58,10 @@ def add_arguments(commands, command) -> None:
     p.add_argument("--backend", default="auto", help="auto, onnx-int8, onnx or torchscript")
 
 
-def _service(args: argparse.Namespace):
-    from ..serve.service import LandmarkService
+def _model(args: argparse.Namespace):
+    from ..runtime.loaded import load_model
 
-    return LandmarkService.from_spec(args.model, backend=args.backend)
+    return load_model(args.model, backend=args.backend)
 
 
 def run_add(args: argparse.Namespace) -> None:
@@ -72,11 +72,11 @@ def run_add(args: argparse.Namespace) -> None:
     from . import enroll, store
 
     start = time.time()
-    service = _service(args)
-    model = enroll.model_id(service)
+    loaded = _model(args)
+    model = enroll.embedding_model(loaded)
     folder = args.gallery
     gallery = store.load(folder, model) if (folder / store.GALLERY_FILE).is_file() else store.new_gallery(folder, model)
-    photos, embeddings = enroll.embed_files(service, enroll.photo_files(args.photos))
+    photos, embeddings = enroll.embed_files(loaded, enroll.photo_files(args.photos))
     info = ClassInfo(
         args.name, args.display_name or display_name(args.name), args.city, args.country, args.lat, args.lon
     )

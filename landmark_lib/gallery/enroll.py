@@ -1,4 +1,4 @@
-"""Embedding photos with the served model for a gallery: which model that is (ModelId), the photo files a user named,
+"""Embedding photos with the served model for a gallery: which model that is (GalleryModel, the sha256 and embedding size a gallery is tied to), the photo files a user named,
 and their embeddings and sha256."""
 
 from __future__ import annotations
@@ -8,22 +8,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import bundle, checksums
 from ..data.folder import IMAGE_EXTENSIONS
 from ..data.images import ImageLoadError, pil_to_uint8_array
-from ..serve.backends import probabilities_with_embedding
-from .store import GalleryError, ModelId
+from ..runtime.backends import probabilities_with_embedding
+from ..runtime.photos import read_photo
+from .store import GalleryError, GalleryModel
 
 BATCH = 16
 
 
-def model_id(service) -> ModelId:
-    """The served export's identity: model.pt's sha256 as export.json records it (else the file's own), and D."""
-    path = Path(service.model_path)
-    recorded = checksums.recorded(bundle.read_info(path.parent), path.name)
-    size = int(service.model.preprocess.input_size)
-    dim = probabilities_with_embedding(service.model, [np.zeros((3, size, size), np.uint8)])[1].shape[1]
-    return ModelId(recorded or checksums.sha256_file(path), int(dim))
+def embedding_model(served) -> GalleryModel:
+    """What a gallery of SERVED's embeddings is tied to (SERVED: the service or a LoadedModel): model.pt's sha256
+    and D, from the identity computed at load (D measured on a blank photo for exports that do not record it)."""
+    identity = served.identity
+    dim = identity.embedding_size
+    if dim is None:
+        size = int(served.model.preprocess.input_size)
+        dim = probabilities_with_embedding(served.model, [np.zeros((3, size, size), np.uint8)])[1].shape[1]
+    return GalleryModel(identity.model_sha256, int(dim))
 
 
 def photo_files(sources: list[Path]) -> list[Path]:
@@ -51,8 +53,6 @@ def run_model(model, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def decode(service, path: Path) -> np.ndarray:
     """PATH as the service feeds it to the model; a file that is not a usable photo is an error naming it."""
-    from ..serve.photos import read_photo
-
     try:
         return pil_to_uint8_array(read_photo(path, path.name, service.max_short_side).image)
     except ImageLoadError as error:

@@ -8,10 +8,15 @@ outranks the model's own classes only when it is nearly as close as the rule.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from ..labels import ClassInfo
-from ..serve.backends import probabilities_with_embedding
+from ..runtime.backends import probabilities_with_embedding
+from . import store
+from .enroll import embedding_model
 from .search import build_index, landmark_scores
 from .store import Gallery
 
@@ -19,7 +24,7 @@ from .store import Gallery
 def confidence(similarity: np.ndarray, rule: float, softness: float, threshold: float) -> np.ndarray:
     """Similarity -> score in [0, 1], monotone and continuous: RULE maps to THRESHOLD and 1 to 1 (linearly); below
     RULE the score falls off as exp((s - RULE) / SOFTNESS), so a landmark that is merely somewhat similar does not
-    outrank the model's own guess (SOFTNESS is chosen on validation: gallery/evaluate.py)."""
+    outrank the model's own guess (SOFTNESS is chosen on validation: research/gallery_study.py)."""
     s = np.clip(similarity, -1.0, 1.0)
     below = threshold * np.exp(np.minimum(s - rule, 0.0) / softness)
     above = threshold + (1.0 - threshold) * (s - rule) / (1.0 - rule)
@@ -45,3 +50,20 @@ class GalleryRanker:
         arrays [3, H, W] in, numpy out: serving an ONNX file needs no torch)."""
         probs, embeddings = probabilities_with_embedding(model, images)
         return np.concatenate([probs.astype(np.float32), self.landmark_confidence(embeddings)], axis=1)
+
+
+def open_ranker(folder: str | os.PathLike | None, served, threshold: float) -> GalleryRanker | None:
+    """The ranker of the gallery in FOLDER (`--gallery DIR`, $LANDMARK_GALLERY), checked against SERVED's model
+    (anything with model_path and model: another model's gallery is an error); None without a folder. The
+    gallery's similarity rule maps onto THRESHOLD, the service's. A gallery landmark named like a model class is an
+    error too."""
+    if not folder:
+        return None
+    gallery = store.load(Path(folder), embedding_model(served))
+    shared = sorted(set(gallery.names) & set(served.model.class_names))
+    if shared:  # one name would stand for two entries of the ranking (and of every answer's top 5)
+        raise store.GalleryError(
+            f"{folder} teaches {', '.join(map(repr, shared))}, already a class of the model; remove it from the "
+            "gallery (`landmark gallery remove`) and teach it under another --name."
+        )
+    return GalleryRanker(gallery, threshold)

@@ -48,14 +48,15 @@ class FaissIndex:
 
         vectors = np.ascontiguousarray(vectors, np.float32)
         dim = vectors.shape[1]
+        self.index: faiss.IndexFlatIP | faiss.IndexIVFFlat
         if nlist is None and len(vectors) < IVF_MIN_ROWS:
             self.index = faiss.IndexFlatIP(dim)
         else:
             nlist = nlist or int(4 * math.sqrt(len(vectors)))
-            self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: 40 * nlist]]
-            self.index.train(sample)
-            self.index.nprobe = nprobe or max(1, nlist // 32)
+            ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf.train(vectors[np.random.default_rng(0).permutation(len(vectors))[: 40 * nlist]])
+            ivf.nprobe = nprobe or max(1, nlist // 32)
+            self.index = ivf
         self.index.add(vectors)
 
     def __len__(self) -> int:

@@ -35,13 +35,13 @@ class GalleryError(LandmarkError, ValueError):
 
 
 @dataclass(frozen=True)
-class ModelId:
+class GalleryModel:
     """Which export a gallery's embeddings come from: another model's embeddings are not comparable."""
 
     sha256: str  # export.json's sha256 of model.pt (the weights every backend of the export shares)
     dim: int
 
-    def check(self, other: ModelId, folder: Path) -> None:
+    def check(self, other: GalleryModel, folder: Path) -> None:
         if self != other:
             raise GalleryError(
                 f"{folder} was made with another model (model.pt sha256 {self.sha256[:12]}..., {self.dim}-d embeddings; "
@@ -61,7 +61,7 @@ class Landmark:
 @dataclass
 class Gallery:
     folder: Path
-    model: ModelId
+    model: GalleryModel
     similarity: float = DEFAULT_SIMILARITY
     softness: float = DEFAULT_SOFTNESS
     landmarks: list[Landmark] = field(default_factory=list)
@@ -106,11 +106,11 @@ def check_similarity(value: float) -> float:
     return float(value)
 
 
-def new_gallery(folder: str | Path, model: ModelId) -> Gallery:
+def new_gallery(folder: str | Path, model: GalleryModel) -> Gallery:
     return Gallery(Path(folder), model, embeddings=np.zeros((0, model.dim), np.float32))
 
 
-def load(folder: str | Path, model: ModelId | None = None) -> Gallery:
+def load(folder: str | Path, model: GalleryModel | None = None) -> Gallery:
     """The gallery in FOLDER, every value checked (a wrong one gives silently wrong answers or a 500 later), and
     checked against MODEL (the served export) when given."""
     folder = Path(folder)
@@ -131,7 +131,7 @@ def load(folder: str | Path, model: ModelId | None = None) -> Gallery:
     landmarks = [Landmark(ClassInfo.from_dict(lm["info"]), lm["photos"]) for lm in data["landmarks"]]
     gallery = Gallery(
         folder,
-        ModelId(data["model"]["sha256"], data["model"]["dim"]),
+        GalleryModel(data["model"]["sha256"], data["model"]["dim"]),
         float(data["similarity"]),
         float(data.get("softness", DEFAULT_SOFTNESS)),
         landmarks,

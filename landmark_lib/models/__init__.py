@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
+from ..artifacts.run_folder import ModelSpec
 from ..errors import LandmarkError
 from ..preprocess import PreprocessConfig
 from .scratch import LandmarkNet
@@ -13,14 +14,6 @@ from .scratch import LandmarkNet
 
 class ModelNameError(LandmarkError, ValueError):
     """A --model value that names no model we can build."""
-
-
-@dataclass
-class ModelSpec:
-    """Everything needed to rebuild a model: its name and constructor options."""
-
-    name: str
-    options: dict = field(default_factory=dict)
 
 
 @dataclass

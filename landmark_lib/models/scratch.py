@@ -90,7 +90,9 @@ class LandmarkNet(nn.Module):
         # Zero the last BN of each residual body so every block starts as the identity: stabler early training.
         for module in self.modules():
             if isinstance(module, ResidualBlock):
-                nn.init.zeros_(module.body[4].weight)
+                last_bn = module.body[4]
+                assert isinstance(last_bn, nn.BatchNorm2d)
+                nn.init.zeros_(last_bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))

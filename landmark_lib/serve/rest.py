@@ -13,25 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import cast
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from ..artifacts.answer import ANSWER_SCHEMA, place_dict
 from ..data.images import ImageLoadError
 from ..labels import BACKGROUND_CLASS
-from .answer import ANSWER_SCHEMA, place_dict
-from .photos import read_photo
+from ..runtime.photos import read_photo
+from ..xmp.answer_packet import answer_packet
 from .service import LandmarkService
+from .uploads import MAX_FILE_BYTES
 from .work import work_slot
 
 MAX_PHOTOS = 32  # per request: a batch the model answers in one call without holding much memory
-MAX_FILE_BYTES = 50 * 1024**2  # the page's limit (web.MAX_FILE_BYTES): larger than any phone photo
 MAX_REQUEST_BYTES = 256 * 1024**2  # all photos of one request together
 PHOTO_FIELD = "photo"
+XMP_MEDIA_TYPE = "application/rdf+xml"
+_FORMAT_PARAMETER = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["json", "xmp"], "default": "json"},
+    "description": "xmp: send one photo and get its XMP sidecar (what `landmark geotag` writes: the landmark's GPS, "
+    "keywords, location fields, provenance), or 204 when no confident landmark places it (or it has its own GPS)",
+}
 
 _TAG_BODY = {
     "required": True,
@@ -53,8 +64,14 @@ _TAG_BODY = {
     },
 }
 _ERROR = {"content": {"application/json": {"example": {"detail": "one sentence saying what to fix"}}}}
-_TAG_RESPONSES = {
-    200: {"content": {"application/json": {"schema": {"type": "array", "items": ANSWER_SCHEMA}}}},
+_TAG_RESPONSES: dict[int | str, dict] = {
+    200: {
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": ANSWER_SCHEMA}},
+            XMP_MEDIA_TYPE: {"schema": {"type": "string"}},
+        }
+    },
+    204: {"description": "format=xmp: no confident landmark places this photo (or it has its own GPS)"},
     413: {"description": "a photo or the request is too large", **_ERROR},
     415: {"description": "not multipart, or a file that is not a usable photo", **_ERROR},
     422: {"description": f"no `{PHOTO_FIELD}` file, or more than {MAX_PHOTOS}", **_ERROR},
@@ -123,16 +140,21 @@ async def _photo_bytes(files: list) -> list[tuple[str, bytes]]:
     return photos
 
 
-def _answer(service: LandmarkService, photos: list[tuple[str, bytes]]) -> list[dict]:
-    """Decode every photo (bounded decoder), then one network call for all of them, in one shared work slot."""
+def _answer(service: LandmarkService, photos: list[tuple[str, bytes]], form: str = "json") -> list[dict] | Response:
+    """Decode every photo (bounded decoder), then one network call for all of them, in one shared work slot; FORM
+    'xmp': the one photo's XMP sidecar (204 when the answer places nothing)."""
     with work_slot():
-        decoded = []
+        decoded, first = [], photos[0][0]
         for name, data in photos:
             try:
                 decoded.append(read_photo(data, name, service.max_short_side))
             except ImageLoadError as error:
                 raise Refused(415, str(error)) from None
-        return [prediction.to_dict() for prediction in service.predict_photos(decoded)]
+        predictions = service.predict_photos(decoded)
+    if form == "xmp":
+        packet = answer_packet(predictions[0], first)
+        return Response(status_code=204) if packet is None else Response(packet, media_type=XMP_MEDIA_TYPE)
+    return [prediction.to_dict() for prediction in predictions]
 
 
 def landmarks(service: LandmarkService) -> list[dict]:
@@ -158,16 +180,27 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
         headers = {"Retry-After": "2"} if error.status == 503 else None
         return JSONResponse({"detail": error.message}, status_code=error.status, headers=headers)
 
-    @api.post("/v1/tag", openapi_extra={"requestBody": _TAG_BODY}, responses=_TAG_RESPONSES)
+    @api.post(
+        "/v1/tag",
+        openapi_extra={"requestBody": _TAG_BODY, "parameters": [_FORMAT_PARAMETER]},
+        responses=_TAG_RESPONSES,
+    )
     async def tag(request: Request) -> list[dict]:
-        """Tag 1 to 32 photos (multipart `photo` fields): one answer per photo, in the order sent.
+        """Tag 1 to 32 photos (multipart `photo` fields): one answer per photo, in the order sent; with
+        `?format=xmp`, one photo's XMP sidecar.
 
         A request with any unusable photo is refused as a whole, naming the file."""
+        form = request.query_params.get("format", "json")
+        if form not in ("json", "xmp"):
+            raise Refused(422, f"format must be json or xmp, got {form[:40]!r}.")
         photos = await _read_photos(request)  # before queueing: a slow upload must not hold a place
+        if form == "xmp" and len(photos) != 1:
+            raise Refused(422, f"format=xmp answers one photo per request; {len(photos)} were sent.")
         gate.enter()
         try:
             async with gate.working:
-                return await run_in_threadpool(_answer, service, photos)
+                # the JSON answers, or (format=xmp) a Response, which FastAPI passes through unvalidated
+                return cast(list[dict], await run_in_threadpool(_answer, service, photos, form))
         finally:
             gate.leave()
 

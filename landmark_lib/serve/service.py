@@ -11,27 +11,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import bundle
+from ..artifacts import export_info
+from ..artifacts.answer import Guess, Prediction, model_id
+from ..artifacts.model_identity import identify
 from ..data.images import decode_short_side, pil_to_uint8_array
+from ..gallery.ranking import open_ranker
 from ..labels import BACKGROUND_CLASS, from_columns
-from ..recognition import check_threshold, top_landmarks
-from . import backends
-from .answer import Guess, Prediction, model_id
-from .gallery import open_gallery
-from .photos import ImageInput, Photo, read_photo
-from .resolve import hub_source, resolve_model_path
+from ..recognition import DEFAULT_THRESHOLD, check_threshold, top_landmarks
+from ..runtime import backends
+from ..runtime.loaded import default_num_threads
+from ..runtime.photos import ImageInput, Photo, read_photo
+from ..runtime.resolve import ResolvedModel, resolve_model
 
-DEFAULT_THRESHOLD = 0.35
 TOP_K = 5
 
 
 __all__ = ["Guess", "LandmarkService", "Prediction", "default_num_threads"]  # the answer types live in answer.py
-
-
-def default_num_threads(concurrent_requests: int = 1) -> int:
-    """Split the cores between concurrent requests: oversubscribed intra-op threads make every request slower."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, concurrent_requests))
 
 
 class LandmarkService:
@@ -45,21 +40,23 @@ class LandmarkService:
 
     def __init__(
         self,
-        model_path: str | os.PathLike,
+        model_path: str | os.PathLike | ResolvedModel,
         threshold: float | None = None,
         num_threads: int | None = None,
         backend: str = "auto",
         gallery: str | os.PathLike | None = None,
     ):
-        self.model_path = Path(model_path)
-        # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
-        self.hub_source = hub_source(self.model_path)
+        source = model_path if isinstance(model_path, ResolvedModel) else ResolvedModel(Path(model_path))
+        self.model_path = source.path
         threads = num_threads or default_num_threads()
         self.backend, self.model = backends.load_verified(self.model_path, backend, threads)
-        info = bundle.read_info(self.model_path.parent)
-        self.model_id = model_id(self.model_path, self.backend, info)
+        info = export_info.read(self.model_path.parent)
+        self.identity = identify(self.model_path, self.backend, info, source.hub_repo, source.hub_commit)
+        self.model_id = model_id(self.identity, self.backend)
+        # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
+        self.hub_source = (source.hub_repo, source.hub_commit) if source.hub_repo and source.hub_commit else None
         if threshold is None:
-            threshold = bundle.threshold(info, self.backend)
+            threshold = info.serving.threshold_of(self.backend)
         self.threshold = DEFAULT_THRESHOLD if threshold is None else check_threshold(threshold)
         self.classes = from_columns(self.model)
         self.class_names = [c.name for c in self.classes]
@@ -68,7 +65,7 @@ class LandmarkService:
         # Big photos are decoded (JPEG: DCT scaling) or shrunk in PIL to about this short side first, which bounds memory
         # and time; the model's own antialiased resize then works as usual.
         self.max_short_side = decode_short_side(self.model.preprocess.resize_size)
-        self.gallery = open_gallery(self, gallery or os.environ.get("LANDMARK_GALLERY"))
+        self.gallery = open_ranker(gallery or os.environ.get("LANDMARK_GALLERY"), self, self.threshold)
 
     @classmethod
     def from_spec(
@@ -81,9 +78,7 @@ class LandmarkService:
     ) -> LandmarkService:
         """SPEC: an export folder, a model.pt or hf://OWNER/NAME[@REVISION]; None: $LANDMARK_MODEL, else models/default.
         GALLERY: a gallery folder (landmark_lib/gallery/) whose landmarks rank beside the classes; None: $LANDMARK_GALLERY."""
-        return cls(
-            resolve_model_path(spec), threshold=threshold, num_threads=num_threads, backend=backend, gallery=gallery
-        )
+        return cls(resolve_model(spec), threshold=threshold, num_threads=num_threads, backend=backend, gallery=gallery)
 
     def _to_array(self, image: Image.Image) -> np.ndarray:
         factor = min(image.size) // self.max_short_side

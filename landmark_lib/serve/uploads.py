@@ -25,6 +25,8 @@ NOT_AN_UPLOAD = (
     "This app only reads photos uploaded to it: upload the photo file, or over the API POST it to /gradio_api/upload "
     'and pass the returned path as {"path": PATH, "meta": {"_type": "gradio.FileData"}}; URLs and base64 data are not accepted.'
 )
+MAX_FILE_BYTES = 50 * 2**20  # one photo, on the page and the REST API: larger than any phone photo
+MAX_FILE_SIZE = f"{MAX_FILE_BYTES // 2**20}mb"  # the same, as Gradio's max_file_size takes it
 MAX_JSON_BYTES = 2**20  # an API call's JSON body (files travel by upload, so calls are small)
 
 

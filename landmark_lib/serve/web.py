@@ -1,7 +1,7 @@
 """The Landmark Tagger web app (Gradio): upload a photo, get the 5 most likely landmarks and where the best one is;
 served with the REST API (rest.py) in one process by build_app.
 
-Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold 0.35]
+Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold P]
      [--port 7860] [--backend auto|onnx-int8|onnx|torchscript]
 """
 
@@ -28,14 +28,12 @@ from .page import example_labels, landmark_table, map_embed, model_footer, model
 from .rest import build_api
 from .service import LandmarkService, Prediction, default_num_threads
 from .upload_limits import WINDOW_S, UploadQuota
-from .uploads import DeferredDeletion, UploadRefused, UploadsOnly, read_upload
+from .uploads import MAX_FILE_BYTES, MAX_FILE_SIZE, DeferredDeletion, UploadRefused, UploadsOnly, read_upload
 from .web_teach import add_teach_tab
 from .work import CONCURRENCY, work_slot
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 MAX_QUEUE = 64
-MAX_FILE_SIZE = "50mb"  # larger than any phone photo; bigger uploads are refused by Gradio before they reach us
-MAX_FILE_BYTES = 50 * 1024**2
 DELETE_CACHE = (300, WINDOW_S)  # every 5 minutes, delete uploads never answered (older than the quota window)
 UPLOAD_GRACE_S = 60.0  # an answered upload is deleted this long after its answer (see DeferredDeletion)
 

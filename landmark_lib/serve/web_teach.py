@@ -18,8 +18,8 @@ from ..gallery import enroll
 from ..gallery.ranking import GalleryRanker
 from ..gallery.store import GalleryError, new_gallery
 from ..labels import ClassInfo
+from ..runtime.photos import read_photo
 from .page import plain
-from .photos import read_photo
 from .uploads import UploadRefused, read_upload
 from .work import work_slot
 
@@ -47,7 +47,7 @@ def teach(
         )
     if len(paths) > MAX_TEACH_PHOTOS:
         return state, f"### Too many photos\n\nUpload at most {MAX_TEACH_PHOTOS} photos of one landmark."
-    gallery = state["gallery"] if state else new_gallery(Path("."), enroll.model_id(service))
+    gallery = state["gallery"] if state else new_gallery(Path("."), enroll.embedding_model(service))
     if len(gallery.landmarks) >= MAX_SESSION_LANDMARKS and name not in [
         lm.info.display_name for lm in gallery.landmarks
     ]:
@@ -130,11 +130,11 @@ def add_teach_tab(demo: gr.Blocks, service, components: tuple, cache: str, limit
             lambda s, n, p: teach(service, s, n, p, cache, limits, deletion),
             [state, name, photos],
             [state, taught],
-            api_name=False,
+            api_visibility="private",
         )
         try_button.click(
             lambda s, p: try_photo(service, s, p, cache, limits, deletion, show),
             [state, trial],
             [answer, text],
-            api_name=False,
+            api_visibility="private",
         )

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from .run import STATE_DIR
+from ..artifacts.run_folder import STATE_DIR
 
 
 class Progress:
     """Epoch counter, best validation score and early-stopping patience, saved with every Accelerate checkpoint."""
 
     def __init__(self) -> None:
-        self.epoch, self.best, self.bad_epochs = 0, None, 0
+        self.epoch, self.bad_epochs = 0, 0
+        self.best: float | None = None
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "best": self.best, "bad_epochs": self.bad_epochs}

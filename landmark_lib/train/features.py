@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from .. import atomic
+from ..artifacts.run_folder import FEATURE_CACHE_FILE
 from ..data.cache import CachedImageDataset, CachedSplit, reserve
+from ..network_layout import timm_layout
 from .finetune import StrategyError
-from .run import FEATURE_CACHE_FILE
 
 
 class _Part(nn.Module):
@@ -43,7 +45,7 @@ class FrozenPart(_Part):
     """The layers before the first trainable one (run once per augmented view when features are cached)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
+        m = timm_layout(self.model)
         if self.linear:
             return m.forward_head(m.forward_features(x), pre_logits=True)
         x = m.bn1(m.conv_stem(x))
@@ -56,7 +58,7 @@ class TrainablePart(_Part):
     """The layers from the first trainable one to the logits; shares its parameters with the full model."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
+        m = timm_layout(self.model)
         if self.linear:
             return m.get_classifier()(x)
         for block in m.blocks[self.first_block :]:
@@ -80,7 +82,7 @@ def split_for_feature_cache(model: nn.Module, strategy: str, first_group: int) -
             )
         first_block = first_group - 1
     else:
-        first_block = len(model.blocks) if hasattr(model, "blocks") else 0
+        first_block = len(timm_layout(model).blocks) if hasattr(model, "blocks") else 0
     return FrozenPart(model, first_block, linear), TrainablePart(model, first_block, linear)
 
 
@@ -137,7 +139,8 @@ def _compute(
                     reserve(tmp, path.parent.parent, desc)  # a full disk: NoSpaceError now, not SIGBUS mid-way
                 out[start : start + len(features)] = features
                 start += len(features)
-        out.flush()
+        if out is not None:
+            out.flush()
         del out
         os.replace(tmp, path)
     except BaseException:
@@ -234,7 +237,7 @@ def feature_datasets(
     frozen: FrozenPart,
     cached: CachedSplit,
     rows: tuple[np.ndarray, np.ndarray],
-    transforms: tuple,
+    transforms: tuple[Callable, Callable],
     recipe: dict,
     args: argparse.Namespace,
     accelerator: Accelerator,
@@ -243,7 +246,7 @@ def feature_datasets(
     """(train, valid) datasets of the frozen part's outputs for the run's ROWS, building the store first if needed.
 
     TRANSFORMS: (training augmentation, eval transform); RECIPE: see build_feature_store. The one-time cost is
-    recorded in the run folder, because it is part of the run's training time (evaluation/compare.py).
+    recorded in the run folder, because it is part of the run's training time (research/compare.py).
     """
     train_rows, valid_rows = rows
     start = time.time()

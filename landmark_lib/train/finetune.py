@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..artifacts.train_config import STRATEGIES
 from ..errors import LandmarkError
-
-STRATEGIES = ("full", "partial", "linear")
+from ..network_layout import timm_layout
 
 
 class StrategyError(LandmarkError, ValueError):
@@ -22,7 +22,7 @@ def trainable_groups(model: nn.Module, strategy: str, train_stages: int) -> int:
     """
     from timm.models import group_parameters  # here, so that listing the strategies (the CLI) does not import timm
 
-    groups = group_parameters(model, model.group_matcher(coarse=True))
+    groups = group_parameters(model, timm_layout(model).group_matcher(coarse=True))
     order = sorted(groups)
     if strategy == "full":
         first = order[0]

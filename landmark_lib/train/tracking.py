@@ -8,7 +8,7 @@ from pathlib import Path
 from accelerate.tracking import GeneralTracker
 
 from .. import atomic
-from .run import CURVES_FILE, METRICS_CSV, RunError
+from ..artifacts.run_folder import CURVES_FILE, METRICS_CSV, RunError
 
 
 class CSVTracker(GeneralTracker):
