@@ -122,5 +122,7 @@ def entry_problem(entry: object) -> str | None:
             or not math.isfinite(value)
             or abs(value) > limit
         ):
-            return f'"{key}" of {entry["name"]!r} must be a number of degrees within +-{limit} or null, got {value!r:.40}'
+            return (
+                f'"{key}" of {entry["name"]!r} must be a number of degrees within +-{limit} or null, got {value!r:.40}'
+            )
     return None
