@@ -12,6 +12,8 @@
     model.pt2         torch.export ExportedProgram of model.pt's forward (dynamic height/width), labels inside
     preprocess.onnx   the preprocessing (uint8 [3, H, W] of any size -> [1, 3, S, S]), exported from the Preprocess
                       module model.pt scripts: with it the ONNX files serve on ONNX Runtime, PIL and numpy alone
+    index.npz         the embedding of every training photo with its label and collection (landmark_lib/index/):
+                      the recognition score compares a photo with its nearest ones
     README.md         the model card
 
 The file names and the names inside the files live here; export.json's content is read and written only by
@@ -36,11 +38,13 @@ TIMM_CONFIG_FILE = "config.json"
 TIMM_WEIGHTS_FILE = "model.safetensors"
 PREPROCESS_FILE = "preprocess.onnx"
 CARD_FILE = "README.md"
+INDEX_FILE = "index.npz"  # landmark_lib/index/store.py reads and writes it
 FILES = (
     MODEL_FILE,
     ONNX_FILE,
     INT8_FILE,
     PREPROCESS_FILE,
+    INDEX_FILE,
     PT2_FILE,
     TIMM_CONFIG_FILE,
     TIMM_WEIGHTS_FILE,
@@ -57,6 +61,7 @@ SERVE_FILES = (
     ONNX_FILE,
     INT8_FILE,
     PREPROCESS_FILE,
+    INDEX_FILE,
 )  # what a server downloads from the Hub
 
 ONNX_INPUT = "input"  # float32 [N, 3, S, S], a photo after the torch preprocessing

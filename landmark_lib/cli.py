@@ -6,6 +6,7 @@
     landmark export RUN --out DIR                    the files a server needs (also: python export.py ...)
     landmark threshold RUN [--export-dir DIR]        choose (and write) the "no known landmark" threshold
     landmark threshold-curve | rejection | compare   threshold curve, rejection scores, runs side by side
+    landmark calibrate FOLD...                      operating points on collections the model never saw
     landmark tag PHOTO_DIR --out tags.jsonl          tag a folder of photos (resumable; --engine ray)
     landmark geotag LIBRARY                          write the landmarks' places into XMP sidecars (review, undo)
     landmark checksums DIR                           record the sha256 of an export folder's files
@@ -237,6 +238,15 @@ def _thresholds(commands) -> None:
         "--max-false-accept", type=float, default=0.02, help="share of no-landmark photos allowed to be named"
     )
     p.add_argument("--json", type=Path, help="also write the table to this file (default: print only)")
+    p = _command(
+        commands,
+        "calibrate",
+        "landmark_lib.research.calibrate:run",
+        "choose the operating points on collections the model never saw (fold runs trained with --exclude)",
+    )
+    p.add_argument("folds", nargs="+", help="fold runs, each trained with some collections --exclude'd")
+    p.add_argument("--out", type=Path, required=True, help="folder for calibration.json (every score compared)")
+    p.add_argument("--export-dir", help="export whose export.json gets the served score's operating points")
 
 
 def _compare(commands) -> None:

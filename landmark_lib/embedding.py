@@ -14,7 +14,7 @@ from torch import nn
 from .network_layout import timm_layout
 
 
-def _classifier(network: nn.Module) -> nn.Module:
+def classifier_layer(network: nn.Module) -> nn.Module:
     """The last linear layer: timm's get_classifier(), or the scratch CNN's head[-1]."""
     if hasattr(network, "get_classifier"):
         return timm_layout(network).get_classifier()
@@ -39,7 +39,7 @@ class WithEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = pooled_features(self.network, x)
-        return _classifier(self.network)(features), l2_normalise(features.float())
+        return classifier_layer(self.network)(features), l2_normalise(features.float())
 
 
 def l2_normalise(x: torch.Tensor) -> torch.Tensor:
@@ -50,4 +50,4 @@ def l2_normalise(x: torch.Tensor) -> torch.Tensor:
 
 def embedding_dim(network: nn.Module) -> int:
     """D: the classifier's input width."""
-    return int(cast(nn.Linear, _classifier(network)).in_features)
+    return int(cast(nn.Linear, classifier_layer(network)).in_features)

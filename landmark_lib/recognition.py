@@ -10,6 +10,7 @@ Serving, evaluation and threshold choice all call these functions, so they agree
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,3 +64,41 @@ def is_landmark_target(targets: torch.Tensor, class_names: list[str]) -> torch.T
     if BACKGROUND_CLASS not in class_names:
         return torch.ones_like(targets, dtype=torch.bool)
     return targets != class_names.index(BACKGROUND_CLASS)
+
+
+LEVELS = ("confident", "suggested")  # what a recognised answer can be; below both: "no known landmark"
+
+
+@dataclass(frozen=True)
+class OperatingPoints:
+    """The thresholds a served answer is judged by, on the recognition score SCORE (index/score.py): CONFIDENT (a
+    library may write it without asking) and SUGGESTED ("maybe X", for review; None: the export has no such point)."""
+
+    score: str
+    confident: float
+    suggested: float | None = None
+
+    @classmethod
+    def from_export(cls, recorded: dict | None, threshold: float) -> OperatingPoints:
+        """export.json's operating points, or (an export without a photo index) the probability THRESHOLD alone."""
+        if not recorded:
+            return cls("probability", threshold)
+        confident, suggested = recorded.get("confident"), recorded.get("suggested")
+        for value in (confident, suggested):
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ValueError(f"an operating point must be a finite number, got {value!r}")
+        if confident is None:
+            raise ValueError("the operating points record no 'confident' threshold")
+        return cls(
+            str(recorded.get("score", "probability")),
+            float(confident),
+            None if suggested is None else min(float(suggested), float(confident)),
+        )
+
+    def level(self, score: float) -> str | None:
+        """'confident', 'suggested' or None (no known landmark) for a photo with this SCORE."""
+        if score >= self.confident:
+            return "confident"
+        if self.suggested is not None and score >= self.suggested:
+            return "suggested"
+        return None

@@ -46,9 +46,11 @@ def test_answer_json_schema_and_content(service: LandmarkService, tmp_path: Path
     assert answer["model"]["backend"] == "torchscript" and answer["model"]["revision"].startswith("sha256:")
 
 
-def test_unrecognised_answer_keeps_the_closest_and_no_gps(model_dir: Path) -> None:
+def test_unrecognised_answer_names_no_landmark_and_keeps_the_closest_in_top5(model_dir: Path) -> None:
     strict = LandmarkService(model_dir / "model.pt", threshold=0.99, num_threads=1)
     answer = strict.predict(make_photo()).to_dict()
     jsonschema.validate(answer, ANSWER_SCHEMA)
     assert answer["recognised"] is False and answer["threshold"] == 0.99 and answer["photo_gps"] is None
-    assert answer["landmark"] == "taj_mahal" and answer["model"]["id"] == model_dir.name
+    assert answer["level"] == "none" and answer["landmark"] is None and answer["place"] is None
+    assert answer["top5"][0]["name"] == "taj_mahal" and answer["top5"][0]["match"] == "closest"
+    assert answer["model"]["id"] == model_dir.name

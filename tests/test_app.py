@@ -144,7 +144,7 @@ def test_unrecognised_message(model_dir: Path) -> None:
     text = describe(strict.predict(make_photo()))
     assert (
         text.startswith("### No known landmark recognised")
-        and "below the 99%" in text
+        and "below both operating points" in text
         and "Agra" not in text
         and "Closest known landmarks: Taj Mahal" in text
     )

@@ -27,12 +27,13 @@ ALLOWED = {
     "data": LOW,
     "models": LOW,
     "runtime": LOW | {"data"},
+    "index": LOW,  # the photo index and the recognition score: numpy only, what a server compares photos with
     "train": LOW | {"data", "models"},
     "evaluation": LOW | {"data", "models", "runtime"},
-    "export": LOW | {"data", "models", "runtime", "train", "evaluation"},
-    "gallery": LOW | {"data", "runtime"},
+    "export": LOW | {"data", "models", "runtime", "index", "train", "evaluation"},
+    "gallery": LOW | {"data", "runtime", "index"},
     "xmp": LOW,  # the sidecar format: the REST API and the geotagger write it
-    "serve": LOW | {"data", "runtime", "gallery", "xmp"},
+    "serve": LOW | {"data", "runtime", "index", "gallery", "xmp"},
     "tagging": LOW | {"data", "runtime", "gallery", "serve"},
     "geotag": LOW | {"data", "runtime", "gallery", "serve", "tagging", "xmp"},
 }

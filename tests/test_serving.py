@@ -61,7 +61,7 @@ def test_resolve_hf_downloads_one_snapshot_of_the_serving_files(
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
     assert resolve_model_path("hf://someone/landmarks@v2") == model_dir / "model.pt"
     assert resolve_model_path("hf://someone/landmarks") == model_dir / "model.pt"
-    serving = ["model.pt", "labels.json", "export.json", "model.onnx", "model.int8.onnx", "preprocess.onnx"]
+    serving = ["model.pt", "labels.json", "export.json", "model.onnx", "model.int8.onnx", "preprocess.onnx", "index.npz"]
     assert calls == [("someone/landmarks", "v2", serving), ("someone/landmarks", None, serving)]
     with pytest.raises(ModelNotFoundError, match="hf://OWNER/NAME"):
         resolve_model_path("hf://no-owner")

@@ -48,6 +48,8 @@ def test_tag_csv(photo_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytes
         and good["landmark"] == "Taj Mahal"
         and good["city"] == "Agra"
         and good["recognised"] == "True"
+        and good["level"] == "confident"
+        and good["review"] == "False"
     )
     assert {good[f"top{i}"] for i in range(1, 6)} <= DISPLAY_NAMES and float(good["top1_probability"]) > float(
         good["top5_probability"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..labels import ClassInfo, map_url
+from ..recognition import OperatingPoints
 from .model_identity import ModelIdentity
 
 
@@ -53,32 +54,51 @@ def place_dict(landmark: ClassInfo) -> dict:
 @dataclass(frozen=True)
 class Prediction:
     """The answer for one photo: the five closest landmarks, the best one's metadata (where it is), where the photo was
-    taken (validated EXIF GPS), whether it is recognised (the best landmark's probability reaches the threshold; else
-    "no known landmark") and the model that answered."""
+    taken (validated EXIF GPS), the recognition SCORE and the LEVEL it reaches ('confident': a library may write it;
+    'suggested': "maybe", for review; None: "no known landmark") under the served operating POINTS, and the model."""
 
     top: list[Guess]
     landmark: ClassInfo
     photo_location: tuple[float, float] | None
-    recognised: bool
-    threshold: float
+    level: str | None
+    score: float
+    points: OperatingPoints
     model: ModelId | None = None
 
     @property
     def best(self) -> Guess:
         return self.top[0]
 
+    @property
+    def recognised(self) -> bool:
+        """Named with confidence: what a library may write without asking."""
+        return self.level == "confident"
+
+    @property
+    def threshold(self) -> float:
+        return self.points.confident
+
     def to_dict(self) -> dict:
-        """The JSON answer (ANSWER_SCHEMA). `landmark` is the closest landmark even when not recognised: clients
-        name it only when `recognised` is true."""
-        gps = self.photo_location
+        """The JSON answer (ANSWER_SCHEMA). Below both operating points it names no landmark and no place: the
+        closest landmarks are only in `top5`, marked "closest"."""
+        gps, named = self.photo_location, self.level is not None
         return {
-            "landmark": self.best.name,
-            "display_name": self.best.display_name,
+            "landmark": self.best.name if named else None,
+            "display_name": self.best.display_name if named else None,
             "probability": self.best.probability,
+            "score": self.score,
+            "level": self.level or "none",
             "recognised": self.recognised,
-            "threshold": self.threshold,
-            "top5": [g.to_dict() for g in self.top],
-            "place": place_dict(self.landmark),
+            "threshold": self.points.confident,
+            "operating_points": {
+                "score": self.points.score,
+                "confident": self.points.confident,
+                "suggested": self.points.suggested,
+            },
+            "top5": [
+                {**g.to_dict(), "match": self.level if i == 0 and named else "closest"} for i, g in enumerate(self.top)
+            ],
+            "place": place_dict(self.landmark) if named else None,
             "photo_gps": None if gps is None else {"lat": gps[0], "lon": gps[1], "map_url": map_url(*gps)},
             "model": None if self.model is None else self.model.to_dict(),
         }
@@ -89,8 +109,13 @@ _NULLABLE_NUMBER = {"type": ["number", "null"]}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _GUESS = {
     "type": "object",
-    "required": ["name", "display_name", "probability"],
-    "properties": {"name": {"type": "string"}, "display_name": {"type": "string"}, "probability": _NUMBER},
+    "required": ["name", "display_name", "probability", "match"],
+    "properties": {
+        "name": {"type": "string"},
+        "display_name": {"type": "string"},
+        "probability": _NUMBER,
+        "match": {"enum": ["confident", "suggested", "closest"]},
+    },
 }
 # The JSON Schema of Prediction.to_dict(): the contract of the REST and Gradio APIs (tests check answers against it).
 ANSWER_SCHEMA = {
@@ -100,23 +125,36 @@ ANSWER_SCHEMA = {
         "landmark",
         "display_name",
         "probability",
+        "score",
+        "level",
         "recognised",
         "threshold",
+        "operating_points",
         "top5",
         "place",
         "photo_gps",
         "model",
     ],
     "properties": {
-        "landmark": {"type": "string", "description": "the closest landmark's name (named only when recognised)"},
-        "display_name": {"type": "string"},
+        "landmark": {**_NULLABLE_STRING, "description": "the landmark named (confident or suggested), else null"},
+        "display_name": _NULLABLE_STRING,
         "probability": {**_NUMBER, "description": "the closest landmark's probability"},
-        "recognised": {"type": "boolean", "description": "probability >= threshold"},
-        "threshold": _NUMBER,
+        "score": {**_NUMBER, "description": "the recognition score the operating points apply to"},
+        "level": {
+            "enum": ["confident", "suggested", "none"],
+            "description": "confident: write it without asking; suggested: 'maybe', review first; none: no known landmark",
+        },
+        "recognised": {"type": "boolean", "description": "level == confident"},
+        "threshold": {**_NUMBER, "description": "the confident operating point"},
+        "operating_points": {
+            "type": "object",
+            "required": ["score", "confident", "suggested"],
+            "properties": {"score": {"type": "string"}, "confident": _NUMBER, "suggested": _NULLABLE_NUMBER},
+        },
         "top5": {"type": "array", "items": _GUESS, "maxItems": 5},
         "place": {
-            "type": "object",
-            "description": "where the closest landmark is",
+            "type": ["object", "null"],
+            "description": "where the named landmark is (null when no landmark is named)",
             "required": ["city", "country", "lat", "lon", "map_url"],
             "properties": {
                 "city": _NULLABLE_STRING,

@@ -81,6 +81,11 @@ class TrainConfig:
         choices=("auto", "on", "off"),
         help="cache the frozen part's outputs (auto: on for CPU linear/partial)",
     )
+    embedding_dim: int | None = option(
+        None,
+        group="model",
+        help="timm: a retrieval neck (GeM pooling, projection to this size, batch norm) under the classifier, e.g. 512 (default: none, the pooled features)",
+    )
     feature_views: int = option(4, group="model", help="augmented views cached per training photo")
     feature_dtype: str = option(
         "float16", group="model", choices=("float16", "float32"), help="storage type of cached features"
@@ -94,6 +99,13 @@ class TrainConfig:
     weight_decay: float = option(0.05, group="optimisation", help="AdamW/SGD weight decay (not on norms and biases)")
     warmup_epochs: float = option(1.0, group="optimisation", help="linear warm-up before the cosine decay")
     label_smoothing: float = option(0.1, group="optimisation", help="cross-entropy label smoothing")
+    metric_loss: str = option(
+        "none",
+        group="optimisation",
+        choices=("none", "subcenter-arcface"),
+        help="a margin loss on the embedding beside cross-entropy (sub-center ArcFace: 3 centers per class)",
+    )
+    metric_loss_weight: float = option(1.0, group="optimisation", help="weight of --metric-loss in the total loss")
     clip_grad: float = option(5.0, group="optimisation", help="gradient norm clipping (0: off)")
     grad_accum: int = option(1, group="optimisation", help="gradient accumulation steps")
     mixed_precision: str | None = option(

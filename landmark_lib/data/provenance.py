@@ -15,22 +15,32 @@ from .folder import DatasetError, ImageFolderSplit
 
 
 @lru_cache(maxsize=16)
-def _provenance(root: Path) -> dict[tuple[str, str, str], str]:
+def _provenance(root: Path) -> dict[tuple[str, str, str], dict[str, str]]:
     path = root / "provenance.csv"
     if not path.is_file():
         return {}
     with path.open(newline="", encoding="utf-8") as f:
-        return {(row["split"], row["class"], row["file"]): row["source_set"] for row in csv.DictReader(f)}
+        return {(row["split"], row["class"], row["file"]): row for row in csv.DictReader(f)}
+
+
+def _column(split: ImageFolderSplit, column: str, default) -> list[str]:
+    values = []
+    for (path, _), root_index in zip(split.samples, split.sample_roots):
+        root = split.roots[root_index]
+        row = _provenance(root.resolve()).get((split.name, path.parent.name, path.name)) or {}
+        values.append(row.get(column) or default(root))
+    return values
 
 
 def sample_sources(split: ImageFolderSplit) -> list[str]:
     """The source collection of every sample: provenance.csv's source_set, else the root folder's name."""
-    sources = []
-    for (path, _), root_index in zip(split.samples, split.sample_roots):
-        root = split.roots[root_index]
-        table = _provenance(root.resolve())
-        sources.append(table.get((split.name, path.parent.name, path.name), root.name))
-    return sources
+    return _column(split, "source_set", lambda root: root.name)
+
+
+def sample_categories(split: ImageFolderSplit) -> list[str]:
+    """The kind of photo of every sample (provenance.csv's `category`: other_landmark, building, nature, everyday),
+    '' where the dataset does not record one."""
+    return _column(split, "category", lambda root: "")
 
 
 def parse_exclusions(specs: list[str] | None) -> list[tuple[str, str | None]]:

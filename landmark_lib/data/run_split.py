@@ -47,6 +47,19 @@ def run_data_on_disk(config: RunConfig) -> bool:
     return bool(roots) and all((r / "train").is_dir() for r in roots) and "cache_dir" in config.args
 
 
+def run_cached_split(config: RunConfig) -> tuple[CachedSplit, ImageFolderSplit]:
+    """The cached photos of the run's train/ folders and the split they come from, its held-out classes' rows
+    marked unusable (what run_split divides into the run's parts)."""
+    train = config.train
+    holdout = train.holdout_classes
+    train_split = open_split(train.data or [], "train", class_names=None if holdout else config.class_names)
+    cached = build_cache(train_split, config.preprocess.resize_size, train.cache_dir)
+    if holdout:
+        cached = without_holdout(cached, train_split.class_names, holdout)
+        train_split = replace(train_split, class_names=config.class_names)
+    return cached, train_split
+
+
 def run_split_loader(config: RunConfig, part: str, limit: int | None = None, batch_size: int = 64) -> DataLoader:
     """(normalised image batch, targets) over PART ('train' or 'valid') of the run's split; LIMIT spreads over classes."""
     if part not in PARTS:
@@ -57,14 +70,8 @@ def run_split_loader(config: RunConfig, part: str, limit: int | None = None, bat
         )
     from .transforms import EvalTransform  # timm: only when photos are loaded, not for run_split
 
-    train = config.train
-    holdout = train.holdout_classes
-    train_split = open_split(train.data or [], "train", class_names=None if holdout else config.class_names)
-    cached = build_cache(train_split, config.preprocess.resize_size, train.cache_dir)
-    if holdout:
-        cached = without_holdout(cached, train_split.class_names, holdout)
-        train_split = replace(train_split, class_names=config.class_names)
-    rows = dict(zip(PARTS, run_split(train_split, cached, train)))[part]
+    cached, train_split = run_cached_split(config)
+    rows = dict(zip(PARTS, run_split(train_split, cached, config.train)))[part]
     if limit is not None and limit < len(rows):
         rows = rows[np.argsort(cached.targets[rows], kind="stable")]  # sorted by class, then evenly spaced picks
         rows = rows[np.linspace(0, len(rows) - 1, limit).round().astype(np.int64)]

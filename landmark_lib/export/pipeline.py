@@ -26,10 +26,12 @@ from ..embedding import embedding_dim
 from ..evaluation.evaluate import evaluate_run
 from ..evaluation.threshold import choose_threshold, validation_probabilities
 from ..labels import write_labels
+from ..models.retrieval import has_retrieval_neck
 from ..models.trained import load_trained_model
 from ..predictor import LandmarkPredictor
 from .checks import TOLERANCE, ExportError, check_images
 from .hub import build_model_card, push_to_hub
+from .index import write_index
 from .onnx import PIXEL_TOLERANCE, export_onnx, export_onnx_int8
 from .pt2 import export_pt2
 from .speed import measure
@@ -81,9 +83,10 @@ def export_run(
         config, model, out, rule, calibration_photos if int8 else None
     )
     (out / bundle.METRICS_FILE).unlink(missing_ok=True)  # a previous export's numbers must not describe this file
-    metrics = None
-    if evaluate and check_data:
-        metrics = _evaluate(run_dir, out, check_data, check_split, batch_size, calibration, int8_info)
+    evaluated = evaluate and check_data
+    metrics = (
+        _evaluate(run_dir, out, check_data, check_split, batch_size, calibration, int8_info) if evaluated else None
+    )
     checks = {
         "max_abs_diff": max_abs_diff,
         "check_images": len(images),
@@ -93,20 +96,31 @@ def export_run(
         **formats,
         bundle.SPEED_KEY: measure(out, config.preprocess) if onnx_info else None,
         "embedding": embedding_record(model),
+        **_index(model, config, run_dir, out),
     }
     info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
     export_info.write(out, ExportInfo.from_dict(info))
     return info
 
 
+def _index(model: torch.nn.Module, config: RunConfig, run_dir: str | Path, out: Path) -> dict:
+    """OUT/index.npz of the run's photos and its first operating points (export.json's 'index', 'operating_points');
+    none without the run's photos on disk."""
+    if not run_data_on_disk(config):
+        return {"index": None, "operating_points": None}
+    index_info, points = write_index(model, config, run_dir, out)
+    return {"index": index_info, "operating_points": points}
+
+
 def _write_other_formats(
     eager: LandmarkPredictor, config: RunConfig, out: Path, images: list[torch.Tensor], pt2: bool
 ) -> dict:
     """model.pt2 (with PT2) and, for timm runs, timm's config.json + model.safetensors; export.json's entries."""
-    stale = (*ONNX_FILES, bundle.PT2_FILE, bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE)
+    stale = (*ONNX_FILES, bundle.INDEX_FILE, bundle.PT2_FILE, bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE)
     for name in stale:  # a previous export's files must not outlive this one (servers prefer ONNX files)
         (out / name).unlink(missing_ok=True)
-    timm = config.model.name.startswith("timm:")
+    # timm's own Hub format rebuilds timm's architecture: a network with our retrieval neck is not one of them
+    timm = config.model.name.startswith("timm:") and not has_retrieval_neck(eager.model)
     return {
         "pt2": export_pt2(eager, out, images) if pt2 else None,
         "timm": write_timm_files(eager.model, config.classes, config.preprocess, out) if timm else None,
@@ -156,7 +170,9 @@ def embedding_record(network: torch.nn.Module) -> dict:
     """export.json's 'embedding': what galleries (landmark_lib/gallery/) compare photos by."""
     return {
         "dim": embedding_dim(network),
-        "what": "the network's pooled features (the classifier's input), L2-normalised",
+        "what": "the retrieval embedding (GeM, projection, batch norm; trained with a sub-center ArcFace margin), L2-normalised"
+        if has_retrieval_neck(network)
+        else "the network's pooled features (the classifier's input), L2-normalised",
         "torchscript": "model.pt forward_batch_with_embedding(images) -> (probabilities, embeddings)",
         "onnx": f"second output '{bundle.ONNX_EMBEDDING}'",
     }

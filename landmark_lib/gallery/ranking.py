@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..index.score import IndexScorer
 from ..labels import ClassInfo
-from ..runtime.backends import probabilities_with_embedding
 from . import store
 from .enroll import embedding_model
 from .search import build_index, landmark_scores
@@ -32,7 +32,7 @@ def confidence(similarity: np.ndarray, rule: float, softness: float, threshold: 
 
 
 class GalleryRanker:
-    """A loaded gallery with its search index; scores() gives [N, classes + gallery landmarks] for one ranking."""
+    """A loaded gallery with its search index; scores_from() gives [N, classes + gallery landmarks] for one ranking."""
 
     def __init__(self, gallery: Gallery, threshold: float, index_kind: str = "auto"):
         self.gallery, self.threshold = gallery, threshold
@@ -45,11 +45,13 @@ class GalleryRanker:
         similarity = landmark_scores(self.index, self.rows, embeddings, len(self.classes))
         return confidence(similarity, self.gallery.similarity, self.gallery.softness, self.threshold)
 
-    def scores(self, model, images: list[np.ndarray]) -> np.ndarray:
-        """MODEL's probabilities beside the gallery landmarks' confidences, from one network call (uint8 RGB
-        arrays [3, H, W] in, numpy out: serving an ONNX file needs no torch)."""
-        probs, embeddings = probabilities_with_embedding(model, images)
+    def scores_from(self, probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        """The model's PROBS [N, C] beside the gallery landmarks' confidences for the photos' EMBEDDINGS [N, D]."""
         return np.concatenate([probs.astype(np.float32), self.landmark_confidence(embeddings)], axis=1)
+
+    def with_index(self, scorer: IndexScorer) -> IndexScorer:
+        """SCORER with this gallery's photos as more entries: taught landmarks meet the same no-landmark photos."""
+        return scorer.with_entries(self.gallery.embeddings, [self.classes[i].name for i in self.rows])
 
 
 def open_ranker(folder: str | os.PathLike | None, served, threshold: float) -> GalleryRanker | None:

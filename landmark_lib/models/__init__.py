@@ -45,6 +45,10 @@ def create_model(
             pretrained_file=pretrained_file,
             drop_rate=float(spec.options.get("dropout", 0.2)),
         )
+        if spec.options.get("embedding_dim"):
+            from .retrieval import add_retrieval_neck
+
+            add_retrieval_neck(network, int(spec.options["embedding_dim"]), num_classes)
         return BuiltModel(network, PreprocessConfig.from_timm(data_config, spec.options.get("input_size")), source)
     raise ModelNameError(
         f"Unknown model '{spec.name}'; use --model scratch or --model timm:<timm model name> (e.g. timm:tf_efficientnet_lite0)."

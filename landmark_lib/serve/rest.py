@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import asdict
 from typing import cast
 
 from fastapi import FastAPI, Request
@@ -211,12 +212,14 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
 
     @api.get("/v1/health")
     def health() -> dict:
-        """The model served (id, revision, backend), its recognition threshold and the server's uptime."""
+        """The model served (id, revision, backend), its operating points and the server's uptime."""
         return {
             "status": "ok",
             "model": service.model_id.to_dict(),
             "backend": service.backend,
-            "threshold": service.threshold,
+            "threshold": service.points.confident,
+            "operating_points": asdict(service.points),
+            "photo_index": service.scorer is not None,
             "landmarks": len(service.landmark_names),
             "uptime_s": round(time.monotonic() - started, 1),
         }

@@ -6,6 +6,7 @@ the same answer for a photo.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,10 @@ from ..artifacts.answer import Guess, Prediction, model_id
 from ..artifacts.model_identity import identify
 from ..data.images import decode_short_side, pil_to_uint8_array
 from ..gallery.ranking import open_ranker
+from ..index.score import NEIGHBOURS, IndexScorer
+from ..index.store import open_recorded
 from ..labels import BACKGROUND_CLASS, from_columns
-from ..recognition import DEFAULT_THRESHOLD, check_threshold, top_landmarks
+from ..recognition import DEFAULT_THRESHOLD, OperatingPoints, check_threshold, top_landmarks
 from ..runtime import backends
 from ..runtime.loaded import default_num_threads
 from ..runtime.photos import ImageInput, Photo, read_photo
@@ -51,6 +54,7 @@ class LandmarkService:
         threads = num_threads or default_num_threads()
         self.backend, self.model = backends.load_verified(self.model_path, backend, threads)
         info = export_info.read(self.model_path.parent)
+        given_threshold = threshold
         self.identity = identify(self.model_path, self.backend, info, source.hub_repo, source.hub_commit)
         self.model_id = model_id(self.identity, self.backend)
         # (OWNER/NAME, resolved commit) when served from the Hub, else None: what the page footer and health report
@@ -66,6 +70,21 @@ class LandmarkService:
         # and time; the model's own antialiased resize then works as usual.
         self.max_short_side = decode_short_side(self.model.preprocess.resize_size)
         self.gallery = open_ranker(gallery or os.environ.get("LANDMARK_GALLERY"), self, self.threshold)
+        # The recognition score and its two thresholds (index/score.py, recognition.OperatingPoints): with a photo
+        # index, a photo must be close to its landmark's training photos and not to the no-landmark ones.
+        recorded = info.serving.operating_points_of(self.backend)
+        self.points = OperatingPoints.from_export(recorded, self.threshold)
+        if given_threshold is not None:  # --threshold sets the confident point on the served score
+            self.points = replace(self.points, confident=self.threshold)
+        self.scorer = self._open_scorer(info) if recorded else None
+
+    def _open_scorer(self, info: export_info.ExportInfo) -> IndexScorer | None:
+        index_record = info.serving.index or {}
+        index = open_recorded(self.model_path.parent, info, self.class_names, int(index_record.get("dim", 0)))
+        if index is None:
+            return None
+        scorer = IndexScorer(index, int(index_record.get("neighbours", NEIGHBOURS)))
+        return scorer if self.gallery is None else self.gallery.with_index(scorer)
 
     @classmethod
     def from_spec(
@@ -89,18 +108,34 @@ class LandmarkService:
         in the Teach tab) instead of the service's."""
         if not photos:
             return []
+        scorer = self.scorer if gallery is None or self.scorer is None else gallery.with_index(self.scorer)
         gallery = gallery or self.gallery
         arrays = [self._to_array(p.image) for p in photos]
-        probs = backends.probabilities(self.model, arrays) if gallery is None else gallery.scores(self.model, arrays)
+        if gallery is None and scorer is None:
+            probs, embeddings = backends.probabilities(self.model, arrays), None
+        else:
+            probs, embeddings = backends.probabilities_with_embedding(self.model, arrays)
+            if gallery is not None:
+                probs = gallery.scores_from(probs, embeddings)
         classes = self.classes + (gallery.classes if gallery else [])  # the model's, then the taught landmarks
-        values, indices = top_landmarks(probs, [c.name for c in classes], TOP_K)  # never the background class
+        names = [c.name for c in classes]
+        values, indices = top_landmarks(probs, names, TOP_K)  # never the background class
+        if scorer is None or embeddings is None:
+            scores = values[:, 0]
+        else:
+            scores = scorer.best_landmarks(embeddings, probs, names)[0].score(self.points.score)
         predictions = []
-        for photo, row_values, row_indices in zip(photos, values.tolist(), indices.tolist()):
+        for photo, row_values, row_indices, score in zip(photos, values.tolist(), indices.tolist(), scores.tolist()):
             top = [Guess(classes[i].name, classes[i].display_name, float(v)) for v, i in zip(row_values, row_indices)]
-            best = classes[row_indices[0]]
             predictions.append(
                 Prediction(
-                    top, best, photo.location, top[0].probability >= self.threshold, self.threshold, self.model_id
+                    top,
+                    classes[row_indices[0]],
+                    photo.location,
+                    self.points.level(score),
+                    float(score),
+                    self.points,
+                    self.model_id,
                 )
             )
         return predictions

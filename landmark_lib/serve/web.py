@@ -96,9 +96,11 @@ def landmark_label() -> gr.Label:
 
 
 def label_value(prediction: Prediction) -> LabelData:
-    """The label component's value: heading = the landmark only when recognised; bars = the five closest landmarks."""
+    """The label component's value: heading = the landmark when confident, "Maybe: X" when only suggested, else "No
+    known landmark"; bars = the five closest landmarks."""
     bars = [LabelConfidence(label=g.display_name, confidence=g.probability) for g in prediction.top]
-    return LabelData(label=prediction.best.display_name if prediction.recognised else NOT_RECOGNISED, confidences=bars)
+    heading = {"confident": prediction.best.display_name, "suggested": f"Maybe: {prediction.best.display_name}"}
+    return LabelData(label=heading.get(prediction.level or "", NOT_RECOGNISED), confidences=bars)
 
 
 def _coordinates(lat: float, lon: float) -> str:
@@ -108,8 +110,16 @@ def _coordinates(lat: float, lon: float) -> str:
 def describe(prediction: Prediction) -> str:
     """The Markdown under the labels: the place of the best guess, or a plain 'not recognised', and the photo's GPS."""
     best, place = prediction.best, prediction.landmark
-    if prediction.recognised:
-        lines = [f"### {plain(best.display_name)}" + (f" — {plain(place.place)}" if place.place else "")]
+    if prediction.level is not None:
+        maybe = "Maybe " if prediction.level == "suggested" else ""
+        lines = [
+            f"### {maybe}{plain(best.display_name)}"
+            + (f" — {plain(place.place)}" if place.place else "")
+        ]
+        if prediction.level == "suggested":
+            lines.append(
+                "*Suggested, not confident: the photo resembles this landmark, but check it before you tag it.*"
+            )
         if place.lat is not None and place.lon is not None:
             lines.append(
                 f"**Location:** {_coordinates(place.lat, place.lon)} · [Open in OpenStreetMap]({place.map_url})"
@@ -119,8 +129,8 @@ def describe(prediction: Prediction) -> str:
         closest = ", ".join(f"{plain(g.display_name)} ({g.probability:.0%})" for g in prediction.top[:3])
         lines = [
             "### No known landmark recognised",
-            f"Closest known landmarks: {closest}. The best is below the {prediction.threshold:.0%} confidence needed to "
-            "name it, so the photo is not placed on the map.",
+            f"Closest known landmarks: {closest}. The photo does not match the best one closely enough to name it "
+            "(its recognition score is below both operating points), so it is not placed on the map.",
         ]
     if prediction.photo_location:
         lat, lon = prediction.photo_location
@@ -146,9 +156,11 @@ def add_tag_endpoint(demo: gr.Blocks, photo: gr.Image, answer: Callable[[str | N
             path: the photo, uploaded with POST /gradio_api/upload (pass its returned path); URLs are not accepted.
 
         Returns:
-            {landmark, display_name, probability, recognised, threshold, top5: [{name, display_name, probability}],
-            place: {city, country, lat, lon, map_url}, photo_gps: {lat, lon, map_url} or null, model: {id, revision,
-            backend}}. `landmark` is the closest landmark; name it only when `recognised` is true.
+            {landmark, display_name, probability, score, level, recognised, threshold, operating_points, top5:
+            [{name, display_name, probability, match}], place: {city, country, lat, lon, map_url} or null, photo_gps:
+            {lat, lon, map_url} or null, model: {id, revision, backend}}. `level` is "confident" (write it), "suggested"
+            ("maybe": review it) or "none" (no known landmark: `landmark` and `place` are null, the closest landmarks
+            are in `top5`, marked "closest").
         """
         try:
             return answer(path).to_dict()

@@ -11,6 +11,9 @@ PLACE_KEYS = ("city", "country", "lat", "lon", "map_url")
 NO_ANSWER = {
     "landmark": None,
     "probability": None,
+    "score": None,
+    "level": None,
+    "review": None,
     "recognised": None,
     "closest_landmark": None,
     "top5": None,
@@ -20,17 +23,21 @@ NO_ANSWER = {
 
 
 def answer_fields(prediction: Prediction) -> dict:
-    """The answer part of a row, from the service's Prediction (the one place that reads it)."""
-    place, location = prediction.landmark, prediction.photo_location
+    """The answer part of a row, from the service's Prediction (the one place that reads it). A 'suggested' answer
+    names its landmark and place but is marked for review; below both operating points: no landmark, no place."""
+    place, location, named = prediction.landmark, prediction.photo_location, prediction.level is not None
     return {
-        "landmark": prediction.best.display_name if prediction.recognised else NO_LANDMARK,
+        "landmark": prediction.best.display_name if named else NO_LANDMARK,
         "probability": prediction.best.probability,
+        "score": prediction.score,
+        "level": prediction.level or "none",
+        "review": prediction.level == "suggested",
         "recognised": prediction.recognised,
         "closest_landmark": prediction.best.display_name,
         "top5": [
             {"name": g.name, "display_name": g.display_name, "probability": g.probability} for g in prediction.top
         ],
-        "place": {key: getattr(place, key) for key in PLACE_KEYS} if prediction.recognised else None,
+        "place": {key: getattr(place, key) for key in PLACE_KEYS} if named else None,
         "photo_gps": None if location is None else {"lat": location[0], "lon": location[1]},
     }
 
@@ -65,7 +72,8 @@ def _blank(value: object) -> object:
 def flat(record: dict) -> dict:
     """A CSV row: the nested top-5, place and GPS spread over columns (blank for unreadable files)."""
     out = {name: _blank(record[name]) for name in ("path", "size", "mtime_ns")}
-    out |= {name: _blank(record[name]) for name in ("landmark", "probability", "recognised", "closest_landmark")}
+    answer = ("landmark", "probability", "score", "level", "review", "recognised", "closest_landmark")
+    out |= {name: _blank(record[name]) for name in answer}
     top = record["top5"] or []
     for i in range(TOP_K):
         out[f"top{i + 1}"] = top[i]["display_name"] if i < len(top) else ""

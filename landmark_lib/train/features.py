@@ -61,9 +61,16 @@ class TrainablePart(_Part):
         m = timm_layout(self.model)
         if self.linear:
             return m.get_classifier()(x)
+        return m.get_classifier()(self.pre_logits(x))
+
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's input (the pooled features or the retrieval embedding) of the frozen part's output X."""
+        m = timm_layout(self.model)
+        if self.linear:
+            return x
         for block in m.blocks[self.first_block :]:
             x = block(x)
-        return m.forward_head(m.bn2(m.conv_head(x)))
+        return m.forward_head(m.bn2(m.conv_head(x)), pre_logits=True)
 
 
 def split_for_feature_cache(model: nn.Module, strategy: str, first_group: int) -> tuple[FrozenPart, TrainablePart]:

@@ -35,13 +35,14 @@ from ..data.folder import DatasetError, ImageFolderSplit, open_split
 from ..data.holdout import kept_classes, without_holdout
 from ..data.run_split import run_split
 from ..data.transforms import AugmentConfig, EvalTransform, train_transform
+from ..embedding import classifier_layer
 from ..errors import LandmarkError
 from ..labels import ClassInfo
 from ..metrics import top_k_hits
 from ..models import ModelSpec, create_model
 from ..models.trained import save_weights
 from ..preprocess import PreprocessConfig
-from . import features, options
+from . import features, objective, options
 from .accelerator import PROJECT_NAME, make_accelerator, tracker_config
 from .checkpoints import Progress, latest_checkpoint, save_checkpoint
 from .finetune import set_frozen_bn_eval, trainable_groups
@@ -80,7 +81,14 @@ def setup(args: argparse.Namespace) -> Training:
     train_split, classes = _check_inputs(args, run_dir)
     resuming = latest_checkpoint(run_dir) if args.resume else None
     spec = ModelSpec(
-        args.model, {"width": args.width, "depth": args.depth, "dropout": args.dropout, "input_size": args.input_size}
+        args.model,
+        {
+            "width": args.width,
+            "depth": args.depth,
+            "dropout": args.dropout,
+            "input_size": args.input_size,
+            **({"embedding_dim": args.embedding_dim} if getattr(args, "embedding_dim", None) else {}),
+        },
     )
     built = create_model(
         spec, len(classes), pretrained=not args.no_pretrained and not resuming, pretrained_file=args.pretrained_file
@@ -208,6 +216,9 @@ def _what_trains(
             frozen, cached, rows, transforms, recipe, args, accelerator, run_dir
         )
         train_set = views
+    net = objective.with_metric_loss(
+        net, model, int(cast(nn.Linear, classifier_layer(model)).out_features), args.metric_loss
+    )
     workers = 0 if views is not None else args.num_workers  # cached features are in memory: workers only add overhead
     generator = torch.Generator().manual_seed(args.seed)
     train_loader = DataLoader(
@@ -264,7 +275,7 @@ def _train_epoch(t: Training, epoch: int) -> dict:
     )
     for inputs, targets in bar:
         with accelerator.accumulate(net):
-            loss = F.cross_entropy(net(inputs).float(), targets, label_smoothing=args.label_smoothing)
+            loss = objective.loss(net, net(inputs), targets, args.label_smoothing, args.metric_loss_weight)
             accelerator.backward(loss)
             if accelerator.sync_gradients and args.clip_grad:
                 accelerator.clip_grad_norm_(net.parameters(), args.clip_grad)
@@ -292,7 +303,7 @@ def validate(net: nn.Module, loader: DataLoader, accelerator: Accelerator) -> di
     loss, correct1, correct5, count = 0.0, 0.0, 0.0, 0
     with torch.no_grad():
         for inputs, targets in loader:
-            logits = net(inputs).float()
+            logits = objective.logits_of(net(inputs)).float()
             logits, targets = accelerator.gather_for_metrics((logits, targets))
             loss += F.cross_entropy(logits, targets, reduction="sum").item()
             correct1 += top_k_hits(logits, targets, 1).sum().item()

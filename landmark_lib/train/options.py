@@ -81,6 +81,8 @@ OPTION_RULES = {
     "train_stages": ("a whole number >= 1", lambda v: v >= 1),
     "depth": ("a whole number >= 1", lambda v: v >= 1),
     "input_size": ("a crop size between 16 and 1024 pixels", lambda v: v is None or 16 <= v <= 1024),
+    "embedding_dim": ("a whole number between 16 and 4096", lambda v: v is None or 16 <= v <= 4096),
+    "metric_loss_weight": ("a number >= 0", lambda v: v >= 0),
     "seed": ("a whole number between 0 and 2**32 - 1", lambda v: 0 <= v < 2**32),
     "width": ("a number > 0", lambda v: v > 0),
     "lr": ("a number > 0", lambda v: v > 0),

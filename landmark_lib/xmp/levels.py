@@ -1,8 +1,8 @@
 """Which answers may put a photo on the map: the one place that turns an answer into an operating point.
 
 `confident` answers are written straight into sidecars; `suggested` ones only through the review (--review, then
---apply); anything else places nothing. Until the answer carries its own operating points, `confident` is the served
-threshold (the answer's `recognised`) and nothing is `suggested`.
+--apply); anything else places nothing. The level is the answer's own (the export's operating points on the
+recognition score; an export without a photo index has only `confident`, its probability threshold).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ CONFIDENT, SUGGESTED = "confident", "suggested"
 
 
 def level_of(prediction: Prediction) -> str | None:
-    """'confident', 'suggested' or None (no landmark to place the photo by)."""
-    return CONFIDENT if prediction.recognised else None
+    """'confident', 'suggested' or None (no landmark to place the photo by): the answer's own level, decided by the
+    served operating points (recognition.OperatingPoints)."""
+    return prediction.level
 
 
 def place_of(prediction: Prediction) -> Place | None:
