@@ -44,21 +44,16 @@ class Serving:
     speed: dict | None = None  # {"ms_per_photo": {backend: ms}, "served": backend, "how": ...}
     embedding: dict | None = None  # {"dim": D, ...}
     files: dict[str, dict] | None = None  # {name: {sha256, bytes}}
-<<<<<<< HEAD
-    operating_points: dict[str, float] | None = None
-    index: dict | None = None
-    settings_sha256: str | None = None  # of the settings that change answers (SETTINGS), recorded by write()
-=======
     operating_points: dict | None = (
         None  # {"score", "confident", "suggested", "calibration"} (evaluation/operating_points.py)
     )
     index: dict | None = None  # index.npz: {"file", "photos", "dim", "dtype", "neighbours", "score"}
+    settings_sha256: str | None = None  # of the settings that change answers (SETTINGS), recorded by write()
 
     def operating_points_of(self, backend: str) -> dict | None:
         """The recognition score and its 'confident' / 'suggested' thresholds for BACKEND's file (None: an export
         without a photo index, or the int8 file, which they were not calibrated for: its probability threshold applies)."""
         return None if backend == INT8_BACKEND else self.operating_points
->>>>>>> main
 
     def threshold_of(self, backend: str) -> float | None:
         """The recognition threshold recorded for BACKEND's file (int8 probabilities differ slightly from fp32)."""
