@@ -8,7 +8,6 @@ Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWN
 from __future__ import annotations
 
 import argparse
-import html
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,20 +16,23 @@ import gradio as gr
 from fastapi import FastAPI
 from gradio.components.label import LabelConfidence, LabelData
 from gradio.data_classes import ImageData
+from gradio.utils import get_upload_folder
 from gradio_client import utils as client_utils
 from starlette.middleware import Middleware
 
-from ..data.images import ImageLoadError, release_memory
+from ..data.images import ImageLoadError
 from ..errors import LandmarkError
+from ..gallery.store import GALLERY_FILE
 from ..labels import map_url
-from .page import example_labels, landmark_table, map_embed, model_footer, model_key, use_examples_cache
+from .page import example_labels, landmark_table, map_embed, model_footer, model_key, plain, use_examples_cache
 from .rest import build_api
 from .service import LandmarkService, Prediction, default_num_threads
-from .uploads import MAX_FILE_BYTES, MAX_FILE_SIZE, WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
+from .upload_limits import WINDOW_S, UploadQuota
+from .uploads import MAX_FILE_BYTES, MAX_FILE_SIZE, DeferredDeletion, UploadRefused, UploadsOnly, read_upload
 from .web_teach import add_teach_tab
+from .work import CONCURRENCY, work_slot
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
-CONCURRENCY = 2  # a CPU Space has 2 vCPUs: more parallel requests only slow each other down
 MAX_QUEUE = 64
 DELETE_CACHE = (300, WINDOW_S)  # every 5 minutes, delete uploads never answered (older than the quota window)
 UPLOAD_GRACE_S = 60.0  # an answered upload is deleted this long after its answer (see DeferredDeletion)
@@ -111,8 +113,8 @@ def describe(prediction: Prediction) -> str:
     if prediction.level is not None:
         maybe = "Maybe " if prediction.level == "suggested" else ""
         lines = [
-            f"### {maybe}{html.escape(best.display_name, quote=False)}"
-            + (f" — {html.escape(place.place, quote=False)}" if place.place else "")
+            f"### {maybe}{plain(best.display_name)}"
+            + (f" — {plain(place.place)}" if place.place else "")
         ]
         if prediction.level == "suggested":
             lines.append(
@@ -124,9 +126,7 @@ def describe(prediction: Prediction) -> str:
             )
             lines.append(map_embed(best.display_name, place.lat, place.lon))
     else:
-        closest = ", ".join(
-            f"{html.escape(g.display_name, quote=False)} ({g.probability:.0%})" for g in prediction.top[:3]
-        )
+        closest = ", ".join(f"{plain(g.display_name)} ({g.probability:.0%})" for g in prediction.top[:3])
         lines = [
             "### No known landmark recognised",
             f"Closest known landmarks: {closest}. The photo does not match the best one closely enough to name it "
@@ -142,7 +142,7 @@ def describe(prediction: Prediction) -> str:
 
 def result_markdown() -> gr.Markdown:
     """The answer's text and map. HTML is not sanitised so the map's iframe shows: every text that does not come from
-    this module (names, file names, error messages) is html.escape'd before it goes in."""
+    this module (names, file names, error messages) goes in through page.plain (no live Markdown or HTML)."""
     return gr.Markdown(sanitize_html=False)
 
 
@@ -189,12 +189,9 @@ def build_demo(service: LandmarkService) -> gr.Interface:
             data = read_upload(path, photo.GRADIO_CACHE, MAX_FILE_BYTES)
         finally:  # the photo and its EXIF GPS leave the server shortly after the answer
             deletion.schedule(path, UPLOAD_GRACE_S)
-        try:
+        with work_slot():  # one bound for every endpoint; the decoded pixels go back to the OS afterwards
             # Bytes + the file's own name: error messages name the user's file, not the server's temp path.
             return service.predict(data, name=Path(path).name)
-        finally:  # the upload's bytes and the decoded pixels go back to the OS, not only to the heap
-            del data
-            release_memory()
 
     def tag_photo(path: str | None) -> tuple[LabelData | None, str]:
         # Bad input is answered in the result area (not a toast), so no earlier result is left on screen beside it.
@@ -203,12 +200,13 @@ def build_demo(service: LandmarkService) -> gr.Interface:
         except NoPhoto as error:
             return None, f"### No photo\n\n{error}"
         except (UploadRefused, ImageLoadError) as error:
-            return None, f"### Cannot read this photo\n\n{html.escape(str(error), quote=False)}"
+            return None, f"### Cannot read this photo\n\n{plain(error)}"
         return label_value(prediction), describe(prediction)
 
     example_files = sorted(EXAMPLES_DIR.glob("*.jpg"))
     photo = photo_input()
-    use_examples_cache(model_key(service.model_path, service.backend, service.threshold))
+    gallery_file = service.gallery.gallery.folder / GALLERY_FILE if service.gallery else None
+    use_examples_cache(model_key(service.model_path, service.backend, service.threshold, gallery_file))
     demo = gr.Interface(
         fn=tag_photo,
         inputs=photo,
@@ -239,9 +237,15 @@ def build_demo(service: LandmarkService) -> gr.Interface:
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
 
 
+def upload_guards() -> list[Middleware]:
+    """What both ways of serving install: the upload limits (UploadQuota) and the rule that API calls name uploads
+    only (UploadsOnly)."""
+    return [Middleware(UploadQuota), Middleware(UploadsOnly, upload_dir=get_upload_folder())]
+
+
 def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, block: bool = True) -> str:
-    """Start the server with the app's upload limits (per file, and per client: UploadQuota); returns the local URL
-    (block=False returns at once)."""
+    """Start the server with the app's upload limits and guards (upload_guards); returns the local URL (block=False
+    returns at once)."""
     _, local_url, _ = demo.launch(
         server_name=host,
         server_port=port,
@@ -249,7 +253,7 @@ def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, bl
         max_file_size=MAX_FILE_SIZE,
         prevent_thread_lock=not block,
         quiet=not block,
-        app_kwargs={"middleware": [Middleware(UploadQuota)]},
+        app_kwargs={"middleware": upload_guards()},
     )
     return local_url
 
@@ -271,11 +275,15 @@ def default_host() -> str:
 
 
 def build_app(service: LandmarkService) -> FastAPI:
-    """One ASGI app: the REST API (/v1/..., docs at /docs) with the Gradio page mounted at /, under the upload quota
-    (which counts REST photos too)."""
+    """One ASGI app: the REST API (/v1/..., docs at /docs) with the Gradio page mounted at /, under the upload guards
+    (which count REST photos too)."""
     api = build_api(service, concurrency=CONCURRENCY, waiting=MAX_QUEUE)
-    api.add_middleware(UploadQuota)
-    return gr.mount_gradio_app(api, build_demo(service), path="", max_file_size=MAX_FILE_SIZE)
+    for guard in upload_guards():
+        api.add_middleware(guard.cls, *guard.args, **guard.kwargs)
+    demo = build_demo(service)
+    app = gr.mount_gradio_app(api, demo, path="", max_file_size=MAX_FILE_SIZE)
+    demo.has_launched = True  # mounted, never launch()ed: Gradio's own upload-folder check runs only on launched apps
+    return app
 
 
 def serve(service: LandmarkService, host: str, port: int | None, share: bool = False) -> None:
