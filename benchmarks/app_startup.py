@@ -1,7 +1,9 @@
 """Cold start and memory of the app: how long from `python app.py` to the first answer, and how much RAM it takes.
 
 Starts `app.py --model DIR` on loopback as a child process, then reports
-  - seconds from process start to the first HTTP answer and to the first answered prediction (gradio_client),
+  - seconds from process start to the first REST answer (GET /v1/health), to the first page answer (GET / with the
+    Gradio page mounted, not the 503 "starting" page) and to the first answered prediction (gradio_client),
+  - the model's threads per request (from the app's start-up line),
   - RSS of the app process tree (psutil, children included) when ready and its peak during a short request burst.
 Everything is bounded by --timeout; the server is killed at the end, also on errors.
 
@@ -14,7 +16,9 @@ import argparse
 import itertools
 import json
 import os
+import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,12 +120,14 @@ def wait_until(deadline: float, process: subprocess.Popen, log, attempt):
             time.sleep(0.1)
 
 
-def measure(model: str, backend: str, photos: list[Path], burst: int, clients: int, timeout: float) -> dict:
+def measure(
+    model: str, backend: str, photos: list[Path], burst: int, clients: int, timeout: float, repo: Path = REPO_ROOT
+) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     command = [
         sys.executable,
-        str(REPO_ROOT / "app.py"),
+        str(repo / "app.py"),
         "--model",
         model,
         "--host",
@@ -131,15 +137,17 @@ def measure(model: str, backend: str, photos: list[Path], burst: int, clients: i
         "--backend",
         backend,
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "PYTHONPATH": str(repo), "GRADIO_ANALYTICS_ENABLED": "False"}
     with tempfile.TemporaryFile() as log:
         start = time.monotonic()
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=repo)
         sampler = MemorySampler(process.pid)
         sampler.start()
         try:
             deadline = start + timeout
-            wait_until(deadline, process, log, lambda: urllib.request.urlopen(url, timeout=2).close())
+            wait_until(deadline, process, log, lambda: urllib.request.urlopen(f"{url}v1/health", timeout=2).close())
+            rest_ready = time.monotonic() - start
+            wait_until(deadline, process, log, lambda: urllib.request.urlopen(url, timeout=2).close())  # 503: raises
             http_ready = time.monotonic() - start
             client = wait_until(deadline, process, log, lambda: Client(url, verbose=False, download_files=False))
             predict(client, photos[0], max(1.0, deadline - time.monotonic()))
@@ -155,12 +163,16 @@ def measure(model: str, backend: str, photos: list[Path], burst: int, clients: i
             for c in clients_list:
                 c.close()
             time.sleep(2 * sampler.interval)  # one more sample after the last answer
+            log.seek(0)
+            threads = re.search(rb"(\d+) threads per request", log.read())
         finally:
             sampler.stop()
             kill_tree(process)
     return {
         "model": model,
         "backend": backend,
+        "threads_per_request": int(threads[1]) if threads else None,
+        "seconds_to_rest": round(rest_ready, 2),
         "seconds_to_http": round(http_ready, 2),
         "cold_start_seconds": round(first_prediction, 2),
         "rss_ready_mib": round(ready_rss / MIB, 1),
@@ -185,19 +197,42 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--repeats", type=int, default=1, help="cold starts to measure (one start is noisy); the median is reported"
     )
+    parser.add_argument(
+        "--repo", type=Path, default=REPO_ROOT, help="checkout whose app.py to start, e.g. an older one to compare"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     photos = sorted(args.photos.glob("*.jpg"))
     if not photos:
         raise SystemExit(f"no *.jpg photos in {args.photos}")
 
+    load_before = os.getloadavg()[0]
     starts = [
-        measure(args.model, args.backend, photos, max(0, args.burst), max(1, args.clients), args.timeout)
+        measure(
+            args.model,
+            args.backend,
+            photos,
+            max(0, args.burst),
+            max(1, args.clients),
+            args.timeout,
+            args.repo.resolve(),
+        )
         for _ in range(max(1, args.repeats))
     ]
     result = sorted(starts, key=lambda r: r["cold_start_seconds"])[len(starts) // 2]  # the median start
     result["cold_starts_seconds"] = [r["cold_start_seconds"] for r in starts]
-    print(f"app.py --model {result['model']} --backend {result['backend']} (CPU: {os.cpu_count()} cores)")
+    result["load_before"] = round(load_before, 2)
+    for key in ("seconds_to_rest", "seconds_to_http"):
+        result[f"median_{key}"] = statistics.median(r[key] for r in starts)
+        result[f"all_{key}"] = [r[key] for r in starts]
+    print(
+        f"app.py --model {result['model']} --backend {result['backend']} (CPU: {os.cpu_count()} cores, "
+        f"{result['threads_per_request']} threads per request; 1-minute load average before: {load_before:.2f})"
+    )
+    print(
+        f"first REST answer (/v1/health): median {result['median_seconds_to_rest']:.2f} s {result['all_seconds_to_rest']}; "
+        f"first page answer (/): median {result['median_seconds_to_http']:.2f} s {result['all_seconds_to_http']}"
+    )
     print(
         f"cold start: {result['cold_start_seconds']:.2f} s to the first answered prediction "
         f"(HTTP up after {result['seconds_to_http']:.2f} s); median of {len(starts)}: {result['cold_starts_seconds']}"

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from landmark_lib.geotag import command, library
-from landmark_lib.serve.service import LandmarkService, default_num_threads
+from landmark_lib.serve.service import LandmarkService
 from landmark_lib.tagging import command as tag
 
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": args.batch_size,
         "workers": args.workers,
         "backend": service.backend,
-        "model_threads": default_num_threads(),
+        "model_threads": service.threads,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_before": load_before,
         "load_after": os.getloadavg(),

@@ -31,9 +31,10 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from benchmarks.app_startup import free_port, kill_tree, wait_until
+from landmark_lib import threads
 from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
-from landmark_lib.serve.web import CONCURRENCY, default_num_threads
+from landmark_lib.serve.web import CONCURRENCY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BATCH = 16
@@ -60,14 +61,14 @@ def timed(fn, repeats: int) -> list[float]:
 
 def model_time(model: str, jpeg: bytes, repeats: int) -> dict:
     """The model's own time in this process, the app's backend and threads: decode, batch 1 and batch 16."""
-    service = LandmarkService.from_spec(model, num_threads=default_num_threads(CONCURRENCY))
+    service = LandmarkService.from_spec(model, num_threads=threads.per_request(CONCURRENCY))
     photo = read_photo(jpeg, "photo.jpg", service.max_short_side)
     decode = statistics.median(timed(lambda: read_photo(jpeg, "photo.jpg", service.max_short_side), repeats))
     one = statistics.median(timed(lambda: service.predict_photos([photo]), repeats))
     batch = statistics.median(timed(lambda: service.predict_photos([photo] * BATCH), max(3, repeats // 4)))
     return {
         "backend": service.backend,
-        "threads": default_num_threads(CONCURRENCY),
+        "threads": service.threads,
         "decode_ms": decode * 1000,
         "batch1_ms": one * 1000,
         "batch1_per_s": 1 / one,

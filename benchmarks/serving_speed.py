@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from landmark_lib import threads as thread_count
 from landmark_lib.artifacts.run_folder import RunConfig
 from landmark_lib.bundle import INT8_FILE
 from landmark_lib.data.folder import open_split
@@ -47,7 +48,6 @@ from landmark_lib.models.trained import load_trained_model
 from landmark_lib.predictor import LandmarkPredictor
 from landmark_lib.preprocess import Preprocess
 from landmark_lib.runtime.backends import OnnxPredictor
-from landmark_lib.serve.service import default_num_threads
 
 REFERENCE = "torchscript fp32"
 Predict = Callable[[list[torch.Tensor]], torch.Tensor]
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--threads",
         type=int,
         default=None,
-        help="intra-op threads for torch and ONNX Runtime (default: all usable cores)",
+        help="intra-op threads for torch and ONNX Runtime (default: landmark's, landmark_lib/threads.py)",
     )
     parser.add_argument(
         "--photo-size", default="480x640", help="HxW of the timed uint8 photo (preprocessing cost depends on it)"
@@ -306,8 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     args = parser.parse_args(argv)
 
-    threads = args.threads or default_num_threads()
-    torch.set_num_threads(threads)
+    threads = thread_count.use(args.threads)
     batches = sorted({1, *(int(b) for b in args.batches.split(",") if b.strip())})
     height, width = (int(v) for v in args.photo_size.lower().split("x"))
     measured_on = machine()  # before the run: the load average describes the machine, not this benchmark

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from landmark_lib.serve.service import LandmarkService, default_num_threads
+from landmark_lib.serve.service import LandmarkService
 from landmark_lib.tagging import command as tag
 from landmark_lib.tagging.batch import decode
 from landmark_lib.tagging.photo_walk import walk_photos
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         "photos": len(photos),
         "batch_size": args.batch_size,
         "backend": service.backend,
-        "model_threads": default_num_threads(),
+        "model_threads": service.threads,
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "photos_per_s": medians,

@@ -4,9 +4,11 @@ previous file intact instead of a truncated one (a 0-byte config.json made a kil
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +61,56 @@ def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """PATH's new content is TEXT, or (after any failure) still its old content."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding=encoding)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths A and B in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def replace_folder(new: Path, dest: Path) -> None:
+    """Put the finished folder NEW at DEST, replacing what DEST held: one atomic exchange where the system has it
+    (readers see the old folder or the new one, never neither), else two renames; the old folder is deleted after."""
+    new, dest = Path(new), Path(dest)
+    if not dest.exists():
+        new.rename(dest)
+        return
+    if _exchange(new, dest):
+        shutil.rmtree(new)  # now the old folder
+        return
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    dest.rename(old)
+    new.rename(dest)
+    shutil.rmtree(old)
+
+
+def temp_folder(dest: Path) -> Path:
+    """A new empty folder beside DEST to build its replacement in (same file system, so replace_folder renames);
+    the leftovers of builds that were killed (their process is gone) are deleted first."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.building-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = dest.with_name(f".{dest.name}.building-{os.getpid()}")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    return folder
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process PID exists (a temp file named after a live process may still be in use)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -11,6 +11,7 @@
     landmark geotag LIBRARY                          write the landmarks' places into XMP sidecars (review, undo)
     landmark checksums DIR                           record the sha256 of an export folder's files
     landmark gallery add | list | remove | evaluate  teach landmarks from a few photos (no retraining)
+    landmark cache info | clear                      the training cache: what it holds, how big; free it
     landmark serve                                   the web app (also: python app.py)
 
 Only the parsers live here (built from light modules); each command is the `run(args)` function of the module that
@@ -24,14 +25,8 @@ import importlib
 import sys
 from pathlib import Path
 
-from . import bundle
-from .cli_args import (
-    cores,
-    photo_source,
-    positive_int,
-    tag_output,
-    threshold_arg,
-)
+from . import bundle, threads
+from .cli_args import add_threads, photo_source, positive_int, tag_output, threshold_arg
 from .errors import LandmarkError
 from .recognition import DEFAULT_THRESHOLD
 
@@ -52,36 +47,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         ):
             return text
         return f"{text} (default: %(default)s)"
-
-
-def _data(commands) -> None:
-    data = commands.add_parser(
-        "data", help="download the course dataset or inspect a dataset folder", formatter_class=HelpFormatter
-    )
-    from .data.download import DEFAULT_URL
-
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="{download,inspect}")
-    download = _command(
-        data_commands,
-        "download",
-        "landmark_lib.data.download:run",
-        "download, verify and extract the 50-class course dataset",
-    )
-    download.add_argument("--dest", type=Path, default=Path("data"), help="folder to put landmark_images/ in")
-    download.add_argument("--url", default=DEFAULT_URL, help="zip URL, mirror, or path of a local landmark_images.zip")
-    download.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
-    download.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip after extracting it")
-    inspect = _command(
-        data_commands,
-        "inspect",
-        "landmark_lib.data.inspect:run",
-        "counts, unreadable files, train/test duplicates, mean/std, pictures",
-    )
-    inspect.add_argument("root", type=Path, help="dataset folder holding train/<class>/ and test/<class>/")
-    inspect.add_argument("--out", type=Path, default=None, help="output folder (default: runs/inspect-<root name>)")
-    inspect.add_argument("--workers", type=int, default=2, help="decoding processes")
-    inspect.add_argument("--samples-per-class", type=int, default=4, help="photos per class in samples.png")
-    inspect.add_argument("--max-classes", type=int, default=50, help="classes shown in samples.png")
 
 
 TRAIN_SUMMARY = "train a run (scratch CNN or timm backbone) with Accelerate"
@@ -109,7 +74,10 @@ def _evaluate(commands) -> None:
     p.add_argument("run_dir", nargs="?", help="run folder (config.json + model.safetensors); optional with --exported")
     p.add_argument("--split", default="test", help="split folder, or 'train+test' for both")
     p.add_argument("--data", nargs="+", help="dataset root(s) (default: the run's --data)")
-    p.add_argument("--out", help="output folder (default: RUN_DIR/eval-SPLIT)")
+    p.add_argument(
+        "--out",
+        help="output folder (default: RUN_DIR/eval-SPLIT; with --exported runs/eval-FOLDER-FILE-SPLIT, never the model's folder)",
+    )
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     p.add_argument("--batch-size", type=positive_int, default=32, help="photos per network call")
     p.add_argument(
@@ -124,6 +92,7 @@ def _evaluate(commands) -> None:
         action="store_true",
         help="only the photos the run's --exclude held out (the cross-source check)",
     )
+    add_threads(p)
 
 
 def _export(commands) -> None:
@@ -134,11 +103,14 @@ def _export(commands) -> None:
         "export a run to model.pt (+ ONNX files), labels, metrics, model card",
         "Export a run: model.pt (TorchScript, needs only torch), labels.json, export.json, metrics.json, README.md.\n\n"
         "    landmark export runs/effnet --out exports/effnet --check-data ../shared/data/world_landmarks\n"
-        "    landmark export runs/effnet --out exports/effnet --format onnx-int8   # + model.onnx, model.int8.onnx\n"
-        "    landmark export runs/effnet --out exports/effnet --push-to-hub me/landmark-tagger --revision v1 --private",
+        "    landmark export runs/effnet --out exports/effnet-v2 --format onnx-int8   # + model.onnx, model.int8.onnx\n"
+        "    landmark export runs/effnet --out exports/effnet --overwrite   # replace an earlier export\n"
+        "    landmark export runs/effnet --out exports/effnet-hub --push-to-hub me/landmark-tagger --revision v1 --private",
     )
     p.add_argument("run_dir", help="run folder (config.json + model.safetensors)")
-    p.add_argument("--out", required=True, help="folder for model.pt, labels.json, export.json, metrics.json")
+    p.add_argument(
+        "--out", required=True, help="new (or empty) folder for model.pt, labels.json, export.json, metrics.json"
+    )
     p.add_argument(
         "--check-data",
         nargs="+",
@@ -153,18 +125,8 @@ def _export(commands) -> None:
         default="torchscript",
         help="onnx: also write model.onnx (the network, for ONNX Runtime; the app prefers it on CPU); "
         "onnx-int8: model.onnx and model.int8.onnx (static int8, calibrated on training photos, kept only "
-        "within 1 point of fp32 validation top-1; the app prefers it). model.pt is always written",
-    )
-    p.add_argument(
-        "--pt2",
-        action="store_true",
-        help="also write model.pt2: the same model as a torch.export ExportedProgram (any photo size; torch.export.load)",
-    )
-    p.add_argument(
-        "--calibration-photos",
-        type=positive_int,
-        default=128,
-        help="training photos that calibrate int8 activation ranges",
+        "within 1 point of fp32 validation top-1, else a warning and the fp32 export; the app prefers it). "
+        "model.pt is always written",
     )
     p.add_argument(
         "--threshold",
@@ -181,7 +143,34 @@ def _export(commands) -> None:
         default=0.02,
         help="share of the validation no-landmark photos that may be named as a landmark",
     )
+    add_threads(p)
+    _export_file_arguments(p)
     _export_hub_arguments(p)
+
+
+def _export_file_arguments(p: argparse.ArgumentParser) -> None:
+    """What export writes besides model.pt, and what it may replace."""
+    p.add_argument(
+        "--pt2",
+        action="store_true",
+        help="also write model.pt2: the same model as a torch.export ExportedProgram (any photo size; torch.export.load)",
+    )
+    p.add_argument(
+        "--calibration-photos",
+        type=positive_int,
+        default=128,
+        help="training photos that calibrate int8 activation ranges",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the export already in --out (built beside it, swapped in when complete: a failed export leaves the old one)",
+    )
+    p.add_argument(
+        "--require-int8",
+        action="store_true",
+        help="with --format onnx-int8: fail (and leave --out as it was) when the int8 file is refused",
+    )
 
 
 def _export_hub_arguments(p: argparse.ArgumentParser) -> None:
@@ -219,6 +208,7 @@ def _thresholds(commands) -> None:
         default=0.02,
         help="share of the validation no-landmark photos that may be named as a landmark",
     )
+    add_threads(p)
     p = _command(
         commands,
         "threshold-curve",
@@ -238,29 +228,13 @@ def _thresholds(commands) -> None:
         "--max-false-accept", type=float, default=0.02, help="share of no-landmark photos allowed to be named"
     )
     p.add_argument("--json", type=Path, help="also write the table to this file (default: print only)")
-    p = _command(
-        commands,
-        "calibrate",
-        "landmark_lib.research.calibrate:run",
-        "choose the operating points on collections the model never saw (fold runs trained with --exclude)",
-    )
-    p.add_argument("folds", nargs="+", help="fold runs, each trained with some collections --exclude'd")
-    p.add_argument("--out", type=Path, required=True, help="folder for calibration.json (every score compared)")
-    p.add_argument(
-        "--export-dir",
-        help="export whose export.json gets the served score's operating points (default: none, only the report)",
-    )
+    add_threads(p)
 
 
 def _compare(commands) -> None:
-    p = _command(
-        commands, "compare", "landmark_lib.research.compare:run", "compare evaluated runs: a table and a bar chart"
-    )
-    p.add_argument("runs", nargs="+", help="run folders evaluated with landmark evaluate")
-    p.add_argument("--split", default="test", help="the evaluation (RUN/eval-SPLIT) to compare")
-    p.add_argument("--out", type=Path, required=True, help="PNG chart to write")
-    p.add_argument("--latency-iters", type=int, default=30, help="timed single-photo calls per architecture (0: skip)")
-    p.add_argument("--json", type=Path, help="also write the rows and latencies here (default: print only)")
+    from .research.commands import add_arguments
+
+    add_arguments(commands, _command)
 
 
 def _tag(commands) -> None:
@@ -284,14 +258,15 @@ def _tag(commands) -> None:
     p.add_argument(
         "--workers",
         type=positive_int,
-        default=cores(),
-        help="decoding threads (local engine) or model actors (ray engine)",
+        default=None,
+        help="decoding threads (local engine; default: --threads) or model actors (ray engine; default: --threads)",
     )
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="run here, or as a Ray Data pipeline")
     p.add_argument(
         "--ray-address", default=None, help="Ray cluster to join, e.g. ray://HEAD:10001 (default: local Ray)"
     )
     p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
+    add_threads(p)
 
 
 def _geotag(commands) -> None:
@@ -313,7 +288,7 @@ def _serving(commands) -> None:
     p = _command(
         commands,
         "serve",
-        "landmark_lib.serve.web:run",
+        "landmark_lib.serve.server:run",
         "the web app and the REST API (/v1/tag, docs at /docs): a photo in, the landmark and its place out",
     )
     p.add_argument("--model", default=None, help=SPEC_HELP)
@@ -334,6 +309,11 @@ def _serving(commands) -> None:
         action="store_true",
         help="serve the page alone (no REST API) on Gradio's own server, through a temporary public gradio.live link",
     )
+    p.add_argument(
+        "--api-only",
+        action="store_true",
+        help="serve the REST API alone (no page): never imports Gradio, so it starts faster and takes less memory",
+    )
     p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     p.add_argument(
         "--backend",
@@ -341,17 +321,22 @@ def _serving(commands) -> None:
         default="auto",
         help="auto: the fastest file the export verified (model.int8.onnx, then model.onnx via ONNX Runtime), else model.pt",
     )
+    add_threads(p)
 
 
-def _gallery(commands) -> None:
-    from .gallery.commands import add_arguments
+GROUPS = {  # command -> (summary, the module whose add_arguments(subparsers, _command) adds its subcommands)
+    "data": ("download the course dataset or inspect a dataset folder", "landmark_lib.data.commands"),
+    "gallery": ("teach landmarks from a few photos, without retraining", "landmark_lib.gallery.commands"),
+    "cache": ("show or free the training cache (resized photos, frozen features)", "landmark_lib.data.cache_commands"),
+}
 
-    gallery = commands.add_parser(
-        "gallery", help="teach landmarks from a few photos, without retraining", formatter_class=HelpFormatter
-    )
-    add_arguments(
-        gallery.add_subparsers(dest="gallery_command", required=True, metavar="{add,list,remove,evaluate}"), _command
-    )
+
+def _group(commands, name: str) -> None:
+    """A command with subcommands (`landmark data inspect`), whose parsers live beside their code."""
+    summary, module = GROUPS[name]
+    parser = commands.add_parser(name, help=summary, formatter_class=HelpFormatter)
+    subcommands = parser.add_subparsers(dest=f"{name}_command", required=True)
+    importlib.import_module(module).add_arguments(subcommands, _command)
 
 
 def _command(commands, name: str, target: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -370,10 +355,12 @@ def build_parser(train_arguments: bool = True) -> argparse.ArgumentParser:
         prog="landmark", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _data(commands)
+    _group(commands, "data")
     _train(commands, train_arguments)
-    for add in (_evaluate, _export, _thresholds, _compare, _tag, _geotag, _serving, _gallery):
+    for add in (_evaluate, _export, _thresholds, _compare, _tag, _geotag, _serving):
         add(commands)
+    for name in ("gallery", "cache"):
+        _group(commands, name)
     return parser
 
 
@@ -386,8 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         "command",
         "data_command",
         "gallery_command",
+        "cache_command",
     ):  # the command's own options are what it records (e.g. a run's config.json)
         vars(args).pop(key, None)
+    if "threads" in vars(args):  # before the command's module loads torch or ONNX Runtime
+        args.threads = threads.use(args.threads)
     try:
         getattr(importlib.import_module(module), function)(args)
     except LandmarkError as error:

@@ -4,7 +4,6 @@ it and exits 2) before any model or dataset is loaded."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 TAG_FORMATS = (".jsonl", ".csv", ".parquet")
@@ -43,8 +42,22 @@ def photo_source(text: str) -> str | Path:
     return text if "://" in text else existing_dir(text)
 
 
+THREADS_HELP = (
+    "CPU threads for the network (torch, ONNX Runtime) and photo decoding (default: the CPUs this process may use: "
+    "affinity and container quota, less those other processes keep busy; $OMP_NUM_THREADS if set)"
+)
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """--threads on a command that computes (landmark_lib/threads.py applies it before the command runs)."""
+    parser.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+
+
 def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """A default number of decoding workers: the CPUs this process may use (landmark_lib/threads.py)."""
+    from . import threads
+
+    return threads.count()
 
 
 def review_file(text: str) -> Path:

@@ -126,3 +126,8 @@ def entry_problem(entry: object) -> str | None:
                 f'"{key}" of {entry["name"]!r} must be a number of degrees within +-{limit} or null, got {value!r:.40}'
             )
     return None
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 landmark', '2 landmarks': counts of landmarks and photos in messages."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

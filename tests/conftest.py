@@ -14,10 +14,15 @@ from helpers import export_tiny_model, free_port, make_run
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: extra intra-op threads only add synchronisation overhead."""
+def one_thread(monkeypatch: pytest.MonkeyPatch):
+    """Tiny models on a shared 2-core machine: extra intra-op threads only add synchronisation overhead. The default
+    of --threads ($OMP_NUM_THREADS) is 1 too, and what a command chose (threads.use) does not outlive its test."""
+    from landmark_lib import threads as thread_count
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(thread_count, "_chosen", None)
     yield
     torch.set_num_threads(threads)
 

@@ -62,3 +62,23 @@ def test_trackers_get_the_runs_configuration(fresh_state, tmp_path):
     assert logged["lr"] == 0.01 and logged["data"] == "a,b" and logged["report_to"] == "tensorboard"
     assert logged["mixed_precision"] == "no" and logged["num_processes"] == 1
     assert list((tmp_path / LOGS_DIR / PROJECT_NAME).glob("events.out.tfevents.*"))
+
+
+def test_half_precision_on_a_cpu_and_a_tracker_without_its_package_are_warned_about(
+    fresh_state, monkeypatch, tmp_path, capsys
+):
+    import accelerate.tracking
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # accelerate launch --mixed_precision bf16, on a CPU
+    monkeypatch.setattr(accelerate.tracking, "_available_trackers", [])  # as without tensorboard(X) installed
+    make_accelerator(train_args("--report-to", "tensorboard", "--cpu"), tmp_path)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("warning: ") for line in lines)
+    assert "bf16 on a CPU is emulated" in lines[0] and "--mixed-precision no" in lines[0]
+    assert "--report-to tensorboard is ignored" in lines[1] and "pip install tensorboard" in lines[1]
+
+
+def test_full_precision_and_installed_trackers_need_no_warning(fresh_state, monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    make_accelerator(train_args("--report-to", "tensorboard", "--cpu"), tmp_path)
+    assert capsys.readouterr().err == ""

@@ -360,11 +360,14 @@ def test_launch_installs_the_upload_quota(service) -> None:
 def test_gradio_server_name_and_port_are_respected(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
+    from landmark_lib.serve import server
+
     launched = {}
+    fake = SimpleNamespace(hub_source=None, startup_line=lambda: "model")
+    monkeypatch.setattr(server.LandmarkService, "from_spec", classmethod(lambda cls, *a, **k: fake))
     monkeypatch.setattr(
-        app.LandmarkService, "from_spec", classmethod(lambda cls, *a, **k: SimpleNamespace(hub_source=None))
+        server, "serve", lambda service, host, port, share=False, api_only=False: launched.update(host=host, port=port)
     )
-    monkeypatch.setattr(app, "serve", lambda service, host, port, share=False: launched.update(host=host, port=port))
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
     assert landmark(["serve"]) == 0

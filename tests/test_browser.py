@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -55,7 +56,14 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 
 
 def _submit(driver: webdriver.Chrome, photo: Path) -> None:
-    driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(photo))
+    def upload(d: webdriver.Chrome) -> bool:
+        try:  # the photo input is re-rendered after Clear: find it again until it holds still
+            d.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(photo))
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    WebDriverWait(driver, 30).until(upload)
     driver.find_element(By.XPATH, "//button[normalize-space()='Submit']").click()
 
 
@@ -76,6 +84,17 @@ def test_upload_example_and_read_top5(browser: webdriver.Chrome, app_url: str, t
     _submit(browser, tmp_path / "notes.jpg")
     wait.until(lambda d: "Cannot read this photo" in d.find_element(By.TAG_NAME, "body").text)
     assert "notes.jpg is not an image file" in browser.find_element(By.TAG_NAME, "body").text
+    wait.until(lambda d: broken_images(d) == [])  # the refused file is taken out of the photo input
+    _submit(browser, REPO_ROOT / "examples" / "petra.jpg")  # and the next photo is answered as usual
+    wait.until(lambda d: "Cannot read" not in d.find_element(By.TAG_NAME, "body").text)
+    assert wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button.confidence-set dt"))
+
+
+def broken_images(driver: webdriver.Chrome) -> list[str]:
+    """The <img> elements the browser could not draw (it shows a broken-image icon for them)."""
+    return driver.execute_script(
+        "return [...document.images].filter(i => i.complete && i.naturalWidth === 0).map(i => i.src)"
+    )
 
 
 def assert_map_marks(driver: webdriver.Chrome, lat: float, lon: float) -> None:
@@ -146,7 +165,7 @@ def test_examples_table_footer_and_phone_width(browser, shipped_app_url, tmp_pat
     screenshots = Path(SCREENSHOT_DIR or tmp_path)
     browser.execute_script("window.scrollTo(0, 0)")
     assert browser.save_screenshot(str(screenshots / "app_desktop.png"))  # the README's picture
-    summary = browser.find_element(By.CSS_SELECTOR, "details summary")
+    summary = next(e for e in browser.find_elements(By.CSS_SELECTOR, "details summary") if e.is_displayed())
     assert summary.text == "The 66 landmarks the model knows"
     summary.click()
     rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "details table tbody tr")]
@@ -163,3 +182,35 @@ def test_examples_table_footer_and_phone_width(browser, shipped_app_url, tmp_pat
     width, inner = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
     assert inner == 420 and width <= inner  # nothing wider than the phone: no sideways scrolling
     assert browser.save_screenshot(str(screenshots / "app_phone.png"))
+
+
+def test_two_tabs_at_desktop_and_phone_width(browser, shipped_app_url, tmp_path):
+    """Recognise and Teach a landmark are tabs of one page, each with one upload area; screenshots of both tabs at
+    desktop and phone width (reports/app_recognise_*.png, reports/app_teach_*.png)."""
+    wait = WebDriverWait(browser, 120)
+    screenshots = Path(SCREENSHOT_DIR or tmp_path)
+    for width, height, name in ((1280, 1000, "desktop"), (420, 900, "phone")):
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": name == "phone"},
+        )
+        browser.get(shipped_app_url)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button.gallery-item"))
+        tabs = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]")]
+        assert tabs == ["Recognise", "Teach a landmark"]
+        assert len(visible_uploads(browser)) == 1
+        assert browser.save_screenshot(str(screenshots / f"app_recognise_{name}.png"))
+        browser.find_element(By.XPATH, "//button[@role='tab'][normalize-space()='Teach a landmark']").click()
+        wait.until(
+            lambda d: any(e.is_displayed() for e in d.find_elements(By.XPATH, "//button[normalize-space()='Teach']"))
+        )
+        assert len(visible_uploads(browser)) == 1 and "Recognise" in browser.find_element(By.TAG_NAME, "body").text
+        assert browser.save_screenshot(str(screenshots / f"app_teach_{name}.png"))
+
+
+def visible_uploads(driver: webdriver.Chrome) -> list:
+    """The upload areas a visitor sees (the inactive tab's are hidden): file inputs in a displayed component."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('input[type=file]')]"
+        ".filter(e => e.closest('.block') && e.closest('.block').offsetParent !== null).map(e => e.accept)"
+    )

@@ -2,7 +2,7 @@ import json
 
 from landmark_lib.labels import ClassInfo
 from landmark_lib.models import ModelSpec
-from landmark_lib.research.compare import markdown, plot, single_photo_latency, summarise
+from landmark_lib.research.compare import chart_bottom, markdown, plot, single_photo_latency, summarise
 
 from helpers import make_run
 
@@ -65,3 +65,8 @@ def test_latency_is_measured_once_per_architecture_and_orders_sizes(tmp_path):
     latency = single_photo_latency([small, same, big], iters=5, photo_size=(120, 160))
     assert set(latency) == {"scratch@64", "scratch@224"}
     assert 0 < latency["scratch@64"] < latency["scratch@224"]
+
+
+def test_the_chart_shows_every_bar_even_below_one_half():
+    assert chart_bottom([0.97, 0.99, 0.95]) == 0.5  # all high: zoomed in on the differences
+    assert chart_bottom([0.97, 0.42, 0.9]) == 0.0  # a 0.42 bar would be hidden below a 0.5 axis

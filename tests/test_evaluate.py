@@ -119,3 +119,17 @@ def test_cli_reports_missing_dataset_in_one_line(tmp_path, capsys):
     assert err.startswith("error:") and "does not exist" in err and "\n" not in err
     with pytest.raises(DatasetError):
         evaluate_run(run, data=tmp_path / "nowhere")
+
+
+def test_an_exported_file_is_evaluated_into_runs_never_into_its_own_folder(tmp_path, monkeypatch):
+    from landmark_lib.export.pipeline import export_run
+
+    data = photos_with_bad_files(tmp_path / "data")
+    run = delhi_run(tmp_path / "run", data)
+    export = tmp_path / "models" / "shipped"
+    export_run(run, export, evaluate=False)
+    before = sorted(p.name for p in export.iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--exported", str(export / "model.pt"), "--data", str(data)]) == 0
+    assert sorted(p.name for p in export.iterdir()) == before
+    assert (tmp_path / "runs" / "eval-shipped-model-pt-test" / "metrics.json").is_file()

@@ -176,3 +176,44 @@ def test_drift_above_tolerance_fails_clearly(tmp_path, monkeypatch, capsys):
         export_run(run, tmp_path / "export", evaluate=False)
     assert not (tmp_path / "export" / "model.pt").exists()
     assert "do not ship it" in cli_error(capsys, "export", str(run), "--out", str(tmp_path / "export"), "--no-eval")
+
+
+def test_export_never_destroys_an_earlier_one(tmp_path, monkeypatch, capsys):
+    run = export_run_dir(tmp_path / "run")
+    out = tmp_path / "export"
+    export_run(run, out, evaluate=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    message = cli_error(capsys, "export", str(run), "--out", str(out), "--no-eval")
+    assert "already holds files" in message and "--overwrite" in message
+    assert "holds the run" in cli_error(
+        capsys, "export", str(run), "--out", str(run.parent), "--no-eval", "--overwrite"
+    )
+    monkeypatch.setattr("landmark_lib.export.torchscript.compare_in_fresh_process", lambda *args: 3e-4)
+    assert "do not ship it" in cli_error(capsys, "export", str(run), "--out", str(out), "--no-eval", "--overwrite")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the failed export left the old one whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "run"]  # and no half-built folder
+
+    monkeypatch.undo()
+    (out / "model.onnx").write_bytes(b"an older export's file")
+    assert main(["export", str(run), "--out", str(out), "--no-eval", "--overwrite"]) == 0
+    assert not (out / "model.onnx").exists() and (out / "model.pt").is_file()  # replaced as a whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "run"]
+
+
+def test_a_refused_int8_file_is_a_warning_unless_required(tmp_path, monkeypatch, capsys):
+    from landmark_lib.export import pipeline
+
+    run = export_run_dir(tmp_path / "run")
+    reason = "The int8 model reaches 50.00% top-1 (...), so model.int8.onnx was removed; the fp32 files are exported and served."
+    monkeypatch.setattr(pipeline, "run_data_on_disk", lambda config: True)
+    monkeypatch.setattr(pipeline, "_thresholds_and_int8", lambda *args: (None, None, reason))
+    monkeypatch.setattr(pipeline, "measure", lambda *args: None)
+    argv = ["export", str(run), "--format", "onnx-int8", "--no-eval"]
+
+    assert main([*argv, "--out", str(tmp_path / "fp32")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: The int8 model") and "--require-int8" in err
+    assert (tmp_path / "fp32" / "model.onnx").is_file() and not (tmp_path / "fp32" / "model.int8.onnx").exists()
+    assert "--require-int8" in cli_error(capsys, *argv, "--out", str(tmp_path / "strict"), "--require-int8")
+    assert not (tmp_path / "strict").exists()

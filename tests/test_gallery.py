@@ -67,7 +67,7 @@ def test_add_list_remove_round_trip(taught: Path, model_dir: Path, tmp_path: Pat
     )
     assert main(["gallery", "list", str(copy)]) == 0
     out = capsys.readouterr().out
-    assert "old_tower\tOld Tower\tPorto, Portugal\t3 photos" in out and "cafe\tCafe\t-\t1 photos" in out
+    assert "old_tower\tOld Tower\tPorto, Portugal\t3 photos" in out and "cafe\tCafe\t-\t1 photo\n" in out
     assert main(["gallery", "remove", str(copy), "old_tower"]) == 0
     left = store.load(copy)
     assert left.names == ["cafe"] and left.embeddings.shape[0] == 1
@@ -276,7 +276,7 @@ class _NoDeletion:
 def test_teach_tab_keeps_a_taught_landmark_in_the_visitors_session_only(
     service: LandmarkService, tmp_path: Path
 ) -> None:
-    from landmark_lib.serve.web_teach import teach, try_photo
+    from landmark_lib.serve.web_teach import session_ranker, teach
 
     uploads = tmp_path / "uploads"
     uploads.mkdir()
@@ -289,10 +289,12 @@ def test_teach_tab_keeps_a_taught_landmark_in_the_visitors_session_only(
     deletion, limits = _NoDeletion(), (10**7, 60.0)
     state, message = teach(service, None, "Old Tower", paths, str(uploads), limits, deletion)
     assert "Taught 'Old Tower' from 3 photos" in message and deletion.scheduled == paths
+    assert "agree with each other at cosine similarity" in message and "Recognise" in message
     state["gallery"].similarity = 0.9
-    show = lambda p: (p.recognised, p.best.display_name)  # noqa: E731
-    assert try_photo(service, state, trial, str(uploads), limits, deletion, show) == (True, "Old Tower")
-    assert try_photo(service, None, trial, str(uploads), limits, deletion, show)[1] != "Old Tower"  # another visitor
+    seen = service.predict_photos([read_photo(trial)], gallery=session_ranker(service, state))[0]
+    assert (seen.recognised, seen.best.display_name) == (True, "Old Tower")
+    other = service.predict_photos([read_photo(trial)], gallery=session_ranker(service, None))[0]  # another visitor
+    assert other.best.display_name != "Old Tower"
     outside = tmp_path / "secret.jpg"
     make_photo().save(outside)
     assert "Cannot read" in teach(service, state, "X", [str(outside)], str(uploads), limits, deletion)[1]
@@ -300,3 +302,21 @@ def test_teach_tab_keeps_a_taught_landmark_in_the_visitors_session_only(
     assert "Cannot read" in teach(service, state, "X", [str(outside), *paths], str(uploads), limits, deletion)[1]
     assert deletion.scheduled == [str(outside), *paths]
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".jpg") == []  # nothing written
+
+
+def test_a_served_gallery_is_listed_wherever_the_known_landmarks_are(taught: Path, model_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from landmark_lib.serve.page import landmark_table
+    from landmark_lib.serve.rest import build_api
+
+    service = LandmarkService(model_dir / "model.pt", num_threads=1, gallery=taught)
+    client = TestClient(build_api(service))
+    listed = client.get("/v1/landmarks").json()
+    assert [(item["name"], item["source"]) for item in listed][-1] == ("old_tower", "gallery")
+    assert {item["source"] for item in listed[:-1]} == {"model"} and listed[-1]["place"]["city"] == "Porto"
+    health = client.get("/v1/health").json()
+    assert health["landmarks"] == health["model_landmarks"] + 1 and health["gallery"] == {"landmarks": ["old_tower"]}
+    table = landmark_table(service.classes, service.gallery_classes)
+    assert "| Old Tower (gallery) | Porto" in table and "1 of them from its gallery" in table
+    assert "+ 1 from the gallery" in service.startup_line() and "(Old Tower)" in service.startup_line()

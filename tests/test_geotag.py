@@ -40,13 +40,6 @@ LANDMARKS = [
 USER_GPS = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:GPSLatitude="48,51.504N" exif:GPSLongitude="2,17.67E"/></rdf:RDF></x:xmpmeta>'
 
 
-@pytest.fixture(autouse=True)
-def one_model_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    from landmark_lib.serve import service
-
-    monkeypatch.setattr(service, "default_num_threads", lambda *_: 1)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """One tiny export per landmark, each confident about its own landmark (the labels give the coordinates)."""
@@ -293,8 +286,6 @@ def test_same_trip_spreading(models: list[Path], tmp_path: Path, capsys) -> None
 
 SLOW_GEOTAG = """
 import sys, time
-from landmark_lib.serve import service
-service.default_num_threads = lambda *_: 1
 from landmark_lib.geotag import library
 real = library.decide_all
 def slow(*args):

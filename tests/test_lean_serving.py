@@ -18,10 +18,10 @@ SERVE_WITHOUT_TORCH = """
 import io, json, sys
 from starlette.testclient import TestClient
 from landmark_lib.cli import main
-from landmark_lib.serve import web
+from landmark_lib.serve import server, web
 
 started = {}  # `landmark serve` as app.py runs it, up to the server itself
-web.serve = lambda service, host, port, share=False: started.update(service=service)
+server.serve = lambda service, host, port, share=False, api_only=False: started.update(service=service)
 assert main(["serve", "--model", sys.argv[1], "--backend", "onnx"]) == 0
 service = started["service"]
 photos = sys.argv[2:]

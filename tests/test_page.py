@@ -10,10 +10,12 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 from gradio_client import Client, handle_file
 
 from landmark_lib.labels import ClassInfo
+from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.page import (
     example_labels,
     landmark_table,
@@ -134,3 +136,47 @@ def test_names_never_render_as_live_markdown(tmp_path):
         assert all(link.startswith("https://www.openstreetmap.org/") for link in links), html  # only our map link
         assert "<img" not in html and "<b>" not in html, html
     assert "[click me](javascript:alert(1))" in MarkdownIt().render(shown[0]).replace("\\", "")  # shown as typed
+
+
+def test_two_tabs_with_one_upload_area_each(service):
+    from landmark_lib.serve.web import build_demo
+
+    demo = build_demo(service)
+    try:
+        config = demo.get_config_file()
+        tabs = [c["props"]["label"] for c in config["components"] if c["type"] in ("tab", "tabitem")]
+        uploads = [c["type"] for c in config["components"] if c["type"] in ("image", "file")]
+        assert tabs == ["Recognise", "Teach a landmark"] and uploads == ["image", "file"]
+    finally:
+        demo.close()
+
+
+def test_bars_are_the_models_probabilities_above_zero_percent():
+    from landmark_lib.artifacts.answer import Guess
+    from landmark_lib.serve.web import label_value
+
+    top = [Guess("colosseum", "Colosseum", 0.62), Guess("taught_tower", "Old Tower", 0.30)]
+    top += [Guess("petra", "Petra", 0.05), Guess("taj_mahal", "Taj Mahal", 0.004), Guess("a", "A", 0.0001)]
+    prediction = SimpleNamespace(top=top, best=ClassInfo("colosseum", "Colosseum"), level="confident")
+    value = label_value(prediction, frozenset({"taught_tower"}))
+    assert value.label == "Colosseum" and [c.label for c in value.confidences] == ["Colosseum", "Petra"]
+
+
+def test_a_taught_landmark_is_shown_on_its_own_similarity_scale(service, tmp_path):
+    from landmark_lib.serve.web import describe_taught
+    from landmark_lib.serve.web_teach import session_ranker, teach
+
+    class Keep:
+        def schedule(self, path, delay):
+            pass
+
+    photos = []
+    for i, size in enumerate([(120, 80), (150, 100), (96, 64)]):
+        photos.append(str(tmp_path / f"{i}.jpg"))
+        make_photo(120, 80, seed=7).resize(size).save(photos[-1], quality=95)
+    state, _ = teach(service, None, "Old Tower", photos, str(tmp_path), (10**7, 60.0), Keep())
+    ranker = session_ranker(service, state)
+    prediction = service.predict_photos([read_photo(make_photo(120, 80, seed=7))], gallery=ranker)[0]
+    text = describe_taught(prediction, ranker)
+    similarity = float(text.split("Old Tower: similarity ")[1].split()[0])
+    assert text.startswith("**Taught in this session** (cosine similarity") and 0.9 < similarity <= 1.0

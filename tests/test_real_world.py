@@ -243,3 +243,15 @@ def test_threshold_curve_from_evaluation_folders(tmp_path):
     assert coverage.tolist() == [0.5, 0.5, 1.0, 1.0] and false_accepts.tolist() == [0.0, 0.5, 0.5, 1.0]
     plot([(folder, "model")], tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 10_000
+
+
+def test_threshold_labels_never_round_to_0_or_1():
+    from landmark_lib.evaluation.threshold_curve import threshold_text
+
+    assert [threshold_text(t) for t in (0.35, 0.9954, 0.99996, 0.0004, 1.0)] == [
+        "0.35",
+        "0.995",
+        "0.99996",
+        "0.0004",
+        "1.00",
+    ]

@@ -16,9 +16,6 @@ def test_tag_throughput_reports_the_tagger_against_the_model(
     model_dir: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     from benchmarks import tag_throughput
-    from landmark_lib.serve import service
-
-    monkeypatch.setattr(service, "default_num_threads", lambda *_: 1)  # a tiny model: one thread on shared cores
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -38,9 +35,7 @@ def test_geotag_throughput_against_the_tagger_leaves_the_photos_alone(
     model_dir: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     from benchmarks import geotag_throughput
-    from landmark_lib.serve import service
 
-    monkeypatch.setattr(service, "default_num_threads", lambda *_: 1)
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(6):

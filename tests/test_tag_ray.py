@@ -25,9 +25,6 @@ def test_ray_engine_writes_the_local_engines_rows(
 ) -> None:
     import ray
 
-    from landmark_lib.serve import service
-
-    monkeypatch.setattr(service, "default_num_threads", lambda *_: 1)
     folder = tmp_path / "photos"
     (folder / "trip").mkdir(parents=True)
     for i in range(5):

@@ -26,9 +26,7 @@ PHOTOS = 24
 # `landmark tag` with every batch slowed down, so that the kill lands in the middle of the run.
 SLOW_TAGGER = """
 import sys, time
-from landmark_lib.serve import service
 from landmark_lib.tagging import command as tag
-service.default_num_threads = lambda *_: 1
 real = tag.tag_batch  # as the local engine calls it
 def slow(*args):
     time.sleep(0.2)
@@ -38,14 +36,6 @@ from landmark_lib.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 TORN = {".jsonl": '{"path": "p07.jpg", "size": 12', ".csv": "p07.jpg,1234,17"}  # what a kill mid-write leaves
-
-
-@pytest.fixture(autouse=True)
-def one_model_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tagger's services on one intra-op thread: on these shared cores two threads make a tiny model 40x slower."""
-    from landmark_lib.serve import service
-
-    monkeypatch.setattr(service, "default_num_threads", lambda *_: 1)
 
 
 @pytest.fixture(scope="module")

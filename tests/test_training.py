@@ -230,10 +230,31 @@ def test_resumed_feature_cache_run_recomputes_features_with_the_trained_frozen_l
     common = [*TINY_LITE0_PARTIAL, "--lr", "1e-3"]
     first = run_train(["--data", str(dataset), "--output-dir", str(run), "--epochs", "3", *common], tmp_path / "cache")
     assert first.returncode == 0, first.stderr[-2000:]
+    uninterrupted = metrics(run)[2]
+    store = json.loads((run / "feature_cache.json").read_text())["store"]
     (run / "state" / "epoch_0003").rename(run / "state" / "later")  # as if killed during epoch 3
     resumed = run_train(["--resume", str(run), "--epochs", "3"], tmp_path / "cache")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    rows = metrics(run)
-    # With features from the trained frozen layers the resumed epoch keeps improving (1.13 < 2.39 here); features
-    # from a randomly initialised backbone make the head's validation loss jump instead (3.16 when this was broken).
-    assert float(rows[2]["valid_loss"]) < float(rows[1]["valid_loss"])
+    # The frozen layers' features are those of the trained (= pretrained, frozen) layers: the same store as before
+    # the kill. Features from a randomly initialised backbone would be another store, and make the head's validation
+    # loss jump (3.16 against 1.13 when this was broken); resumed, epoch 3 lands near the uninterrupted epoch 3.
+    assert json.loads((run / "feature_cache.json").read_text())["store"] == store
+    assert float(metrics(run)[2]["valid_loss"]) < 1.5 * float(uninterrupted["valid_loss"])
+
+
+def test_resume_says_what_is_left_and_which_option_trains_a_finished_run_further(dataset, tmp_path, capsys):
+    from landmark_lib.labels import ClassInfo
+
+    from helpers import make_run
+
+    folders = sorted(p.name for p in (dataset / "train").iterdir())
+    run = make_run(
+        tmp_path / "run",
+        classes=[ClassInfo(name, name) for name in folders],
+        args={"data": [str(dataset)], "model": "scratch", "epochs": 3, "patience": 10, "num_workers": 0},
+    )
+    (run / "state" / "epoch_0003").mkdir(parents=True)
+    (run / "state" / "epoch_0003" / "complete").touch()
+    assert landmark(["train", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Nothing left to train" in out and "finished all 3 epochs" in out and "--epochs 13" in out

@@ -14,6 +14,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..cli_args import THREADS_HELP
+
 STRATEGIES = ("full", "partial", "linear")  # which layers of a timm backbone train (train/finetune.py)
 DEFAULT_CACHE_DIR = Path(os.environ.get("LANDMARK_CACHE", Path.home() / ".cache" / "landmark_tagger"))
 GROUPS = ("model", "optimisation", "data")  # the help's sections, in order, after the run's own options
@@ -135,6 +137,7 @@ class TrainConfig:
         0.15, group="data", help="share of each class's train/ photos held out for validation"
     )
     num_workers: int | None = option(None, group="data", help="DataLoader workers (default: 2)")
+    threads: int | None = option(None, group="data", help=THREADS_HELP)
     cache_dir: str = option(
         str(DEFAULT_CACHE_DIR),
         group="data",

@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .. import threads
 from ..errors import disk_errors
 from .cache import resize_square
 from .folder import IMAGE_EXTENSIONS, ImageFolderSplit, class_folders, open_split
@@ -77,7 +78,7 @@ class _Scan(Dataset):
 
 def _scan(files: list[Path], stats_size: int, workers: int, desc: str) -> list[_Record]:
     loader = DataLoader(_Scan(files, stats_size), batch_size=16, num_workers=workers, collate_fn=list)
-    return [r for batch in tqdm(loader, desc=desc, unit="batch", disable=None) for r in batch]
+    return [r for batch in tqdm(loader, desc=desc, unit="batch") for r in batch]
 
 
 def _other_files(root: Path, split: str) -> list[str]:
@@ -295,6 +296,10 @@ def run(args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / f"inspect-{args.root.expanduser().resolve().name}"
     with disk_errors():
         report = inspect_dataset(
-            args.root, out, samples_per_class=args.samples_per_class, max_classes=args.max_classes, workers=args.workers
+            args.root,
+            out,
+            samples_per_class=args.samples_per_class,
+            max_classes=args.max_classes,
+            workers=threads.count() if args.workers is None else args.workers,
         )
     print(summary(report))

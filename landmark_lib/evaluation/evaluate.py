@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
-from .. import bundle
+from .. import bundle, threads
 from ..artifacts import export_info
 from ..artifacts.run_folder import CONFIG_FILE, RunConfig, RunError
 from ..data.classes import load_class_info
@@ -71,15 +72,13 @@ def _load_predictor(
         Path(exported).suffix == ".onnx"
     ):  # model.onnx / model.int8.onnx: the network, behind preprocess.onnx (or the torch Preprocess for old exports)
         if run_config is None:
-            return OnnxPredictor.from_export_dir(
-                Path(exported).parent, torch.get_num_threads(), Path(exported).name
-            ), None
+            return OnnxPredictor.from_export_dir(Path(exported).parent, threads.count(), Path(exported).name), None
         graph = Path(exported).with_name(bundle.PREPROCESS_FILE)  # the served preprocessing graph, when exported
         return OnnxPredictor(
             exported,
             run_config.preprocess,
             run_config.classes,
-            torch.get_num_threads(),
+            threads.count(),
             graph if graph.is_file() else None,
         ), run_config
     return load_torchscript(exported, device), run_config
@@ -95,7 +94,7 @@ def _predict(
     )
     probs, kept, skipped = [], [], []
     with torch.no_grad():
-        for batch in loader:
+        for batch in tqdm(loader, desc="evaluating", unit="batch"):
             skipped += [(index, reason) for image, _, index, reason in batch if image is None]
             images = [image.to(device) for image, _, _, _ in batch if image is not None]
             if not images:
@@ -233,8 +232,12 @@ def _exclusions(config: RunConfig | None, run_dir: str | Path | None) -> list[st
 
 
 def default_out(run_dir: str | Path | None, exported: str | Path | None, split: str) -> Path:
-    """RUN_DIR/eval-SPLIT, or next to the exported file."""
-    return Path(run_dir or Path(exported or ".").parent) / f"eval-{split}"
+    """RUN_DIR/eval-SPLIT for a run's weights; for an exported file runs/eval-FOLDER-FILE-SPLIT, never the model's
+    own folder (a shipped export, a Hub snapshot: its files are what servers verify)."""
+    if exported is None:
+        return Path(run_dir) / f"eval-{split}"
+    exported = Path(exported)
+    return Path("runs") / f"eval-{exported.resolve().parent.name}-{exported.name.replace('.', '-')}-{split}"
 
 
 def _write_report(

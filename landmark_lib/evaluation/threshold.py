@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from .. import bundle
+from .. import bundle, threads
 from ..artifacts import export_info
 from ..artifacts.run_folder import RunConfig
 from ..data.run_split import run_split_loader
@@ -80,7 +81,8 @@ def validation_logits(
     LOGITS (normalised batch -> logits): the run's eager network, or e.g. an int8 ONNX Runtime session's logits.
     """
     outputs, targets = [], []
-    for images, labels in run_split_loader(config, "valid", batch_size=batch_size):
+    loader = run_split_loader(config, "valid", batch_size=batch_size)
+    for images, labels in tqdm(loader, desc="validation photos", unit="batch"):
         outputs.append(logits(images).float())
         targets.append(labels)
     return torch.cat(outputs), torch.cat(targets)
@@ -118,7 +120,7 @@ def write_thresholds(
     info.serving.threshold, info.report.threshold_calibration = calibration["threshold"], calibration
     int8_calibration = None
     if info.serving.onnx_int8:
-        int8 = OnnxPredictor.from_export_dir(export_dir, file=info.serving.onnx_int8["file"])
+        int8 = OnnxPredictor.from_export_dir(export_dir, threads.count(), info.serving.onnx_int8["file"])
         int8_probs, targets = validation_probabilities(config, int8.logits)
         int8_calibration = choose_threshold(
             int8_probs, targets, config.class_names, calibration["target_precision"], max_false_accept

@@ -30,6 +30,15 @@ def curve(eval_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return thresholds, coverage, false_accepts
 
 
+def threshold_text(value: float) -> str:
+    """VALUE with as few decimals as tell it apart from 0 and 1 (0.35 -> "0.35", 0.9954 -> "0.995", not "1.00")."""
+    for decimals in range(2, 8):
+        text = f"{value:.{decimals}f}"
+        if value in (0.0, 1.0) or 0.0 < float(text) < 1.0:
+            return text
+    return f"{value:g}"
+
+
 def plot(evals: list[tuple[Path, str]], out: Path) -> None:
     fig = Figure(figsize=(7.0, 5.0))
     ax = fig.add_subplot()
@@ -40,7 +49,7 @@ def plot(evals: list[tuple[Path, str]], out: Path) -> None:
         if shipped.get("coverage") is not None and shipped.get("false_accept_rate") is not None:
             ax.plot(shipped["false_accept_rate"] * 100, shipped["coverage"] * 100, "o", color=line.get_color())
             ax.annotate(
-                f"threshold {shipped['threshold']:.2f}",
+                f"threshold {threshold_text(shipped['threshold'])}",
                 (shipped["false_accept_rate"] * 100, shipped["coverage"] * 100),
                 textcoords="offset points",
                 xytext=(6, -12),

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import threads
 from ..artifacts.run_folder import RunConfig
 from ..bundle import (
     INT8_FILE,
@@ -182,7 +183,9 @@ def export_onnx_int8(
     """
     loader = run_split_loader(config, "train", limit=calibration_photos, batch_size=16)
     path = quantize_static_int8(out / ONNX_FILE, out / INT8_FILE, (images for images, _ in loader))
-    probs, targets = validation_probabilities(config, OnnxPredictor(path, config.preprocess).logits)
+    probs, targets = validation_probabilities(
+        config, OnnxPredictor(path, config.preprocess, num_threads=threads.count()).logits
+    )
     fp32_top1, int8_top1 = top_k_accuracy(*valid_fp32, 1), top_k_accuracy(probs, targets, 1)
     cosine = int8_embedding_cosine(config, out)
     if cosine < MIN_INT8_EMBEDDING_COSINE:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -34,11 +36,10 @@ from .hub import build_model_card, push_to_hub
 from .index import write_index
 from .onnx import PIXEL_TOLERANCE, export_onnx, export_onnx_int8
 from .pt2 import export_pt2
+from .report import metrics_summary, summary_lines
 from .speed import measure
 from .timm_files import write_timm_files
 from .torchscript import save, to_torchscript, verify
-
-ONNX_FILES = (bundle.ONNX_FILE, bundle.INT8_FILE, bundle.PREPROCESS_FILE)
 
 
 def export_run(
@@ -55,13 +56,20 @@ def export_run(
     int8: bool = False,
     calibration_photos: int = 128,
     pt2: bool = False,
+    overwrite: bool = False,
+    require_int8: bool = False,
 ) -> dict:
     """Write OUT/model.pt, labels.json and export.json (+ metrics.json, + model.onnx with ONNX, + model.int8.onnx with
     INT8); raise ExportError if a file drifts. Returns what export.json holds.
 
+    OUT must be new or empty unless OVERWRITE; the export is built in a folder beside it and swapped in only when
+    complete, so a failed or killed export leaves the earlier one as it was. An int8 file refused by its accuracy
+    check leaves a complete fp32 export (export.json says why), unless REQUIRE_INT8 makes that an ExportError.
     CHECK_DATA defaults to the run's dataset when it is on disk; without one the check uses generated images only
     and nothing is evaluated.
     """
+    out = Path(out)
+    _check_out(out, Path(run_dir), overwrite)
     model, config = load_trained_model(run_dir)
     run_data = config.train.data
     if check_data is None and run_data and all((root / check_split).is_dir() for root in data_roots(run_data)):
@@ -71,34 +79,69 @@ def export_run(
             f"int8 quantisation is calibrated on the run's training photos and checked on its validation photos, but its "
             f"dataset ({run_data}) is not on disk; put it back there, or export with --format onnx."
         )
+    build = atomic.temp_folder(out)
+    try:
+        checks = (check_data, check_split, evaluate, batch_size)
+        rule, formats = (threshold, target_precision, max_false_accept), (onnx, int8, calibration_photos, pt2)
+        info = _build(run_dir, model, config, (build, out), checks, rule, formats)
+        if require_int8 and info["onnx_int8_refused"]:
+            raise ExportError(f"{info['onnx_int8_refused']} (--require-int8: {out} was left as it was)")
+        atomic.replace_folder(build, out)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return info
+
+
+def _check_out(out: Path, run_dir: Path, overwrite: bool) -> None:
+    """Refuse an OUT that holds files unless OVERWRITE, and always one that holds the run itself."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(
+            f"--out {out} is a file; export into a folder (a new one, or an earlier export with --overwrite)."
+        )
+    if run_dir.resolve() == out.resolve() or out.resolve() in run_dir.resolve().parents:
+        raise ExportError(f"--out {out} holds the run {run_dir} itself; export into another folder.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ExportError(
+            f"{out} already holds files; export into a new folder, or pass --overwrite to replace it "
+            "(the old export stays until the new one is complete)."
+        )
+
+
+def _build(
+    run_dir, model, config: RunConfig, folders: tuple[Path, Path], checks: tuple, rule: tuple, formats: tuple
+) -> dict:
+    """Every file of the export in the empty folder OUT (renamed to FINAL afterwards); what export.json holds.
+    CHECKS: (check data, check split, evaluate, batch size); RULE: see _thresholds_and_int8; FORMATS: (onnx, int8,
+    calibration photos, pt2)."""
+    (out, final), (check_data, check_split, evaluate, batch_size) = folders, checks
+    onnx, int8, calibration_photos, pt2 = formats
     eager = LandmarkPredictor(model, config.preprocess, config.classes).eval()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     images = _check_images(config, check_data, check_split)
     max_abs_diff = _write_torchscript(eager, config, out, images)
-    formats = _write_other_formats(eager, config, out, images, pt2)
+    other_files = _write_other_formats(eager, config, out, images, pt2)
     onnx_info = _write_onnx(eager, config, out, images) if onnx or int8 else None
-    rule = (threshold, target_precision, max_false_accept)
     calibration, int8_info, int8_refused = _thresholds_and_int8(
         config, model, out, rule, calibration_photos if int8 else None
     )
-    (out / bundle.METRICS_FILE).unlink(missing_ok=True)  # a previous export's numbers must not describe this file
     evaluated = evaluate and check_data
     metrics = (
-        _evaluate(run_dir, out, check_data, check_split, batch_size, calibration, int8_info) if evaluated else None
+        _evaluate(run_dir, out, check_data, check_split, batch_size, calibration, int8_info, final)
+        if evaluated
+        else None
     )
-    checks = {
+    record = {
         "max_abs_diff": max_abs_diff,
         "check_images": len(images),
         "onnx": onnx_info,
         "onnx_int8": int8_info,
         "onnx_int8_refused": int8_refused,
-        **formats,
+        **other_files,
         bundle.SPEED_KEY: measure(out, config.preprocess) if onnx_info else None,
         "embedding": embedding_record(model),
         **_index(model, config, run_dir, out),
     }
-    info = _record(run_dir, config, calibration, checks, check_data, metrics, out)
+    info = _record(run_dir, config, calibration, record, check_data, metrics, out)
     export_info.write(out, ExportInfo.from_dict(info))
     return info
 
@@ -116,9 +159,6 @@ def _write_other_formats(
     eager: LandmarkPredictor, config: RunConfig, out: Path, images: list[torch.Tensor], pt2: bool
 ) -> dict:
     """model.pt2 (with PT2) and, for timm runs, timm's config.json + model.safetensors; export.json's entries."""
-    stale = (*ONNX_FILES, bundle.INDEX_FILE, bundle.PT2_FILE, bundle.TIMM_CONFIG_FILE, bundle.TIMM_WEIGHTS_FILE)
-    for name in stale:  # a previous export's files must not outlive this one (servers prefer ONNX files)
-        (out / name).unlink(missing_ok=True)
     # timm's own Hub format rebuilds timm's architecture: a network with our retrieval neck is not one of them
     timm = config.model.name.startswith("timm:") and not has_retrieval_neck(eager.model)
     return {
@@ -237,9 +277,10 @@ def _evaluate(
     batch_size: int,
     calibration: dict | None,
     int8_info: dict | None,
+    final: Path,
 ) -> dict:
     """OUT/metrics.json: model.pt on the check split at its threshold (and the int8 file at its own); the summary
-    export.json and the model card show."""
+    export.json and the model card show. The reports name the files where they will be (FINAL), not the build folder."""
     threshold = None if calibration is None else calibration["threshold"]
     metrics = evaluate_run(
         run_dir,
@@ -250,6 +291,7 @@ def _evaluate(
         exported=out / bundle.MODEL_FILE,
         threshold=threshold,
     )
+    _name_final_file(metrics, out / f"eval-{split}", final)
     atomic.write_text(out / bundle.METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
     if int8_info:
         int8_metrics = evaluate_run(
@@ -261,74 +303,15 @@ def _evaluate(
             exported=out / bundle.INT8_FILE,
             threshold=int8_info["threshold"],
         )
+        _name_final_file(int8_metrics, out / f"eval-{split}-int8", final)
         int8_info["metrics"] = metrics_summary(int8_metrics)
     return metrics_summary(metrics)
 
 
-def metrics_summary(metrics: dict) -> dict:
-    """What export.json and the model card show: accuracy, and GAP / false accepts / coverage at the file's threshold."""
-    keys = (
-        "gap",
-        "landmark_top1",
-        "coverage",
-        "precision",
-        "false_accept_rate",
-        "landmark_photos",
-        "no_landmark_photos",
-    )
-    recognition = {k: metrics["recognition"].get(k) for k in keys}
-    return {
-        "split": metrics["split"],
-        **{k: metrics[k] for k in ("top1", "top5", "macro_f1", "n_images", "n_skipped")},
-        **recognition,
-    }
-
-
-def summary_lines(info: dict, out: str | Path, evaluated: bool) -> list[str]:
-    """What `landmark export` prints: each file and its check, the threshold, the exported model's test numbers."""
-    lines = [
-        f"wrote {out}/{bundle.MODEL_FILE}; torch-only reload matches eager: max |diff| {info['max_abs_diff']:.2e} <= {TOLERANCE:g}"
-    ]
-    if info["onnx"]:
-        lines.append(
-            f"wrote {out}/{bundle.ONNX_FILE} and {bundle.PREPROCESS_FILE}; ONNX Runtime matches eager: max |diff| "
-            f"{info['onnx']['max_abs_diff']:.2e} <= {TOLERANCE:g} (pixels {info['onnx']['preprocess_max_abs_diff']:.2e} <= {PIXEL_TOLERANCE:g})"
-        )
-    if info.get("pt2"):
-        lines.append(
-            f"wrote {out}/{bundle.PT2_FILE}; torch.export.load matches eager: max |diff| {info['pt2']['max_abs_diff']:.2e} <= {TOLERANCE:g}"
-        )
-    if info.get(bundle.SPEED_KEY):
-        speed = info[bundle.SPEED_KEY]
-        times = ", ".join(f"{b} {ms:.1f} ms" for b, ms in speed["ms_per_photo"].items())
-        lines.append(f"one photo at batch 1: {times}; 'auto' serves {speed['served']}")
-    int8 = info.get("onnx_int8")
-    if int8:
-        lines.append(
-            f"wrote {out}/{int8['file']}; validation top-1 int8 {int8['valid_top1_int8']:.2%} vs fp32 {int8['valid_top1_fp32']:.2%} "
-            f"({int8['calibration_photos']} calibration photos), threshold {int8['threshold']:.3f}"
-            + (f"; {int8['metrics']['split']} top-1 {int8['metrics']['top1']:.2%}" if int8.get("metrics") else "")
-        )
-    if info["threshold"] is not None:
-        lines.append(f"recognition threshold {info['threshold']:.3f} ({info['threshold_calibration']})")
-    metrics = info["metrics"]
-    if metrics:
-        lines.append(
-            f"exported model on {metrics['split']}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  "
-            f"macro-F1 {metrics['macro_f1']:.4f} ({metrics['n_images']} images, {metrics['n_skipped']} skipped)"
-        )
-        if metrics.get("gap") is not None:
-            pct = {
-                k: "n/a" if metrics[k] is None else f"{metrics[k]:.2%}"
-                for k in ("landmark_top1", "coverage", "precision", "false_accept_rate")
-            }
-            lines.append(
-                f"  GAP {metrics['gap']:.4f}; landmark photos: top-1 {pct['landmark_top1']}, coverage {pct['coverage']}, "
-                f"precision {pct['precision']}; no-landmark photos named: {pct['false_accept_rate']}"
-            )
-    elif evaluated:
-        lines.append("not evaluated: no dataset found (pass --check-data ROOT)")
-    return lines
+def _name_final_file(metrics: dict, report: Path, final: Path) -> None:
+    """METRICS (and REPORT/metrics.json) name the evaluated file in the FINAL folder the export is renamed to."""
+    metrics["exported"] = str(final / Path(metrics["exported"]).name)
+    atomic.write_text(report / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -347,12 +330,14 @@ def run(args: argparse.Namespace) -> None:
         int8=args.format == "onnx-int8",
         calibration_photos=args.calibration_photos,
         pt2=args.pt2,
+        overwrite=args.overwrite,
+        require_int8=args.require_int8,
     )
     print("\n".join(summary_lines(info, args.out, evaluated=not args.no_eval)))
     # The card travels with the export (committed defaults, Hub uploads); OWNER/NAME is a placeholder until pushed.
     build_model_card(args.out, args.push_to_hub or "OWNER/landmark-tagger").save(Path(args.out) / bundle.CARD_FILE)
-    if info.get("onnx_int8_refused"):
-        raise ExportError(info["onnx_int8_refused"])
+    if info.get("onnx_int8_refused"):  # the fp32 export is complete and servable: a warning, not a failure
+        print(f"warning: {info['onnx_int8_refused']} (--require-int8 makes this an error)", file=sys.stderr)
     if args.push_to_hub:
         pushed = push_to_hub(args.out, args.push_to_hub, revision=args.revision, private=args.private)
         print(f"pushed to {pushed.url} at commit {pushed.commit}")

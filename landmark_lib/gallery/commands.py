@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli_args import add_threads
+from ..labels import plural
+
 SPEC_HELP = (
     "the served model: export folder, model.pt or hf://OWNER/NAME (default: $LANDMARK_MODEL, then models/default)"
 )
@@ -32,6 +35,7 @@ def add_arguments(commands, command) -> None:
     )
     p.add_argument("--model", default=None, help=SPEC_HELP)
     p.add_argument("--backend", default="auto", help="auto, onnx-int8, onnx or torchscript")
+    add_threads(p)
     p = command(commands, "list", "landmark_lib.gallery.commands:run_list", "the landmarks a gallery knows")
     p.add_argument("gallery", type=Path, help="gallery folder")
     p = command(commands, "remove", "landmark_lib.gallery.commands:run_remove", "forget a taught landmark")
@@ -56,6 +60,7 @@ def add_arguments(commands, command) -> None:
         "--known-photos", type=int, help="known-class test photos used, spread over the classes (default: all)"
     )
     p.add_argument("--backend", default="auto", help="auto, onnx-int8, onnx or torchscript")
+    add_threads(p)
 
 
 def _model(args: argparse.Namespace):
@@ -85,7 +90,7 @@ def run_add(args: argparse.Namespace) -> None:
         gallery.similarity = store.check_similarity(args.similarity)
     store.save(gallery)
     print(
-        f"taught '{info.display_name}' from {len(photos)} photos in {time.time() - start:.1f} s; {folder} knows {len(gallery.landmarks)} landmarks"
+        f"taught '{info.display_name}' from {plural(len(photos), 'photo')} in {time.time() - start:.1f} s; {folder} knows {plural(len(gallery.landmarks), 'landmark')}"
     )
 
 
@@ -94,10 +99,10 @@ def run_list(args: argparse.Namespace) -> None:
 
     gallery = store.load(args.gallery)
     print(
-        f"{args.gallery}: {len(gallery.landmarks)} landmarks, similarity rule {gallery.similarity}, model.pt sha256 {gallery.model.sha256[:12]}..."
+        f"{args.gallery}: {plural(len(gallery.landmarks), 'landmark')}, similarity rule {gallery.similarity}, model.pt sha256 {gallery.model.sha256[:12]}..."
     )
     for lm in gallery.landmarks:
-        print(f"  {lm.info.name}\t{lm.info.display_name}\t{lm.info.place or '-'}\t{len(lm.photos)} photos")
+        print(f"  {lm.info.name}\t{lm.info.display_name}\t{lm.info.place or '-'}\t{plural(len(lm.photos), 'photo')}")
 
 
 def run_remove(args: argparse.Namespace) -> None:
@@ -106,4 +111,4 @@ def run_remove(args: argparse.Namespace) -> None:
     gallery = store.load(args.gallery)
     gallery.remove(args.name)
     store.save(gallery)
-    print(f"removed '{args.name}'; {args.gallery} knows {len(gallery.landmarks)} landmarks")
+    print(f"removed '{args.name}'; {args.gallery} knows {plural(len(gallery.landmarks), 'landmark')}")

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..data.folder import IMAGE_EXTENSIONS
 from ..data.images import ImageLoadError, pil_to_uint8_array
@@ -61,6 +62,6 @@ def decode(service, path: Path) -> np.ndarray:
 
 def embed_files(service, files: list[Path]) -> tuple[list[dict], np.ndarray]:
     """({source, sha256} per photo, their embeddings)."""
-    images = [decode(service, path) for path in files]
+    images = [decode(service, path) for path in tqdm(files, desc="reading photos", unit="photo")]
     photos = [{"source": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in files]
     return photos, run_model(service.model, images)[1]

@@ -31,6 +31,14 @@ def confidence(similarity: np.ndarray, rule: float, softness: float, threshold: 
     return np.where(s < rule, below, above).astype(np.float32)
 
 
+def similarity_of(score: float, rule: float, softness: float, threshold: float) -> float:
+    """The inverse of confidence(): the cosine similarity behind a gallery landmark's SCORE (to show it on its own
+    scale, not on the model's probability bars)."""
+    if score >= threshold:
+        return rule + (score - threshold) * (1.0 - rule) / max(1e-9, 1.0 - threshold)
+    return rule + softness * float(np.log(max(score, 1e-30) / threshold))
+
+
 class GalleryRanker:
     """A loaded gallery with its search index; scores_from() gives [N, classes + gallery landmarks] for one ranking."""
 
@@ -44,6 +52,10 @@ class GalleryRanker:
         """[N, gallery landmarks] on the probability scale."""
         similarity = landmark_scores(self.index, self.rows, embeddings, len(self.classes))
         return confidence(similarity, self.gallery.similarity, self.gallery.softness, self.threshold)
+
+    def similarity(self, score: float) -> float:
+        """The cosine similarity of a photo to a landmark whose score (scores_from()) is SCORE."""
+        return similarity_of(score, self.gallery.similarity, self.gallery.softness, self.threshold)
 
     def scores_from(self, probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
         """The model's PROBS [N, C] beside the gallery landmarks' confidences for the photos' EMBEDDINGS [N, D]."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli_args import cores, existing_dir, positive_int, review_file, threshold_arg
+from ..cli_args import add_threads, cores, existing_dir, positive_int, review_file, threshold_arg
 
 SUMMARY = "write the recognised landmarks' places into XMP sidecars (Immich, digiKam, darktable, PhotoPrism, Lightroom)"
 DESCRIPTION = """Write the recognised landmarks' places into XMP sidecars; originals are never modified.
@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser, spec_help: str, gallery_help: str)
     p.add_argument("--gallery", type=Path, default=None, help=gallery_help)
     p.add_argument("--batch-size", type=positive_int, default=16, help="photos per network call")
     p.add_argument("--workers", type=positive_int, default=cores(), help="decoding threads")
+    add_threads(p)
     p.add_argument("--dry-run", action="store_true", help="print what would change and write nothing")
     p.add_argument(
         "--review",

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
+from .. import threads
 from ..artifacts.run_folder import FEATURE_CACHE_FILE, METRICS_CSV, RunConfig
 from ..models.trained import build_model
 from ..predictor import LandmarkPredictor
@@ -61,7 +63,7 @@ def summarise(run_dir: str | Path, split: str = "test") -> dict:
 def single_photo_latency(
     run_dirs: list[str | Path], iters: int = 30, photo_size: tuple[int, int] = (480, 640)
 ) -> dict[str, float]:
-    """Median ms per photo (uint8 480x640 -> probabilities, eager fp32, all cores) for each distinct architecture.
+    """Median ms per photo (uint8 480x640 -> probabilities, eager fp32, --threads) for each distinct architecture.
 
     The networks are called in turn (interleaved), so a change in machine load hits all of them alike. Runs that
     share an architecture and input size share the number (keyed by model name and input size).
@@ -74,13 +76,18 @@ def single_photo_latency(
             predictors[key] = LandmarkPredictor(build_model(config), config.preprocess, config.classes).eval()
     photo = torch.randint(0, 256, (3, *photo_size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {key: [] for key in predictors}
-    for round_ in range(iters + 3):  # 3 untimed warm-up rounds
+    for round_ in tqdm(range(iters + 3), desc="single-photo latency", unit="round"):  # 3 untimed warm-up rounds
         for key, predictor in predictors.items():
             start = time.perf_counter()
             predictor(photo)
             if round_ >= 3:
                 times[key].append((time.perf_counter() - start) * 1000)
     return {key: statistics.median(values) for key, values in times.items()}
+
+
+def chart_bottom(values: list[float]) -> float:
+    """Where the bar chart's axis starts: zoomed in on the top (0.5) only when every bar still shows above it."""
+    return 0.5 if min(values) >= 0.55 else 0.0
 
 
 def plot(rows: list[dict], out: Path) -> None:
@@ -97,7 +104,11 @@ def plot(rows: list[dict], out: Path) -> None:
         bars = ax.bar(xs, [row[k] for k, _ in keys], width, label=f"{row['model']} - {row['strategy']}")
         ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
     ax.set_xticks([k + width * (len(rows) - 1) / 2 for k in range(len(keys))], [label for _, label in keys])
-    ax.set(ylim=(0.5, 1.06), ylabel="world_landmarks test", title="Scratch CNN vs. transfer learning")
+    ax.set(
+        ylim=(chart_bottom([row[k] for row in rows for k, _ in keys]), 1.06),
+        ylabel="world_landmarks test",
+        title="Scratch CNN vs. transfer learning",
+    )
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -131,7 +142,7 @@ def run(args: argparse.Namespace) -> None:
     if latency:
         print(
             f"\nCPU ms / photo: median of {args.latency_iters} single-photo calls (uint8 480x640 -> probabilities, eager fp32, "
-            f"{torch.get_num_threads()} threads, architectures interleaved)."
+            f"{threads.count()} threads (--threads), architectures interleaved)."
         )
     plot(rows, args.out)
     print(f"chart: {args.out}")

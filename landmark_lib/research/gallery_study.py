@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .. import atomic, bundle
 from ..artifacts import export_info
@@ -67,7 +68,7 @@ def embed_all(service, model, photos: dict, out: Path) -> dict[str, dict]:
     for part, items in photos.items():
         chunks = [
             run_model(service.model, [decode(service, p) for p, _ in items[i : i + 64]])
-            for i in range(0, len(items), 64)
+            for i in tqdm(range(0, len(items), 64), desc=f"embedding {part} photos", unit="batch of 64")
         ]
         result[part] = {"probs": np.concatenate([c[0] for c in chunks]), "emb": np.concatenate([c[1] for c in chunks])}
         arrays[f"{part}_probs"], arrays[f"{part}_emb"] = result[part]["probs"], result[part]["emb"]

@@ -7,17 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import threads
 from ..artifacts import export_info
 from ..artifacts.model_identity import ModelIdentity, identify
 from ..data.images import decode_short_side
 from .backends import Classifier, load_verified
 from .resolve import resolve_model
-
-
-def default_num_threads(concurrent_requests: int = 1) -> int:
-    """Split the cores between concurrent requests: oversubscribed intra-op threads make every request slower."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, concurrent_requests))
 
 
 @dataclass(frozen=True)
@@ -37,7 +32,7 @@ def load_model(spec: str | os.PathLike | None, backend: str = "auto", num_thread
     """SPEC (an export folder, a model.pt, hf://OWNER/NAME[@REVISION]; None: $LANDMARK_MODEL, else models/default),
     every file checked before use (backends.load_verified)."""
     source = resolve_model(spec)
-    chosen, model = load_verified(source.path, backend, num_threads or default_num_threads())
+    chosen, model = load_verified(source.path, backend, num_threads or threads.count())
     info = export_info.read(source.path.parent)
     identity = identify(source.path, chosen, info, source.hub_repo, source.hub_commit)
     return LoadedModel(source.path, chosen, model, identity)

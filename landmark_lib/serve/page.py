@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..labels import BACKGROUND_CLASS, ClassInfo
+from ..labels import BACKGROUND_CLASS, ClassInfo, plural
 
 # Markdown punctuation (and $ of Gradio's LaTeX): escaped, a name such as "[x](javascript:...)" or "![](https://...)"
 # shows as text instead of a live link or an image every visitor's browser fetches; ':' and '.' stop autolinks.
@@ -46,12 +46,15 @@ def example_labels(examples: list[Path]) -> list[str]:
     return labels
 
 
-def landmark_table(classes: list[ClassInfo]) -> str:
-    """The known landmarks and their places, folded away under one line (a long list would push everything down)."""
-    landmarks = sorted((c for c in classes if c.name != BACKGROUND_CLASS), key=lambda c: c.display_name)
-    rows = "\n".join(f"| {plain(c.display_name)} | {plain(c.place) or '—'} |" for c in landmarks)
+def landmark_table(classes: list[ClassInfo], gallery: list[ClassInfo] = ()) -> str:
+    """The known landmarks and their places (the served GALLERY's marked as such), folded away under one line (a long
+    list would push everything down)."""
+    landmarks = [(c, "") for c in classes if c.name != BACKGROUND_CLASS] + [(c, " (gallery)") for c in gallery]
+    landmarks.sort(key=lambda item: item[0].display_name)
+    rows = "\n".join(f"| {plain(c.display_name)}{mark} | {plain(c.place) or '—'} |" for c, mark in landmarks)
+    knows = f"the app knows, {len(gallery)} of them from its gallery" if gallery else "the model knows"
     return (
-        f"<details><summary>The {len(landmarks)} landmarks the model knows</summary>\n\n"
+        f"<details><summary>The {plural(len(landmarks), 'landmark')} {knows}</summary>\n\n"
         f"| landmark | place |\n| --- | --- |\n{rows}\n\n</details>"
     )
 

@@ -25,9 +25,9 @@ from starlette.requests import ClientDisconnect
 
 from ..artifacts.answer import ANSWER_SCHEMA, place_dict
 from ..data.images import ImageLoadError
-from ..labels import BACKGROUND_CLASS
 from ..runtime.photos import read_photo
 from ..xmp.answer_packet import answer_packet
+from .docs import add_docs
 from .service import LandmarkService
 from .uploads import MAX_FILE_BYTES
 from .work import work_slot
@@ -159,12 +159,28 @@ def _answer(service: LandmarkService, photos: list[tuple[str, bytes]], form: str
 
 
 def landmarks(service: LandmarkService) -> list[dict]:
-    """Every landmark the model knows (not the background class), with its place."""
+    """Every landmark the service can name, with its place and where it comes from: 'model' (its classes, not the
+    background class) or 'gallery' (taught with `landmark gallery add`, served with --gallery)."""
     return [
-        {"name": c.name, "display_name": c.display_name, "place": place_dict(c)}
-        for c in service.classes
-        if c.name != BACKGROUND_CLASS
+        {"name": c.name, "display_name": c.display_name, "place": place_dict(c), "source": source}
+        for c, source in service.known_landmarks()
     ]
+
+
+def health_report(service: LandmarkService, started: float) -> dict:
+    """GET /v1/health: the model served, its operating points, what it can name (the served gallery's marked), uptime."""
+    return {
+        "status": "ok",
+        "model": service.model_id.to_dict(),
+        "backend": service.backend,
+        "threshold": service.points.confident,
+        "operating_points": asdict(service.points),
+        "photo_index": service.scorer is not None,
+        "landmarks": len(service.known_landmarks()),
+        "model_landmarks": len(service.landmark_names),
+        "gallery": {"landmarks": [c.name for c in service.gallery_classes]} if service.gallery else None,
+        "uptime_s": round(time.monotonic() - started, 1),
+    }
 
 
 def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64) -> FastAPI:
@@ -173,7 +189,10 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
         title="Landmark Tagger API",
         description="Photo -> the most likely landmarks and where they are. Answers follow the `Answer` schema.",
         version="1",
+        docs_url=None,  # add_docs: Swagger UI from local files
+        redoc_url=None,
     )
+    add_docs(api)
     gate, started = Gate(concurrency, waiting), time.monotonic()
 
     @api.exception_handler(Refused)
@@ -207,21 +226,14 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
 
     @api.get("/v1/landmarks")
     def known_landmarks() -> list[dict]:
-        """Every landmark the model can name, with its city, country, coordinates and map link."""
+        """Every landmark the service can name, with its city, country, coordinates and map link; `source` says
+        whether the model knows it or the served gallery (`--gallery`)."""
         return landmarks(service)
 
     @api.get("/v1/health")
     def health() -> dict:
-        """The model served (id, revision, backend), its operating points and the server's uptime."""
-        return {
-            "status": "ok",
-            "model": service.model_id.to_dict(),
-            "backend": service.backend,
-            "threshold": service.points.confident,
-            "operating_points": asdict(service.points),
-            "photo_index": service.scorer is not None,
-            "landmarks": len(service.landmark_names),
-            "uptime_s": round(time.monotonic() - started, 1),
-        }
+        """The model served (id, revision, backend), its operating points, the landmarks it can name (the
+        model's and the served gallery's), and the server's uptime."""
+        return health_report(service, started)
 
     return api

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .. import threads
 from ..artifacts import export_info
 from ..artifacts.answer import Guess, Prediction, model_id
 from ..artifacts.model_identity import identify
@@ -19,17 +20,16 @@ from ..data.images import decode_short_side, pil_to_uint8_array
 from ..gallery.ranking import open_ranker
 from ..index.score import NEIGHBOURS, IndexScorer
 from ..index.store import open_recorded
-from ..labels import BACKGROUND_CLASS, from_columns
+from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns, plural
 from ..recognition import DEFAULT_THRESHOLD, OperatingPoints, check_threshold, top_landmarks
 from ..runtime import backends
-from ..runtime.loaded import default_num_threads
 from ..runtime.photos import ImageInput, Photo, read_photo
 from ..runtime.resolve import ResolvedModel, resolve_model
 
 TOP_K = 5
 
 
-__all__ = ["Guess", "LandmarkService", "Prediction", "default_num_threads"]  # the answer types live in answer.py
+__all__ = ["Guess", "LandmarkService", "Prediction"]  # the answer types live in answer.py
 
 
 class LandmarkService:
@@ -51,8 +51,8 @@ class LandmarkService:
     ):
         source = model_path if isinstance(model_path, ResolvedModel) else ResolvedModel(Path(model_path))
         self.model_path = source.path
-        threads = num_threads or default_num_threads()
-        self.backend, self.model = backends.load_verified(self.model_path, backend, threads)
+        self.threads = num_threads or threads.count()  # intra-op threads of each call (threads.py)
+        self.backend, self.model = backends.load_verified(self.model_path, backend, self.threads)
         info = export_info.read(self.model_path.parent)
         given_threshold = threshold
         self.identity = identify(self.model_path, self.backend, info, source.hub_repo, source.hub_commit)
@@ -69,7 +69,10 @@ class LandmarkService:
         # Big photos are decoded (JPEG: DCT scaling) or shrunk in PIL to about this short side first, which bounds memory
         # and time; the model's own antialiased resize then works as usual.
         self.max_short_side = decode_short_side(self.model.preprocess.resize_size)
-        self.gallery = open_ranker(gallery or os.environ.get("LANDMARK_GALLERY"), self, self.threshold)
+        self.gallery_path = gallery or os.environ.get("LANDMARK_GALLERY") or None
+        self.gallery = open_ranker(self.gallery_path, self, self.threshold)
+        # the served gallery's landmarks, answered like the model's: every list of what is known includes them
+        self.gallery_classes = self.gallery.classes if self.gallery else []
         # The recognition score and its two thresholds (index/score.py, recognition.OperatingPoints): with a photo
         # index, a photo must be close to its landmark's training photos and not to the no-landmark ones.
         recorded = info.serving.operating_points_of(self.backend)
@@ -98,6 +101,24 @@ class LandmarkService:
         """SPEC: an export folder, a model.pt or hf://OWNER/NAME[@REVISION]; None: $LANDMARK_MODEL, else models/default.
         GALLERY: a gallery folder (landmark_lib/gallery/) whose landmarks rank beside the classes; None: $LANDMARK_GALLERY."""
         return cls(resolve_model(spec), threshold=threshold, num_threads=num_threads, backend=backend, gallery=gallery)
+
+    def known_landmarks(self) -> list[tuple[ClassInfo, str]]:
+        """(landmark, 'model' or 'gallery') for everything this service can name: the model's classes (not the
+        background class), then the served gallery's."""
+        model = [(c, "model") for c in self.classes if c.name != BACKGROUND_CLASS]
+        return model + [(c, "gallery") for c in self.gallery_classes]
+
+    def startup_line(self) -> str:
+        """What the server logs at start: the model, its backend, and the landmarks it knows (the gallery's too)."""
+        model = len(self.landmark_names)
+        line = (
+            f"model {self.model_path} ({self.backend}, {self.threads} threads per request): {plural(model, 'landmark')}"
+        )
+        if self.gallery_classes:
+            names = ", ".join(c.display_name for c in self.gallery_classes[:5])
+            more = f" and {len(self.gallery_classes) - 5} more" if len(self.gallery_classes) > 5 else ""
+            line += f" + {len(self.gallery_classes)} from the gallery {self.gallery_path} ({names}{more})"
+        return line
 
     def _to_array(self, image: Image.Image) -> np.ndarray:
         factor = min(image.size) // self.max_short_side

@@ -1,14 +1,12 @@
 """The Landmark Tagger web app (Gradio): upload a photo, get the 5 most likely landmarks and where the best one is;
 served with the REST API (rest.py) in one process by build_app.
 
-Run: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold P]
+Served by server.py: landmark serve (or python app.py) [--model EXPORT_DIR | model.pt | hf://OWNER/NAME[@REVISION]] [--threshold P]
      [--port 7860] [--backend auto|onnx-int8|onnx|torchscript]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,24 +14,21 @@ import gradio as gr
 from fastapi import FastAPI
 from gradio.components.label import LabelConfidence, LabelData
 from gradio.data_classes import ImageData
-from gradio.utils import get_upload_folder
 from gradio_client import utils as client_utils
-from starlette.middleware import Middleware
 
 from ..data.images import ImageLoadError
-from ..errors import LandmarkError
 from ..gallery.store import GALLERY_FILE
 from ..labels import map_url
+from ..runtime.photos import read_photo
+from .api_app import MAX_QUEUE, build_api_app, upload_guards
 from .page import example_labels, landmark_table, map_embed, model_footer, model_key, plain, use_examples_cache
-from .rest import build_api
-from .service import LandmarkService, Prediction, default_num_threads
-from .upload_limits import WINDOW_S, UploadQuota
-from .uploads import MAX_FILE_BYTES, MAX_FILE_SIZE, DeferredDeletion, UploadRefused, UploadsOnly, read_upload
-from .web_teach import add_teach_tab
+from .service import LandmarkService, Prediction
+from .upload_limits import WINDOW_S
+from .uploads import MAX_FILE_BYTES, MAX_FILE_SIZE, DeferredDeletion, UploadRefused, read_upload
+from .web_teach import add_teach_tab, session_ranker
 from .work import CONCURRENCY, work_slot
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
-MAX_QUEUE = 64
 DELETE_CACHE = (300, WINDOW_S)  # every 5 minutes, delete uploads never answered (older than the quota window)
 UPLOAD_GRACE_S = 60.0  # an answered upload is deleted this long after its answer (see DeferredDeletion)
 
@@ -95,10 +90,18 @@ def landmark_label() -> gr.Label:
     return label
 
 
-def label_value(prediction: Prediction) -> LabelData:
+SHOWN_PROBABILITY = 0.005  # a bar shows its probability rounded to a whole percent: below this it would read "0%"
+
+
+def label_value(prediction: Prediction, taught: frozenset[str] = frozenset()) -> LabelData:
     """The label component's value: heading = the landmark when confident, "Maybe: X" when only suggested, else "No
-    known landmark"; bars = the five closest landmarks."""
-    bars = [LabelConfidence(label=g.display_name, confidence=g.probability) for g in prediction.top]
+    known landmark"; bars = the closest of the model's landmarks, those that round to 0% left out. Landmarks TAUGHT in
+    the visitor's session score a similarity, not a probability, so they get no bar (describe_taught shows them)."""
+    bars = [
+        LabelConfidence(label=g.display_name, confidence=g.probability)
+        for g in prediction.top
+        if g.name not in taught and g.probability >= SHOWN_PROBABILITY
+    ]
     heading = {"confident": prediction.best.display_name, "suggested": f"Maybe: {prediction.best.display_name}"}
     return LabelData(label=heading.get(prediction.level or "", NOT_RECOGNISED), confidences=bars)
 
@@ -112,10 +115,7 @@ def describe(prediction: Prediction) -> str:
     best, place = prediction.best, prediction.landmark
     if prediction.level is not None:
         maybe = "Maybe " if prediction.level == "suggested" else ""
-        lines = [
-            f"### {maybe}{plain(best.display_name)}"
-            + (f" — {plain(place.place)}" if place.place else "")
-        ]
+        lines = [f"### {maybe}{plain(best.display_name)}" + (f" — {plain(place.place)}" if place.place else "")]
         if prediction.level == "suggested":
             lines.append(
                 "*Suggested, not confident: the photo resembles this landmark, but check it before you tag it.*"
@@ -177,11 +177,19 @@ class NoPhoto(ValueError):
     """A request without a photo."""
 
 
-def build_demo(service: LandmarkService) -> gr.Interface:
-    """The Interface around SERVICE, queued for a small CPU machine (tests and benchmarks build it the same way), with
-    two API endpoints: /predict (what the page shows) and /tag (the structured answer as JSON)."""
+DESCRIPTION = (
+    "Upload a photo, or click an example: if it shows one of the landmarks listed below, the model names it and shows "
+    "it on a map; otherwise it says that no known landmark was recognised and lists the closest ones. If your photo "
+    "carries a GPS position (EXIF), it is shown too. Landmarks you teach in the other tab are recognised here as well."
+)
 
-    def answer(path: str | None) -> Prediction:
+
+def build_demo(service: LandmarkService) -> gr.Blocks:
+    """The page around SERVICE, queued for a small CPU machine (tests and benchmarks build it the same way): two tabs,
+    "Recognise" (one photo in, the answer out) and "Teach a landmark" (web_teach.py), and two API endpoints: /predict
+    (what the page shows) and /tag (the structured answer as JSON)."""
+
+    def answer(path: str | None, gallery=None) -> Prediction:
         """The answer for an uploaded photo; NoPhoto, UploadRefused or ImageLoadError with a clear message if none."""
         if path is None:
             raise NoPhoto("Upload a photo first (JPEG, PNG, WebP, GIF, BMP or TIFF).")
@@ -191,61 +199,96 @@ def build_demo(service: LandmarkService) -> gr.Interface:
             deletion.schedule(path, UPLOAD_GRACE_S)
         with work_slot():  # one bound for every endpoint; the decoded pixels go back to the OS afterwards
             # Bytes + the file's own name: error messages name the user's file, not the server's temp path.
-            return service.predict(data, name=Path(path).name)
+            return service.predict_photos([read_photo(data, Path(path).name, service.max_short_side)], gallery)[0]
 
-    def tag_photo(path: str | None) -> tuple[LabelData | None, str]:
+    def recognise(path: str | None, session: dict | None = None) -> tuple[LabelData | None, str]:
         # Bad input is answered in the result area (not a toast), so no earlier result is left on screen beside it.
+        ranker = session_ranker(service, session)
         try:
-            prediction = answer(path)
+            prediction = answer(path, ranker)
         except NoPhoto as error:
             return None, f"### No photo\n\n{error}"
         except (UploadRefused, ImageLoadError) as error:
             return None, f"### Cannot read this photo\n\n{plain(error)}"
-        return label_value(prediction), describe(prediction)
+        taught = frozenset(c.name for c in ranker.classes) if ranker else frozenset()
+        text = describe(prediction) + (f"\n\n{describe_taught(prediction, ranker)}" if ranker else "")
+        return label_value(prediction, taught), text.strip()
 
     example_files = sorted(EXAMPLES_DIR.glob("*.jpg"))
-    photo = photo_input()
     gallery_file = service.gallery.gallery.folder / GALLERY_FILE if service.gallery else None
     use_examples_cache(model_key(service.model_path, service.backend, service.threshold, gallery_file))
-    demo = gr.Interface(
-        fn=tag_photo,
-        inputs=photo,
-        outputs=[landmark_label(), result_markdown()],
-        title="Landmark Tagger",
-        description=(
-            "Upload a photo, or click an example: if it shows one of the landmarks listed below, the model names it "
-            "and shows it on a map; otherwise it says that no known landmark was recognised and lists the closest "
-            "ones. If your photo carries a GPS position (EXIF), it is shown too."
-        ),
-        article=f"{landmark_table(service.classes)}\n\n{model_footer(service.hub_source, service.model_path, service.backend)}",
-        examples=[[str(path)] for path in example_files] or None,
-        example_labels=example_labels(example_files) or None,
-        cache_examples=bool(example_files),
-        cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
-        preload_example=False,
-        examples_per_page=len(example_files),  # all on one page: the look-alike too
-        api_name="predict",
-        flagging_mode="never",
-        analytics_enabled=False,
-        delete_cache=DELETE_CACHE,
-    )
+    with gr.Blocks(title="Landmark Tagger", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
+        gr.Markdown(f"# Landmark Tagger\n\n{DESCRIPTION}")
+        session = gr.State(None)  # the visitor's taught landmarks (web_teach.py): in memory, this session only
+        with gr.Tab("Recognise"):
+            with gr.Row():
+                with gr.Column():
+                    photo = photo_input()
+                    with gr.Row():
+                        clear = gr.ClearButton()
+                        submit = gr.Button("Submit", variant="primary")
+                with gr.Column():
+                    label, text = landmark_label(), result_markdown()
+            add_examples(example_files, photo, [label, text], recognise)
+            gr.Markdown(landmark_table(service.classes, service.gallery_classes))
+        deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
+        with gr.Tab("Teach a landmark"):
+            add_teach_tab(service, session, photo.GRADIO_CACHE, (MAX_FILE_BYTES, UPLOAD_GRACE_S), deletion)
+        gr.Markdown(model_footer(service.hub_source, service.model_path, service.backend))
+        clear.add([photo, label, text])
+        submit.click(recognise, [photo, session], [label, text], api_name="predict").then(
+            None, [text, photo], photo, js=FORGET_UNREADABLE, api_name=False
+        )
     add_tag_endpoint(demo, photo, answer)
-    deletion = DeferredDeletion(demo.upload_file_set, photo.temp_files)
-    shown = (photo_input, landmark_label, lambda prediction: (label_value(prediction), describe(prediction)))
-    add_teach_tab(demo, service, shown, photo.GRADIO_CACHE, (MAX_FILE_BYTES, UPLOAD_GRACE_S), deletion)
     deletion.start()
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
 
 
-def upload_guards() -> list[Middleware]:
-    """What both ways of serving install: the upload limits (UploadQuota) and the rule that API calls name uploads
-    only (UploadsOnly)."""
-    return [Middleware(UploadQuota), Middleware(UploadsOnly, upload_dir=get_upload_folder())]
+def add_examples(files: list[Path], photo: gr.Image, outputs: list, fn: Callable) -> None:
+    """The example photos, labelled with their landmark, under the photo input (none: no examples block)."""
+    if files:
+        gr.Examples(
+            [[str(path)] for path in files],
+            inputs=photo,
+            outputs=outputs,
+            fn=fn,
+            cache_examples=True,
+            cache_mode="lazy",  # an example's answer is computed on its first click, then shown at once
+            examples_per_page=len(files),  # all on one page: the look-alike too
+            example_labels=example_labels(files),
+            preload=False,
+            api_name=False,
+        )
+
+
+# After a refused upload the photo input is emptied (the browser would show a broken-image icon for a file that is not
+# a photo); an answered photo stays. In the browser: a server-side update of the input would give the session its
+# own copy of the component, without photo_input()'s overrides.
+FORGET_UNREADABLE = "(text, photo) => String(text || '').startsWith('### Cannot read') ? null : photo"
+
+
+def describe_taught(prediction: Prediction, ranker) -> str:
+    """The visitor's taught landmarks among the closest, on their own scale: the cosine similarity of the photo to the
+    landmark's closest taught photo, against the similarity needed to name it."""
+    if ranker is None:
+        return ""
+    taught = {c.name for c in ranker.classes}
+    lines = [
+        f"- {plain(g.display_name)}: similarity {ranker.similarity(g.probability):.2f}"
+        for g in prediction.top
+        if g.name in taught
+    ]
+    if not lines:
+        return ""
+    return (
+        f"**Taught in this session** (cosine similarity to the closest taught photo; named from "
+        f"{ranker.gallery.similarity:.2f}):\n\n" + "\n".join(lines)
+    )
 
 
 def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, block: bool = True) -> str:
-    """Start the server with the app's upload limits and guards (upload_guards); returns the local URL (block=False
-    returns at once)."""
+    """Start the server with the app's upload limits and guards (api_app.upload_guards); returns the local URL
+    (block=False returns at once)."""
     _, local_url, _ = demo.launch(
         server_name=host,
         server_port=port,
@@ -258,58 +301,11 @@ def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, bl
     return local_url
 
 
-def env_port(value: str | None) -> int | None:
-    """$GRADIO_SERVER_PORT as a port number (None when unset); a bad value stops with one sentence."""
-    if value is None or value == "":
-        return None
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise LandmarkError(
-            f"GRADIO_SERVER_PORT must be a port number between 1 and 65535, got {value!r}; fix or unset it."
-        )
-    return int(value)
-
-
-def default_host() -> str:
-    """$GRADIO_SERVER_NAME, else 0.0.0.0 on a Hugging Face Space, else 127.0.0.1."""
-    return os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
-
-
 def build_app(service: LandmarkService) -> FastAPI:
-    """One ASGI app: the REST API (/v1/..., docs at /docs) with the Gradio page mounted at /, under the upload guards
-    (which count REST photos too)."""
-    api = build_api(service, concurrency=CONCURRENCY, waiting=MAX_QUEUE)
-    for guard in upload_guards():
-        api.add_middleware(guard.cls, *guard.args, **guard.kwargs)
+    """One ASGI app with the page ready from the start: the REST API (/v1/..., docs at /docs) with the Gradio page
+    mounted at /, under the upload quota (which counts REST photos too). `landmark serve` mounts the page when it has
+    loaded instead (server.staged_app)."""
     demo = build_demo(service)
-    app = gr.mount_gradio_app(api, demo, path="", max_file_size=MAX_FILE_SIZE)
+    app = gr.mount_gradio_app(build_api_app(service), demo, path="", max_file_size=MAX_FILE_SIZE)
     demo.has_launched = True  # mounted, never launch()ed: Gradio's own upload-folder check runs only on launched apps
     return app
-
-
-def serve(service: LandmarkService, host: str, port: int | None, share: bool = False) -> None:
-    """Serve the page and the REST API on HOST:PORT until interrupted (with SHARE, Gradio's own server, which can
-    open a gradio.live link, serves the page alone)."""
-    if share:
-        launch(build_demo(service), host, port, share=True)
-        return
-    import uvicorn
-
-    port = port or 7860
-    print(f"Serving the page on http://{host}:{port} and the REST API under /v1 (docs: /docs)", flush=True)
-    uvicorn.run(build_app(service), host=host, port=port, log_level="warning")
-
-
-def run(args: argparse.Namespace) -> None:
-    """`landmark serve`: load the model once, then serve the page and the REST API until interrupted."""
-    host = args.host or default_host()
-    port = args.port if args.port is not None else env_port(os.environ.get("GRADIO_SERVER_PORT"))
-    service = LandmarkService.from_spec(
-        args.model,
-        threshold=args.threshold,
-        num_threads=default_num_threads(CONCURRENCY),
-        backend=args.backend,
-        gallery=getattr(args, "gallery", None),
-    )
-    if service.hub_source:  # the commit actually served, whatever branch or tag was asked for
-        print("serving {} at commit {}".format(*service.hub_source))
-    serve(service, host, port, share=args.share)

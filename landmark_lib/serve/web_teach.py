@@ -1,9 +1,10 @@
-"""The app's "Teach a landmark" tab: a visitor teaches a landmark from a few photos and tries photos against it.
+"""The app's "Teach a landmark" tab: a visitor teaches a landmark from a few photos; the "Recognise" tab then ranks
+it beside the model's landmarks (session_ranker).
 
 What is taught lives only in that visitor's session (gr.State: in memory, never written to disk, never seen by
 another visitor) and is gone when the page closes. The photos are read like every upload (read_upload: only files
-Gradio received, within the size limit) and deleted right after, like the tagging tab's; the decoding and the model
-call take one of the server's shared work slots (work.py).
+Gradio received, within the size limit) and deleted right after, like the Recognise tab's; the decoding and the
+model call take one of the server's shared work slots (work.py).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import re
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from ..data.images import ImageLoadError, pil_to_uint8_array
 from ..gallery import enroll
 from ..gallery.ranking import GalleryRanker
 from ..gallery.store import GalleryError, new_gallery
-from ..labels import ClassInfo
+from ..labels import ClassInfo, plural
 from ..runtime.photos import read_photo
 from .page import plain
 from .uploads import UploadRefused, read_upload
@@ -47,6 +49,12 @@ def teach(
         )
     if len(paths) > MAX_TEACH_PHOTOS:
         return state, f"### Too many photos\n\nUpload at most {MAX_TEACH_PHOTOS} photos of one landmark."
+    with work_slot():
+        try:
+            images = [_read(service, p, cache, max_bytes) for p in paths]
+        except (UploadRefused, ImageLoadError) as error:
+            return state, f"### Cannot read a photo\n\n{plain(error)}"
+        embeddings = enroll.run_model(service.model, images)[1]
     gallery = state["gallery"] if state else new_gallery(Path("."), enroll.embedding_model(service))
     if len(gallery.landmarks) >= MAX_SESSION_LANDMARKS and name not in [
         lm.info.display_name for lm in gallery.landmarks
@@ -55,46 +63,34 @@ def teach(
             state,
             f"### Session full\n\nA session can hold {MAX_SESSION_LANDMARKS} landmarks; reload the page to start again.",
         )
-    with work_slot():
-        try:
-            images = [_read(service, p, cache, max_bytes) for p in paths]
-        except (UploadRefused, ImageLoadError) as error:
-            return state, f"### Cannot read a photo\n\n{plain(error)}"
-        embeddings = enroll.run_model(service.model, images)[1]
     key = "taught_" + re.sub(r"\W+", "_", name.lower()).strip("_")
     try:
-        gallery.add(
-            ClassInfo(key, name),
-            [{"source": "upload", "sha256": ""}] * len(images),
-            embeddings,
-            replace=True,
-        )
+        gallery.add(ClassInfo(key, name), [{"source": "upload", "sha256": ""}] * len(images), embeddings, replace=True)
     except GalleryError as error:
         return state, f"### Nothing taught\n\n{plain(error)}"
     taught = ", ".join(plain(lm.info.display_name) for lm in gallery.landmarks)
-    return {
-        "gallery": gallery
-    }, f"### Taught '{plain(name)}' from {len(images)} photos\n\nThis session knows: {taught}. Try a photo below."
+    return {"gallery": gallery}, (
+        f"### Taught '{plain(name)}' from {plural(len(images), 'photo')}\n\n{agreement(embeddings, gallery.similarity)}\n\n"
+        f"This session knows: {taught}. Try a photo in the **Recognise** tab: taught landmarks are recognised there "
+        "beside the model's."
+    )
 
 
-def try_photo(service, state: dict | None, path: str | None, cache: str, limits: tuple, deletion, show):
-    """SHOW(the answer for one photo, with the session's taught landmarks ranked beside the model's)."""
-    if path is None:
-        return None, "### No photo\n\nUpload a photo to try."
-    try:
-        data = read_upload(path, cache, limits[0])
-    except UploadRefused as error:
-        return None, f"### Cannot read this photo\n\n{plain(error)}"
-    finally:
-        deletion.schedule(path, limits[1])
-    ranker = GalleryRanker(state["gallery"], service.threshold, "exact") if state else None
-    with work_slot():
-        try:
-            photo = read_photo(data, Path(path).name, service.max_short_side)
-        except ImageLoadError as error:
-            return None, f"### Cannot read this photo\n\n{plain(error)}"
-        prediction = service.predict_photos([photo], gallery=ranker)[0]
-    return show(prediction)
+def agreement(embeddings: np.ndarray, rule: float) -> str:
+    """How alike the taught photos are, on the similarity scale the rule uses (not a probability)."""
+    if len(embeddings) < 2:
+        return f"A photo is named as this landmark when its cosine similarity to the taught photo reaches {rule:.2f}."
+    cosine = embeddings @ embeddings.T
+    pairs = cosine[np.triu_indices(len(embeddings), 1)]
+    return (
+        f"The taught photos agree with each other at cosine similarity {pairs.min():.2f} to {pairs.max():.2f}; a photo "
+        f"is named as this landmark when its similarity to one of them reaches {rule:.2f}."
+    )
+
+
+def session_ranker(service, state: dict | None) -> GalleryRanker | None:
+    """The visitor's taught landmarks as a ranker for the Recognise tab (None before anything is taught)."""
+    return GalleryRanker(state["gallery"], service.threshold, "exact") if state else None
 
 
 def upload_paths(files: gr.File) -> gr.File:
@@ -109,32 +105,20 @@ def upload_paths(files: gr.File) -> gr.File:
     return files
 
 
-def add_teach_tab(demo: gr.Blocks, service, components: tuple, cache: str, limits: tuple, deletion) -> None:
-    """Append the tab to DEMO (the tagging Interface). COMPONENTS: the app's (photo input, label) factories and its
-    prediction -> (label value, Markdown) function; LIMITS: (max upload bytes, seconds before an upload is deleted)."""
-    photo_input, landmark_label, show = components
-    with demo, gr.Tab("Teach a landmark"):
-        gr.Markdown(
-            "Teach the tagger a landmark it does not know, from a few photos, without retraining: only for you, in this "
-            "browser session (nothing is stored or shared)."
-        )
-        state = gr.State(None)
-        name = gr.Textbox(label="Landmark name", max_length=80)
-        photos = upload_paths(gr.File(file_count="multiple", file_types=["image"], label="Photos of it"))
-        teach_button = gr.Button("Teach")
-        taught = gr.Markdown()
-        trial = photo_input()
-        try_button = gr.Button("Try this photo")
-        answer, text = landmark_label(), gr.Markdown()
-        teach_button.click(
-            lambda s, n, p: teach(service, s, n, p, cache, limits, deletion),
-            [state, name, photos],
-            [state, taught],
-            api_visibility="private",
-        )
-        try_button.click(
-            lambda s, p: try_photo(service, s, p, cache, limits, deletion, show),
-            [state, trial],
-            [answer, text],
-            api_visibility="private",
-        )
+def add_teach_tab(service, state: gr.State, cache: str, limits: tuple, deletion) -> None:
+    """The tab's contents, inside the caller's gr.Tab: one upload area (the landmark's photos). STATE: the session's
+    taught landmarks, shared with the Recognise tab; LIMITS: (max upload bytes, seconds before an upload is deleted)."""
+    gr.Markdown(
+        "Teach the tagger a landmark it does not know, from a few photos, without retraining: only for you, in this "
+        "browser session (nothing is stored or shared). Then try a photo in the **Recognise** tab."
+    )
+    name = gr.Textbox(label="Landmark name", max_length=80)
+    photos = upload_paths(gr.File(file_count="multiple", file_types=["image"], label="Photos of it"))
+    teach_button = gr.Button("Teach", variant="primary")
+    taught = gr.Markdown()
+    teach_button.click(
+        lambda s, n, p: teach(service, s, n, p, cache, limits, deletion),
+        [state, name, photos],
+        [state, taught],
+        api_visibility="private",
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .. import threads
 from ..errors import LandmarkError
 from ..serve.service import LandmarkService
 from . import state as tag_state
@@ -89,6 +90,7 @@ def tag_to(service: LandmarkService, args: argparse.Namespace, resume: bool) -> 
 
 def run(args: argparse.Namespace) -> None:
     """`landmark tag PHOTO_DIR --out FILE`: rows streamed to FILE (resuming it), then one summary line."""
+    args.workers = args.workers or threads.count()
     if args.engine == "ray":
         from .ray_engine import run_ray
 

@@ -4,18 +4,22 @@ of its frozen layers, computed once per photo set and shared by runs.
 On CPUs the frozen part of a partially fine-tuned backbone costs ~1 minute per 1000 photos, the trainable part a
 few seconds. The store holds, for every cached row, VIEWS outputs under the training augmentation and one under the
 eval transform, so any run over the same photos, frozen weights, preprocessing and augmentation (another recipe,
-a run that holds some collections out, a resumed run) only trains. Each view is written to a temporary file and
-renamed when complete, so a killed build keeps its finished views and two builds never read a half-written one.
+a run that holds some collections out, a resumed run) only trains. A view in progress is written in chunks of
+rows, each renamed into place when complete, then assembled into one file renamed into place: a killed build keeps
+its finished views and chunks (the next one computes only the rest), and no build reads a half-written file.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import random
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,39 +124,124 @@ class FeatureStore:
         return torch.from_numpy(np.ascontiguousarray(self.eval[rows]))
 
 
-def _compute(
+CHUNK_ROWS = 1024  # rows per chunk file of a view being computed: a killed pass loses at most one (~1 min on 2 CPUs)
+
+
+@dataclass
+class _Pass:
+    """One pass of the frozen part over every cached row: view PATH under TRANSFORM, its augmentation SEED."""
+
+    path: Path
+    transform: object
+    seed: int
+
+    @property
+    def parts(self) -> Path:
+        """Where the finished chunks of a pass in progress wait (renamed into place one by one)."""
+        return self.path.with_name(self.path.stem + ".parts")
+
+    def chunk(self, start: int, stop: int) -> Path:
+        return self.parts / f"rows-{start:08d}-{stop:08d}.npy"
+
+    def rows_done(self, total: int) -> int:
+        if self.path.is_file():
+            return total
+        return sum(stop - start for start, stop in _chunks(total) if self.chunk(start, stop).is_file())
+
+
+def _chunks(total: int) -> list[tuple[int, int]]:
+    return [(start, min(start + CHUNK_ROWS, total)) for start in range(0, total, CHUNK_ROWS)]
+
+
+def _compute_pass(
     frozen: nn.Module,
-    dataset: CachedImageDataset,
+    cached: CachedSplit,
+    todo: _Pass,
     batch_size: int,
     workers: int,
-    seed: int,
-    path: Path,
-    desc: str,
     dtype: np.dtype,
+    bar: tqdm,
 ) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, generator=generator)
-    out = None
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    start = 0
+    """Write TODO.path: each chunk of rows to its own file (atomically, skipped when a killed pass already wrote it),
+    then all chunks into one .npy renamed into place. Each chunk's augmentation is seeded by its rows, so a resumed
+    pass computes what an uninterrupted one would."""
+    total = len(cached.files)
+    todo.parts.mkdir(exist_ok=True)
+    with torch.no_grad():
+        for start, stop in _chunks(total):
+            if todo.chunk(start, stop).is_file():
+                continue
+            seed = todo.seed * 1_000_003 + start
+            dataset = CachedImageDataset(cached, np.arange(start, stop), todo.transform)
+            generator = torch.Generator().manual_seed(seed)  # seeds the workers' augmentation
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, generator=generator)
+            parts = []
+            with _seeded(seed):  # the augmentation without workers
+                for images, _ in loader:
+                    parts.append(frozen(images).numpy().astype(dtype))
+                    bar.update(len(images))
+            with atomic.atomic_path(todo.chunk(start, stop)) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, np.concatenate(parts))
+    _assemble(todo, total, dtype)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Inside: torch's, Python's and numpy's global generators start from SEED; outside, they are as they were."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def _assemble(todo: _Pass, total: int, dtype: np.dtype) -> None:
+    """The chunks of TODO as one memory-mappable .npy at TODO.path (renamed when complete), then the chunks go."""
+    tmp = todo.path.with_name(f"{todo.path.stem}.{os.getpid()}.tmp.npy")
     try:
-        with torch.no_grad():
-            for images, _ in tqdm(loader, desc=desc, unit="batch"):
-                features = frozen(images).numpy().astype(dtype)
-                if out is None:
-                    out = np.lib.format.open_memmap(
-                        tmp, mode="w+", dtype=dtype, shape=(len(dataset), *features.shape[1:])
-                    )
-                    reserve(tmp, path.parent.parent, desc)  # a full disk: NoSpaceError now, not SIGBUS mid-way
-                out[start : start + len(features)] = features
-                start += len(features)
+        out = None
+        for start, stop in _chunks(total):
+            chunk = np.load(todo.chunk(start, stop))
+            if out is None:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(total, *chunk.shape[1:]))
+                reserve(tmp, todo.path.parent.parent, todo.path.name)  # a full disk: NoSpaceError, not SIGBUS
+            out[start:stop] = chunk
         if out is not None:
             out.flush()
         del out
-        os.replace(tmp, path)
+        os.replace(tmp, todo.path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    shutil.rmtree(todo.parts, ignore_errors=True)
+
+
+def remove_orphans(folder: Path) -> None:
+    """Delete what killed builds left (their process is gone): a killed assembly left a whole view's size each time,
+    a killed chunk write a partial chunk; and the chunks of views already assembled. Other chunks are kept: they are
+    finished work the next build reuses."""
+    for tmp in [*folder.glob("*.tmp.npy"), *folder.glob("*.parts/.*.tmp")]:
+        pid = tmp.name.split(".")[-3]  # train_view0.PID.tmp.npy, .rows-....npy.PID.HEX.tmp
+        if pid.isdigit() and not atomic.process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+    for parts in folder.glob("*.parts"):
+        if parts.with_name(parts.name.removesuffix(".parts") + ".npy").is_file():
+            shutil.rmtree(parts, ignore_errors=True)
+
+
+def _measured_seconds_per_photo(frozen: nn.Module, cached: CachedSplit, transform, batch_size: int) -> float:
+    """Seconds per photo of one pass, timed on one batch (decoding and augmentation included, in this process)."""
+    rows = np.arange(min(batch_size, len(cached.files)))
+    start = time.perf_counter()
+    with torch.no_grad(), _seeded(0):  # the global random state stays as training left it
+        images = torch.stack([CachedImageDataset(cached, rows, transform)[i][0] for i in range(len(rows))])
+        frozen(images)
+    return (time.perf_counter() - start) / max(1, len(rows))
 
 
 def build_feature_store(
@@ -169,7 +258,9 @@ def build_feature_store(
 ) -> FeatureStore:
     """Return the store for these frozen layers, photos and transforms, computing whatever views are missing.
 
-    RECIPE: everything besides the weights that changes the outputs (preprocessing, augmentation, seed).
+    RECIPE: everything besides the weights that changes the outputs (preprocessing, augmentation, seed). Before the
+    work starts, one line says how much it is (passes, photos, minutes at the rate measured on one batch); one bar
+    with an ETA covers every pass.
     """
     frozen.eval()
     key = hashlib.sha1(
@@ -181,35 +272,29 @@ def build_feature_store(
     ).hexdigest()[:16]
     folder = Path(cache_dir) / f"features-{cached.folder.name}-{key}"
     folder.mkdir(parents=True, exist_ok=True)
+    remove_orphans(folder)
     atomic.write_text(folder / "recipe.json", json.dumps(recipe, indent=2, default=str))
-    rows = np.arange(len(cached.files))
-    np_dtype = np.dtype(dtype)
     eval_path = folder / "eval.npy"
-    if not eval_path.is_file():
-        _compute(
-            frozen,
-            CachedImageDataset(cached, rows, eval_transform),
-            batch_size,
-            workers,
-            0,
-            eval_path,
-            "frozen features (eval view)",
-            np_dtype,
-        )
     train_paths = [folder / f"train_view{v}.npy" for v in range(views)]
-    for v, path in enumerate(train_paths):
-        if not path.is_file():
-            seed = int(recipe.get("seed", 0)) * 1000 + v
-            _compute(
-                frozen,
-                CachedImageDataset(cached, rows, train_transform),
-                batch_size,
-                workers,
-                seed,
-                path,
-                f"frozen features (train view {v + 1}/{views})",
-                np_dtype,
-            )
+    passes = [_Pass(eval_path, eval_transform, 0)] + [
+        _Pass(path, train_transform, int(recipe.get("seed", 0)) * 1000 + v) for v, path in enumerate(train_paths)
+    ]
+    total = len(cached.files)
+    todo = [p for p in passes if not p.path.is_file()]
+    if todo:
+        done = sum(p.rows_done(total) for p in todo)
+        left = len(todo) * total - done
+        minutes = left * _measured_seconds_per_photo(frozen, cached, train_transform, batch_size) / 60
+        print(
+            f"frozen features: {len(todo)} pass{'es' if len(todo) > 1 else ''} over {total:,} photos "
+            f"({views} augmented view{'s' if views > 1 else ''} + 1 eval in all{f'; {done:,} rows already done' if done else ''}), "
+            f"about {minutes:.0f} min at the measured rate; computed once into {folder} and reused by later runs; "
+            "--feature-views trades accuracy for time",
+            flush=True,
+        )
+        with tqdm(total=len(todo) * total, initial=done, desc="frozen features (all passes)", unit="photo") as bar:
+            for one in todo:
+                _compute_pass(frozen, cached, one, batch_size, workers, np.dtype(dtype), bar)
     return FeatureStore(
         folder=folder, train=[np.load(p, mmap_mode="r") for p in train_paths], eval=np.load(eval_path, mmap_mode="r")
     )

@@ -68,7 +68,22 @@ class Training:
 
 
 def train(args: argparse.Namespace) -> Path:
-    """Train a run with ARGS (train/options.py, resolved); returns the run folder."""
+    """Train a run with ARGS (train/options.py, resolved); returns the run folder. A resumed run says first what it
+    resumes and what is left; one with nothing left says which option would train it further, and loads nothing."""
+    if args.resume:
+        checkpoint = latest_checkpoint(Path(args.output_dir))
+        done = int(checkpoint.name.split("_")[-1]) if checkpoint else 0
+        if done >= args.epochs:
+            _check_inputs(args, Path(args.output_dir))  # a run of other classes is refused all the same
+            print(
+                f"Nothing left to train: {args.output_dir} has finished all {args.epochs} epochs of --epochs; to train "
+                f"it longer, resume with a higher --epochs (e.g. --resume {args.output_dir} --epochs {args.epochs + 10})."
+            )
+            return Path(args.output_dir)
+        print(
+            f"Resuming {args.output_dir} from {checkpoint or 'its start (no finished epoch)'}: {done} of {args.epochs} "
+            f"epochs done, {args.epochs - done} left."
+        )
     return fit(setup(args))
 
 
@@ -238,7 +253,10 @@ def fit(t: Training) -> Path:
     args, accelerator, progress = t.args, t.accelerator, t.progress
     for epoch in range(progress.epoch, args.epochs):
         if progress.bad_epochs >= args.patience:
-            accelerator.print(f"Early stopping: {args.monitor} did not improve for {args.patience} epochs.")
+            accelerator.print(
+                f"Early stopping: {args.monitor} did not improve for {args.patience} epochs (--patience); to train on, "
+                f"resume with a higher --patience (e.g. --resume {t.run_dir} --patience {args.patience + 5})."
+            )
             break
         trained = _train_epoch(t, epoch)
         metrics = {**validate(t.net, t.valid_loader, accelerator), **trained}

@@ -25,7 +25,7 @@ DESCRIPTION = """Train a landmark classifier (the scratch CNN or a timm backbone
 The run folder holds config.json (everything needed to rebuild and serve the model), model.safetensors (best
 weights on the validation split), metrics.csv, curves.png and state/ (Accelerate checkpoints, one per epoch).
 """
-RESUMABLE_KEYS = ("epochs", "patience", "num_workers")  # options a resumed run may change
+RESUMABLE_KEYS = ("epochs", "patience", "num_workers", "threads")  # options a resumed run may change
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,6 +77,7 @@ OPTION_RULES = {
     "batch_size": ("a whole number >= 1", lambda v: v >= 1),
     "grad_accum": ("a whole number >= 1", lambda v: v >= 1),
     "num_workers": ("a whole number >= 0", lambda v: v >= 0),
+    "threads": ("a whole number >= 1", lambda v: v is None or v >= 1),
     "feature_views": ("a whole number >= 1", lambda v: v >= 1),
     "train_stages": ("a whole number >= 1", lambda v: v >= 1),
     "depth": ("a whole number >= 1", lambda v: v >= 1),
