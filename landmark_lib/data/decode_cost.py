@@ -13,7 +13,7 @@ import math
 import mmap
 import re
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from PIL import Image
 
@@ -94,7 +94,7 @@ def _readable(fp: BinaryIO):
 
 def jpeg_layout(image: Image.Image) -> JpegLayout:
     """The scans and coefficient blocks of an opened (not yet decoded) JPEG or MPO."""
-    data = _readable(image.fp)
+    data = _readable(cast(Any, image).fp)  # an opened, not yet decoded image file keeps its file object
     try:
         scans, progressive = _scans(data)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import numbers
 from pathlib import Path
+from typing import TypeGuard
 
 from .. import bundle
 from ..artifacts import checksums, export_info
@@ -33,14 +34,14 @@ def read_json(path: Path, what: str) -> object:
         ) from None
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[float]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _values_problem(info: ExportInfo) -> str | None:
     """Why the values a server reads from export.json cannot be used, as the end of a sentence, or None."""
     serving = info.serving
-    shapes = {
+    shapes: dict[str, tuple[object, type | tuple[type, ...]]] = {
         "preprocess": (serving.preprocess, dict),
         "onnx": (serving.onnx, (dict, type(None))),
         "onnx_int8": (serving.onnx_int8, (dict, type(None))),
@@ -51,9 +52,9 @@ def _values_problem(info: ExportInfo) -> str | None:
     for key, (value, kinds) in shapes.items():
         if not isinstance(value, kinds) or isinstance(value, bool):
             return f'"{key}" is {value!r:.40}'
-    for value in (serving.threshold, (serving.onnx_int8 or {}).get("threshold")):
-        if value is not None and not (_number(value) and 0 <= value <= 1):
-            return f'"threshold" is {value!r:.40}, not a probability'
+    for threshold in (serving.threshold, (serving.onnx_int8 or {}).get("threshold")):
+        if threshold is not None and not (_number(threshold) and 0 <= threshold <= 1):
+            return f'"threshold" is {threshold!r:.40}, not a probability'
     times = (serving.speed or {}).get("ms_per_photo") or {}
     if not isinstance(times, dict) or not all(_number(t) for t in times.values()):
         return f'"speed" holds {times!r:.40}, not times per backend'

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..labels import BACKGROUND_CLASS, ClassInfo, plural
@@ -46,7 +47,7 @@ def example_labels(examples: list[Path]) -> list[str]:
     return labels
 
 
-def landmark_table(classes: list[ClassInfo], gallery: list[ClassInfo] = ()) -> str:
+def landmark_table(classes: list[ClassInfo], gallery: Sequence[ClassInfo] = ()) -> str:
     """The known landmarks and their places (the served GALLERY's marked as such), folded away under one line (a long
     list would push everything down)."""
     landmarks = [(c, "") for c in classes if c.name != BACKGROUND_CLASS] + [(c, " (gallery)") for c in gallery]

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections import deque
+from typing import Any
 
 PER_CLIENT_BYTES = 500 * 2**20  # uploads one client may send per window: ~50 big phone photos in 10 minutes
 TOTAL_BYTES = 4 * 2**30  # all clients together per window, so many addresses cannot fill the disk either
@@ -130,7 +131,11 @@ class UploadQuota:
 
     async def _guarded(self, scope, receive, send, charge: Charge) -> None:
         """Run the app with the body charged and timed; refund unless the app accepted the upload."""
-        state = {"status": None, "ended": None, "complete": False}  # ended: (status, refusal) that cut the body off
+        state: dict[str, Any] = {
+            "status": None,
+            "ended": None,
+            "complete": False,
+        }  # ended: (status, refusal) that cut the body off
         start = time.monotonic()
 
         async def timed_receive():

@@ -257,7 +257,7 @@ def add_examples(files: list[Path], photo: gr.Image, outputs: list, fn: Callable
             examples_per_page=len(files),  # all on one page: the look-alike too
             example_labels=example_labels(files),
             preload=False,
-            api_name=False,
+            api_name=False,  # type: ignore[arg-type]  # Gradio's documented way to add no API endpoint
         )
 
 
