@@ -1,11 +1,13 @@
 """Hostile load on the app: do normal users still get answers in time while others send hostile files and payloads?
 
-Starts `app.py` in its own process (or uses --url) and sends each hostile request alone (time, peak memory); then N
-gradio_client users alternate a normal photo (examples/*.jpg) with a hostile request: small valid PNGs that decode
-to gigabytes (16-bit, alpha, palette), thin strips, a near-budget RGBA PNG, an 8000x8000 JPEG, broken files, server
-paths (/dev/zero, /etc/passwd) and URL/base64 payloads sent over raw HTTP. Samples the app process's RSS (with its
-children) every 20 ms and reports normal p50/p95, hostile outcomes, the peak RSS above the idle process, errors and
-whether the app survived.
+Starts `app.py` in its own process (or uses --url) and first measures a clean run (N users sending normal photos
+only); then sends each hostile request alone (time, peak memory); then N gradio_client users alternate a normal photo
+(examples/*.jpg) with a hostile request: small valid PNGs that decode to gigabytes (16-bit, alpha, palette, a
+1 x 20,000,000 strip), thin strips, a near-budget RGBA PNG, an 8000x8000 JPEG, tiny progressive and CMYK JPEGs whose
+headers claim 14142x14142 and 9000x9000 pixels, a JPEG of 1010 scans, a 5000x5000 lossless WebP, broken files,
+server paths (/dev/zero, /etc/passwd) and URL/base64 payloads sent over raw HTTP. Samples the app process's RSS (with
+its children) every 20 ms and reports normal p50/p95 against the clean run's, hostile outcomes, the peak RSS above
+the idle process, errors and whether the app survived.
 
     PYTHONPATH=. .venv/bin/python benchmarks/hostile_load.py --clients 8 --rounds 10 --json reports/hostile_load.json
 """
@@ -42,7 +44,8 @@ def _flat_png(width: int, height: int, bit_depth: int, colour_type: int) -> byte
     channels = {0: 1, 2: 3, 3: 1, 6: 4}[colour_type]
     row = b"\0" + bytes([0x5A]) * (width * channels * bit_depth // 8)
     deflate = zlib.compressobj(1)
-    data = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    batch = max(1, 2**20 // len(row))  # rows per compress call (a 1-pixel-wide PNG has millions of them)
+    data = b"".join(deflate.compress(row * min(batch, height - y)) for y in range(0, height, batch)) + deflate.flush()
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     palette = _chunk(b"PLTE", bytes(range(256)) * 3) if colour_type == 3 else b""
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + palette + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
@@ -52,6 +55,19 @@ def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def _progressive_jpeg(size: int, claimed: int | None = None, scans: int = 0, mode: str = "RGB") -> bytes:
+    """A flat progressive JPEG of SIZE x SIZE; CLAIMED: the side its header says instead; SCANS: copies of its last
+    scan appended (libjpeg replays each over every coefficient block)."""
+    data = bytearray(_encoded(Image.new(mode, (size, size), (90, 60, 30, 10)[: len(mode)]), "JPEG", progressive=True))
+    if claimed:
+        sof = data.find(b"\xff\xc2")
+        data[sof + 5 : sof + 9] = struct.pack(">HH", claimed, claimed)
+    if scans:
+        last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+        data = data[:end] + data[last:end] * scans + data[end:]
+    return bytes(data)
 
 
 def hostile_files(folder: Path) -> list[Path]:
@@ -65,6 +81,11 @@ def hostile_files(folder: Path) -> list[Path]:
         "strip_30000x2.jpg": _encoded(Image.fromarray(rng.integers(0, 256, (2, 30_000, 3), dtype=np.uint8)), "JPEG"),
         "rgba_3990x3990.png": _encoded(Image.new("RGBA", (3990, 3990), (20, 120, 200, 128)), "PNG", compress_level=1),
         "jpeg_8000x8000.jpg": _encoded(Image.new("RGB", (8000, 8000), (90, 60, 30)), "JPEG", quality=90),
+        "progressive_claims_14142.jpg": _progressive_jpeg(64, claimed=14142),
+        "cmyk_progressive_claims_9000.jpg": _progressive_jpeg(64, claimed=9000, mode="CMYK"),
+        "jpeg_1010_scans.jpg": _progressive_jpeg(4000, scans=1000),
+        "lossless_5000x5000.webp": _encoded(Image.new("RGB", (5000, 5000), (30, 60, 90)), "WEBP", lossless=True),
+        "grey_1x20000000.png": _flat_png(1, 20_000_000, 8, 0),
         "zero_byte.jpg": b"",
         "truncated.jpg": _encoded(Image.new("RGB", (640, 480), (1, 2, 3)), "JPEG")[:300],
         "postscript.jpg": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
@@ -85,9 +106,10 @@ RAW_PAYLOADS = [
 
 
 def raw_request(url: str, payload: dict) -> str:
-    event = httpx.post(f"{url}gradio_api/call/predict", json={"data": [payload]}, timeout=REQUEST_TIMEOUT_S).json()[
-        "event_id"
-    ]
+    response = httpx.post(f"{url}gradio_api/call/predict", json={"data": [payload]}, timeout=REQUEST_TIMEOUT_S)
+    if response.status_code == 400:  # refused before Gradio read anything (uploads.UploadsOnly)
+        return "refused"
+    event = response.json()["event_id"]
     stream = httpx.get(f"{url}gradio_api/call/predict/{event}", timeout=REQUEST_TIMEOUT_S).text
     if "event: complete" not in stream:
         raise RuntimeError(f"no answer for {payload}: {stream[-200:]}")
@@ -103,15 +125,16 @@ def upload_request(client: Client, path: Path) -> str:
 
 
 def run_client(url: str, photos: list[Path], hostile: list, rounds: int, offset: int) -> dict:
-    """ROUNDS of (normal photo, hostile request); returns latencies of both and the hostile outcomes."""
+    """ROUNDS of (normal photo, hostile request), or of normal photos only without HOSTILE; returns latencies of both
+    and the hostile outcomes."""
     normal, bad, outcomes, errors = [], [], {}, []
     client = Client(url, verbose=False)
     try:
         for i in range(rounds):
-            for kind, item in (
-                ("normal", photos[(offset + i) % len(photos)]),
-                ("hostile", hostile[(offset * rounds + i) % len(hostile)]),
-            ):
+            requests = [("normal", photos[(offset + i) % len(photos)])]
+            if hostile:
+                requests.append(("hostile", hostile[(offset * rounds + i) % len(hostile)]))
+            for kind, item in requests:
                 start = time.perf_counter()
                 try:
                     outcome = upload_request(client, item) if isinstance(item, Path) else raw_request(url, item)
@@ -216,6 +239,10 @@ def main(argv: list[str] | None = None) -> dict:
         sampler = RssSampler(pid)
         idle = sampler.rss()
         sampler.start()
+        with ThreadPoolExecutor(args.clients) as pool:  # the clean run: the same users, normal photos only
+            clean = list(pool.map(lambda i: run_client(url, photos, [], args.rounds, i), range(args.clients)))
+        clean_peak = sampler.peak
+        sampler.reset()
         alone = solo(url, hostile, sampler)
         sampler.reset()
         start = time.perf_counter()
@@ -234,12 +261,16 @@ def main(argv: list[str] | None = None) -> dict:
     for r in results:
         for name, seen in r["outcomes"].items():
             outcomes.setdefault(name, set()).update(seen)
-    errors = warm["errors"] + after["errors"] + [e for r in results for e in r["errors"]]
+    errors = warm["errors"] + after["errors"] + [e for r in results + clean for e in r["errors"]]
+    clean_normal = percentiles([t for r in clean for t in r["normal"]])
     report = {
         "clients": args.clients,
         "rounds": args.rounds,
         "wall_s": round(wall, 1),
         "normal": {"count": len(normal), **{k: round(v, 3) for k, v in percentiles(normal).items()}},
+        "clean": {"count": sum(len(r["normal"]) for r in clean), **{k: round(v, 3) for k, v in clean_normal.items()}},
+        "normal_p95_over_clean": round(percentiles(normal)["p95"] / clean_normal["p95"], 2) if normal else None,
+        "rss_clean_peak_mib": round(clean_peak / 2**20),
         "hostile": {"count": len(bad), **{k: round(v, 3) for k, v in percentiles(bad).items()}},
         "outcomes": {name: sorted(seen) for name, seen in sorted(outcomes.items())},
         "alone": alone,
@@ -252,6 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
         "answers_after": len(after["normal"]) == 1,
     }
     print(f"{args.clients} clients x {args.rounds} rounds (normal + hostile) in {wall:.1f} s")
+    print(
+        f"clean run (normal photos only): p50 {report['clean'].get('p50', float('nan')):.2f} s, "
+        f"p95 {report['clean'].get('p95', float('nan')):.2f} s; under hostile load the normal p95 is "
+        f"{report['normal_p95_over_clean']}x the clean one"
+    )
     print(
         f"normal: {len(normal)} requests, p50 {report['normal'].get('p50', float('nan')):.2f} s, p95 {report['normal'].get('p95', float('nan')):.2f} s"
         f"; hostile: {len(bad)} requests, p95 {report['hostile'].get('p95', float('nan')):.2f} s"

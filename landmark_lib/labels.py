@@ -103,6 +103,31 @@ def from_columns(model: object) -> list[ClassInfo]:
     ]
 
 
+def entry_problem(entry: object) -> str | None:
+    """Why ENTRY (of classes.json, labels.json or a gallery) cannot be a ClassInfo, as the end of a sentence, or None.
+
+    A string latitude or a number as display name would otherwise fail later (an answer's 500, an export) or put a
+    landmark at the wrong place on the map.
+    """
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+        return f'every entry needs a "name" (text), got {entry!r:.80}'
+    for key in ("display_name", "city", "country"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            return f'"{key}" of {entry["name"]!r} must be text, got {entry[key]!r:.40}'
+    for key, limit in (("lat", 90), ("lon", 180)):
+        value = entry.get(key)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or abs(value) > limit
+        ):
+            return (
+                f'"{key}" of {entry["name"]!r} must be a number of degrees within +-{limit} or null, got {value!r:.40}'
+            )
+    return None
+
+
 def plural(count: int, noun: str) -> str:
     """'1 landmark', '2 landmarks': counts of landmarks and photos in messages."""
     return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -257,3 +257,20 @@ def exiftool(*paths: Path) -> list[dict]:
     """What ExifTool (the reader Immich and PhotoPrism use) reads from PATHS: `exiftool -j -n`, numbers as numbers."""
     result = subprocess.run(["exiftool", "-j", "-n", *map(str, paths)], capture_output=True, text=True, check=True)
     return json.loads(result.stdout)
+
+
+def start_uvicorn(app, host: str = "127.0.0.1"):
+    """APP on uvicorn in a daemon thread on a free port of HOST: (base URL, server); set server.should_exit to stop."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    return f"http://{host}:{port}", server

@@ -18,12 +18,16 @@ from helpers import REPO_ROOT
 DEFAULT = REPO_ROOT / "models" / "default"
 
 
-def test_the_committed_export_reads_as_written_and_serves_its_recorded_choices():
+def test_the_committed_export_reads_as_written_and_serves_its_recorded_choices(tmp_path: Path):
     on_disk = json.loads((DEFAULT / "export.json").read_text(encoding="utf-8"))
     info = export_info.read(DEFAULT)
-    assert "format" not in on_disk  # written before the format was recorded: migrated in memory only
-    assert info.to_dict() == {"format": FORMAT_VERSION, **on_disk}
-    assert list(info.to_dict())[1:] == list(on_disk)  # same key order
+    assert info.to_dict() == on_disk and list(info.to_dict()) == list(on_disk)  # same keys, same order
+    assert on_disk["settings_sha256"] == export_info.settings_sha256(info)  # re-recorded by `landmark checksums`
+    legacy = {k: v for k, v in on_disk.items() if k not in ("format", "settings_sha256")}  # as written before
+    (tmp_path / "export.json").write_text(json.dumps(legacy), encoding="utf-8")
+    old = export_info.read(tmp_path)
+    assert old.to_dict() == {"format": FORMAT_VERSION, **legacy}  # migrated in memory only
+    assert list(old.to_dict())[1:] == list(legacy)
     assert info.serving.threshold_of("onnx") == on_disk["threshold"]
     assert info.serving.fastest()[0] == on_disk["speed"]["served"]
     assert info.serving.sha256("model.pt") == on_disk["files"]["model.pt"]["sha256"]
@@ -42,7 +46,8 @@ def test_keys_this_code_does_not_know_survive_a_rewrite(tmp_path: Path):
     info.serving.threshold = 0.5
     export_info.write(tmp_path, info)
     rewritten = json.loads((tmp_path / "export.json").read_text(encoding="utf-8"))
-    assert rewritten == {**data, "format": FORMAT_VERSION, "threshold": 0.5}
+    settings = export_info.settings_sha256(info)  # the threshold changed: so did the settings' checksum
+    assert rewritten == {**data, "format": FORMAT_VERSION, "threshold": 0.5, "settings_sha256": settings}
 
 
 @pytest.mark.parametrize(
@@ -71,6 +76,9 @@ def test_the_model_identity_comes_from_the_record_and_the_resolved_hub_commit():
     info = export_info.read(DEFAULT)
     local = identify(DEFAULT / "model.pt", "onnx", info)
     assert local.name == "default" and local.revision == "sha256:" + info.serving.sha256("model.onnx")[:12]
-    assert local.model_sha256 == info.serving.sha256("model.pt") and local.embedding_size == 1280
+    assert (
+        local.model_sha256 == info.serving.sha256("model.pt")
+        and local.embedding_size == info.serving.embedding_dim == 512
+    )
     hub = identify(DEFAULT / "model.pt", "onnx", info, "someone/landmarks", "0123abcd" * 5)
     assert (hub.name, hub.revision, hub.model_sha256) == ("someone/landmarks", "0123abcd" * 5, local.model_sha256)

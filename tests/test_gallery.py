@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from landmark_lib.gallery.search import ExactIndex, FaissIndex
 from landmark_lib.runtime.photos import read_photo
 from landmark_lib.serve.service import LandmarkService
 
-from helpers import class_photo, cli_error, export_tiny_model, make_dataset, make_photo
+from helpers import class_photo, cli_error, export_tiny_model, make_dataset, make_photo, time_limit
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +94,93 @@ def test_a_gallery_made_with_another_model_is_refused(taught: Path, tmp_path: Pa
     assert "was made with another model" in error and "landmark gallery add" in error
     with pytest.raises(store.GalleryError, match="another model"):
         LandmarkService(other / "model.pt", num_threads=1, gallery=taught)
+
+
+def _spoil_record(key: str, value):
+    def spoil(data: dict, folder: Path) -> dict:
+        return {**data, key: value}
+
+    return spoil
+
+
+def _spoil_info(key: str, value):
+    def spoil(data: dict, folder: Path) -> dict:
+        data["landmarks"][0]["info"][key] = value
+        return data
+
+    return spoil
+
+
+def _spoil_rows(change):
+    def spoil(data: dict, folder: Path) -> dict:
+        rows = np.load(folder / data["embeddings"])
+        change(rows)
+        np.save(folder / data["embeddings"], rows)
+        return data
+
+    return spoil
+
+
+def _fifo_embeddings(data: dict, folder: Path) -> dict:
+    (folder / data["embeddings"]).unlink()
+    os.mkfifo(folder / data["embeddings"])
+    return data
+
+
+def _outside_embeddings(data: dict, folder: Path) -> dict:
+    outside = folder.parent / f"{folder.name}-outside.npy"
+    (folder / data["embeddings"]).rename(outside)
+    (folder / data["embeddings"]).symlink_to(outside)
+    return data
+
+
+def _npz_embeddings(data: dict, folder: Path) -> dict:
+    np.savez(folder / "embeddings-abc.npz", np.load(folder / data["embeddings"]))
+    return {**data, "embeddings": "embeddings-abc.npz"}
+
+
+SPOILED = {  # what each did before: silently wrong answers, a 500 from /v1/tag, a traceback or a hang
+    "similarity 1.0": (_spoil_record("similarity", 1.0), '"similarity" of 1.0'),
+    "similarity NaN": (_spoil_record("similarity", float("nan")), '"similarity" of nan'),
+    "similarity -5": (_spoil_record("similarity", -5), '"similarity" of -5'),
+    "softness 0": (_spoil_record("softness", 0), '"softness" of 0'),
+    "softness -1": (_spoil_record("softness", -1), '"softness" of -1'),
+    "lat north": (_spoil_info("lat", "north"), "\"lat\" of 'old_tower' must be a number of degrees"),
+    "display name 7": (_spoil_info("display_name", 7), "\"display_name\" of 'old_tower' must be text"),
+    "photos 5": (_spoil_record("landmarks", [{"info": {"name": "a"}, "photos": 5}]), "not {info, photos"),
+    "landmarks null": (_spoil_record("landmarks", None), '"landmarks" that are not a list'),
+    "list": (lambda data, folder: [], "not a gallery record (a JSON object), it holds list"),
+    "null": (lambda data, folder: None, "it holds NoneType"),
+    "embeddings elsewhere": (_spoil_record("embeddings", "../elsewhere.npy"), "not a file embeddings-<hex>.npy"),
+    "embeddings npz": (_npz_embeddings, "not a file embeddings-<hex>.npy"),
+    "embeddings link": (_outside_embeddings, "not a regular file"),
+    "embeddings FIFO": (_fifo_embeddings, "not a regular file"),
+    "NaN embedding": (_spoil_rows(lambda rows: rows.__setitem__((0, 0), np.nan)), "not finite unit vectors"),
+    "zero embedding": (_spoil_rows(lambda rows: rows.__setitem__(1, 0.0)), "not finite unit vectors"),
+    "inf embedding": (_spoil_rows(lambda rows: rows.__setitem__((2, 1), np.inf)), "not finite unit vectors"),
+}
+
+
+@pytest.mark.parametrize("case", SPOILED)
+def test_a_gallery_with_bad_values_is_one_sentence(taught: Path, model_dir: Path, tmp_path: Path, case: str) -> None:
+    spoil, message = SPOILED[case]
+    folder = tmp_path / "spoiled"
+    shutil.copytree(taught, folder)
+    data = json.loads((folder / "gallery.json").read_text())
+    (folder / "gallery.json").write_text(json.dumps(spoil(data, folder)))
+    with time_limit(10), pytest.raises(store.GalleryError) as error:
+        LandmarkService(model_dir / "model.pt", num_threads=1, gallery=folder)
+    assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+
+
+def test_a_gallery_landmark_named_like_a_model_class_is_refused(taught: Path, model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "clash"
+    shutil.copytree(taught, folder)
+    data = json.loads((folder / "gallery.json").read_text())
+    data["landmarks"][0]["info"]["name"] = "colosseum"
+    (folder / "gallery.json").write_text(json.dumps(data))
+    with pytest.raises(store.GalleryError, match="'colosseum', already a class of the model"):
+        LandmarkService(model_dir / "model.pt", num_threads=1, gallery=folder)
 
 
 def test_exact_and_faiss_search_give_the_same_top_k() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from landmark_lib.artifacts import checksums
+from landmark_lib.artifacts import checksums, export_info
 from landmark_lib.export.onnx import to_onnx
 from landmark_lib.runtime.backends import ModelFolderError
 from landmark_lib.serve import web as app
@@ -34,7 +34,7 @@ def onnx_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         onnx_int8={"file": "model.int8.onnx", "threshold": 0.5},
         files=checksums.record(folder),
     )
-    (folder / "export.json").write_text(json.dumps(info))
+    export_info.write(folder, export_info.ExportInfo.from_dict(info))
     return folder
 
 
@@ -43,13 +43,13 @@ def copy(folder: Path, tmp_path: Path) -> Path:
 
 
 def rewrite(folder: Path, name: str, edit, record: bool = False) -> None:
-    """Edit FOLDER/NAME (JSON); RECORD: record the checksums again, as if the export itself had written it so."""
+    """Edit FOLDER/NAME (JSON); RECORD: record the checksums (of the files and the serving settings) again, as if the
+    export itself had written it so."""
     path = folder / name
     path.write_text(json.dumps(edit(json.loads(path.read_text()))))
     if record:
         info = json.loads((folder / "export.json").read_text())
-        info["files"] = checksums.record(folder)
-        (folder / "export.json").write_text(json.dumps(info))
+        export_info.write(folder, export_info.ExportInfo.from_dict({**info, "files": checksums.record(folder)}))
 
 
 @pytest.mark.slow
@@ -66,12 +66,77 @@ def test_shuffled_labels_are_refused(onnx_folder: Path, tmp_path: Path, backend:
         LandmarkService(folder / "model.pt", num_threads=1, backend=backend)
 
 
-def test_labels_of_another_export_are_refused_even_without_checksums(model_dir: Path, tmp_path: Path) -> None:
+def test_labels_of_another_export_are_refused_even_when_recorded(model_dir: Path, tmp_path: Path) -> None:
     folder = copy(model_dir, tmp_path)
-    rewrite(folder, "export.json", lambda info: {k: v for k, v in info.items() if k != "files"})
-    rewrite(folder, "labels.json", lambda labels: labels[::-1])
+    rewrite(folder, "labels.json", lambda labels: labels[::-1], record=True)
     with pytest.raises(ModelFolderError, match="lists other classes than model.pt"):
         LandmarkService(folder / "model.pt", num_threads=1)
+
+
+@pytest.mark.parametrize("backend", ["auto", "onnx", "torchscript"])
+@pytest.mark.parametrize("files", ["absent", "empty list", "labels.json not recorded"])
+def test_a_folder_whose_files_are_not_all_recorded_is_not_served(
+    onnx_folder: Path, tmp_path: Path, backend: str, files: str
+) -> None:
+    """ONNX serving trusted labels.json whenever export.json recorded no checksum for it: a shuffled file answered
+    Taj Mahal photos with another landmark at 0.99."""
+    folder = copy(onnx_folder, tmp_path)
+    rewrite(folder, "labels.json", lambda labels: labels[::-1])
+
+    def edit(info: dict) -> dict:
+        if files == "absent":
+            return {k: v for k, v in info.items() if k != "files"}
+        if files == "empty list":
+            return {**info, "files": []}
+        return {**info, "files": {k: v for k, v in info["files"].items() if k != "labels.json"}}
+
+    export_info.write(folder, export_info.ExportInfo.from_dict(edit(json.loads((folder / "export.json").read_text()))))
+    with pytest.raises(ModelFolderError, match='records no checksum|is damaged: "files"'):
+        LandmarkService(folder / "model.pt", num_threads=1, backend=backend)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda info: {**info, "preprocess": {**info["preprocess"], "crop_pct": 0.5}},
+        lambda info: {**info, "threshold": 0.01},
+        lambda info: {**info, "onnx_int8": {**info["onnx_int8"], "threshold": 0.99}},
+    ],
+    ids=["crop_pct", "threshold", "int8 threshold"],
+)
+def test_serving_settings_edited_after_export_are_refused(onnx_folder: Path, tmp_path: Path, edit) -> None:
+    """Editing crop_pct in export.json silently degraded every answer."""
+    folder = copy(onnx_folder, tmp_path)
+    rewrite(folder, "export.json", edit)
+    for backend in ("auto", "onnx", "torchscript"):
+        with pytest.raises(ModelFolderError, match="serving settings .* were changed after the export wrote them"):
+            LandmarkService(folder / "model.pt", num_threads=1, backend=backend)
+
+
+@pytest.mark.parametrize(
+    "name, edit, words",
+    [
+        (
+            "labels.json",
+            lambda labels: [{**labels[0], "lat": "north"}, *labels[1:]],
+            "\"lat\" of 'taj_mahal' must be a number",
+        ),
+        ("export.json", lambda info: {**info, "threshold": "high"}, "export.json is damaged: \"threshold\" is 'high'"),
+        ("export.json", lambda info: {**info, "speed": {"ms_per_photo": [1]}}, 'export.json is damaged: "speed"'),
+        ("export.json", lambda info: {**info, "preprocess": 5}, 'export.json is damaged: "preprocess" is 5'),
+    ],
+    ids=["bad lat", "threshold text", "speed list", "preprocess number"],
+)
+def test_bad_values_in_shared_files_are_one_error_line_without_fallback(
+    onnx_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, name: str, edit, words: str
+) -> None:
+    """A bad lat in labels.json was blamed on model.onnx and served by TorchScript instead (+510 MB); bad export.json
+    types were tracebacks."""
+    monkeypatch.setattr(app, "launch", lambda *a, **k: pytest.fail("served"))
+    folder = copy(onnx_folder, tmp_path)
+    rewrite(folder, name, edit, record=True)
+    error = cli_error(capsys, "serve", "--share", "--model", str(folder))
+    assert words in error and "model.onnx" not in error, error
 
 
 @pytest.mark.slow
@@ -87,7 +152,12 @@ def test_label_count_must_equal_the_network_outputs(onnx_folder: Path, tmp_path:
 @pytest.mark.slow
 def test_preprocessing_must_fit_the_files(onnx_folder: Path, tmp_path: Path) -> None:
     folder = copy(onnx_folder, tmp_path)
-    rewrite(folder, "export.json", lambda info: {**info, "preprocess": {**info["preprocess"], "input_size": 128}})
+    rewrite(
+        folder,
+        "export.json",
+        lambda info: {**info, "preprocess": {**info["preprocess"], "input_size": 128}},
+        record=True,
+    )
     with pytest.raises(ModelFolderError, match="does not run on a 128x128 photo"):
         LandmarkService(folder / "model.pt", num_threads=1, backend="onnx")
     with pytest.raises(ModelFolderError, match="preprocesses photos differently from what export.json records"):
@@ -95,12 +165,9 @@ def test_preprocessing_must_fit_the_files(onnx_folder: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("checked", [True, False])
-def test_damaged_int8_file_falls_back_with_a_warning(onnx_folder: Path, tmp_path: Path, caplog, checked: bool) -> None:
+def test_damaged_int8_file_falls_back_with_a_warning(onnx_folder: Path, tmp_path: Path, caplog) -> None:
     folder = copy(onnx_folder, tmp_path)
     (folder / "model.int8.onnx").write_bytes((folder / "model.int8.onnx").read_bytes()[:5000])
-    if not checked:  # an export from before checksums: the damage shows when ONNX Runtime loads the file
-        rewrite(folder, "export.json", lambda info: {k: v for k, v in info.items() if k != "files"})
     with caplog.at_level(logging.WARNING, logger="landmark_lib.runtime.backends"):
         service = LandmarkService(folder / "model.pt", num_threads=1)
     assert service.backend == "onnx"
@@ -137,3 +204,5 @@ def test_the_committed_model_records_and_matches_its_checksums() -> None:
     files = json.loads((folder / "export.json").read_text())["files"]
     assert sorted(files) == sorted(name for name in checksums.EXPORTED_FILES if (folder / name).is_file())
     assert all(checksums.problem(folder, name, files) is None for name in files)
+    info = json.loads((folder / "export.json").read_text())
+    assert info["settings_sha256"] == export_info.settings_sha256(export_info.ExportInfo.from_dict(info))

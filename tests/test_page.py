@@ -5,7 +5,10 @@ the map's iframe shows). The browser test (test_browser.py) sees them rendered."
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +26,7 @@ from landmark_lib.serve.page import (
 )
 from landmark_lib.serve.web import EXAMPLES_DIR, describe
 
-from helpers import CLASSES, make_photo
+from helpers import CLASSES, export_tiny_model, make_photo
 
 
 def test_recognised_answer_embeds_a_map_marking_that_landmark(service):
@@ -92,6 +95,47 @@ def test_cached_example_answers_belong_to_one_model(model_dir, tmp_path, monkeyp
     }
     assert len(folders) == 4 and os.environ["GRADIO_EXAMPLES_CACHE"] in {str(f) for f in folders}
     assert use_examples_cache(model_key(model_dir / "model.pt", "onnx", 0.35)) in folders  # the same model: its cache
+
+
+def test_cached_example_answers_belong_to_one_gallery_in_a_private_folder(model_dir, tmp_path, monkeypatch):
+    """A server without a gallery showed another server's gallery answer, from a fixed /tmp folder any local user could
+    pre-fill."""
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", "unchanged")
+    gallery = tmp_path / "gallery.json"
+    gallery.write_text("{}")
+    model = model_dir / "model.pt"
+    without = use_examples_cache(model_key(model, "torchscript", 0.35))
+    with_gallery = use_examples_cache(model_key(model, "torchscript", 0.35, gallery))
+    gallery.write_text('{"changed": 1}')  # taught another landmark: gallery.json is replaced
+    changed = use_examples_cache(model_key(model, "torchscript", 0.35, gallery))
+    assert len({without, with_gallery, changed}) == 3
+    root = without.parent
+    assert root.parent == Path(tempfile.gettempdir()) and root.name != "landmark-tagger-examples"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700 and root.stat().st_uid == os.getuid()
+
+
+def test_names_never_render_as_live_markdown(tmp_path):
+    """Gallery and label names rendered as Markdown in the unsanitised result area: a live javascript: link, a remote
+    image every visitor fetched."""
+    from markdown_it import MarkdownIt
+
+    from landmark_lib.serve.service import LandmarkService
+
+    hostile = [
+        ClassInfo(
+            "link", "[click me](javascript:alert(1))", "![](https://evil.example/track.png)", "<b>x</b>", 1.0, 2.0
+        ),
+        *CLASSES[1:],
+    ]
+    service = LandmarkService(export_tiny_model(tmp_path / "export", classes=hostile) / "model.pt", num_threads=1)
+    shown = [describe(service.predict(make_photo())), landmark_table(hostile)]
+    shown.append(describe(LandmarkService(service.model_path, threshold=0.99, num_threads=1).predict(make_photo())))
+    for markdown in shown:
+        html = MarkdownIt("commonmark", {"html": False}).render(markdown.split("<iframe")[0])  # the map: ours
+        links = re.findall(r'<a href="([^"]*)"', html)
+        assert all(link.startswith("https://www.openstreetmap.org/") for link in links), html  # only our map link
+        assert "<img" not in html and "<b>" not in html, html
+    assert "[click me](javascript:alert(1))" in MarkdownIt().render(shown[0]).replace("\\", "")  # shown as typed
 
 
 def test_two_tabs_with_one_upload_area_each(service):

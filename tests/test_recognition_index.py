@@ -167,6 +167,7 @@ def test_calibration_uses_only_held_out_collections_and_writes_the_operating_poi
     result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "calibration.json").read_text())
+    assert (out / "calibration.png").stat().st_size > 10_000  # the curve of every score
     assert report["photos"]["held_out_negative"] == 6 and report["photos"]["cross_source"] == 6
     scores = report["scores"]
     assert set(scores) == {"probability", "similarity", "margin", "probability_x_margin"}

@@ -16,6 +16,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps
 from PIL.TiffImagePlugin import IFDRational
 
+from landmark_lib.artifacts import export_info
 from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
 from landmark_lib.recognition import DEFAULT_THRESHOLD
 from landmark_lib.runtime import resolve
@@ -211,7 +212,10 @@ def test_threshold_default_override_and_export_json(service: LandmarkService, mo
     strict = LandmarkService(model_dir / "model.pt", threshold=0.99, num_threads=1).predict(make_photo())
     assert strict.best == confident.best and not strict.recognised and strict.threshold == 0.99
     shutil.copytree(model_dir, tmp_path / "export")
-    (tmp_path / "export" / "export.json").write_text(json.dumps({"threshold": 0.97}))
+    info = json.loads((model_dir / "export.json").read_text())
+    export_info.write(
+        tmp_path / "export", export_info.ExportInfo.from_dict({**info, "threshold": 0.97})
+    )  # as the threshold CLI does
     from_file = LandmarkService(tmp_path / "export" / "model.pt", num_threads=1)
     assert from_file.threshold == 0.97 and not from_file.predict(make_photo()).recognised
     assert LandmarkService(tmp_path / "export" / "model.pt", threshold=0.1, num_threads=1).threshold == 0.1

@@ -141,6 +141,7 @@ def test_non_utf8_names_symlink_loops_and_broken_links(model_dir: Path, tmp_path
     (folder / "real").mkdir(parents=True)
     make_photo(seed=1).save(folder / "real" / "a.jpg")
     make_photo(seed=2).save(os.fsdecode(bytes(folder / "real") + b"/caf\xe9.jpg"))  # Latin-1 name: not valid UTF-8
+    make_photo(seed=3).save(folder / "real" / "caf\\xe9.jpg")  # the name's text is c a f \ x e 9: another file
     (folder / "real" / "loop").symlink_to(folder)  # photos/real/loop -> photos
     (folder / "linked").symlink_to(folder / "real")  # the same folder twice: tagged once
     (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
@@ -148,7 +149,12 @@ def test_non_utf8_names_symlink_loops_and_broken_links(model_dir: Path, tmp_path
         tag_cli([str(folder), "--out", str(tmp_path / "tags.csv"), "--model", str(model_dir)])
         tag_cli([str(folder), "--out", str(tmp_path / "tags.jsonl"), "--model", str(model_dir)])
     rows = _csv_rows(tmp_path / "tags.csv")
-    assert sorted(rows) == ["gone.jpg", "linked/a.jpg", "linked/caf\\xe9.jpg"]
+    assert sorted(rows) == [
+        "gone.jpg",
+        "linked/a.jpg",
+        "linked/caf\\\\xe9.jpg",
+        "linked/caf\\xe9.jpg",
+    ]  # distinct cells
     assert rows["linked/caf\\xe9.jpg"]["top1"] and "broken symbolic link" in rows["gone.jpg"]["error"]
     assert [r["path"] for r in read_jsonl(tmp_path / "tags.jsonl")] == list(rows)
 

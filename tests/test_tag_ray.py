@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow.dataset
@@ -30,6 +31,8 @@ def test_ray_engine_writes_the_local_engines_rows(
         make_photo(64, 48, seed=i).save(folder / ("trip" if i % 2 else ".") / f"p{i}.jpg")
     make_photo(seed=7).save(folder / "trip" / "q.png")
     (folder / "trip" / "broken.jpg").write_text("not a photo")
+    os.mkfifo(folder / "trip" / "pipe.jpg")  # skipped silently (or read forever) by read_binary_files
+    (folder / "trip" / "gone.jpg").symlink_to(folder / "missing.jpg")  # failed the whole job
     common = ["--model", str(model_dir), "--batch-size", "2"]
     assert main(["tag", str(folder), "--out", str(tmp_path / "local.parquet"), *common]) == 0
     local = by_path(pyarrow.dataset.dataset(tmp_path / "local.parquet").to_table().to_pylist())
@@ -46,7 +49,11 @@ def test_ray_engine_writes_the_local_engines_rows(
     assert "the Ray engine does not resume; pass --overwrite" in capsys.readouterr().err
 
     on_ray = by_path(pyarrow.dataset.dataset(tmp_path / "ray.parquet").to_table().to_pylist())
-    assert on_ray == local and len(local) == 7 and "not an image file" in local["trip/broken.jpg"]["error"]
+    assert on_ray == local and len(local) == 9 and "not an image file" in local["trip/broken.jpg"]["error"]
+    assert (
+        "not a regular file" in local["trip/pipe.jpg"]["error"]
+        and "broken symbolic link" in local["trip/gone.jpg"]["error"]
+    )
     lines = [json.loads(line) for part in sorted((tmp_path / "ray.jsonl").glob("[!_]*.json")) for line in part.open()]
     assert by_path(lines).keys() == local.keys()
     for path, row in by_path(lines).items():  # JSON numbers carry 15 significant digits (pandas' to_json)
@@ -59,3 +66,26 @@ def test_ray_engine_writes_the_local_engines_rows(
             assert row["probability"] == pytest.approx(want["probability"], rel=1e-12)
     sidecar = json.loads((tmp_path / "ray.parquet" / "_tagging.json").read_text())
     assert sidecar["folder"] == str(folder.resolve()) and sidecar["backend"] == "torchscript"
+
+
+def test_a_failed_ray_run_keeps_the_previous_output(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The old output was deleted before the run, which then failed: now the new one replaces it only when done."""
+    from landmark_lib.tagging import ray_engine as tag_ray
+
+    folder, out = tmp_path / "photos", tmp_path / "tags.parquet"
+    folder.mkdir()
+    make_photo().save(folder / "a.jpg")
+    assert main(["tag", str(folder), "--out", str(out), "--model", str(model_dir)]) == 0
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+
+    def failing(args, source):
+        raise RuntimeError("a worker died")
+
+    monkeypatch.setattr(tag_ray, "pipeline", failing)
+    monkeypatch.setattr(tag_ray, "start_ray", lambda args: False)
+    with pytest.raises(RuntimeError, match="a worker died"):
+        main(["tag", str(folder), "--out", str(out), "--model", str(model_dir), "--engine", "ray", "--overwrite"])
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder or lock left

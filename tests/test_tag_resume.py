@@ -160,5 +160,46 @@ def test_an_output_of_another_folder_model_or_threshold_is_refused(
     foreign = tmp_path / "mine.jsonl"
     foreign.write_text("my own notes\n")
     assert main(["tag", str(library), "--out", str(foreign), "--model", str(model_dir)]) == 2
-    assert "was not written by landmark tag; pass --overwrite" in capsys.readouterr().err
+    assert "was not written by landmark tag; choose another --out" in capsys.readouterr().err
     assert foreign.read_text() == "my own notes\n"
+
+
+def test_overwrite_never_deletes_what_landmark_tag_did_not_write(
+    library: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`landmark tag X.parquet --out X.parquet --overwrite` deleted all 16 photos of the folder and exited 0."""
+    photos = tmp_path / "outer.parquet" / "X.parquet"
+    photos.mkdir(parents=True)
+    for i in range(3):
+        make_photo(seed=i).save(photos / f"p{i}.jpg")
+    foreign = tmp_path / "notes.jsonl"
+    foreign.write_text("my own notes\n")
+    mixed = tmp_path / "mixed.parquet"
+    tag(library, mixed, model_dir)
+    make_photo().save(mixed / "holiday.jpg")  # a user's file put into an output folder
+    for out, words in [
+        (photos, "is the photo folder or holds it"),
+        (photos.parent, "is the photo folder or holds it"),
+        (foreign, "was not written by landmark tag"),
+        (mixed, "holds files landmark tag did not write (holiday.jpg)"),
+    ]:
+        assert main(["tag", str(photos), "--out", str(out), "--model", str(model_dir), "--overwrite"]) == 2
+        assert words in capsys.readouterr().err
+    assert sorted(p.name for p in photos.iterdir()) == ["p0.jpg", "p1.jpg", "p2.jpg"]
+    assert foreign.read_text() == "my own notes\n" and (mixed / "holiday.jpg").is_file()
+
+
+def test_a_second_tagger_on_the_same_output_names_the_first(
+    library: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Two taggers writing one output duplicated every row (JSONL 992 rows and CSV 1000 for 500 photos, exit 0)."""
+    from landmark_lib.tagging import state as tag_state
+
+    out = tmp_path / "tags.csv"
+    with tag_state.locked(out):  # the first run, still writing
+        assert main(["tag", str(library), "--out", str(out), "--model", str(model_dir)]) == 2
+        assert f"is being written by another landmark tag (process {os.getpid()} on " in capsys.readouterr().err
+        assert not out.exists()
+    tag(library, out, model_dir)
+    paths = [r["path"] for r in read_rows(out)]
+    assert len(paths) == len(set(paths)) == PHOTOS + 1 and not (tmp_path / ".tags.csv.lock").exists()

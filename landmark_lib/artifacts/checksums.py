@@ -40,14 +40,15 @@ def record(folder: str | Path, names: tuple[str, ...] = EXPORTED_FILES) -> dict:
 
 
 def problem(folder: str | Path, name: str, files: dict | None) -> str | None:
-    """Why FOLDER/NAME is not the file the export recorded (missing, other size, other sha256), or None if it is.
-
-    None also when FILES records nothing about NAME (exports written before checksums were recorded).
-    """
-    entry = (files or {}).get(name)
-    if entry is None:
-        return None
+    """Why FOLDER/NAME is not the file the export recorded (not recorded, missing, other size, other sha256), or None
+    if it is. A file FILES records nothing about (an export from before checksums) is not verified, so not served."""
+    entry = files.get(name) if isinstance(files, dict) else None
     path = Path(folder) / name
+    if not isinstance(entry, dict):
+        return (
+            f"{Path(folder) / EXPORT_FILE} records no checksum for {name}, so it cannot be verified; export it again, "
+            f"or if you trust this folder, record its checksums with `landmark checksums {folder}`."
+        )
     if not path.is_file():
         return f"{path} is missing although {EXPORT_FILE} records it; restore the export folder or export it again."
     if path.stat().st_size != entry.get("bytes", path.stat().st_size) or sha256_file(path) != entry.get("sha256"):
@@ -59,7 +60,8 @@ def problem(folder: str | Path, name: str, files: dict | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """`landmark checksums FOLDER`: record the sha256 of FOLDER's files in its export.json and print them."""
+    """`landmark checksums FOLDER`: record the sha256 of FOLDER's files (and, by export_info.write, of its serving
+    settings) in its export.json and print them."""
     if not (Path(args.folder) / EXPORT_FILE).is_file():
         raise LandmarkError(f"cannot read {Path(args.folder) / EXPORT_FILE} (no such file); pass an export folder.")
     info = export_info.read(args.folder)

@@ -14,6 +14,7 @@ a parallel branch's) are kept in `extra` and written back unchanged, so nothing 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -47,6 +48,7 @@ class Serving:
         None  # {"score", "confident", "suggested", "calibration"} (evaluation/operating_points.py)
     )
     index: dict | None = None  # index.npz: {"file", "photos", "dim", "dtype", "neighbours", "score"}
+    settings_sha256: str | None = None  # of the settings that change answers (SETTINGS), recorded by write()
 
     def operating_points_of(self, backend: str) -> dict | None:
         """The recognition score and its 'confident' / 'suggested' thresholds for BACKEND's file (None: an export
@@ -105,6 +107,10 @@ class Report:
 
 
 SERVING_KEYS = tuple(f.name for f in fields(Serving))
+# What changes a server's answers (the preprocessing, e.g. crop_pct, sets the decode size; the thresholds and operating
+# points name landmarks): its sha256 is recorded beside it by write(), so an edit by hand is refused at load like a
+# damaged file. 'speed' only orders verified files, 'files' is verified file by file.
+SETTINGS = tuple(k for k in SERVING_KEYS if k not in ("speed", "files", "settings_sha256"))
 REPORT_KEYS = tuple(f.name for f in fields(Report))
 
 
@@ -148,6 +154,13 @@ class ExportInfo:
         return {key: flat[key] for key in sorted(kept, key=lambda k: self.order.index(k) if k in self.order else -1)}
 
 
+def settings_sha256(info: ExportInfo) -> str:
+    """The sha256 of INFO's serving settings (SETTINGS, and the class count), as canonical JSON."""
+    settings = {key: getattr(info.serving, key) for key in SETTINGS} | {"num_classes": info.report.num_classes}
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def has_verified(folder: str | Path, backend: str, info: ExportInfo | None = None) -> bool:
     """The export wrote this ONNX backend's file and recorded its check in export.json (a stray file is not used)."""
     folder = Path(folder)
@@ -179,5 +192,7 @@ def read(folder: str | Path) -> ExportInfo:
 
 
 def write(folder: str | Path, info: ExportInfo) -> None:
-    """FOLDER/export.json, atomically: a kill mid-write must not break the export."""
+    """FOLDER/export.json with the checksum of its serving settings, atomically: a kill mid-write must not break the
+    export."""
+    info.serving.settings_sha256 = settings_sha256(info)
     atomic.write_text(Path(folder) / EXPORT_FILE, json.dumps(info.to_dict(), indent=2, ensure_ascii=False))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-from ..labels import ClassInfo
+from ..labels import ClassInfo, entry_problem
 from .folder import DatasetError, Roots, data_roots
 
 
@@ -43,29 +42,9 @@ def load_class_info(roots: Roots, class_names: list[str]) -> list[ClassInfo]:
 
 
 def _checked_entry(path: Path, entry: object) -> dict:
-    """ENTRY of PATH (classes.json) if its fields have the types and ranges a ClassInfo needs, else DatasetError.
-
-    Checked here, before training: a string latitude or a number as display name would otherwise fail at export
-    or put a landmark at the wrong place on the map.
-    """
-    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
-        raise DatasetError(
-            f'{path}: every entry needs a "name" (the class folder), got {entry!r:.80}; fix or delete the file.'
-        )
-    for key in ("display_name", "city", "country"):
-        if entry.get(key) is not None and not isinstance(entry[key], str):
-            raise DatasetError(
-                f'{path}: "{key}" of {entry["name"]!r} must be text, got {entry[key]!r:.40}; fix or delete the file.'
-            )
-    for key, limit in (("lat", 90), ("lon", 180)):
-        value = entry.get(key)
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or abs(value) > limit
-        ):
-            raise DatasetError(
-                f'{path}: "{key}" of {entry["name"]!r} must be a number of degrees within +-{limit} or null, got {value!r:.40}; fix or delete the file.'
-            )
-    return entry
+    """ENTRY of PATH (classes.json) if its fields have the types and ranges a ClassInfo needs (labels.entry_problem),
+    else DatasetError: checked here, before training, rather than at export or on the map."""
+    problem = entry_problem(entry)
+    if problem:
+        raise DatasetError(f"{path}: {problem}; fix or delete the file.")
+    return entry  # type: ignore[return-value]

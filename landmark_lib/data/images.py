@@ -11,6 +11,7 @@ import ctypes
 import io
 import math
 import os
+import re
 import stat
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -18,6 +19,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import LandmarkError
+from . import decode_cost
+from .decode_cost import JpegLayout, bytes_per_pixel, pixel_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -35,20 +38,6 @@ MAX_ASPECT = 4
 # What the messages promise; Image.open would also try EPS (Ghostscript), PSD, ICO and a dozen more.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes MPO, the multi-picture JPEG of many phones
 FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF"
-# Peak bytes per pixel of decoding and shrinking: PIL stores RGB in 4 bytes, reduces alpha modes premultiplied (a
-# second full-size copy), and modes it cannot reduce are converted at full size first (P -> RGBA, I;16 -> L).
-_DECODE_BYTES_PER_PIXEL = {
-    "1": 2,
-    "L": 1,
-    "P": 9,
-    "PA": 12,
-    "LA": 8,
-    "RGBA": 8,
-    "I;16": 5,
-    "I;16L": 5,
-    "I;16B": 5,
-    "I;16N": 5,
-}
 # EXIF orientation -> the transposition that makes the photo upright (the table of ImageOps.exif_transpose).
 _ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -104,18 +93,39 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _decode_bytes(image: Image.Image) -> int:
-    return image.width * image.height * _DECODE_BYTES_PER_PIXEL.get(image.mode, 4)
-
-
 def _draft_scale(image: Image.Image, min_short_side: int | None, max_bytes: int) -> int:
     """The JPEG DCT scale (1, 2, 4 or 8) to decode at: as small as MIN_SHORT_SIDE allows, at least what fits MAX_BYTES."""
+
+    def cost(scale: int) -> int:  # the pixels and rows of the image decoded at 1/SCALE (libjpeg rounds up)
+        height = -(-image.height // scale)
+        return -(-image.width // scale) * height * bytes_per_pixel(image) + height * decode_cost.ROW_BYTES
+
     scale = 1
     while scale < 8 and min_short_side and min(image.size) // (2 * scale) >= min_short_side:
         scale *= 2
-    while scale < 8 and _decode_bytes(image) > max_bytes * scale * scale:
+    while scale < 8 and cost(scale) > max_bytes:
         scale *= 2
     return scale
+
+
+def _check_jpeg(image: Image.Image, name: str, max_bytes: int) -> JpegLayout:
+    """Refuse a JPEG whose scans would take more memory (full-size coefficients) or time than one photo may."""
+    layout = decode_cost.jpeg_layout(image)
+    width, height = image.size
+    if layout.coefficient_bytes + pixel_bytes(image) // 64 > max_bytes:
+        kind = "progressive" if layout.progressive else "multi-scan"
+        megapixels = width * height * max_bytes / (layout.coefficient_bytes + 1) / 1e6
+        raise ImageLoadError(
+            f"{name} is a {kind} JPEG of {width}x{height} pixels, {math.ceil(layout.coefficient_bytes / 2**20)} MB to "
+            f"decode (every scan is kept at full size), more than the {max_bytes // 2**20} MB limit; save it as a "
+            f"baseline JPEG or shrink it below {megapixels:.0f} megapixels."
+        )
+    if layout.scans * layout.blocks > decode_cost.MAX_SCAN_BLOCKS:
+        raise ImageLoadError(
+            f"{name} is a JPEG of {width}x{height} pixels in {layout.scans} scans, more decoding work than one photo "
+            "may take; save it again as an ordinary (baseline) JPEG."
+        )
+    return layout
 
 
 def _orientation(image: Image.Image) -> int:
@@ -184,16 +194,15 @@ def load_rgb(source: Source, min_short_side: int | None = None, max_bytes: int =
                 f"{name} is {width}x{height} pixels, larger than the {MAX_PIXELS // 1_000_000} megapixel limit; "
                 "resize it before uploading."
             )
+        coefficients = 0
         if image.format in ("JPEG", "MPO") and not isinstance(source, Image.Image):
-            scale = _draft_scale(image, min_short_side, max_bytes)
+            coefficients = _check_jpeg(image, name, max_bytes).coefficient_bytes
+            scale = _draft_scale(image, min_short_side, max_bytes - coefficients)
             if scale > 1:
                 image.draft(None, (max(1, width // scale), max(1, height // scale)))
-        if _decode_bytes(image) > max_bytes and not isinstance(source, Image.Image):
-            megapixels = max_bytes / _DECODE_BYTES_PER_PIXEL.get(image.mode, 4) / 1e6
-            raise ImageLoadError(
-                f"{name} is {width}x{height} pixels of {image.mode}, {math.ceil(_decode_bytes(image) / 2**20)} MB to decode, "
-                f"more than the {max_bytes // 2**20} MB limit; save it as a JPEG or shrink it below {megapixels:.0f} megapixels."
-            )
+        cost = coefficients + pixel_bytes(image)
+        if cost > max_bytes and not isinstance(source, Image.Image):
+            raise ImageLoadError(_too_costly(name, image, (width, height), cost, max_bytes))
         orientation = _orientation(image)
         image.load()
         image = _central_strip(_shrink(image, min_short_side))
@@ -202,8 +211,11 @@ def load_rgb(source: Source, min_short_side: int | None = None, max_bytes: int =
         return _to_rgb(image)
     except ImageLoadError:
         raise
-    except Image.DecompressionBombError as error:
-        raise ImageLoadError(f"{name} is too large to decode safely ({error}).") from error
+    except Image.DecompressionBombError as error:  # PIL's own guard (twice MAX_PIXELS) fires before ours can
+        raise ImageLoadError(
+            f"{name} is larger than the {MAX_PIXELS // 1_000_000} megapixel limit ({_megapixels(error)} megapixels); "
+            "resize it before uploading."
+        ) from error
     except UnidentifiedImageError as error:
         raise ImageLoadError(f"{name} is not an image file that can be read ({FORMAT_NAMES}).") from error
     except PermissionError as error:
@@ -212,6 +224,25 @@ def load_rgb(source: Source, min_short_side: int | None = None, max_bytes: int =
         raise ImageLoadError(f"{name} does not exist (moved or deleted while it was being read).") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageLoadError(f"{name} is corrupt or truncated and cannot be decoded ({error}).") from error
+
+
+def _too_costly(name: str, image: Image.Image, size: tuple[int, int], cost: int, max_bytes: int) -> str:
+    """The refusal of a file that would cost COST bytes to decode, with the fix that fits it."""
+    width, height = size
+    if image.height * decode_cost.ROW_BYTES > image.width * image.height * bytes_per_pixel(image):
+        fix = f"crop it to the part that matters (at most {MAX_ASPECT} times as long as wide)"
+    else:
+        fix = f"save it as a JPEG or shrink it below {max_bytes / bytes_per_pixel(image) / 1e6:.0f} megapixels"
+    return (
+        f"{name} is {width}x{height} pixels of {image.mode} {image.format or 'image'}, {math.ceil(cost / 2**20)} MB "
+        f"to decode, more than the {max_bytes // 2**20} MB limit; {fix}."
+    )
+
+
+def _megapixels(error: Image.DecompressionBombError) -> str:
+    """The pixel count PIL's bomb error names, in megapixels ("over 400" when it does not name one)."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    return f"{int(found[1]) / 1e6:.0f}" if found else f"over {2 * MAX_PIXELS // 1_000_000}"
 
 
 def load_rgb_bytes(data: bytes, name: str = "image", min_short_side: int | None = None) -> Image.Image:

@@ -235,6 +235,8 @@ def default_out(run_dir: str | Path | None, exported: str | Path | None, split: 
     """RUN_DIR/eval-SPLIT for a run's weights; for an exported file runs/eval-FOLDER-FILE-SPLIT, never the model's
     own folder (a shipped export, a Hub snapshot: its files are what servers verify)."""
     if exported is None:
+        if run_dir is None:
+            raise ValueError("default_out needs a run folder or an exported file")
         return Path(run_dir) / f"eval-{split}"
     exported = Path(exported)
     return Path("runs") / f"eval-{exported.resolve().parent.name}-{exported.name.replace('.', '-')}-{split}"

@@ -69,7 +69,15 @@ class GalleryRanker:
 def open_ranker(folder: str | os.PathLike | None, served, threshold: float) -> GalleryRanker | None:
     """The ranker of the gallery in FOLDER (`--gallery DIR`, $LANDMARK_GALLERY), checked against SERVED's model
     (anything with model_path and model: another model's gallery is an error); None without a folder. The
-    gallery's similarity rule maps onto THRESHOLD, the service's."""
+    gallery's similarity rule maps onto THRESHOLD, the service's. A gallery landmark named like a model class is an
+    error too."""
     if not folder:
         return None
-    return GalleryRanker(store.load(Path(folder), embedding_model(served)), threshold)
+    gallery = store.load(Path(folder), embedding_model(served))
+    shared = sorted(set(gallery.names) & set(served.model.class_names))
+    if shared:  # one name would stand for two entries of the ranking (and of every answer's top 5)
+        raise store.GalleryError(
+            f"{folder} teaches {', '.join(map(repr, shared))}, already a class of the model; remove it from the "
+            "gallery (`landmark gallery remove`) and teach it under another --name."
+        )
+    return GalleryRanker(gallery, threshold)

@@ -8,15 +8,20 @@ deletes the old embeddings file, so a kill at any moment leaves the previous gal
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 import secrets
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 
 from .. import atomic
 from ..errors import LandmarkError
-from ..labels import ClassInfo
+from ..labels import ClassInfo, entry_problem
 
 GALLERY_FILE = "gallery.json"
 FORMAT_VERSION = 1
@@ -107,7 +112,8 @@ def new_gallery(folder: str | Path, model: GalleryModel) -> Gallery:
 
 
 def load(folder: str | Path, model: GalleryModel | None = None) -> Gallery:
-    """The gallery in FOLDER, checked against MODEL (the served export) when given."""
+    """The gallery in FOLDER, every value checked (a wrong one gives silently wrong answers or a 500 later), and
+    checked against MODEL (the served export) when given."""
     folder = Path(folder)
     path = folder / GALLERY_FILE
     if not path.is_file():
@@ -116,24 +122,24 @@ def load(folder: str | Path, model: GalleryModel | None = None) -> Gallery:
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format", 1) > FORMAT_VERSION:
-            raise GalleryError(
-                f"{path} has format {data['format']}, newer than this code reads; update landmark-tagger."
-            )
-        gallery = Gallery(
-            folder,
-            GalleryModel(**data["model"]),
-            float(data["similarity"]),
-            float(data.get("softness", DEFAULT_SOFTNESS)),
-            [Landmark(ClassInfo(**lm["info"]), lm["photos"]) for lm in data["landmarks"]],
-            np.load(folder / data["embeddings"])
-            if data["landmarks"]
-            else np.zeros((0, data["model"]["dim"]), np.float32),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise GalleryError(
-            f"{path} or its embeddings are damaged ({type(error).__name__}: {error}); rebuild the gallery."
-        ) from None
+    except (OSError, ValueError) as error:
+        raise GalleryError(f"{path} cannot be read ({error}); rebuild the gallery.") from None
+    problem = _record_problem(data)
+    if problem:
+        raise GalleryError(f"{path} {problem}; fix it or rebuild the gallery.")
+    if data.get("format", 1) > FORMAT_VERSION:
+        raise GalleryError(f"{path} has format {data['format']}, newer than this code reads; update landmark-tagger.")
+    landmarks = [Landmark(ClassInfo.from_dict(lm["info"]), lm["photos"]) for lm in data["landmarks"]]
+    gallery = Gallery(
+        folder,
+        GalleryModel(data["model"]["sha256"], data["model"]["dim"]),
+        float(data["similarity"]),
+        float(data.get("softness", DEFAULT_SOFTNESS)),
+        landmarks,
+        _embeddings(folder, data["embeddings"], data["model"]["dim"])
+        if landmarks
+        else np.zeros((0, data["model"]["dim"]), np.float32),
+    )
     if gallery.embeddings.shape != (len(gallery.row_landmarks), gallery.model.dim):
         raise GalleryError(
             f"{folder}'s embeddings do not match {GALLERY_FILE} (a copy mixed two galleries); rebuild it."
@@ -141,6 +147,72 @@ def load(folder: str | Path, model: GalleryModel | None = None) -> Gallery:
     if model is not None:
         gallery.model.check(model, folder)
     return gallery
+
+
+def _number(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _record_problem(data: object) -> str | None:
+    """Why DATA (gallery.json) is not a gallery record, as the middle of a sentence, or None."""
+    if not isinstance(data, dict):
+        return f"is not a gallery record (a JSON object), it holds {type(data).__name__}"
+    if not isinstance(data.get("format", 1), int):
+        return f'has a "format" that is not a whole number ({data["format"]!r:.20})'
+    model = data.get("model")
+    if not (isinstance(model, dict) and isinstance(model.get("sha256"), str) and isinstance(model.get("dim"), int)):
+        return 'has no "model" {sha256: text, dim: whole number}'
+    if model["dim"] < 1:
+        return f"records {model['dim']}-d embeddings"
+    similarity, softness = data.get("similarity"), data.get("softness", DEFAULT_SOFTNESS)
+    if not (_number(similarity) and 0 < similarity < 1):
+        return f'has a "similarity" of {similarity!r:.20}, not a cosine between 0 and 1 (exclusive)'
+    if not (_number(softness) and 0 < softness <= 1):
+        return f'has a "softness" of {softness!r:.20}, not a number in (0, 1]'
+    landmarks = data.get("landmarks")
+    if not isinstance(landmarks, list):
+        return f'has "landmarks" that are not a list ({landmarks!r:.20})'
+    names = set()
+    for landmark in landmarks:
+        if not (isinstance(landmark, dict) and isinstance(landmark.get("photos"), list)):
+            return f"has a landmark that is not {{info, photos: [...]}} ({landmark!r:.40})"
+        problem = entry_problem(landmark.get("info"))
+        if problem:
+            return f"has a landmark whose {problem}"
+        if not landmark["photos"] or not all(isinstance(photo, dict) for photo in landmark["photos"]):
+            return f"has landmark {landmark['info']['name']!r} without a list of photo records"
+        if landmark["info"]["name"] in names:
+            return f"lists landmark {landmark['info']['name']!r} twice"
+        names.add(landmark["info"]["name"])
+    embeddings = data.get("embeddings")
+    if landmarks and not (isinstance(embeddings, str) and re.fullmatch(r"embeddings-[0-9a-f]+\.npy", embeddings)):
+        return f"names its embeddings {embeddings!r:.40}, not a file embeddings-<hex>.npy in the gallery folder"
+    return None
+
+
+def _embeddings(folder: Path, name: str, dim: int) -> np.ndarray:
+    """FOLDER/NAME: a regular file of the folder itself holding L2-normalised finite float rows of DIM values."""
+    path = folder / name
+    try:
+        regular = stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        raise GalleryError(f"{path} is not a regular file (missing, a link, folder or pipe); rebuild the gallery.")
+    try:
+        rows = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise GalleryError(
+            f"{path} cannot be read as a .npy array ({type(error).__name__}); rebuild the gallery."
+        ) from None
+    if not isinstance(rows, np.ndarray) or rows.ndim != 2 or rows.dtype.kind != "f" or rows.shape[1] != dim:
+        raise GalleryError(f"{path} does not hold one row of {dim} floats per photo; rebuild the gallery.")
+    norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+    if not np.all(np.isfinite(rows)) or not np.allclose(norms, 1.0, atol=1e-3):
+        raise GalleryError(
+            f"{path} holds embeddings that are not finite unit vectors (NaN, inf or zero rows); rebuild the gallery."
+        )
+    return rows.astype(np.float32, copy=False)
 
 
 def save(gallery: Gallery) -> None:

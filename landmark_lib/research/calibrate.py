@@ -140,6 +140,39 @@ def compare_scores(s: dict[str, np.ndarray]) -> dict:
     return results
 
 
+def plot_curves(s: dict[str, np.ndarray], results: dict, path: Path) -> None:
+    """PATH (PNG): for every score, cross-source coverage against held-out false accepts as the threshold moves, with
+    the confident operating point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xsource, negatives = s["kind"] == "cross_source", s["kind"] == "held_out_negative"
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for kind in SCORES:
+        thresholds = np.unique(s[kind][xsource | negatives])[::-1]
+        named_right = [(s[kind][xsource] >= t)[s["correct"][xsource]].sum() / max(1, xsource.sum()) for t in thresholds]
+        false_accepts = [(s[kind][negatives] >= t).mean() for t in thresholds]
+        line = ax.plot(np.asarray(false_accepts) * 100, np.asarray(named_right) * 100, label=kind)[0]
+        point = results[kind]["operating_points"]["confident"]
+        ax.plot(
+            (s[kind][negatives] >= point).mean() * 100,
+            ((s[kind][xsource] >= point) & s["correct"][xsource]).sum() / max(1, xsource.sum()) * 100,
+            "o",
+            color=line.get_color(),
+        )
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("held-out no-landmark photos named (%)")
+    ax.set_ylabel("cross-source landmark photos named right (%)")
+    ax.set_title("Scores on collections the folds never saw (dots: confident point)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_operating_points(export_dir: str | Path, points: dict) -> None:
     """Replace EXPORT_DIR's operating points (export.json) with POINTS, chosen for the served score."""
     bundle.require(export_dir, bundle.EXPORT_FILE)
@@ -163,6 +196,7 @@ def run(args: argparse.Namespace) -> None:
     atomic.write_text(
         out / "calibration.json", json.dumps({"folds": args.folds, "photos": counts, "scores": results}, indent=2)
     )
+    plot_curves(merged, results, out / "calibration.png")
     for kind, r in results.items():
         conf = r["operating_points"]["confident"]
         x, n = r["cross_source"]["confident"], r["held_out_negatives"]["confident"]

@@ -9,7 +9,6 @@ fastest at batch 1 (export.json 'speed').
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -18,10 +17,12 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .. import bundle
-from ..artifacts import checksums, export_info
+from ..artifacts import export_info
 from ..artifacts.export_info import ExportInfo
 from ..labels import ClassInfo, read_labels, to_columns
 from ..preprocess_config import PreprocessConfig
+from . import model_folder
+from .model_folder import ModelFolderError
 from .resolve import ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
     from ..preprocess import Preprocess
 
 log = logging.getLogger(__name__)
-
-
-class ModelFolderError(ModelNotFoundError):
-    """An export folder whose files are damaged, mixed from several exports or do not fit each other."""
 
 
 class Classifier(Protocol):
@@ -233,56 +230,8 @@ def choose_backend(model_path: Path, backend: str = "auto") -> str:
             )
         return backend
     if backend == "auto":
-        return serving_order(folder, _export_info(model_path))[0]
+        return serving_order(folder, model_folder.read_verified_info(model_path))[0]
     return "torchscript"
-
-
-def _read_json(path: Path, what: str) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ModelFolderError(
-            f"{path} is damaged ({what} cannot be read: {error}); restore the export folder or export it again."
-        ) from None
-
-
-def _export_info(model_path: Path) -> ExportInfo:
-    try:
-        return export_info.read(model_path.parent)
-    except export_info.ExportInfoError as error:
-        raise ModelFolderError(str(error)) from None
-
-
-def _check_file(folder: Path, name: str, info: ExportInfo) -> None:
-    """FOLDER/NAME is the file the export wrote (sha256 in export.json), else ModelFolderError."""
-    problem = checksums.problem(folder, name, info.serving.files)
-    if problem:
-        raise ModelFolderError(problem)
-
-
-def _labels(folder: Path, info: ExportInfo) -> list[ClassInfo] | None:
-    path = folder / bundle.LABELS_FILE
-    if not path.is_file():
-        return None
-    _check_file(folder, bundle.LABELS_FILE, info)
-    labels = _read_json(path, "the class list")
-    if not isinstance(labels, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in labels):
-        raise ModelFolderError(
-            f"{path} is not a list of {{name, display_name, ...}} entries; restore the export folder or export it again."
-        )
-    return read_labels(path)
-
-
-def _preprocess(info: ExportInfo) -> PreprocessConfig | None:
-    recorded = info.serving.preprocess
-    if recorded is None:
-        return None
-    try:
-        return PreprocessConfig.from_dict(recorded)
-    except (AttributeError, KeyError, TypeError, ValueError):
-        raise ModelFolderError(
-            f"the preprocessing in {bundle.EXPORT_FILE} is malformed ({recorded!r:.80}); export the model again."
-        ) from None
 
 
 def _check_fits(model: Classifier, file: Path, info: ExportInfo, labels: list[ClassInfo] | None) -> None:
@@ -292,7 +241,7 @@ def _check_fits(model: Classifier, file: Path, info: ExportInfo, labels: list[Cl
         raise ModelFolderError(
             f"{file.parent / bundle.LABELS_FILE} lists other classes than {file.name}: the folder mixes files of two exports; export it again."
         )
-    expected = _preprocess(info)
+    expected = model_folder.preprocess(info)
     if expected and (expected.input_size, expected.resize_size) != (
         int(model.preprocess.input_size),
         int(model.preprocess.resize_size),
@@ -315,21 +264,23 @@ def _check_fits(model: Classifier, file: Path, info: ExportInfo, labels: list[Cl
         )
 
 
-def _load_backend(model_path: Path, backend: str, threads: int, info: ExportInfo) -> Classifier:
-    """The model of one backend, after checking its file, the labels and that they fit; ModelFolderError if not."""
+def _load_backend(
+    model_path: Path, backend: str, threads: int, info: ExportInfo, labels: list[ClassInfo] | None
+) -> Classifier:
+    """The model of one backend, after checking its file and that it fits the (checked) LABELS; ModelFolderError if
+    not."""
     folder = model_path.parent
-    labels = _labels(folder, info)
     if backend in bundle.ONNX_BACKENDS:
         file = folder / bundle.ONNX_BACKENDS[backend][1]
-        _check_file(folder, file.name, info)
-        preprocess = _preprocess(info)
+        model_folder.check_file(folder, file.name, info)
+        preprocess = model_folder.preprocess(info)
         if preprocess is None:
             raise ModelFolderError(
                 f"{folder / bundle.EXPORT_FILE} records no preprocessing for {file.name}; export it again."
             )
         graph = info.serving.preprocess_file
         if graph:
-            _check_file(folder, graph, info)
+            model_folder.check_file(folder, graph, info)
         model: Classifier
         try:
             model = OnnxPredictor(file, preprocess, labels, threads, folder / graph if graph else None)
@@ -340,7 +291,7 @@ def _load_backend(model_path: Path, backend: str, threads: int, info: ExportInfo
     else:
         file = model_path
         if model_path.name == bundle.MODEL_FILE:
-            _check_file(folder, bundle.MODEL_FILE, info)
+            model_folder.check_file(folder, bundle.MODEL_FILE, info)
         try:
             model = load_torchscript(model_path, num_threads=threads)
         except Exception as error:  # noqa: BLE001 - a truncated or foreign file: torch raises RuntimeError, pickle errors, ...
@@ -355,20 +306,17 @@ def load_verified(model_path: Path, backend: str = "auto", num_threads: int = 1)
     """(backend, model) for the export holding MODEL_PATH, every file checked against export.json before use.
 
     With 'auto', an ONNX file that fails its checks (damaged, from another export, not loadable) is skipped with a
-    warning and the next verified file is served; a file asked for by name, model.pt and labels.json are required:
-    their failure is a ModelFolderError in one sentence.
+    warning and the next verified file is served; a file asked for by name, model.pt, and what every backend shares
+    (export.json's values and settings, labels.json: runtime/model_folder.py) are required: their failure is a
+    ModelFolderError in one sentence, never a fallback.
     """
-    info = _export_info(model_path)
-    if info.recorded and info.serving.files is None:
-        log.warning(
-            f"{model_path.parent / bundle.EXPORT_FILE} records no checksums (an export from before they were recorded), "
-            "so its files are not verified; export it again or run `landmark checksums FOLDER`."
-        )
+    info = model_folder.read_verified_info(model_path)
+    labels = model_folder.labels(model_path.parent, info)
     first = choose_backend(model_path, backend)
     candidates = serving_order(model_path.parent, info) if backend == "auto" else [first]
     for candidate in candidates:
         try:
-            return candidate, _load_backend(model_path, candidate, num_threads, info)
+            return candidate, _load_backend(model_path, candidate, num_threads, info, labels)
         except ModelFolderError as error:
             if candidate == candidates[-1]:
                 raise

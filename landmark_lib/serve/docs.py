@@ -21,7 +21,7 @@ def add_docs(api: FastAPI) -> None:
     @api.get(DOCS_URL, include_in_schema=False)
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=api.openapi_url,
+            openapi_url=api.openapi_url or "/openapi.json",
             title=f"{api.title} - docs",
             swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",

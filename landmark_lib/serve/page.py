@@ -3,15 +3,21 @@ landmarks and the footer naming the model that answers. Plain HTML/Markdown stri
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import html
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..labels import BACKGROUND_CLASS, ClassInfo, plural
 
+# Markdown punctuation (and $ of Gradio's LaTeX): escaped, a name such as "[x](javascript:...)" or "![](https://...)"
+# shows as text instead of a live link or an image every visitor's browser fetches; ':' and '.' stop autolinks.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$=])")
 MAP_SPAN_DEG = 0.01  # half the side of the embedded map's box: about 1 km around the marker
 MAP_HEIGHT_PX = 320
 
@@ -41,12 +47,12 @@ def example_labels(examples: list[Path]) -> list[str]:
     return labels
 
 
-def landmark_table(classes: list[ClassInfo], gallery: list[ClassInfo] = ()) -> str:
+def landmark_table(classes: list[ClassInfo], gallery: Sequence[ClassInfo] = ()) -> str:
     """The known landmarks and their places (the served GALLERY's marked as such), folded away under one line (a long
     list would push everything down)."""
     landmarks = [(c, "") for c in classes if c.name != BACKGROUND_CLASS] + [(c, " (gallery)") for c in gallery]
     landmarks.sort(key=lambda item: item[0].display_name)
-    rows = "\n".join(f"| {_cell(c.display_name)}{mark} | {_cell(c.place) or '—'} |" for c, mark in landmarks)
+    rows = "\n".join(f"| {plain(c.display_name)}{mark} | {plain(c.place) or '—'} |" for c, mark in landmarks)
     knows = f"the app knows, {len(gallery)} of them from its gallery" if gallery else "the model knows"
     return (
         f"<details><summary>The {plural(len(landmarks), 'landmark')} {knows}</summary>\n\n"
@@ -54,8 +60,10 @@ def landmark_table(classes: list[ClassInfo], gallery: list[ClassInfo] = ()) -> s
     )
 
 
-def _cell(text: str) -> str:
-    return html.escape(text).replace("|", "\\|")
+def plain(text: object) -> str:
+    """TEXT (a landmark or file name, an error message) as itself in the page's Markdown, whose HTML is not
+    sanitised (for the map): on one line, Markdown punctuation backslash-escaped, HTML characters as entities."""
+    return html.escape(_MARKDOWN.sub(r"\\\1", " ".join(str(text).split())), quote=False)
 
 
 def model_footer(hub_source: tuple[str, str] | None, model_path: Path, backend: str) -> str:
@@ -68,16 +76,33 @@ def model_footer(hub_source: tuple[str, str] | None, model_path: Path, backend: 
     return f"Model: {where} ({backend})."
 
 
+def _examples_root() -> Path:
+    """A folder only this process knows and may write (mkdtemp: a random name, mode 0700), removed at exit: a fixed
+    folder in /tmp could be pre-filled by another local user with answers of their choosing."""
+    global _private_examples_root
+    if _private_examples_root is None:
+        _private_examples_root = Path(tempfile.mkdtemp(prefix="landmark-examples-"))
+        atexit.register(shutil.rmtree, _private_examples_root, ignore_errors=True)
+    return _private_examples_root
+
+
+_private_examples_root: Path | None = None
+
+
 def use_examples_cache(key: str) -> Path:
     """Gradio caches example answers in one folder per component id, under $GRADIO_EXAMPLES_CACHE as it is when the
-    Interface is built: point it at a folder of this model's own (KEY: model_key), so another model or a new export
-    never shows an old model's cached answers. Call it right before building the Interface."""
-    folder = Path(tempfile.gettempdir()) / "landmark-tagger-examples" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    Interface is built: point it at a folder of this model's own (KEY: model_key) inside this process's private
+    folder, so another model, gallery or export never shows an old one's cached answers. Call it right before
+    building the Interface."""
+    folder = _examples_root() / hashlib.sha256(key.encode()).hexdigest()[:16]
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(folder)
     return folder
 
 
-def model_key(model_path: Path, backend: str, threshold: float) -> str:
-    """What decides the examples' answers: the model file (path, size, time), the backend and the threshold."""
-    stat = model_path.stat()
-    return f"{model_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{backend}|{threshold}"
+def model_key(model_path: Path, backend: str, threshold: float, gallery_file: Path | None = None) -> str:
+    """What decides the examples' answers: the model file and the gallery's gallery.json (path, size, time: a change
+    to a gallery replaces that file), the backend and the threshold."""
+    files = [model_path] + ([gallery_file] if gallery_file else [])
+    return (
+        "|".join(f"{f.resolve()}|{f.stat().st_size}|{f.stat().st_mtime_ns}" for f in files) + f"|{backend}|{threshold}"
+    )

@@ -2,9 +2,11 @@
 GET /v1/health, OpenAPI docs at /docs.
 
 Every answer is Prediction.to_dict() (serve/answer.py, ANSWER_SCHEMA). Bad input is answered with a JSON
-{"detail": one sentence} and its status (413 too large, 415 not an image, 422 no or too many photos, 503 when the
-bounded queue is full); never a 500. Uploads stay in memory (or in the multipart parser's anonymous spool file for
-parts over 1 MB) only until their answer, and are decoded with the app's bounded decoder (load_rgb).
+{"detail": one sentence} and its status (408 too slow, 413 too large, 415 not an image, 422 no or too many photos,
+429 upload limits, 503 when the bounded queue is full); never a 500. A request's photos are read in full before it
+takes a place in the queue (a slow client holds only its own connection: upload_limits.py ends bodies that stall);
+they stay in memory (or in the multipart parser's anonymous spool file for parts over 1 MB) only until their answer,
+and are decoded with the app's bounded decoder (load_rgb) in one of the server's shared work slots (work.py).
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ..artifacts.answer import ANSWER_SCHEMA, place_dict
-from ..data.images import ImageLoadError, release_memory
+from ..data.images import ImageLoadError
 from ..runtime.photos import read_photo
 from ..xmp.answer_packet import answer_packet
 from .docs import add_docs
 from .service import LandmarkService
 from .uploads import MAX_FILE_BYTES
+from .work import work_slot
 
 MAX_PHOTOS = 32  # per request: a batch the model answers in one call without holding much memory
 MAX_REQUEST_BYTES = 256 * 1024**2  # all photos of one request together
@@ -85,8 +89,8 @@ class Refused(Exception):
 
 
 class Gate:
-    """A bounded queue: at most CONCURRENCY requests work at once and WAITING more wait; beyond that, 503 at once
-    (before the body is read), so a burst cannot pile up memory or latency."""
+    """A bounded queue of requests whose photos have arrived: at most CONCURRENCY work at once and WAITING more wait;
+    beyond that, 503 at once, so a burst cannot pile up memory or latency."""
 
     def __init__(self, concurrency: int, waiting: int):
         self.capacity, self.inside = concurrency + waiting, 0
@@ -103,7 +107,7 @@ class Gate:
 
 async def _read_photos(request: Request) -> list[tuple[str, bytes]]:
     """(file name, bytes) of each `photo` file of a multipart request, after the size and count checks."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise Refused(415, f"Send the photos as multipart/form-data, each in a `{PHOTO_FIELD}` file field.") from None
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
@@ -117,6 +121,8 @@ async def _read_photos(request: Request) -> list[tuple[str, bytes]]:
         raise Refused(
             status, f"{error.detail} Send 1 to {MAX_PHOTOS} photos, each in a `{PHOTO_FIELD}` file field."
         ) from None
+    except ClientDisconnect:  # gone, or cut off by the upload limits (which answer in its place)
+        raise Refused(400, "The upload ended before the whole request arrived; send it again.") from None
     try:  # the parts are closed (spooled parts deleted) as soon as their bytes are read
         return await _photo_bytes(form.getlist(PHOTO_FIELD))
     finally:
@@ -136,9 +142,9 @@ async def _photo_bytes(files: list) -> list[tuple[str, bytes]]:
 
 
 def _answer(service: LandmarkService, photos: list[tuple[str, bytes]], form: str = "json") -> list[dict] | Response:
-    """Decode every photo (bounded decoder), then one network call for all of them; FORM 'xmp': the one photo's
-    XMP sidecar (204 when the answer places nothing)."""
-    try:
+    """Decode every photo (bounded decoder), then one network call for all of them, in one shared work slot; FORM
+    'xmp': the one photo's XMP sidecar (204 when the answer places nothing)."""
+    with work_slot():
         decoded, first = [], photos[0][0]
         for name, data in photos:
             try:
@@ -146,13 +152,10 @@ def _answer(service: LandmarkService, photos: list[tuple[str, bytes]], form: str
             except ImageLoadError as error:
                 raise Refused(415, str(error)) from None
         predictions = service.predict_photos(decoded)
-        if form == "xmp":
-            packet = answer_packet(predictions[0], first)
-            return Response(status_code=204) if packet is None else Response(packet, media_type=XMP_MEDIA_TYPE)
-        return [prediction.to_dict() for prediction in predictions]
-    finally:
-        del photos
-        release_memory()
+    if form == "xmp":
+        packet = answer_packet(predictions[0], first)
+        return Response(status_code=204) if packet is None else Response(packet, media_type=XMP_MEDIA_TYPE)
+    return [prediction.to_dict() for prediction in predictions]
 
 
 def landmarks(service: LandmarkService) -> list[dict]:
@@ -210,11 +213,11 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
         form = request.query_params.get("format", "json")
         if form not in ("json", "xmp"):
             raise Refused(422, f"format must be json or xmp, got {form[:40]!r}.")
+        photos = await _read_photos(request)  # before queueing: a slow upload must not hold a place
+        if form == "xmp" and len(photos) != 1:
+            raise Refused(422, f"format=xmp answers one photo per request; {len(photos)} were sent.")
         gate.enter()
         try:
-            photos = await _read_photos(request)
-            if form == "xmp" and len(photos) != 1:
-                raise Refused(422, f"format=xmp answers one photo per request; {len(photos)} were sent.")
             async with gate.working:
                 # the JSON answers, or (format=xmp) a Response, which FastAPI passes through unvalidated
                 return cast(list[dict], await run_in_threadpool(_answer, service, photos, form))

@@ -68,7 +68,10 @@ def _build_page(service: LandmarkService) -> FastAPI:
 
     from .web import MAX_FILE_SIZE, build_demo
 
-    return gr.mount_gradio_app(FastAPI(), build_demo(service), path="", max_file_size=MAX_FILE_SIZE)
+    demo = build_demo(service)
+    page = gr.mount_gradio_app(FastAPI(), demo, path="", max_file_size=MAX_FILE_SIZE)
+    demo.has_launched = True  # mounted, never launch()ed: Gradio's own upload-folder check runs only on launched apps
+    return page
 
 
 def staged_app(service: LandmarkService, api_only: bool = False, log=print) -> FastAPI:

@@ -1,8 +1,11 @@
-"""What the public app may read and keep: only files inside Gradio's upload cache, deleted shortly after their
-answer, and a bounded amount of uploads per client.
+"""What the public app may read and keep: only files uploaded to it (regular files inside Gradio's upload cache),
+deleted shortly after their answer. How much may be uploaded: upload_limits.py.
 
-A REST call can name any server path as the photo (a plain {"path": ...} skips Gradio's own upload-folder check),
-and uploads otherwise stay on disk with their EXIF GPS until the server restarts.
+An API call can name any server path as the photo: a plain {"path": ...} skips Gradio's own upload-folder check, and
+under `landmark serve` (Gradio mounted on FastAPI, never launch()ed) that check does not run at all, so Gradio would
+copy /etc/shadow, or read /dev/zero forever on the event loop, before our code saw the path. UploadsOnly refuses such
+requests before Gradio sees them, read_upload again where the photo is read; uploads otherwise stay on disk with
+their EXIF GPS until the server restarts (DeferredDeletion).
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import os
 import stat
 import threading
 import time
-from collections import deque
 from pathlib import Path
+
+from .upload_limits import respond
 
 # The one answer for any path that is not a readable upload, whether or not it exists (nothing can be probed).
 NOT_AN_UPLOAD = (
@@ -23,14 +27,33 @@ NOT_AN_UPLOAD = (
 )
 MAX_FILE_BYTES = 50 * 2**20  # one photo, on the page and the REST API: larger than any phone photo
 MAX_FILE_SIZE = f"{MAX_FILE_BYTES // 2**20}mb"  # the same, as Gradio's max_file_size takes it
-PER_CLIENT_BYTES = 500 * 2**20  # uploads one client may send per window: ~50 big phone photos in 10 minutes
-TOTAL_BYTES = 4 * 2**30  # all clients together per window, so many addresses cannot fill the disk either
-QUOTA_PATHS = ("/upload", "/v1/tag")  # Gradio's upload route and the REST API's: both carry photos
-WINDOW_S = 600  # equal to the age after which Gradio's cache cleanup deletes unanswered uploads (app.DELETE_CACHE)
+MAX_JSON_BYTES = 2**20  # an API call's JSON body (files travel by upload, so calls are small)
 
 
 class UploadRefused(ValueError):
     """A photo path that is not a file uploaded to this app; the message is always NOT_AN_UPLOAD."""
+
+
+def _inside(path: object, upload_dir: str | os.PathLike) -> Path | None:
+    """PATH as an absolute path if it lies inside UPLOAD_DIR both as written and with links resolved, else None.
+
+    The written form is checked first, so a path elsewhere is refused before the filesystem is touched."""
+    root = Path(os.path.realpath(upload_dir))
+    if not isinstance(path, str) or not path or "\0" in path:
+        return None
+    lexical = Path(os.path.abspath(path))
+    if root not in lexical.parents or root not in Path(os.path.realpath(lexical)).parents:
+        return None
+    return lexical
+
+
+def is_upload(path: object, upload_dir: str | os.PathLike) -> bool:
+    """PATH names a regular file (not a link, FIFO or device) inside UPLOAD_DIR; nothing is opened or read."""
+    lexical = _inside(path, upload_dir)
+    try:
+        return lexical is not None and stat.S_ISREG(os.lstat(lexical).st_mode)
+    except OSError:
+        return False
 
 
 def read_upload(path: str, upload_dir: str | os.PathLike, max_bytes: int) -> bytes:
@@ -39,13 +62,10 @@ def read_upload(path: str, upload_dir: str | os.PathLike, max_bytes: int) -> byt
     Anything else (outside the folder, missing, a link, a FIFO or device, too big) raises UploadRefused with the same
     message; a path outside the folder is refused before the filesystem is touched.
     """
-    root = Path(os.path.realpath(upload_dir))
-    lexical = Path(os.path.abspath(path))
-    if not path or root not in lexical.parents:
+    lexical = _inside(path, upload_dir)
+    if lexical is None:
         raise UploadRefused(NOT_AN_UPLOAD)
     try:
-        if root not in Path(os.path.realpath(lexical)).parents:
-            raise UploadRefused(NOT_AN_UPLOAD)
         fd = os.open(lexical, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         raise UploadRefused(NOT_AN_UPLOAD) from None
@@ -119,82 +139,59 @@ class DeferredDeletion(threading.Thread):
                 discard_upload(path, self.uploaded, *self.also_tracked)
 
 
-def client_key(scope: dict) -> str:
-    """The client an upload counts against: the peer address, or behind the Hugging Face proxy (SPACE_ID set) the
-    address that proxy appended last to X-Forwarded-For (earlier entries can be forged by the client)."""
-    if os.environ.get("SPACE_ID"):
-        for name, value in scope.get("headers", []):
-            if name == b"x-forwarded-for":
-                return value.decode("latin-1").split(",")[-1].strip()
-    client = scope.get("client")
-    return client[0] if client else "unknown"
+def _file_references(value: object):
+    """Every dict in a JSON VALUE that names a file: a "path", or a "url" without one (a URL or base64 data)."""
+    if isinstance(value, dict):
+        if "path" in value or "url" in value:
+            yield value
+        else:
+            for item in value.values():
+                yield from _file_references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _file_references(item)
 
 
-class UploadQuota:
-    """ASGI middleware: refuses (HTTP 429) uploads beyond PER_CLIENT bytes per client and TOTAL bytes for everyone
-    within WINDOW_S seconds, counting the bytes as they arrive (a missing or false Content-Length does not help)."""
+class UploadsOnly:
+    """ASGI middleware: an API call (any POST that is not a multipart upload: Gradio's /call, /queue/join, /run ...)
+    may name files only by the path of a file uploaded to this server (is_upload); any other path, a URL or base64 data
+    is answered HTTP 400 with NOT_AN_UPLOAD, the same for every such path, before Gradio copies, hashes or reads it.
+    Installed by both ways of serving (web.launch and web.build_app), so they follow one rule."""
 
-    def __init__(self, app, per_client: int = PER_CLIENT_BYTES, total: int = TOTAL_BYTES, window_s: float = WINDOW_S):
-        self.app, self.per_client, self.total, self.window_s = app, per_client, total, window_s
-        self.events: deque[tuple[float, str, int]] = deque()
-        self.used: dict[str, int] = {}
-
-    def _charge(self, client: str, size: int) -> bool:
-        now = time.monotonic()
-        while self.events and self.events[0][0] < now - self.window_s:
-            _, old, old_size = self.events.popleft()
-            self.used[old] -= old_size
-            if not self.used[old]:
-                del self.used[old]
-        if self.used.get(client, 0) + size > self.per_client or sum(self.used.values()) + size > self.total:
-            return False
-        self.events.append((now, client, size))
-        self.used[client] = self.used.get(client, 0) + size
-        return True
+    def __init__(self, app, upload_dir: str | os.PathLike, max_bytes: int = MAX_JSON_BYTES):
+        self.app, self.upload_dir, self.max_bytes = app, upload_dir, max_bytes
 
     async def __call__(self, scope, receive, send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope.get("method") != "POST"
-            or not scope.get("path", "").rstrip("/").endswith(QUOTA_PATHS)
-        ):
+        content_type = next((v for k, v in scope.get("headers", []) if k == b"content-type"), b"").lower()
+        if scope["type"] != "http" or scope.get("method") != "POST" or content_type.startswith(b"multipart/"):
             await self.app(scope, receive, send)
             return
-        client = client_key(scope)
-        declared = next((int(v) for k, v in scope.get("headers", []) if k == b"content-length" and v.isdigit()), 0)
-        if not self._charge(client, declared):
-            await _too_many(send, self.per_client, self.window_s)
-            return
-
-        async def counted_receive():
+        body, more = b"", True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                extra = len(message.get("body", b""))
-                nonlocal declared
-                if declared >= extra:
-                    declared -= extra
-                elif not self._charge(client, extra - declared):
-                    return {"type": "http.disconnect"}  # the parser stops: this upload is dropped unfinished
-                else:
-                    declared = 0
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                await respond(
+                    send, 413, f"An API call may carry at most {self.max_bytes // 2**10} KB; upload files first."
+                )
+                return
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = None  # not JSON: whoever handles the route refuses it
+        if any(not ("path" in ref and is_upload(ref["path"], self.upload_dir)) for ref in _file_references(payload)):
+            await respond(send, 400, NOT_AN_UPLOAD)
+            return
+        replayed = False
 
-        await self.app(scope, counted_receive, send)
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-
-async def _too_many(send, per_client: int, window_s: float) -> None:
-    body = json.dumps(
-        {
-            "detail": (
-                f"Upload limit reached: at most {per_client // 2**20} MB of photos per {window_s / 60:.0f} minutes; wait and try again."
-            )
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        await self.app(scope, replay, send)

@@ -7,7 +7,6 @@ Served by server.py: landmark serve (or python app.py) [--model EXPORT_DIR | mod
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,16 +15,18 @@ from fastapi import FastAPI
 from gradio.components.label import LabelConfidence, LabelData
 from gradio.data_classes import ImageData
 from gradio_client import utils as client_utils
-from starlette.middleware import Middleware
 
-from ..data.images import ImageLoadError, release_memory
+from ..data.images import ImageLoadError
+from ..gallery.store import GALLERY_FILE
 from ..labels import map_url
 from ..runtime.photos import read_photo
-from .api_app import CONCURRENCY, MAX_QUEUE, build_api_app
-from .page import example_labels, landmark_table, map_embed, model_footer, model_key, use_examples_cache
+from .api_app import MAX_QUEUE, build_api_app, upload_guards
+from .page import example_labels, landmark_table, map_embed, model_footer, model_key, plain, use_examples_cache
 from .service import LandmarkService, Prediction
-from .uploads import MAX_FILE_BYTES, MAX_FILE_SIZE, WINDOW_S, DeferredDeletion, UploadQuota, UploadRefused, read_upload
+from .upload_limits import WINDOW_S
+from .uploads import MAX_FILE_BYTES, MAX_FILE_SIZE, DeferredDeletion, UploadRefused, read_upload
 from .web_teach import add_teach_tab, session_ranker
+from .work import CONCURRENCY, work_slot
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 DELETE_CACHE = (300, WINDOW_S)  # every 5 minutes, delete uploads never answered (older than the quota window)
@@ -114,10 +115,7 @@ def describe(prediction: Prediction) -> str:
     best, place = prediction.best, prediction.landmark
     if prediction.level is not None:
         maybe = "Maybe " if prediction.level == "suggested" else ""
-        lines = [
-            f"### {maybe}{html.escape(best.display_name, quote=False)}"
-            + (f" — {html.escape(place.place, quote=False)}" if place.place else "")
-        ]
+        lines = [f"### {maybe}{plain(best.display_name)}" + (f" — {plain(place.place)}" if place.place else "")]
         if prediction.level == "suggested":
             lines.append(
                 "*Suggested, not confident: the photo resembles this landmark, but check it before you tag it.*"
@@ -128,9 +126,7 @@ def describe(prediction: Prediction) -> str:
             )
             lines.append(map_embed(best.display_name, place.lat, place.lon))
     else:
-        closest = ", ".join(
-            f"{html.escape(g.display_name, quote=False)} ({g.probability:.0%})" for g in prediction.top[:3]
-        )
+        closest = ", ".join(f"{plain(g.display_name)} ({g.probability:.0%})" for g in prediction.top[:3])
         lines = [
             "### No known landmark recognised",
             f"Closest known landmarks: {closest}. The photo does not match the best one closely enough to name it "
@@ -146,7 +142,7 @@ def describe(prediction: Prediction) -> str:
 
 def result_markdown() -> gr.Markdown:
     """The answer's text and map. HTML is not sanitised so the map's iframe shows: every text that does not come from
-    this module (names, file names, error messages) is html.escape'd before it goes in."""
+    this module (names, file names, error messages) goes in through page.plain (no live Markdown or HTML)."""
     return gr.Markdown(sanitize_html=False)
 
 
@@ -201,12 +197,9 @@ def build_demo(service: LandmarkService) -> gr.Blocks:
             data = read_upload(path, photo.GRADIO_CACHE, MAX_FILE_BYTES)
         finally:  # the photo and its EXIF GPS leave the server shortly after the answer
             deletion.schedule(path, UPLOAD_GRACE_S)
-        try:
+        with work_slot():  # one bound for every endpoint; the decoded pixels go back to the OS afterwards
             # Bytes + the file's own name: error messages name the user's file, not the server's temp path.
             return service.predict_photos([read_photo(data, Path(path).name, service.max_short_side)], gallery)[0]
-        finally:  # the upload's bytes and the decoded pixels go back to the OS, not only to the heap
-            del data
-            release_memory()
 
     def recognise(path: str | None, session: dict | None = None) -> tuple[LabelData | None, str]:
         # Bad input is answered in the result area (not a toast), so no earlier result is left on screen beside it.
@@ -216,13 +209,14 @@ def build_demo(service: LandmarkService) -> gr.Blocks:
         except NoPhoto as error:
             return None, f"### No photo\n\n{error}"
         except (UploadRefused, ImageLoadError) as error:
-            return None, f"### Cannot read this photo\n\n{html.escape(str(error), quote=False)}"
+            return None, f"### Cannot read this photo\n\n{plain(error)}"
         taught = frozenset(c.name for c in ranker.classes) if ranker else frozenset()
         text = describe(prediction) + (f"\n\n{describe_taught(prediction, ranker)}" if ranker else "")
         return label_value(prediction, taught), text.strip()
 
     example_files = sorted(EXAMPLES_DIR.glob("*.jpg"))
-    use_examples_cache(model_key(service.model_path, service.backend, service.threshold))
+    gallery_file = service.gallery.gallery.folder / GALLERY_FILE if service.gallery else None
+    use_examples_cache(model_key(service.model_path, service.backend, service.threshold, gallery_file))
     with gr.Blocks(title="Landmark Tagger", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"# Landmark Tagger\n\n{DESCRIPTION}")
         session = gr.State(None)  # the visitor's taught landmarks (web_teach.py): in memory, this session only
@@ -263,7 +257,7 @@ def add_examples(files: list[Path], photo: gr.Image, outputs: list, fn: Callable
             examples_per_page=len(files),  # all on one page: the look-alike too
             example_labels=example_labels(files),
             preload=False,
-            api_name=False,
+            api_name=False,  # type: ignore[arg-type]  # Gradio's documented way to add no API endpoint
         )
 
 
@@ -280,7 +274,7 @@ def describe_taught(prediction: Prediction, ranker) -> str:
         return ""
     taught = {c.name for c in ranker.classes}
     lines = [
-        f"- {html.escape(g.display_name, quote=False)}: similarity {ranker.similarity(g.probability):.2f}"
+        f"- {plain(g.display_name)}: similarity {ranker.similarity(g.probability):.2f}"
         for g in prediction.top
         if g.name in taught
     ]
@@ -293,7 +287,7 @@ def describe_taught(prediction: Prediction, ranker) -> str:
 
 
 def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, block: bool = True) -> str:
-    """Start the server with the app's upload limits (per file, and per client: UploadQuota); returns the local URL
+    """Start the server with the app's upload limits and guards (api_app.upload_guards); returns the local URL
     (block=False returns at once)."""
     _, local_url, _ = demo.launch(
         server_name=host,
@@ -302,7 +296,7 @@ def launch(demo: gr.Blocks, host: str, port: int | None, share: bool = False, bl
         max_file_size=MAX_FILE_SIZE,
         prevent_thread_lock=not block,
         quiet=not block,
-        app_kwargs={"middleware": [Middleware(UploadQuota)]},
+        app_kwargs={"middleware": upload_guards()},
     )
     return local_url
 
@@ -311,4 +305,7 @@ def build_app(service: LandmarkService) -> FastAPI:
     """One ASGI app with the page ready from the start: the REST API (/v1/..., docs at /docs) with the Gradio page
     mounted at /, under the upload quota (which counts REST photos too). `landmark serve` mounts the page when it has
     loaded instead (server.staged_app)."""
-    return gr.mount_gradio_app(build_api_app(service), build_demo(service), path="", max_file_size=MAX_FILE_SIZE)
+    demo = build_demo(service)
+    app = gr.mount_gradio_app(build_api_app(service), demo, path="", max_file_size=MAX_FILE_SIZE)
+    demo.has_launched = True  # mounted, never launch()ed: Gradio's own upload-folder check runs only on launched apps
+    return app

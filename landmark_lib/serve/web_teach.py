@@ -3,7 +3,8 @@ it beside the model's landmarks (session_ranker).
 
 What is taught lives only in that visitor's session (gr.State: in memory, never written to disk, never seen by
 another visitor) and is gone when the page closes. The photos are read like every upload (read_upload: only files
-Gradio received, within the size limit) and deleted right after, like the Recognise tab's.
+Gradio received, within the size limit) and deleted right after, like the Recognise tab's; the decoding and the
+model call take one of the server's shared work slots (work.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from ..gallery.ranking import GalleryRanker
 from ..gallery.store import GalleryError, new_gallery
 from ..labels import ClassInfo, plural
 from ..runtime.photos import read_photo
+from .page import plain
 from .uploads import UploadRefused, read_upload
+from .work import work_slot
 
 MAX_TEACH_PHOTOS = 20  # per landmark: enough for the protocol's best row (reports/gallery.md), bounded memory
 MAX_SESSION_LANDMARKS = 5
@@ -46,10 +49,12 @@ def teach(
         )
     if len(paths) > MAX_TEACH_PHOTOS:
         return state, f"### Too many photos\n\nUpload at most {MAX_TEACH_PHOTOS} photos of one landmark."
-    try:
-        images = [_read(service, p, cache, max_bytes) for p in paths]
-    except (UploadRefused, ImageLoadError) as error:
-        return state, f"### Cannot read a photo\n\n{error}"
+    with work_slot():
+        try:
+            images = [_read(service, p, cache, max_bytes) for p in paths]
+        except (UploadRefused, ImageLoadError) as error:
+            return state, f"### Cannot read a photo\n\n{plain(error)}"
+        embeddings = enroll.run_model(service.model, images)[1]
     gallery = state["gallery"] if state else new_gallery(Path("."), enroll.embedding_model(service))
     if len(gallery.landmarks) >= MAX_SESSION_LANDMARKS and name not in [
         lm.info.display_name for lm in gallery.landmarks
@@ -59,14 +64,13 @@ def teach(
             f"### Session full\n\nA session can hold {MAX_SESSION_LANDMARKS} landmarks; reload the page to start again.",
         )
     key = "taught_" + re.sub(r"\W+", "_", name.lower()).strip("_")
-    embeddings = enroll.run_model(service.model, images)[1]
     try:
         gallery.add(ClassInfo(key, name), [{"source": "upload", "sha256": ""}] * len(images), embeddings, replace=True)
     except GalleryError as error:
-        return state, f"### Nothing taught\n\n{error}"
-    taught = ", ".join(lm.info.display_name for lm in gallery.landmarks)
+        return state, f"### Nothing taught\n\n{plain(error)}"
+    taught = ", ".join(plain(lm.info.display_name) for lm in gallery.landmarks)
     return {"gallery": gallery}, (
-        f"### Taught '{name}' from {plural(len(images), 'photo')}\n\n{agreement(embeddings, gallery.similarity)}\n\n"
+        f"### Taught '{plain(name)}' from {plural(len(images), 'photo')}\n\n{agreement(embeddings, gallery.similarity)}\n\n"
         f"This session knows: {taught}. Try a photo in the **Recognise** tab: taught landmarks are recognised there "
         "beside the model's."
     )
@@ -89,6 +93,18 @@ def session_ranker(service, state: dict | None) -> GalleryRanker | None:
     return GalleryRanker(state["gallery"], service.threshold, "exact") if state else None
 
 
+def upload_paths(files: gr.File) -> gr.File:
+    """FILES, handing over the uploads' paths as they are: gr.File's own preprocess leaves an empty temp file in the
+    upload folder for every path it is given (5,000 from one request), never deleted. Per instance, like web.py's
+    photo input."""
+
+    def paths(payload) -> list[str] | None:
+        return None if payload is None else [f.path for f in getattr(payload, "root", [payload])]
+
+    files.preprocess = paths  # type: ignore[method-assign]
+    return files
+
+
 def add_teach_tab(service, state: gr.State, cache: str, limits: tuple, deletion) -> None:
     """The tab's contents, inside the caller's gr.Tab: one upload area (the landmark's photos). STATE: the session's
     taught landmarks, shared with the Recognise tab; LIMITS: (max upload bytes, seconds before an upload is deleted)."""
@@ -97,7 +113,7 @@ def add_teach_tab(service, state: gr.State, cache: str, limits: tuple, deletion)
         "browser session (nothing is stored or shared). Then try a photo in the **Recognise** tab."
     )
     name = gr.Textbox(label="Landmark name", max_length=80)
-    photos = gr.File(file_count="multiple", file_types=["image"], label="Photos of it")
+    photos = upload_paths(gr.File(file_count="multiple", file_types=["image"], label="Photos of it"))
     teach_button = gr.Button("Teach", variant="primary")
     taught = gr.Markdown()
     teach_button.click(

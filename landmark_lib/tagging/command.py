@@ -98,11 +98,13 @@ def run(args: argparse.Namespace) -> None:
     if "://" in str(args.photo_dir):
         raise LandmarkError(f"{args.photo_dir} is an object-storage URI; tag it with --engine ray.")
     args.photo_dir = Path(args.photo_dir)
+    tag_state.check_apart(args.photo_dir, args.out)
     service = LandmarkService.from_spec(args.model, threshold=args.threshold, gallery=args.gallery)
     wanted = tag_state.identity(str(args.photo_dir.resolve()), service)
     try:
-        resume = tag_state.claim(args.out, wanted, args.overwrite, folder=args.out.suffix.lower() == ".parquet")
-        counts = tag_to(service, args, resume)
+        with tag_state.locked(args.out):
+            resume = tag_state.claim(args.out, wanted, args.overwrite, folder=args.out.suffix.lower() == ".parquet")
+            counts = tag_to(service, args, resume)
     except OSError as error:  # a full disk (atomic.NoSpaceError names the folder), a read-only folder, ...
         raise LandmarkError(
             f"could not write {args.out}: {error.strerror or error}; the rows written so far are kept, "

@@ -12,8 +12,9 @@ from ..data.folder import IMAGE_EXTENSIONS
 
 
 def display(path: Path | str) -> str:
-    """PATH as text that can always be written: bytes of non-UTF-8 file names become \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """PATH as text that can always be written, one text per name: bytes of non-UTF-8 file names become \\xNN escapes
+    and a backslash of the name is doubled, so a name whose text is `caf\\xe9` stays apart from the Latin-1 `café`."""
+    return os.fsencode(path).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
