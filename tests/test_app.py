@@ -77,7 +77,7 @@ CASES: dict[str, tuple[Callable[[Path], None], str | None]] = {
     "zero_byte.jpg": (lambda p: p.write_bytes(b""), "empty (zero-byte) file"),
     "truncated.jpg": (truncated_jpeg, "corrupt or truncated"),
     "notes.jpg": (lambda p: p.write_text("this is not a photo\n"), "not an image file"),
-    "bomb.png": (bomb_png, "too large"),
+    "bomb.png": (bomb_png, "larger than the 200 megapixel limit"),
     "alpha.png": (save(rgba, "PNG"), None),
     "grey.jpg": (save(make_photo().convert("L"), "JPEG"), None),
     "cmyk.jpg": (save(make_photo().convert("CMYK"), "JPEG"), None),
@@ -106,8 +106,9 @@ def test_awkward_upload_then_normal_request(client: Client, tmp_path: Path, name
         assert len(confidences(label)) == 5 and set(confidences(label)) <= DISPLAY_NAMES
     else:
         label, markdown = ask(client, tmp_path / name)
-        assert not label and markdown.startswith("### Cannot read this photo") and error in markdown
-        assert name in markdown and "/tmp" not in markdown  # names the user's file, not a server path
+        shown = markdown.replace("\\", "")  # page.plain escapes Markdown punctuation; the reader sees it unescaped
+        assert not label and shown.startswith("### Cannot read this photo") and error in shown
+        assert name in shown and "/tmp" not in shown  # names the user's file, not a server path
     make_photo().save(tmp_path / "after.jpg")
     assert len(confidences(ask(client, tmp_path / "after.jpg")[0])) == 5
 

@@ -82,8 +82,8 @@ def test_readme_preload_example_is_one_pinned_entry():
         "labels.json",
         "export.json",
         "model.onnx",
-        "model.int8.onnx",
         "preprocess.onnx",
+        "index.npz",  # the photo index the recognition score compares with
     ]
     assert re.fullmatch(r"[0-9a-f]{40}", commit)
     assert f"LANDMARK_MODEL=hf://{repo}@{commit}" in text  # the app serves the same commit it preloads
