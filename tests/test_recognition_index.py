@@ -43,7 +43,7 @@ def test_margin_score_rejects_a_look_alike_that_the_probability_accepts():
         ("taj_mahal", BACKGROUND_CLASS),
         np.array(["a", "a", "b", "b"]),
     )
-    scorer = IndexScorer(index, neighbours=2)
+    scorer = IndexScorer.from_index(index, neighbours=2)
     real, look_alike = unit([0.99, 0.1, 0])[0], unit([0.7, 0.7, 0])[0]
     probs = np.array([[0.9, 0.1], [0.9, 0.1]])
     evidence, named = scorer.best_landmarks(np.stack([real, look_alike]), probs, ["taj_mahal", BACKGROUND_CLASS])

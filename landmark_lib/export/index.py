@@ -15,7 +15,7 @@ from torch import nn
 
 from ..artifacts.run_folder import RunConfig
 from ..evaluation.operating_points import choose_operating_points
-from ..index.score import NEIGHBOURS, SERVED_SCORE, IndexScorer
+from ..index.score import NEIGHBOURS, SERVED_SCORE, Evidence, IndexScorer
 from ..index.store import INDEX_FILE, PhotoIndex
 from ..labels import BACKGROUND_CLASS
 from ..train.run_embeddings import RunEmbeddings, run_embeddings
@@ -32,14 +32,15 @@ def photo_index(photos: RunEmbeddings, class_names: list[str], rows: np.ndarray)
 
 
 def score_queries(
-    photos: RunEmbeddings, class_names: list[str], queries: np.ndarray, bank: np.ndarray, kind: str = SERVED_SCORE
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(score, named correctly, is a landmark photo) of the QUERIES rows, compared with an index of the BANK rows."""
-    scorer = IndexScorer(photo_index(photos, class_names, bank))
+    photos: RunEmbeddings, class_names: list[str], queries: np.ndarray, bank: np.ndarray
+) -> tuple[Evidence, np.ndarray, np.ndarray]:
+    """(evidence for every score, named correctly, is a landmark photo) of the QUERIES rows, compared with an index
+    of the BANK rows (one search: each score is derived from the same evidence)."""
+    scorer = IndexScorer.from_index(photo_index(photos, class_names, bank))
     evidence, named = scorer.best_landmarks(photos.embeddings[queries], photos.probabilities[queries], class_names)
     targets = photos.targets[queries]
     is_landmark = targets != (class_names.index(BACKGROUND_CLASS) if BACKGROUND_CLASS in class_names else -1)
-    return evidence.score(kind), (named == targets) & is_landmark, is_landmark
+    return evidence, (named == targets) & is_landmark, is_landmark
 
 
 def write_index(model: nn.Module, config: RunConfig, run_dir: str | Path, out: Path) -> tuple[dict, dict]:
@@ -47,9 +48,10 @@ def write_index(model: nn.Module, config: RunConfig, run_dir: str | Path, out: P
     photos = run_embeddings(model, config, run_dir)
     kept = photos.parts != "excluded"
     photo_index(photos, config.class_names, kept).save(out)
-    score, correct, is_landmark = score_queries(
+    evidence, correct, is_landmark = score_queries(
         photos, config.class_names, photos.parts == "valid", photos.parts == "train"
     )
+    score = evidence.score(SERVED_SCORE)
     categories = photos.categories[photos.parts == "valid"]
     points = choose_operating_points(score, correct, is_landmark, categories, "the run's validation photos")
     record = {

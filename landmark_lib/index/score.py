@@ -57,24 +57,24 @@ def _mean_top_k(similarities: np.ndarray, k: int) -> np.ndarray:
 
 
 class IndexScorer:
-    """A loaded PhotoIndex, ready to score batches of photos (embeddings from the served model)."""
+    """A loaded PhotoIndex, ready to score batches of photos (embeddings from the served model): BACKGROUND [B, D]
+    the no-landmark photos, PHOTOS each landmark's own [n, D] (float32: matrix products are 2-4x faster here)."""
 
-    def __init__(self, index: PhotoIndex, neighbours: int = NEIGHBOURS):
-        self.neighbours = neighbours
-        embeddings = index.embeddings.astype(np.float32)  # float32 matrix products are 2-4x faster here
-        self.background = embeddings[index.rows_of(BACKGROUND_CLASS)]
-        self.photos = {name: embeddings[index.rows_of(name)] for name in index.names if name != BACKGROUND_CLASS}
+    def __init__(self, background: np.ndarray, photos: dict[str, np.ndarray], neighbours: int = NEIGHBOURS):
+        self.background, self.photos, self.neighbours = background, photos, neighbours
+
+    @classmethod
+    def from_index(cls, index: PhotoIndex, neighbours: int = NEIGHBOURS) -> IndexScorer:
+        embeddings = index.embeddings.astype(np.float32)
+        photos = {name: embeddings[index.rows_of(name)] for name in index.names if name != BACKGROUND_CLASS}
+        return cls(embeddings[index.rows_of(BACKGROUND_CLASS)], photos, neighbours)
 
     def with_entries(self, embeddings: np.ndarray, names: list[str]) -> IndexScorer:
         """This index plus a gallery's photos (EMBEDDINGS [G, D], NAMES[i] the landmark of row i): a taught landmark
         is compared with its own photos and with the same no-landmark photos as the trained ones. Shares the arrays."""
-        scorer = object.__new__(IndexScorer)
-        scorer.neighbours, scorer.background = self.neighbours, self.background
-        scorer.photos = dict(self.photos)
-        for name in dict.fromkeys(names):
-            rows = [i for i, n in enumerate(names) if n == name]
-            scorer.photos[name] = np.asarray(embeddings, dtype=np.float32)[rows]
-        return scorer
+        rows = np.asarray(embeddings, dtype=np.float32)
+        taught = {name: rows[[i for i, n in enumerate(names) if n == name]] for name in dict.fromkeys(names)}
+        return IndexScorer(self.background, {**self.photos, **taught}, self.neighbours)
 
     def evidence(self, embeddings: np.ndarray, probability: np.ndarray, names: list[str]) -> Evidence:
         """EMBEDDINGS [M, D] (unit rows) of photos whose named landmarks are NAMES with PROBABILITY [M]."""

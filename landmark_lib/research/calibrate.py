@@ -29,6 +29,7 @@ from .. import atomic, bundle
 from ..artifacts import export_info
 from ..errors import LandmarkError
 from ..evaluation.operating_points import choose_operating_points, summary
+from ..export.index import score_queries
 from ..index.score import SCORES, SERVED_SCORE
 from ..labels import BACKGROUND_CLASS
 from ..metrics import gap
@@ -40,8 +41,6 @@ KINDS = ("held_out_negative", "cross_source", "validation")
 
 def fold_scores(run_dir: str | Path) -> dict[str, np.ndarray]:
     """Every score of every query photo of one fold (held-out and validation photos vs its training photos)."""
-    from ..export.index import score_queries
-
     model, config = load_trained_model(run_dir)
     if not config.train.exclude:
         raise LandmarkError(f"{run_dir} held no collection out (--exclude); calibration needs folds that did.")
@@ -54,9 +53,8 @@ def fold_scores(run_dir: str | Path) -> dict[str, np.ndarray]:
         np.where(held_out, "cross_source", np.where(photos.parts == "valid", "validation", "")),
     )
     queries, bank = kind != "", photos.parts == "train"
-    out: dict[str, np.ndarray] = {}
-    for score_kind in SCORES:
-        out[score_kind], correct, is_landmark = score_queries(photos, config.class_names, queries, bank, score_kind)
+    evidence, correct, is_landmark = score_queries(photos, config.class_names, queries, bank)
+    out = {score: evidence.score(score) for score in SCORES}
     out |= {
         "correct": correct,
         "is_landmark": is_landmark,

@@ -86,7 +86,7 @@ class LandmarkService:
         index = open_recorded(self.model_path.parent, info, self.class_names, int(index_record.get("dim", 0)))
         if index is None:
             return None
-        scorer = IndexScorer(index, int(index_record.get("neighbours", NEIGHBOURS)))
+        scorer = IndexScorer.from_index(index, int(index_record.get("neighbours", NEIGHBOURS)))
         return scorer if self.gallery is None else self.gallery.with_index(scorer)
 
     @classmethod
