@@ -18,20 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.tag_throughput import end_to_end_rate
 from landmark_lib.geotag import command, library
 from landmark_lib.serve.service import LandmarkService
-from landmark_lib.tagging import command as tag
-
-
-def tag_rate(service: LandmarkService, folder: Path, batch_size: int, workers: int) -> float:
-    """Photos per second of the tagger's loop (tag.tag_to) writing a fresh JSONL file."""
-    with tempfile.TemporaryDirectory() as scratch:
-        args = argparse.Namespace(photo_dir=folder, out=Path(scratch, "tags.jsonl"), batch_size=batch_size)
-        args.workers = workers
-        start = time.perf_counter()
-        counts = tag.tag_to(service, args, resume=False)
-        elapsed = time.perf_counter() - start
-    return (counts["tagged"] + counts["unreadable"]) / elapsed
 
 
 def geotag_rate(service: LandmarkService, folder: Path, batch_size: int, workers: int) -> tuple[float, dict]:
@@ -60,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     rates: dict[str, list[float]] = {"tag": [], "geotag": []}
     counts: dict = {}
     for _ in range(args.repeats):
-        rates["tag"].append(tag_rate(service, args.photos, args.batch_size, args.workers))
+        rates["tag"].append(end_to_end_rate(service, args.photos, args.batch_size, args.workers))
         rate, counts = geotag_rate(service, args.photos, args.batch_size, args.workers)
         rates["geotag"].append(rate)
     medians = {name: statistics.median(values) for name, values in rates.items()}

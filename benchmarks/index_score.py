@@ -29,7 +29,7 @@ def main() -> None:
     index = open_recorded(args.model, info, names, int((info.serving.index or {})["dim"]))
     assert index is not None, f"{args.model} has no photo index"
     start = time.perf_counter()
-    scorer = IndexScorer(index)
+    scorer = IndexScorer.from_index(index)
     load_ms = (time.perf_counter() - start) * 1000
     rng = np.random.default_rng(0)
     rows = rng.integers(0, len(index.embeddings), args.repeats)
