@@ -124,13 +124,18 @@ def test_landmarks_health_and_docs(base: str, service: LandmarkService) -> None:
     assert [entry["name"] for entry in landmarks] == [c.name for c in CLASSES]
     assert landmarks[1]["place"]["country"] == "Italy" and landmarks[-1]["place"]["lat"] is None
     health = httpx.get(f"{base}/v1/health").json()
-    assert health["model"] == service.model_id.to_dict() and health["threshold"] == service.threshold
+    assert health["model"] == service.model_id.model_dump() and health["threshold"] == service.threshold
     assert health["backend"] == service.backend and health["uptime_s"] >= 0
     assert httpx.get(f"{base}/docs").status_code == 200
-    tag = httpx.get(f"{base}/openapi.json").json()["paths"]["/v1/tag"]["post"]
+    spec = httpx.get(f"{base}/openapi.json").json()
+    tag = spec["paths"]["/v1/tag"]["post"]
     assert "multipart/form-data" in tag["requestBody"]["content"] and {"413", "415", "422", "503"} <= set(
         tag["responses"]
     )
+    # the documented answer is the one the server returns: the pydantic Answer, beside the XMP form
+    ok = tag["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"]["items"] == {"$ref": "#/components/schemas/Answer"}
+    assert "application/rdf+xml" in ok and set(spec["components"]["schemas"]["Answer"]["required"]) >= {"level", "top5"}
 
 
 def test_gradio_tag_endpoint_beside_the_page(base: str, service: LandmarkService, tmp_path: Path) -> None:

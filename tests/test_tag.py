@@ -11,6 +11,7 @@ import pytest
 from PIL import ExifTags, Image
 
 from landmark_lib.cli import main
+from landmark_lib.tagging.rows import CSV_COLUMNS
 
 from helpers import CLASSES, make_photo, time_limit
 
@@ -86,10 +87,15 @@ def test_tag_jsonl_matches_single_predictions(photo_dir: Path, model_dir: Path, 
     assert len(records) == 5 and records["trip/broken.jpg"]["error"]
     single = service.predict(photo_dir / "trip" / "b.png")
     batched = records["trip/b.png"]
-    assert [g["name"] for g in batched["top5"]] == [g.name for g in single.top]
-    assert [g["probability"] for g in batched["top5"]] == pytest.approx([g.probability for g in single.top], abs=1e-5)
-    assert batched["place"]["country"] == single.landmark.country and batched["photo_gps"] is None
-    assert records["trip/day2/c.jpg"]["photo_gps"]["lon"] == pytest.approx(-72.545, abs=1e-3)
+    assert [batched[f"top{i}"] for i in range(1, 6)] == [g.display_name for g in single.top]
+    assert [batched[f"top{i}_probability"] for i in range(1, 6)] == pytest.approx(
+        [g.probability for g in single.top], abs=1e-5
+    )
+    named = single.level is not None  # a place only for a named landmark
+    assert batched["country"] == (single.landmark.country if named else None) and batched["photo_lat"] is None
+    assert records["trip/day2/c.jpg"]["photo_lon"] == pytest.approx(-72.545, abs=1e-3)
+    # one definition of the row: JSONL keys are the CSV columns, in order
+    assert list(batched) == CSV_COLUMNS
 
 
 @pytest.mark.parametrize("name", ["tags.xlsx", "tags.json"])

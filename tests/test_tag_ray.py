@@ -50,6 +50,7 @@ def test_ray_engine_writes_the_local_engines_rows(
 
     on_ray = by_path(pyarrow.dataset.dataset(tmp_path / "ray.parquet").to_table().to_pylist())
     assert on_ray == local and len(local) == 9 and "not an image file" in local["trip/broken.jpg"]["error"]
+    assert {row["level"] for row in local.values() if not row["error"]} <= {"confident", "suggested", "none"}
     assert (
         "not a regular file" in local["trip/pipe.jpg"]["error"]
         and "broken symbolic link" in local["trip/gone.jpg"]["error"]
@@ -60,9 +61,10 @@ def test_ray_engine_writes_the_local_engines_rows(
         want = local[path]
         assert (row["size"], row["mtime_ns"], row["error"]) == (want["size"], want["mtime_ns"], want["error"])
         if want["error"]:
-            assert row["top5"] is None and row["probability"] is None
+            assert row["top1"] is None and row["probability"] is None
         else:
-            assert [g["name"] for g in row["top5"]] == [g["name"] for g in want["top5"]]
+            assert [row[f"top{i}"] for i in range(1, 6)] == [want[f"top{i}"] for i in range(1, 6)]
+            assert (row["level"], row["score"]) == (want["level"], pytest.approx(want["score"], rel=1e-6))
             assert row["probability"] == pytest.approx(want["probability"], rel=1e-12)
     sidecar = json.loads((tmp_path / "ray.parquet" / "_tagging.json").read_text())
     assert sidecar["folder"] == str(folder.resolve()) and sidecar["backend"] == "torchscript"

@@ -1,7 +1,7 @@
 """The REST API for photo services (FastAPI), served in the same process as the page: POST /v1/tag, GET /v1/landmarks,
 GET /v1/health, OpenAPI docs at /docs.
 
-Every answer is Prediction.to_dict() (serve/answer.py, ANSWER_SCHEMA). Bad input is answered with a JSON
+Every answer is an artifacts/answer.py Answer (the route's response model, so its schema is the OpenAPI one). Bad input is answered with a JSON
 {"detail": one sentence} and its status (408 too slow, 413 too large, 415 not an image, 422 no or too many photos,
 429 upload limits, 503 when the bounded queue is full); never a 500. A request's photos are read in full before it
 takes a place in the queue (a slow client holds only its own connection: upload_limits.py ends bodies that stall);
@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from ..artifacts.answer import ANSWER_SCHEMA, place_dict
+from ..artifacts.answer import Answer, place_of
 from ..data.images import ImageLoadError
 from ..runtime.photos import read_photo
 from ..xmp.answer_packet import answer_packet
@@ -68,7 +68,6 @@ _ERROR = {"content": {"application/json": {"example": {"detail": "one sentence s
 _TAG_RESPONSES: dict[int | str, dict] = {
     200: {
         "content": {
-            "application/json": {"schema": {"type": "array", "items": ANSWER_SCHEMA}},
             XMP_MEDIA_TYPE: {"schema": {"type": "string"}},
         }
     },
@@ -141,7 +140,7 @@ async def _photo_bytes(files: list) -> list[tuple[str, bytes]]:
     return photos
 
 
-def _answer(service: LandmarkService, photos: list[tuple[str, bytes]], form: str = "json") -> list[dict] | Response:
+def _answer(service: LandmarkService, photos: list[tuple[str, bytes]], form: str = "json") -> list[Answer] | Response:
     """Decode every photo (bounded decoder), then one network call for all of them, in one shared work slot; FORM
     'xmp': the one photo's XMP sidecar (204 when the answer places nothing)."""
     with work_slot():
@@ -155,14 +154,14 @@ def _answer(service: LandmarkService, photos: list[tuple[str, bytes]], form: str
     if form == "xmp":
         packet = answer_packet(predictions[0], first)
         return Response(status_code=204) if packet is None else Response(packet, media_type=XMP_MEDIA_TYPE)
-    return [prediction.to_dict() for prediction in predictions]
+    return [prediction.answer() for prediction in predictions]
 
 
 def landmarks(service: LandmarkService) -> list[dict]:
     """Every landmark the service can name, with its place and where it comes from: 'model' (its classes, not the
     background class) or 'gallery' (taught with `landmark gallery add`, served with --gallery)."""
     return [
-        {"name": c.name, "display_name": c.display_name, "place": place_dict(c), "source": source}
+        {"name": c.name, "display_name": c.display_name, "place": place_of(c).model_dump(), "source": source}
         for c, source in service.known_landmarks()
     ]
 
@@ -171,7 +170,7 @@ def health_report(service: LandmarkService, started: float) -> dict:
     """GET /v1/health: the model served, its operating points, what it can name (the served gallery's marked), uptime."""
     return {
         "status": "ok",
-        "model": service.model_id.to_dict(),
+        "model": service.model_id.model_dump(),
         "backend": service.backend,
         "threshold": service.points.confident,
         "operating_points": asdict(service.points),
@@ -204,8 +203,9 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
         "/v1/tag",
         openapi_extra={"requestBody": _TAG_BODY, "parameters": [_FORMAT_PARAMETER]},
         responses=_TAG_RESPONSES,
+        response_model=list[Answer],
     )
-    async def tag(request: Request) -> list[dict]:
+    async def tag(request: Request) -> list[Answer]:
         """Tag 1 to 32 photos (multipart `photo` fields): one answer per photo, in the order sent; with
         `?format=xmp`, one photo's XMP sidecar.
 
@@ -219,8 +219,8 @@ def build_api(service: LandmarkService, concurrency: int = 2, waiting: int = 64)
         gate.enter()
         try:
             async with gate.working:
-                # the JSON answers, or (format=xmp) a Response, which FastAPI passes through unvalidated
-                return cast(list[dict], await run_in_threadpool(_answer, service, photos, form))
+                # the answers, or (format=xmp) a Response, which FastAPI passes through unvalidated
+                return cast(list[Answer], await run_in_threadpool(_answer, service, photos, form))
         finally:
             gate.leave()
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from .. import threads
 from ..artifacts import export_info
-from ..artifacts.answer import Guess, Prediction, model_id
+from ..artifacts.answer import TOP_K, Guess, Prediction, model_id
 from ..artifacts.model_identity import identify
 from ..data.images import decode_short_side, pil_to_uint8_array
 from ..gallery.ranking import open_ranker
@@ -25,9 +25,6 @@ from ..recognition import DEFAULT_THRESHOLD, OperatingPoints, check_threshold, t
 from ..runtime import backends
 from ..runtime.photos import ImageInput, Photo, read_photo
 from ..runtime.resolve import ResolvedModel, resolve_model
-
-TOP_K = 5
-
 
 __all__ = ["Guess", "LandmarkService", "Prediction"]  # the answer types live in answer.py
 

@@ -19,8 +19,9 @@ from ..artifacts import checksums
 from ..errors import LandmarkError
 from ..gallery.store import GALLERY_FILE
 from ..serve.service import LandmarkService
+from .rows import ROW_FORMAT
 
-IDENTITY_KEYS = ("folder", "model_sha256", "threshold", "gallery")
+IDENTITY_KEYS = ("folder", "model_sha256", "threshold", "gallery", "row_format")
 
 
 def sidecar(out: Path, folder: bool) -> Path:
@@ -29,8 +30,8 @@ def sidecar(out: Path, folder: bool) -> Path:
 
 
 def identity(folder: str, service: LandmarkService) -> dict:
-    """What a resumed run must share with the run that started OUT: the folder, the model's weights, the threshold
-    and the gallery (sha256 of its gallery.json: teaching or removing a landmark changes the answers)."""
+    """What a resumed run must share with the run that started OUT: the folder, the model's weights, the threshold,
+    the gallery (sha256 of its gallery.json: teaching or removing a landmark changes the answers) and the row layout."""
     export = service.model_path if service.model_path.is_dir() else service.model_path.parent
     gallery = service.gallery.gallery.folder / GALLERY_FILE if service.gallery else None
     return {
@@ -38,6 +39,7 @@ def identity(folder: str, service: LandmarkService) -> dict:
         "model_sha256": service.identity.model_sha256,
         "threshold": service.threshold,
         "gallery": checksums.sha256_file(gallery) if gallery else None,
+        "row_format": ROW_FORMAT,
         "model": str(export),
         "backend": service.backend,
     }

@@ -21,26 +21,9 @@ import pyarrow.parquet as pq
 
 from .. import atomic
 from ..errors import LandmarkError
-from .rows import CSV_COLUMNS, csv_cell, flat, key
+from .rows import CSV_COLUMNS, SCHEMA, csv_cell, key
 
 Key = tuple[str, int | None, int | None]
-_GUESS = pa.struct([("name", pa.string()), ("display_name", pa.string()), ("probability", pa.float64())])
-_PLACE = [("city", pa.string()), ("country", pa.string()), ("lat", pa.float64()), ("lon", pa.float64())]
-SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("size", pa.int64()),
-        ("mtime_ns", pa.int64()),
-        ("landmark", pa.string()),
-        ("probability", pa.float64()),
-        ("recognised", pa.bool_()),
-        ("closest_landmark", pa.string()),
-        ("top5", pa.list_(_GUESS)),
-        ("place", pa.struct([*_PLACE, ("map_url", pa.string())])),
-        ("photo_gps", pa.struct([("lat", pa.float64()), ("lon", pa.float64())])),
-        ("error", pa.string()),
-    ]
-)
 
 
 def table(records: list[dict]) -> pa.Table:
@@ -131,7 +114,7 @@ class CsvWriter(LineWriter):
     def lines(self, records: list[dict]) -> bytes:
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writerows({name: csv_cell(value) for name, value in flat(r).items()} for r in records)
+        writer.writerows({name: csv_cell(value) for name, value in r.items()} for r in records)
         return text.getvalue().encode("utf-8")
 
     @staticmethod
