@@ -66,7 +66,8 @@ def export_dir(tmp_path_factory) -> Path:
     make_dataset(
         tmp / "data", [c.name for c in CLASSES], train_per_class=0, test_per_class=2, sizes=[(48, 40), (55, 40)]
     )
-    args = {"data": str(tmp / "data"), "epochs": 30, "lr": 0.003, "model": "scratch", "out": "/home/someone/runs/x"}
+    args = {"data": str(tmp / "data"), "epochs": 30, "lr": 0.003, "model": "scratch"}
+    args |= {"output_dir": "/home/someone/runs/x", "cache_dir": "/home/someone/.cache/x"}  # machine-local: not shown
     run = make_run(tmp / "run", classes=CLASSES, args=args)
     export_run(run, tmp / "export", batch_size=8)
     return tmp / "export"
@@ -178,7 +179,7 @@ def check_card(card: ModelCard, metrics: dict) -> None:
     expected = [
         "| 0 | Qutub Minar (`qutub_minar`) | Delhi, India | 28.524, 77.185 |",
         "`alai_minar`, `qutub_minar` are in (or next to) the Qutb complex",
-        "`out`: `x`",
+        "Trained with: `landmark train --data data --model scratch --epochs 30 --lr 0.003`",
         f'torch.jit.load(hf_hub_download("{REPO_ID}", "model.pt"))',
         f"| top-1 accuracy | {metrics['top1']:.2%} |",
         "Apache-2.0",

@@ -23,6 +23,7 @@ from typing import Any
 from .. import atomic
 from ..bundle import EXPORT_FILE, LABELS_FILE, ONNX_BACKENDS
 from ..errors import LandmarkError
+from .train_config import TrainConfig
 
 FORMAT_VERSION = 1  # raise it when a change would make older code misread an export, and migrate the older ones
 INT8_BACKEND = "onnx-int8"
@@ -104,6 +105,10 @@ class Report:
     metrics: dict | None = None
     torch: str | None = None
     created: str | None = None
+
+    def train_config(self) -> TrainConfig | None:
+        """The run's options, typed (None: an export that records none)."""
+        return None if self.train_args is None else TrainConfig.from_dict(self.train_args)
 
 
 SERVING_KEYS = tuple(f.name for f in fields(Serving))

@@ -19,6 +19,8 @@ from ..cli_args import THREADS_HELP
 STRATEGIES = ("full", "partial", "linear")  # which layers of a timm backbone train (train/finetune.py)
 DEFAULT_CACHE_DIR = Path(os.environ.get("LANDMARK_CACHE", Path.home() / ".cache" / "landmark_tagger"))
 GROUPS = ("model", "optimisation", "data")  # the help's sections, in order, after the run's own options
+# Options that describe the machine a run was made on, not its recipe: a public model card leaves them out.
+MACHINE_OPTIONS = ("output_dir", "resume", "cache_dir", "threads", "num_workers", "report_to", "pretrained_file", "cpu")
 
 
 def option(default: Any, *, help: str, group: str | None = None, **argparse_options: Any) -> Any:
@@ -168,6 +170,20 @@ class TrainConfig:
         if isinstance(options.get("data"), str):  # runs from before multi-root training saved one root as a string
             options["data"] = [options["data"]]
         return cls(**options)
+
+    def recipe(self) -> list[str]:
+        """How the run was made, as `landmark train` options: those that differ from their defaults, machine-local
+        ones (MACHINE_OPTIONS) left out and dataset roots named by their folder (a card shows no one's disk layout)."""
+        argv: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in MACHINE_OPTIONS or value == f.default or value in (None, False, []):
+                continue
+            argv.append("--" + f.name.replace("_", "-"))
+            if value is not True:
+                values = value if isinstance(value, list) else [value]
+                argv += [Path(v).name if f.name == "data" else str(v) for v in values]
+        return argv
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ from .. import bundle
 from ..artifacts import export_info
 from ..artifacts.export_info import ExportInfo
 from ..errors import LandmarkError
-from ..labels import ClassInfo, read_labels
+from ..labels import BACKGROUND_CLASS, ClassInfo, read_labels
 
 QUTB_COMPLEX = ("qutub_minar", "alai_darwaza", "alai_minar", "iron_pillar_of_delhi", "jamali_kamali_tomb")
 LICENSE = "apache-2.0"  # the EfficientNet-Lite ImageNet weights the shipped models start from are Apache-2.0
@@ -45,8 +45,9 @@ class Pushed:
 
 
 def _dataset_name(info: ExportInfo) -> str:
-    data = info.report.check_data or (info.report.train_args or {}).get("data") or "landmark photos"
-    return "+".join(Path(d).name for d in ([data] if isinstance(data, str) else data))
+    config = info.report.train_config()
+    data = info.report.check_data or (config.data if config else None) or ["landmark photos"]
+    return "+".join(Path(d).name for d in data)
 
 
 def base_model(info: ExportInfo) -> str | None:
@@ -106,11 +107,6 @@ def _classes_section(labels: list[ClassInfo]) -> str:
     return "\n".join(rows)
 
 
-def _without_local_path(value: object) -> object:
-    """A public card shows folder names, not the trainer's directory layout."""
-    return Path(value).name if isinstance(value, str) and "/" in value else value
-
-
 def _training_section(info: ExportInfo) -> str:
     pre = info.serving.preprocess or {}
     options = ", ".join(f"{key}={value}" for key, value in (info.report.model_options or {}).items())
@@ -120,10 +116,9 @@ def _training_section(info: ExportInfo) -> str:
         f"{round(pre['input_size'] / pre['crop_pct'])} px ({pre['interpolation']}, antialiased), centre crop "
         f"{pre['input_size']} px, normalise with mean {list(pre['mean'])} and std {list(pre['std'])}.",
     ]
-    args = info.report.train_args or {}
-    if args:
-        lines.append("- Training settings (`landmark train` arguments):")
-        lines += [f"  - `{key}`: `{_without_local_path(value)}`" for key, value in sorted(args.items())]
+    config = info.report.train_config()
+    if config:
+        lines.append(f"- Trained with: `landmark train {' '.join(config.recipe())}` (other options at their defaults).")
     return "\n".join(lines)
 
 
@@ -197,9 +192,16 @@ def _metrics_section(metrics: dict | None) -> str:
 
 def _limitations_section(labels: list[ClassInfo], dataset: str) -> str:
     names = {label.name for label in labels}
+    scope = (
+        "Open set: photos of none of these landmarks should land in `no_landmark`, but photos of other famous places "
+        "and look-alike buildings still reach some landmark's probability; serve it with the photo index and its "
+        "operating points (above) rather than a threshold on the probability."
+        if BACKGROUND_CLASS in names
+        else f"Closed set: every photo is assigned to one of these {len(labels)} landmarks, including photos of none "
+        "of them; use the top probability as a confidence threshold before showing a tag."
+    )
     bullets = [
-        f"Closed set: every photo is assigned to one of these {len(labels)} landmarks, including photos of none of them; "
-        "use the top probability as a confidence threshold before showing a tag.",
+        scope,
         "Coordinates are approximate (about 3 decimals) and mark one point of sites that are areas or long structures.",
         "Intended use: suggesting landmark tags and places for travel photos, with a human able to correct them. "
         "Not for surveillance, locating people, or any decision that matters without review.",
@@ -269,49 +271,33 @@ probs = model(transform(photo).unsqueeze(0)).softmax(-1)  # names: model.pretrai
 ```"""
 
 
+CARD_TEMPLATE = Path(__file__).with_name("model_card.md")  # Jinja, rendered by huggingface_hub's ModelCard
+
+
 def build_model_card(export_dir: str | Path, repo_id: str) -> ModelCard:
-    """The card for an export folder (labels.json, export.json, metrics.json; landmark_lib/bundle.py)."""
+    """The card for an export folder (labels.json, export.json, metrics.json; landmark_lib/bundle.py), from
+    CARD_TEMPLATE."""
     export_dir = bundle.require(export_dir)
     labels = read_labels(export_dir / bundle.LABELS_FILE)
     info = export_info.read(export_dir)
     metrics_file = export_dir / bundle.METRICS_FILE
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
-    title = repo_id.split("/")[-1]
-    body = f"""
-# {title}: landmark recognition ({len(labels)} landmarks)
-
-A TorchScript image classifier: give it a photo (uint8 RGB tensor of any size) and it returns probabilities over
-{len(labels)} famous landmarks, each with its place and coordinates. Preprocessing and softmax are part of the file.
-
-## Classes
-
-{_classes_section(labels)}
-
-## Training
-
-{_training_section(info)}
-
-## Evaluation
-
-{_metrics_section(metrics)}
-
-## Files
-
-{_files_section(info)}
-
-## Intended use and limitations
-
-{_limitations_section(labels, _dataset_name(info))}
-
-## How to use
-
-{_usage_section(repo_id)}{_timm_usage(repo_id) if info.report.timm else ""}
-
-## License
-
-{LICENSE_NOTE}
-"""
-    return ModelCard(f"---\n{_card_data(info, metrics, repo_id).to_yaml()}\n---\n{body}")
+    usage = _usage_section(repo_id) + (_timm_usage(repo_id) if info.report.timm else "")
+    return ModelCard.from_template(
+        _card_data(info, metrics, repo_id),
+        template_path=str(CARD_TEMPLATE),
+        title=repo_id.split("/")[-1],
+        labels=labels,
+        open_set=any(label.name == BACKGROUND_CLASS for label in labels),
+        operating_points=info.serving.operating_points_of("onnx"),
+        classes_table=_classes_section(labels),
+        training=_training_section(info),
+        evaluation=_metrics_section(metrics),
+        files=_files_section(info),
+        limitations=_limitations_section(labels, _dataset_name(info)),
+        usage=usage,
+        license_note=LICENSE_NOTE,
+    )
 
 
 def push_to_hub(

@@ -6,7 +6,7 @@ the same answer for a photo.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from ..artifacts import export_info
 from ..artifacts.answer import TOP_K, Guess, Prediction, model_id
 from ..artifacts.model_identity import identify
 from ..data.images import decode_short_side, pil_to_uint8_array
-from ..gallery.ranking import open_ranker
+from ..gallery.ranking import GalleryRanker, open_ranker
 from ..index.score import NEIGHBOURS, IndexScorer
 from ..index.store import open_recorded
 from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns, plural
@@ -25,6 +25,21 @@ from ..recognition import DEFAULT_THRESHOLD, OperatingPoints, check_threshold, t
 from ..runtime import backends
 from ..runtime.photos import ImageInput, Photo, read_photo
 from ..runtime.resolve import ResolvedModel, resolve_model
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A batch ranked by LandmarkService.rank: CLASSES (the model's, then a gallery's), the TOP_K VALUES and INDICES
+    [N, K] into them, and the best one's recognition SCORES [N] (the operating points apply to these)."""
+
+    classes: list[ClassInfo]
+    values: np.ndarray
+    indices: np.ndarray
+    scores: np.ndarray
+
+    def best_names(self) -> np.ndarray:
+        return np.array([self.classes[i].name for i in self.indices[:, 0]])
+
 
 __all__ = ["Guess", "LandmarkService", "Prediction"]  # the answer types live in answer.py
 
@@ -121,20 +136,14 @@ class LandmarkService:
         factor = min(image.size) // self.max_short_side
         return pil_to_uint8_array(image.reduce(factor) if factor >= 2 else image)
 
-    def predict_photos(self, photos: list[Photo], gallery=None) -> list[Prediction]:
-        """Several decoded photos in one network call (forward_batch); GALLERY (a GalleryRanker, e.g. a visitor's own
-        in the Teach tab) instead of the service's."""
-        if not photos:
-            return []
+    def rank(self, probs: np.ndarray, embeddings: np.ndarray | None, gallery: GalleryRanker | None = None) -> Ranking:
+        """The model's PROBS [N, C] (and its EMBEDDINGS [N, D], None without a gallery or index) ranked with
+        GALLERY's landmarks (None: the service's), and the best one's recognition score: what every answer and the
+        gallery study (research/gallery_study.py) decide by."""
         scorer = self.scorer if gallery is None or self.scorer is None else gallery.with_index(self.scorer)
         gallery = gallery or self.gallery
-        arrays = [self._to_array(p.image) for p in photos]
-        if gallery is None and scorer is None:
-            probs, embeddings = backends.probabilities(self.model, arrays), None
-        else:
-            probs, embeddings = backends.probabilities_with_embedding(self.model, arrays)
-            if gallery is not None:
-                probs = gallery.scores_from(probs, embeddings)
+        if gallery is not None and embeddings is not None:
+            probs = gallery.scores_from(probs, embeddings)
         classes = self.classes + (gallery.classes if gallery else [])  # the model's, then the taught landmarks
         names = [c.name for c in classes]
         values, indices = top_landmarks(probs, names, TOP_K)  # never the background class
@@ -142,8 +151,23 @@ class LandmarkService:
             scores = values[:, 0]
         else:
             scores = scorer.best_landmarks(embeddings, probs, names)[0].score(self.points.score)
-        predictions = []
-        for photo, row_values, row_indices, score in zip(photos, values.tolist(), indices.tolist(), scores.tolist()):
+        return Ranking(classes, values, indices, scores)
+
+    def predict_photos(self, photos: list[Photo], gallery: GalleryRanker | None = None) -> list[Prediction]:
+        """Several decoded photos in one network call (forward_batch); GALLERY (a GalleryRanker, e.g. a visitor's own
+        in the Teach tab) instead of the service's."""
+        if not photos:
+            return []
+        arrays = [self._to_array(p.image) for p in photos]
+        if (gallery or self.gallery) is None and self.scorer is None:
+            probs, embeddings = backends.probabilities(self.model, arrays), None
+        else:
+            probs, embeddings = backends.probabilities_with_embedding(self.model, arrays)
+        ranking = self.rank(probs, embeddings, gallery)
+        classes, predictions = ranking.classes, []
+        for photo, row_values, row_indices, score in zip(
+            photos, ranking.values.tolist(), ranking.indices.tolist(), ranking.scores.tolist()
+        ):
             top = [Guess(classes[i].name, classes[i].display_name, float(v)) for v, i in zip(row_values, row_indices)]
             predictions.append(
                 Prediction(
