@@ -138,6 +138,23 @@ def test_export_ships_a_verified_index_of_the_training_photos_and_answers_carry_
     assert (answer["landmark"] is None) == (answer["level"] == "none")
 
 
+def test_gallery_study_decides_like_the_server_with_the_index(fold_and_export):
+    """`landmark gallery evaluate` must measure what the server answers: with a photo index, 'recognised' is the
+    index score at the confident operating point, not the probability threshold."""
+    from landmark_lib.gallery.enroll import run_model
+    from landmark_lib.research.gallery_study import answers
+    from landmark_lib.runtime.photos import model_pixels, read_photo
+
+    data, _, export = fold_and_export
+    service = LandmarkService(export / "model.pt", num_threads=1)
+    photos = [read_photo(p) for p in sorted(data.glob("test/*/*"))]
+    probs, emb = run_model(service.model, [model_pixels(p.image, service.max_short_side) for p in photos])
+    best, recognised = answers(service, {"probs": probs, "emb": emb}, None)
+    served = service.predict_photos(photos)
+    assert best.tolist() == [p.best.name for p in served]
+    assert recognised.tolist() == [p.level == "confident" for p in served]
+
+
 def test_a_damaged_index_is_refused_in_one_sentence(fold_and_export, tmp_path):
     import shutil
 

@@ -10,9 +10,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.folder import IMAGE_EXTENSIONS
-from ..data.images import ImageLoadError, pil_to_uint8_array
+from ..data.images import ImageLoadError
 from ..runtime.backends import probabilities_with_embedding
-from ..runtime.photos import read_photo
+from ..runtime.photos import model_pixels, read_photo
 from .store import GalleryError, GalleryModel
 
 BATCH = 16
@@ -55,7 +55,7 @@ def run_model(model, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def decode(service, path: Path) -> np.ndarray:
     """PATH as the service feeds it to the model; a file that is not a usable photo is an error naming it."""
     try:
-        return pil_to_uint8_array(read_photo(path, path.name, service.max_short_side).image)
+        return model_pixels(read_photo(path, path.name, service.max_short_side).image, service.max_short_side)
     except ImageLoadError as error:
         raise GalleryError(f"{path} is not a usable photo ({error}); remove it from the list.") from None
 

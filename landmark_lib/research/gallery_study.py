@@ -32,7 +32,6 @@ from ..gallery.ranking import GalleryRanker
 from ..gallery.search import landmark_scores
 from ..gallery.store import new_gallery
 from ..labels import BACKGROUND_CLASS
-from ..recognition import top_landmarks
 from ..serve.service import LandmarkService
 
 
@@ -43,7 +42,7 @@ def protocol_photos(train: TrainConfig, resize_size: int, limit_valid: int = 600
     if not holdout:
         raise DatasetError("the export's run was not trained with --holdout-classes; train one (reports/gallery.md).")
     if not train.data:
-        raise DatasetError("the export records no training data folder (train_args.data); export its run again.")
+        raise DatasetError("the export records no training data folder (its run's --data); export its run again.")
     split = open_split(train.data, "train")
     pool = [(p, split.class_names[t]) for p, t in split.samples if split.class_names[t] in set(holdout)]
     random.Random(0).shuffle(pool)
@@ -104,16 +103,12 @@ def choose_similarity(ranker: GalleryRanker, valid_emb: np.ndarray, max_false_ac
     return float(np.clip(np.quantile(best, 1.0 - max_false_accept) + 1e-6, 0.01, 0.999))
 
 
-def answers(
-    class_names: list[str], threshold: float, part: dict, ranker: GalleryRanker | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(best answer's name, recognised) per photo: the model alone, or with RANKER (the server's ranking)."""
-    scores, names = part["probs"], list(class_names)
-    if ranker is not None:
-        scores = np.concatenate([scores, ranker.landmark_confidence(part["emb"])], axis=1)
-        names += [c.name for c in ranker.classes]
-    values, indices = top_landmarks(scores, names, 1)
-    return np.array(names)[indices[:, 0]], values[:, 0] >= threshold
+def answers(service: LandmarkService, part: dict, ranker: GalleryRanker | None) -> tuple[np.ndarray, np.ndarray]:
+    """(best answer's name, recognised) per photo, decided as the server decides (LandmarkService.rank): the model
+    alone, or with RANKER's landmarks; with a photo index, recognised = the recognition score reaches the confident
+    operating point."""
+    ranking = service.rank(part["probs"], part["emb"], ranker)
+    return ranking.best_names(), ranking.scores >= service.points.confident
 
 
 SOFTNESS = (0.1, 0.05, 0.03, 0.02, 0.01, 0.005)  # tried most generous first (gallery/ranking.py)
@@ -123,10 +118,10 @@ MAX_KNOWN_DROP = 0.005  # validation known-class top-1 the gallery may cost
 def choose_softness(service, ranker: GalleryRanker, valid: dict, labels: np.ndarray) -> float:
     """The most generous softness whose known-class validation top-1 drops by at most MAX_KNOWN_DROP."""
     known = labels != BACKGROUND_CLASS
-    before = (answers(service.class_names, service.threshold, valid, None)[0] == labels)[known].mean()
+    before = (answers(service, valid, None)[0] == labels)[known].mean()
     for softness in SOFTNESS:
         ranker.gallery.softness = softness
-        after = (answers(service.class_names, service.threshold, valid, ranker)[0] == labels)[known].mean()
+        after = (answers(service, valid, ranker)[0] == labels)[known].mean()
         if before - after <= MAX_KNOWN_DROP:
             return softness
     return SOFTNESS[-1]
@@ -141,7 +136,7 @@ def shot_metrics(service, data: dict, labels: dict, holdout: set, gallery, max_f
     test_labels: np.ndarray = labels["test"]
     held, known = np.isin(test_labels, list(holdout)), ~np.isin(test_labels, [*holdout, BACKGROUND_CLASS])
     none = test_labels == BACKGROUND_CLASS
-    best, recognised = answers(service.class_names, service.threshold, data["test"], ranker)
+    best, recognised = answers(service, data["test"], ranker)
     return {
         "similarity_rule": gallery.similarity,
         "softness": gallery.softness,
@@ -175,7 +170,7 @@ def run_study(
 ) -> dict:
     """results.json's content: the model alone, then one row per n."""
     service = LandmarkService(export / bundle.MODEL_FILE, backend=backend)
-    train = TrainConfig.from_dict(export_info.read(export).report.train_args or {})
+    train = export_info.read(export).report.train_config() or TrainConfig()
     photos = protocol_photos(train, int(service.model.preprocess.resize_size))
     photos["pool"] = first_per_class(photos["pool"], max(shots))  # only what some n enrolls is embedded
     holdout = set(train.holdout_classes or [])
@@ -185,12 +180,13 @@ def run_study(
     data = embed_all(service, model, photos, out)
     labels = np.array([c for _, c in photos["test"]])
     classes = {c.name: c for c in load_class_info(train.data or [], sorted(holdout))}
-    best, recognised = answers(service.class_names, service.threshold, data["test"], None)
+    best, recognised = answers(service, data["test"], None)
     known, none = ~np.isin(labels, [*holdout, BACKGROUND_CLASS]), labels == BACKGROUND_CLASS
     result: dict = {
         "export": str(export),
         "backend": service.backend,
-        "threshold": service.threshold,
+        "threshold": service.points.confident,
+        "score": service.points.score,
         "max_false_accept": max_false_accept,
         "before": {
             "known_top1": float((best[known] == labels[known]).mean()),

@@ -9,9 +9,10 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from PIL import ExifTags, Image
 
-from ..data.images import FORMATS, load_rgb, load_rgb_bytes
+from ..data.images import FORMATS, load_rgb, load_rgb_bytes, pil_to_uint8_array
 
 ImageInput = Image.Image | str | os.PathLike | bytes
 
@@ -87,3 +88,10 @@ def read_photo(source: ImageInput, name: str = "image", min_short_side: int | No
         return Photo(image, gps_from_exif(source), taken_from_exif(source))
     with Image.open(source, formats=FORMATS) as original:
         return Photo(image, gps_from_exif(original), taken_from_exif(original))
+
+
+def model_pixels(image: Image.Image, max_short_side: int) -> np.ndarray:
+    """The uint8 [3, H, W] pixels the model is given for a decoded IMAGE: halved (box filter) while still twice
+    MAX_SHORT_SIDE, so every way in (a served photo, a gallery photo, the gallery study's) feeds the same pixels."""
+    factor = min(image.size) // max_short_side
+    return pil_to_uint8_array(image.reduce(factor) if factor >= 2 else image)

@@ -10,20 +10,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .. import threads
 from ..artifacts import export_info
 from ..artifacts.answer import TOP_K, Guess, Prediction, model_id
 from ..artifacts.model_identity import identify
-from ..data.images import decode_short_side, pil_to_uint8_array
+from ..data.images import decode_short_side
 from ..gallery.ranking import GalleryRanker, open_ranker
 from ..index.score import NEIGHBOURS, IndexScorer
 from ..index.store import open_recorded
 from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns, plural
 from ..recognition import DEFAULT_THRESHOLD, OperatingPoints, check_threshold, top_landmarks
 from ..runtime import backends
-from ..runtime.photos import ImageInput, Photo, read_photo
+from ..runtime.photos import ImageInput, Photo, model_pixels, read_photo
 from ..runtime.resolve import ResolvedModel, resolve_model
 
 
@@ -132,10 +131,6 @@ class LandmarkService:
             line += f" + {len(self.gallery_classes)} from the gallery {self.gallery_path} ({names}{more})"
         return line
 
-    def _to_array(self, image: Image.Image) -> np.ndarray:
-        factor = min(image.size) // self.max_short_side
-        return pil_to_uint8_array(image.reduce(factor) if factor >= 2 else image)
-
     def rank(self, probs: np.ndarray, embeddings: np.ndarray | None, gallery: GalleryRanker | None = None) -> Ranking:
         """The model's PROBS [N, C] (and its EMBEDDINGS [N, D], None without a gallery or index) ranked with
         GALLERY's landmarks (None: the service's), and the best one's recognition score: what every answer and the
@@ -158,7 +153,7 @@ class LandmarkService:
         in the Teach tab) instead of the service's."""
         if not photos:
             return []
-        arrays = [self._to_array(p.image) for p in photos]
+        arrays = [model_pixels(p.image, self.max_short_side) for p in photos]
         if (gallery or self.gallery) is None and self.scorer is None:
             probs, embeddings = backends.probabilities(self.model, arrays), None
         else:

@@ -15,12 +15,12 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from ..data.images import ImageLoadError, pil_to_uint8_array
+from ..data.images import ImageLoadError
 from ..gallery import enroll
 from ..gallery.ranking import GalleryRanker
 from ..gallery.store import GalleryError, new_gallery
 from ..labels import ClassInfo, plural
-from ..runtime.photos import read_photo
+from ..runtime.photos import model_pixels, read_photo
 from .page import plain
 from .uploads import UploadRefused, read_upload
 from .work import work_slot
@@ -31,7 +31,7 @@ MAX_SESSION_LANDMARKS = 5
 
 def _read(service, path: str, cache: str, max_bytes: int):
     data = read_upload(path, cache, max_bytes)
-    return pil_to_uint8_array(read_photo(data, Path(path).name, service.max_short_side).image)
+    return model_pixels(read_photo(data, Path(path).name, service.max_short_side).image, service.max_short_side)
 
 
 def teach(
