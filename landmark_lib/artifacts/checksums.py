@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> None:
         print(f"{entry['sha256']}  {name} ({entry['bytes']} bytes)")
 
 
-if __name__ == "__main__":  # the form older notes use; the same as `landmark checksums FOLDER` (cli.py not imported:
+if (
+    __name__ == "__main__"
+):  # the form older notes use; the same as `landmark checksums FOLDER` (the cli package not imported:
     import sys  # serve/ imports this module, and the layering test keeps the training options out of its reach)
 
     parser = argparse.ArgumentParser(description="Record the sha256 of an export folder's files in its export.json.")

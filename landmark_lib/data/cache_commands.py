@@ -101,25 +101,3 @@ def run_clear(args: argparse.Namespace) -> None:
         shutil.rmtree(entry)
         entry.with_name(entry.name + ".lock").unlink(missing_ok=True)
     print(f"freed {_mb(freed)} in {folder}" + (f"; kept {len(kept)} in use: {', '.join(kept)}" if kept else ""))
-
-
-def add_arguments(commands, command) -> None:
-    """`landmark cache info | clear`; COMMAND(commands, name, target, summary) makes one parser (cli._command)."""
-    help_dir = "the cache folder (default: $LANDMARK_CACHE, else ~/.cache/landmark_tagger)"
-    p = command(
-        commands, "info", "landmark_lib.data.cache_commands:run_info", "what the training cache holds, and its size"
-    )
-    p.add_argument("--cache-dir", type=Path, default=None, help=help_dir)
-    p = command(
-        commands,
-        "clear",
-        "landmark_lib.data.cache_commands:run_clear",
-        "delete the training cache (rebuilt by the next `landmark train`); entries in use are kept",
-    )
-    p.add_argument("--cache-dir", type=Path, default=None, help=help_dir)
-    p.add_argument(
-        "--only",
-        choices=("photos", "features"),
-        default=None,
-        help="delete only the resized photos or only the features (default: both)",
-    )

@@ -1,14 +1,28 @@
-"""The options of `landmark geotag` (a light module: the parser is built without loading the model code)."""
+"""The options of the commands that work on a photo library: `landmark tag` (answers into JSONL, CSV or Parquet)
+and `landmark geotag` (places into XMP sidecars)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..cli_args import add_threads, cores, existing_dir, positive_int, review_file, threshold_arg
+from ..cli_args import (
+    add_threads,
+    cores,
+    existing_dir,
+    photo_source,
+    positive_int,
+    review_file,
+    tag_output,
+    threshold_arg,
+)
+from ..recognition import DEFAULT_THRESHOLD
+from .command import GALLERY_HELP, SPEC_HELP, command
 
-SUMMARY = "write the recognised landmarks' places into XMP sidecars (Immich, digiKam, darktable, PhotoPrism, Lightroom)"
-DESCRIPTION = """Write the recognised landmarks' places into XMP sidecars; originals are never modified.
+GEOTAG_SUMMARY = (
+    "write the recognised landmarks' places into XMP sidecars (Immich, digiKam, darktable, PhotoPrism, Lightroom)"
+)
+GEOTAG_DESCRIPTION = """Write the recognised landmarks' places into XMP sidecars; originals are never modified.
 
     landmark geotag ~/Pictures                         write (or merge) sidecars for confident answers
     landmark geotag ~/Pictures --dry-run               print what would change, write nothing
@@ -18,13 +32,46 @@ DESCRIPTION = """Write the recognised landmarks' places into XMP sidecars; origi
     landmark geotag ~/Pictures --undo                  remove exactly what geotag wrote"""
 
 
-def add_arguments(p: argparse.ArgumentParser, spec_help: str, gallery_help: str) -> None:
+def add_tag(commands) -> None:
+    p = command(commands, "tag", "landmark_lib.tagging.command:run", "tag a folder of photos (JSONL, CSV or Parquet)")
+    p.add_argument("photo_dir", type=photo_source, help="folder of photos (searched recursively); a URI: --engine ray")
+    p.add_argument(
+        "--out",
+        type=tag_output,
+        required=True,
+        help="tags.jsonl, tags.csv or tags.parquet (a folder of part files); rerunning resumes it",
+    )
+    p.add_argument("--model", default=None, help=SPEC_HELP)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="photos per network call")
+    p.add_argument(
+        "--threshold",
+        type=threshold_arg,
+        default=None,
+        help=f"minimum top probability for 'recognised', 0..1 (default: export.json's, else {DEFAULT_THRESHOLD})",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out instead of resuming it")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="decoding threads (local engine; default: --threads) or model actors (ray engine; default: --threads)",
+    )
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="run here, or as a Ray Data pipeline")
+    p.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join, e.g. ray://HEAD:10001 (default: local Ray)"
+    )
+    p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
+    add_threads(p)
+
+
+def add_geotag(commands) -> None:
+    p = command(commands, "geotag", "landmark_lib.geotag.command:run", GEOTAG_SUMMARY, GEOTAG_DESCRIPTION)
     p.add_argument("library", type=existing_dir, help="folder of photos (searched recursively); never modified")
-    p.add_argument("--model", default=None, help=spec_help)
+    p.add_argument("--model", default=None, help=SPEC_HELP)
     p.add_argument(
         "--threshold", type=threshold_arg, default=None, help="the confident level's threshold (default: export.json's)"
     )
-    p.add_argument("--gallery", type=Path, default=None, help=gallery_help)
+    p.add_argument("--gallery", type=Path, default=None, help=GALLERY_HELP)
     p.add_argument("--batch-size", type=positive_int, default=16, help="photos per network call")
     p.add_argument("--workers", type=positive_int, default=cores(), help="decoding threads")
     add_threads(p)
@@ -62,7 +109,7 @@ def add_arguments(p: argparse.ArgumentParser, spec_help: str, gallery_help: str)
 
 def time_window(text: str) -> str:
     """--spread: 30m, 45s, 2h (spread.window_seconds reads it; imported here, so listing the options stays light)."""
-    from .spread import window_seconds
+    from ..geotag.spread import window_seconds
 
     try:
         window_seconds(text)

@@ -1,16 +1,17 @@
-"""`landmark data download | inspect`: their options (light: built for every `landmark` call); each command is the
-`run(args)` of its module (download.py, inspect.py)."""
+"""The options of `landmark data download | inspect` and `landmark cache info | clear`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..cli_args import add_threads
-from .download import DEFAULT_URL
+from ..data.download import DEFAULT_URL
+from .command import command, subcommands
 
 
-def add_arguments(commands, command) -> None:
-    """The data subcommands; COMMAND(commands, name, target, summary) makes one parser (cli._command)."""
+def add_data(parent) -> None:
+    """`landmark data download | inspect`."""
+    commands = subcommands(parent, "data", "download the course dataset or inspect a dataset folder")
     download = command(
         commands,
         "download",
@@ -35,3 +36,26 @@ def add_arguments(commands, command) -> None:
     inspect.add_argument("--samples-per-class", type=int, default=4, help="photos per class in samples.png")
     inspect.add_argument("--max-classes", type=int, default=50, help="classes shown in samples.png")
     add_threads(inspect)
+
+
+def add_cache(parent) -> None:
+    """`landmark cache info | clear`."""
+    commands = subcommands(parent, "cache", "show or free the training cache (resized photos, frozen features)")
+    help_dir = "the cache folder (default: $LANDMARK_CACHE, else ~/.cache/landmark_tagger)"
+    p = command(
+        commands, "info", "landmark_lib.data.cache_commands:run_info", "what the training cache holds, and its size"
+    )
+    p.add_argument("--cache-dir", type=Path, default=None, help=help_dir)
+    p = command(
+        commands,
+        "clear",
+        "landmark_lib.data.cache_commands:run_clear",
+        "delete the training cache (rebuilt by the next `landmark train`); entries in use are kept",
+    )
+    p.add_argument("--cache-dir", type=Path, default=None, help=help_dir)
+    p.add_argument(
+        "--only",
+        choices=("photos", "features"),
+        default=None,
+        help="delete only the resized photos or only the features (default: both)",
+    )

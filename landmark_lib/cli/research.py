@@ -1,15 +1,27 @@
-"""The options of `landmark compare` and `landmark calibrate` (light: built for every `landmark` call); each command
-is the `run(args)` of its module (compare.py, calibrate.py)."""
+"""The options of the research commands: `landmark rejection`, `calibrate` and `compare` (each runs the `run(args)`
+of its module in research/)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..cli_args import add_threads
+from .command import command
 
 
-def add_arguments(commands, command) -> None:
-    """The two commands; COMMAND(commands, name, target, summary) makes one parser (cli._command)."""
+def add_research(commands) -> None:
+    p = command(
+        commands,
+        "rejection",
+        "landmark_lib.research.rejection:run",
+        "compare rejection scores (background / MSP / energy) on validation",
+    )
+    p.add_argument("run_dir", help="a run trained with a no_landmark class")
+    p.add_argument(
+        "--max-false-accept", type=float, default=0.02, help="share of no-landmark photos allowed to be named"
+    )
+    p.add_argument("--json", type=Path, help="also write the table to this file (default: print only)")
+    add_threads(p)
     p = command(
         commands,
         "calibrate",
