@@ -15,6 +15,7 @@ import numpy as np
 
 from ..index.score import IndexScorer
 from ..labels import ClassInfo
+from ..runtime.loaded import LoadedModel
 from . import store
 from .enroll import embedding_model
 from .search import build_index, landmark_scores
@@ -66,9 +67,9 @@ class GalleryRanker:
         return scorer.with_entries(self.gallery.embeddings, [self.classes[i].name for i in self.rows])
 
 
-def open_ranker(folder: str | os.PathLike | None, served, threshold: float) -> GalleryRanker | None:
-    """The ranker of the gallery in FOLDER (`--gallery DIR`, $LANDMARK_GALLERY), checked against SERVED's model
-    (anything with model_path and model: another model's gallery is an error); None without a folder. The
+def open_ranker(folder: str | os.PathLike | None, served: LoadedModel, threshold: float) -> GalleryRanker | None:
+    """The ranker of the gallery in FOLDER (`--gallery DIR`, $LANDMARK_GALLERY), checked against the SERVED model
+    (another model's gallery is an error); None without a folder. The
     gallery's similarity rule maps onto THRESHOLD, the service's. A gallery landmark named like a model class is an
     error too."""
     if not folder:

@@ -22,6 +22,7 @@ from ..index.store import open_recorded
 from ..labels import BACKGROUND_CLASS, ClassInfo, from_columns, plural
 from ..recognition import DEFAULT_THRESHOLD, OperatingPoints, check_threshold, top_landmarks
 from ..runtime import backends
+from ..runtime.loaded import LoadedModel
 from ..runtime.photos import ImageInput, Photo, model_pixels, read_photo
 from ..runtime.resolve import ResolvedModel, resolve_model
 
@@ -81,7 +82,9 @@ class LandmarkService:
         # and time; the model's own antialiased resize then works as usual.
         self.max_short_side = decode_short_side(self.model.preprocess.resize_size)
         self.gallery_path = gallery or os.environ.get("LANDMARK_GALLERY") or None
-        self.gallery = open_ranker(self.gallery_path, self, self.threshold)
+        # the gallery is checked against the loaded model (not this half-built service)
+        loaded = LoadedModel(self.model_path, self.backend, self.model, self.identity)
+        self.gallery = open_ranker(self.gallery_path, loaded, self.threshold)
         # the served gallery's landmarks, answered like the model's: every list of what is known includes them
         self.gallery_classes = self.gallery.classes if self.gallery else []
         # The recognition score and its two thresholds (index/score.py, recognition.OperatingPoints): with a photo
