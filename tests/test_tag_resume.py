@@ -154,6 +154,13 @@ def test_an_output_of_another_folder_model_or_threshold_is_refused(
         error = capsys.readouterr().err
         assert f"holds tags of {library.resolve()}" in error and why in error and "pass --overwrite" in error
     assert out.read_bytes() == before
+    # an output written by an older tagger (rows of another layout, no row_format recorded) is not appended to
+    sidecar = out.with_name(out.name + ".tagging.json")
+    recorded = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({k: v for k, v in recorded.items() if k != "row_format"}))
+    assert main(["tag", str(library), "--out", str(out), "--model", str(model_dir)]) == 2
+    assert "another row_format" in capsys.readouterr().err and out.read_bytes() == before
+    sidecar.write_text(json.dumps(recorded))
     tag(other, out, model_dir, "--overwrite")
     assert [r["path"] for r in read_rows(out)] == ["x.jpg"]
 
