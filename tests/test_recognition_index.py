@@ -180,6 +180,8 @@ def test_calibration_uses_only_held_out_collections_and_writes_the_operating_poi
         str(out),
         "--export-dir",
         str(export),
+        "--neighbours",
+        "2",
     ]
     result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -193,3 +195,6 @@ def test_calibration_uses_only_held_out_collections_and_writes_the_operating_poi
     info = json.loads((export / EXPORT_FILE).read_text())
     assert info["operating_points"]["confident"] == served["operating_points"]["confident"]
     assert "held-out" in info["operating_points"]["calibration"]["on"]
+    # the server scores as the points were chosen: with the calibrated number of neighbours
+    assert report["neighbours"] == info["index"]["neighbours"] == 2
+    assert LandmarkService(export / "model.pt", num_threads=1).scorer.neighbours == 2

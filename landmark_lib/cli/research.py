@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli_args import add_threads
+from ..cli_args import add_threads, positive_int
+from ..index.score import NEIGHBOURS
 from .command import command
 
 
@@ -29,6 +30,12 @@ def add_research(commands) -> None:
         "choose the operating points on collections the model never saw (fold runs trained with --exclude)",
     )
     p.add_argument("folds", nargs="+", help="fold runs, each trained with some collections --exclude'd")
+    p.add_argument(
+        "--neighbours",
+        type=positive_int,
+        default=NEIGHBOURS,
+        help="nearest index photos each similarity averages (written with the operating points into --export-dir)",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for calibration.json (every score compared)")
     p.add_argument(
         "--export-dir",

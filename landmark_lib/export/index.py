@@ -32,11 +32,15 @@ def photo_index(photos: RunEmbeddings, class_names: list[str], rows: np.ndarray)
 
 
 def score_queries(
-    photos: RunEmbeddings, class_names: list[str], queries: np.ndarray, bank: np.ndarray
+    photos: RunEmbeddings,
+    class_names: list[str],
+    queries: np.ndarray,
+    bank: np.ndarray,
+    neighbours: int = NEIGHBOURS,
 ) -> tuple[Evidence, np.ndarray, np.ndarray]:
     """(evidence for every score, named correctly, is a landmark photo) of the QUERIES rows, compared with an index
     of the BANK rows (one search: each score is derived from the same evidence)."""
-    scorer = IndexScorer.from_index(photo_index(photos, class_names, bank))
+    scorer = IndexScorer.from_index(photo_index(photos, class_names, bank), neighbours)
     evidence, named = scorer.best_landmarks(photos.embeddings[queries], photos.probabilities[queries], class_names)
     targets = photos.targets[queries]
     is_landmark = targets != (class_names.index(BACKGROUND_CLASS) if BACKGROUND_CLASS in class_names else -1)

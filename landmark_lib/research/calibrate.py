@@ -30,7 +30,7 @@ from ..artifacts import export_info
 from ..errors import LandmarkError
 from ..evaluation.operating_points import choose_operating_points, summary
 from ..export.index import score_queries
-from ..index.score import SCORES, SERVED_SCORE
+from ..index.score import NEIGHBOURS, SCORES, SERVED_SCORE
 from ..labels import BACKGROUND_CLASS
 from ..metrics import gap
 from ..models.trained import load_trained_model
@@ -39,8 +39,9 @@ from ..train.run_embeddings import run_embeddings
 KINDS = ("held_out_negative", "cross_source", "validation")
 
 
-def fold_scores(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """Every score of every query photo of one fold (held-out and validation photos vs its training photos)."""
+def fold_scores(run_dir: str | Path, neighbours: int = NEIGHBOURS) -> dict[str, np.ndarray]:
+    """Every score of every query photo of one fold (held-out and validation photos vs its training photos), each
+    similarity the mean over the NEIGHBOURS nearest photos."""
     model, config = load_trained_model(run_dir)
     if not config.train.exclude:
         raise LandmarkError(f"{run_dir} held no collection out (--exclude); calibration needs folds that did.")
@@ -53,7 +54,7 @@ def fold_scores(run_dir: str | Path) -> dict[str, np.ndarray]:
         np.where(held_out, "cross_source", np.where(photos.parts == "valid", "validation", "")),
     )
     queries, bank = kind != "", photos.parts == "train"
-    evidence, correct, is_landmark = score_queries(photos, config.class_names, queries, bank)
+    evidence, correct, is_landmark = score_queries(photos, config.class_names, queries, bank, neighbours)
     out = {score: evidence.score(score) for score in SCORES}
     out |= {
         "correct": correct,
@@ -171,8 +172,9 @@ def plot_curves(s: dict[str, np.ndarray], results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_operating_points(export_dir: str | Path, points: dict) -> None:
-    """Replace EXPORT_DIR's operating points (export.json) with POINTS, chosen for the served score."""
+def write_operating_points(export_dir: str | Path, points: dict, neighbours: int = NEIGHBOURS) -> None:
+    """Replace EXPORT_DIR's operating points (export.json) with POINTS, chosen for the served score with NEIGHBOURS
+    nearest photos per similarity (recorded with the index: the server then scores the same way)."""
     bundle.require(export_dir, bundle.EXPORT_FILE)
     info = export_info.read(export_dir)
     if not info.serving.index:
@@ -180,19 +182,21 @@ def write_operating_points(export_dir: str | Path, points: dict) -> None:
             f"{export_dir} has no photo index (index.npz); export the run again with this version first."
         )
     info.serving.operating_points = {"score": SERVED_SCORE, **points}
+    info.serving.index = {**info.serving.index, "neighbours": neighbours}
     export_info.write(export_dir, info)
 
 
 def run(args: argparse.Namespace) -> None:
     """`landmark calibrate FOLD_RUN... --out DIR [--export-dir EXPORT]`."""
-    scores = [fold_scores(run_dir) for run_dir in args.folds]
+    scores = [fold_scores(run_dir, args.neighbours) for run_dir in args.folds]
     merged = {key: np.concatenate([s[key] for s in scores]) for key in scores[0]}
     results = compare_scores(merged)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     counts = {k: int((merged["kind"] == k).sum()) for k in KINDS}
     atomic.write_text(
-        out / "calibration.json", json.dumps({"folds": args.folds, "photos": counts, "scores": results}, indent=2)
+        out / "calibration.json",
+        json.dumps({"folds": args.folds, "neighbours": args.neighbours, "photos": counts, "scores": results}, indent=2),
     )
     plot_curves(merged, results, out / "calibration.png")
     for kind, r in results.items():
@@ -204,5 +208,5 @@ def run(args: argparse.Namespace) -> None:
             f"GAP (i)+(ii) {r['gap_checks']:.4f}; AUROC {r['auroc']:.4f}"
         )
     if args.export_dir:
-        write_operating_points(args.export_dir, results[SERVED_SCORE]["operating_points"])
+        write_operating_points(args.export_dir, results[SERVED_SCORE]["operating_points"], args.neighbours)
         print(f"wrote the {SERVED_SCORE} operating points into {Path(args.export_dir) / bundle.EXPORT_FILE}")
