@@ -124,11 +124,14 @@ def test_export_ships_a_verified_index_of_the_training_photos_and_answers_carry_
     _, run, export = fold_and_export
     info = json.loads((export / EXPORT_FILE).read_text())
     # every photo the run trained or validated on, none of the held-out ones (4 x 12 + 6 + 6 - 12 held out)
-    assert info["index"]["photos"] == 48 and info["index"]["dim"] == 32 and INDEX_FILE in info["files"]
+    # the index holds the backbone's GeM-pooled features (1280-d for Lite0), not the 32-d projection the classifier
+    # reads: they tell landmarks the classifier never learned apart (embedding.py)
+    assert info["index"]["photos"] == 48 and info["index"]["dim"] == 1280 and INDEX_FILE in info["files"]
+    assert info["embedding"]["dim"] == 1280
     points = info["operating_points"]
     assert points["score"] == "probability_x_margin" and points["suggested"] <= points["confident"]
     assert info["timm"] is None  # timm's Hub format cannot rebuild the neck
-    index = load(export, [c["name"] for c in json.loads((export / "labels.json").read_text())], 32)
+    index = load(export, [c["name"] for c in json.loads((export / "labels.json").read_text())], 1280)
     assert np.allclose(np.linalg.norm(index.embeddings.astype(np.float32), axis=1), 1, atol=0.02)
     service = LandmarkService(export / "model.pt")
     assert service.scorer is not None and service.points.confident == points["confident"]

@@ -4,8 +4,9 @@ projection. Trained with a sub-center ArcFace margin loss beside cross-entropy (
 places photos of one landmark close together and everything else far away, so nearest-neighbour similarity to the
 training photos (landmark_lib/index/) can tell a landmark from a look-alike.
 
-The neck replaces the backbone's `global_pool`, so forward_head(pre_logits=True) returns the embedding and every
-consumer of the pooled features (export's `embedding` output, the gallery, the index) gets it without change.
+The neck replaces the backbone's `global_pool`, so forward_head(pre_logits=True) returns the projection the
+classifier reads. The export's `embedding` (the index, the gallery) is the neck's GeM pooling before the projection
+(embedding.py says why).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class GeM(nn.Module):
 
 class RetrievalNeck(nn.Module):
     """[N, C, H, W] feature map -> [N, EMBEDDING_DIM]: GeM, linear projection (no bias), batch norm."""
+
+    is_retrieval_neck = True  # what embedding.py looks for (a core module cannot import this one)
 
     def __init__(self, in_features: int, embedding_dim: int):
         super().__init__()

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from .. import atomic
 from ..artifacts.run_folder import FEATURE_CACHE_FILE
 from ..data.cache import CachedImageDataset, CachedSplit, reserve
+from ..embedding import head_and_embedding
 from ..network_layout import timm_layout
 from .finetune import StrategyError
 
@@ -68,13 +69,23 @@ class TrainablePart(_Part):
         return m.get_classifier()(self.pre_logits(x))
 
     def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The classifier's input (the pooled features or the retrieval embedding) of the frozen part's output X."""
-        m = timm_layout(self.model)
+        """The classifier's input (the pooled features or the retrieval neck's projection) of the frozen part's
+        output X."""
         if self.linear:
             return x
+        return timm_layout(self.model).forward_head(self._feature_map(x), pre_logits=True)
+
+    def logits_and_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, embedding: embedding.py) of the frozen part's output X, as the whole network gives them."""
+        if self.linear:
+            return timm_layout(self.model).get_classifier()(x), x
+        return head_and_embedding(self.model, self._feature_map(x))
+
+    def _feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        m = timm_layout(self.model)
         for block in m.blocks[self.first_block :]:
             x = block(x)
-        return m.forward_head(m.bn2(m.conv_head(x)), pre_logits=True)
+        return m.bn2(m.conv_head(x))
 
 
 def split_for_feature_cache(model: nn.Module, strategy: str, first_group: int) -> tuple[FrozenPart, TrainablePart]:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..embedding import embedding_dim
+from ..embedding import classifier_layer
 from ..network_layout import timm_layout
 from .features import TrainablePart
 
@@ -51,10 +51,11 @@ class MetricTraining(nn.Module):
 
 
 def with_metric_loss(net: nn.Module, model: nn.Module, num_classes: int, metric_loss: str) -> nn.Module:
-    """What trains: NET itself, or NET wrapped with the margin loss (MODEL: the whole network, for its embedding size)."""
+    """What trains: NET itself, or NET wrapped with the margin loss on the classifier's input (MODEL: the whole network,
+    for that input's width)."""
     if metric_loss == "none":
         return net
-    return MetricTraining(net, num_classes, embedding_dim(model))
+    return MetricTraining(net, num_classes, int(cast(nn.Linear, classifier_layer(model)).in_features))
 
 
 def logits_of(output: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -24,7 +24,7 @@ from ..data.cache import CachedImageDataset, CachedSplit
 from ..data.folder import ImageFolderSplit
 from ..data.provenance import sample_categories, sample_sources
 from ..data.run_split import run_cached_split, run_data_on_disk, run_split
-from ..embedding import classifier_layer, l2_normalise, pooled_features
+from ..embedding import l2_normalise, logits_and_embedding
 from ..errors import LandmarkError
 from .features import split_for_feature_cache
 from .finetune import trainable_groups
@@ -61,9 +61,9 @@ def _through_network(model: nn.Module, cached: CachedSplit, rows: np.ndarray, co
     loader = DataLoader(CachedImageDataset(cached, rows, EvalTransform(config.preprocess)), batch_size=batch_size)
     logits, features = [], []
     for images, _ in tqdm(loader, desc="embedding the run's photos", unit="batch"):
-        f = pooled_features(model, images)
-        logits.append(classifier_layer(model)(f))
-        features.append(f)
+        batch_logits, embedding = logits_and_embedding(model, images)
+        logits.append(batch_logits)
+        features.append(embedding)
     return torch.cat(logits), torch.cat(features)
 
 
@@ -76,9 +76,9 @@ def _through_store(model: nn.Module, config: RunConfig, store: Path, rows: np.nd
     logits, features = [], []
     for start in tqdm(range(0, len(rows), batch_size), desc="embedding the run's photos (cached features)"):
         x = torch.from_numpy(np.ascontiguousarray(frozen_outputs[rows[start : start + batch_size]])).float()
-        f = trainable.pre_logits(x)
-        logits.append(classifier_layer(model)(f))
-        features.append(f)
+        batch_logits, embedding = trainable.logits_and_embedding(x)
+        logits.append(batch_logits)
+        features.append(embedding)
     return torch.cat(logits), torch.cat(features)
 
 
