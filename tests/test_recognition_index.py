@@ -195,9 +195,20 @@ def test_calibration_uses_only_held_out_collections_and_writes_the_operating_poi
     assert set(scores) == {"probability", "similarity", "margin", "probability_x_margin"}
     served = scores["probability_x_margin"]
     assert set(served["false_accepts_by_collection"]) == {"nature_two"}  # only what the fold never saw
+    assert 0 <= served["cross_source_coverage_at_97_precision"] <= 1
     info = json.loads((export / EXPORT_FILE).read_text())
     assert info["operating_points"]["confident"] == served["operating_points"]["confident"]
     assert "held-out" in info["operating_points"]["calibration"]["on"]
     # the server scores as the points were chosen: with the calibrated number of neighbours
     assert report["neighbours"] == info["index"]["neighbours"] == 2
     assert LandmarkService(export / "model.pt", num_threads=1).scorer.neighbours == 2
+
+
+def test_best_coverage_is_the_most_a_threshold_names_at_the_precision():
+    from landmark_lib.research.calibrate import best_coverage
+
+    score = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    correct = np.array([True, True, False, True, False])
+    assert best_coverage(score, correct, 0.75) == 0.8  # the top 4: 3 right of 4
+    assert best_coverage(score, correct, 1.0) == 0.4  # the top 2 only
+    assert best_coverage(score, ~correct, 0.97) == 0.0  # no threshold reaches it
