@@ -24,6 +24,7 @@ LICENSE_NOTE = (
     "CC0), so they were used as third-party material for research and evaluation only; check that your use of the "
     "model fits your own situation."
 )
+DEFAULT_REPO_ID = "OWNER/landmark-tagger"  # the card of an export not pushed anywhere (yet)
 EVAL_DATASET_TYPE = "imagefolder"  # local ImageFolder trees, not Hub datasets: no Hub dataset id is claimed
 
 
@@ -298,6 +299,11 @@ def build_model_card(export_dir: str | Path, repo_id: str) -> ModelCard:
         usage=usage,
         license_note=LICENSE_NOTE,
     )
+
+
+def write_card(export_dir: str | Path, repo_id: str | None = None) -> None:
+    """EXPORT_DIR/README.md from what the folder holds now (export writes it; calibrate rewrites it with its points)."""
+    build_model_card(export_dir, repo_id or DEFAULT_REPO_ID).save(Path(export_dir) / bundle.CARD_FILE)
 
 
 def push_to_hub(

@@ -32,7 +32,7 @@ from ..models.retrieval import has_retrieval_neck
 from ..models.trained import load_trained_model
 from ..predictor import LandmarkPredictor
 from .checks import TOLERANCE, ExportError, check_images
-from .hub import build_model_card, push_to_hub
+from .hub import push_to_hub, write_card
 from .index import write_index
 from .onnx import PIXEL_TOLERANCE, export_onnx, export_onnx_int8
 from .pt2 import export_pt2
@@ -210,7 +210,8 @@ def embedding_record(network: torch.nn.Module) -> dict:
     """export.json's 'embedding': what galleries (landmark_lib/gallery/) compare photos by."""
     return {
         "dim": embedding_dim(network),
-        "what": "the retrieval embedding (GeM, projection, batch norm; trained with a sub-center ArcFace margin), L2-normalised"
+        "what": "the retrieval network's GeM-pooled backbone features (before the projection the classifier reads; "
+        "trained through it with a sub-center ArcFace margin), L2-normalised"
         if has_retrieval_neck(network)
         else "the network's pooled features (the classifier's input), L2-normalised",
         "torchscript": "model.pt forward_batch_with_embedding(images) -> (probabilities, embeddings)",
@@ -335,7 +336,7 @@ def run(args: argparse.Namespace) -> None:
     )
     print("\n".join(summary_lines(info, args.out, evaluated=not args.no_eval)))
     # The card travels with the export (committed defaults, Hub uploads); OWNER/NAME is a placeholder until pushed.
-    build_model_card(args.out, args.push_to_hub or "OWNER/landmark-tagger").save(Path(args.out) / bundle.CARD_FILE)
+    write_card(args.out, args.push_to_hub)
     if info.get("onnx_int8_refused"):  # the fp32 export is complete and servable: a warning, not a failure
         print(f"warning: {info['onnx_int8_refused']} (--require-int8 makes this an error)", file=sys.stderr)
     if args.push_to_hub:

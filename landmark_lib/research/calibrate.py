@@ -29,6 +29,7 @@ from .. import atomic, bundle
 from ..artifacts import export_info
 from ..errors import LandmarkError
 from ..evaluation.operating_points import choose_operating_points, summary
+from ..export.hub import write_card
 from ..export.index import score_queries
 from ..index.score import NEIGHBOURS, SCORES, SERVED_SCORE
 from ..labels import BACKGROUND_CLASS
@@ -224,4 +225,5 @@ def run(args: argparse.Namespace) -> None:
         )
     if args.export_dir:
         write_operating_points(args.export_dir, results[SERVED_SCORE]["operating_points"], args.neighbours)
+        write_card(args.export_dir)  # the card states the operating points
         print(f"wrote the {SERVED_SCORE} operating points into {Path(args.export_dir) / bundle.EXPORT_FILE}")
