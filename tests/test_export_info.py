@@ -78,7 +78,7 @@ def test_the_model_identity_comes_from_the_record_and_the_resolved_hub_commit():
     assert local.name == "default" and local.revision == "sha256:" + info.serving.sha256("model.onnx")[:12]
     assert (
         local.model_sha256 == info.serving.sha256("model.pt")
-        and local.embedding_size == info.serving.embedding_dim == 512
+        and local.embedding_size == info.serving.embedding_dim == 1280
     )
     hub = identify(DEFAULT / "model.pt", "onnx", info, "someone/landmarks", "0123abcd" * 5)
     assert (hub.name, hub.revision, hub.model_sha256) == ("someone/landmarks", "0123abcd" * 5, local.model_sha256)

@@ -20,7 +20,7 @@ from landmark_lib.artifacts import export_info
 from landmark_lib.data.images import ImageLoadError, pil_to_uint8_chw
 from landmark_lib.recognition import DEFAULT_THRESHOLD
 from landmark_lib.runtime import resolve
-from landmark_lib.runtime.photos import Photo, gps_from_exif, read_photo
+from landmark_lib.runtime.photos import Photo, gps_from_exif, model_pixels, read_photo
 from landmark_lib.runtime.resolve import ModelNotFoundError, resolve_model_path
 from landmark_lib.serve.service import LandmarkService
 
@@ -234,7 +234,7 @@ def test_unusable_inputs_raise_clear_errors(service: LandmarkService, tmp_path: 
 
 def test_huge_photo_is_shrunk_before_the_model(service: LandmarkService) -> None:
     big = make_photo(3000, 2000)
-    tensor = service._to_array(big)
+    tensor = model_pixels(big, service.max_short_side)
     assert service.model.preprocess.resize_size <= tensor.shape[1] < 400
     with torch.inference_mode():
         full = service.model(pil_to_uint8_chw(big))  # what the model alone gives for the full-size photo

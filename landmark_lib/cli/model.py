@@ -97,15 +97,20 @@ def add_export(commands) -> None:
     p.add_argument(
         "--target-precision", type=float, default=0.95, help="precision the named landmarks must reach on validation"
     )
+    _max_false_accept(p)
+    add_threads(p)
+    _export_file_arguments(p)
+    _export_hub_arguments(p)
+
+
+def _max_false_accept(p: argparse.ArgumentParser) -> None:
+    """The recognition rule's bound on validation false accepts (export and threshold)."""
     p.add_argument(
         "--max-false-accept",
         type=float,
         default=0.02,
         help="share of the validation no-landmark photos that may be named as a landmark",
     )
-    add_threads(p)
-    _export_file_arguments(p)
-    _export_hub_arguments(p)
 
 
 def _export_file_arguments(p: argparse.ArgumentParser) -> None:
@@ -162,12 +167,7 @@ def add_thresholds(commands) -> None:
         default=[0.99],
         help="precision on named landmark photos; several to compare them",
     )
-    p.add_argument(
-        "--max-false-accept",
-        type=float,
-        default=0.02,
-        help="share of the validation no-landmark photos that may be named as a landmark",
-    )
+    _max_false_accept(p)
     add_threads(p)
     p = command(
         commands,
