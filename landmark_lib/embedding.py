@@ -40,11 +40,10 @@ def head_and_embedding(network: nn.Module, feature_map: torch.Tensor) -> tuple[t
     """(logits [N, C], embedding [N, D], not normalised) of a timm NETWORK's last FEATURE_MAP."""
     timm_network = timm_layout(network)
     head_input = timm_network.forward_head(feature_map, pre_logits=True)
-    neck = getattr(network, "global_pool", None)
+    neck, embedding = getattr(network, "global_pool", None), head_input
     if getattr(neck, "is_retrieval_neck", False):  # its GeM pooling, before the projection
-        gem = cast(nn.Module, getattr(neck, "pool"))  # noqa: B009 - a submodule, typed for mypy
-        return timm_network.get_classifier()(head_input), gem(feature_map)
-    return timm_network.get_classifier()(head_input), head_input
+        embedding = cast(nn.Module, getattr(neck, "pool"))(feature_map)  # noqa: B009 - a submodule, typed for mypy
+    return timm_network.get_classifier()(head_input), embedding
 
 
 def logits_and_embedding(network: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
