@@ -36,3 +36,11 @@ def test_an_old_runs_options_read_back_with_todays_defaults():
 def test_augmentation_defaults_are_the_training_options():
     train = TrainConfig()
     assert asdict(AugmentConfig()) == {name: getattr(train, name) for name in asdict(AugmentConfig())}
+
+
+def test_the_recipe_names_every_changed_option_and_nothing_machine_local():
+    config = TrainConfig(
+        data=["/home/someone/data/world_landmarks"], clip_grad=0.0, hflip=0.0, no_augment=True, cache_dir="/tmp/x"
+    )
+    # a changed option set to 0 (gradient clipping off, no flips) is part of how the run was made
+    assert config.recipe() == ["--data", "world_landmarks", "--clip-grad", "0.0", "--no-augment", "--hflip", "0.0"]

@@ -177,7 +177,7 @@ class TrainConfig:
         argv: list[str] = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in MACHINE_OPTIONS or value == f.default or value in (None, False, []):
+            if f.name in MACHINE_OPTIONS or value == f.default or value is None or value is False or value == []:
                 continue
             argv.append("--" + f.name.replace("_", "-"))
             if value is not True:
