@@ -98,6 +98,14 @@ def best_coverage(score: np.ndarray, correct: np.ndarray, precision: float = CHE
     return float(named[ok].max() / len(order)) if ok.any() else 0.0
 
 
+def _at_points(score: np.ndarray, s: dict[str, np.ndarray], rows: np.ndarray, points: dict) -> dict:
+    """summary() of the ROWS at each operating point."""
+    return {
+        level: summary(score[rows], s["correct"][rows], s["is_landmark"][rows], s["category"][rows], points[level])
+        for level in ("confident", "suggested")
+    }
+
+
 def compare_scores(s: dict[str, np.ndarray]) -> dict:
     """For each score: operating points chosen on held-out negatives + all landmark photos, what they give on the
     cross-source photos and on every held-out collection, GAP on checks (i) + (ii), and AUROC."""
@@ -124,26 +132,8 @@ def compare_scores(s: dict[str, np.ndarray]) -> dict:
         }
         results[kind] = {
             "operating_points": points,
-            "cross_source": {
-                level: summary(
-                    score[xsource],
-                    s["correct"][xsource],
-                    s["is_landmark"][xsource],
-                    s["category"][xsource],
-                    points[level],
-                )
-                for level in ("confident", "suggested")
-            },
-            "held_out_negatives": {
-                level: summary(
-                    score[negatives],
-                    s["correct"][negatives],
-                    s["is_landmark"][negatives],
-                    s["category"][negatives],
-                    points[level],
-                )
-                for level in ("confident", "suggested")
-            },
+            "cross_source": _at_points(score, s, xsource, points),
+            "held_out_negatives": _at_points(score, s, negatives, points),
             "cross_source_coverage_at_97_precision": best_coverage(score[xsource], s["correct"][xsource]),
             "false_accepts_by_collection": by_collection,
             "gap_checks": _gap(score[checks], s["correct"][checks], s["is_landmark"][checks]),
